@@ -1,0 +1,1 @@
+"""Everything Slack and process: the Bolt app, listeners, rendering, delivery, server, config."""

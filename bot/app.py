@@ -1,0 +1,27 @@
+"""The Bolt app: one App, its listeners, nothing else."""
+from __future__ import annotations
+
+from concurrent.futures import Executor
+
+from slack_bolt import App
+
+from bot.listeners import release, vote
+from bot.services import Services
+
+
+def build_app(svc: Services, listener_executor: Executor | None = None) -> App:
+    socket_mode = bool(svc.config.app_token)
+    app = App(
+        client=svc.client,
+        signing_secret=svc.config.signing_secret or "unused-in-socket-mode",
+        # Socket Mode frames are authenticated by the app token, not signed.
+        request_verification_enabled=not socket_mode,
+        # auth.test is called once by `serve` with a readable error instead.
+        token_verification_enabled=False,
+        # ack() returns the HTTP response at once; the listener goes on in a thread.
+        process_before_response=False,
+        **({"listener_executor": listener_executor} if listener_executor else {}),
+    )
+    release.register(app, svc)
+    vote.register(app, svc)
+    return app

@@ -1,0 +1,126 @@
+"""`releasebot serve | migrate | audit REL-n`."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+
+from sqlalchemy.exc import OperationalError
+
+from bot.config import ConfigError, load_config, load_policy
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="releasebot", description="Release management from Slack.")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("serve", help="run the bot (HTTP on $PORT, or Socket Mode when SLACK_APP_TOKEN is set)")
+    sub.add_parser("migrate", help="apply pending database migrations and exit")
+    audit = sub.add_parser("audit", help="print a release's full record as JSON, for auditors")
+    audit.add_argument("release", help="REL-n")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.cmd == "migrate":
+            return _migrate()
+        if args.cmd == "audit":
+            return _audit(args.release)
+        return _serve()
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+
+
+def _database():
+    import os
+
+    from storage.db import DEFAULT_URL, make_engine
+    from storage.migrate import upgrade
+    url = os.environ.get("DATABASE_URL") or DEFAULT_URL
+    try:
+        engine = make_engine(url)
+        upgrade(engine)
+    except OperationalError as exc:
+        raise ConfigError(f"releasebot cannot start: the database at DATABASE_URL cannot be used "
+                          f"({exc.orig}). Check that it is running and the URL is right.") from None
+    except Exception as exc:  # noqa: BLE001 - a bad URL scheme, a missing driver
+        raise ConfigError(f"releasebot cannot start: DATABASE_URL is not usable ({exc}). Use sqlite:///path.db "
+                          "or postgresql://user@host:5432/db.") from None
+    return engine
+
+
+def _migrate() -> int:
+    _database()
+    print("database is at the latest schema")
+    return 0
+
+
+def _audit(ref: str) -> int:
+    from commands.errors import InputError
+    from commands.release import show_release
+    from commands.text import parse_ref
+    from storage.audit import _jsonable
+    engine = _database()
+    try:
+        rec = show_release(engine, parse_ref(ref))
+    except InputError as exc:
+        print(exc.message, file=sys.stderr)
+        return 1
+    out = {"release": rec.release.model_dump(), "votes": [v.model_dump() for v in rec.votes],
+           "audit_trail": [e.model_dump() for e in rec.trail]}
+    print(json.dumps(_jsonable(out), indent=2, default=str))
+    return 0
+
+
+def _serve() -> int:
+    import waitress
+    from slack_sdk.errors import SlackApiError
+
+    from commands.clock import SystemClock
+
+    from bot.app import build_app
+    from bot.scheduler import start_scheduler
+    from bot.server import wsgi_app
+    from bot.services import build_services
+
+    config = load_config()
+    import os
+    policy = load_policy(config.policy_path, required=bool(os.environ.get("RELEASE_POLICY")))
+    engine = _database()
+    svc = build_services(config, engine, SystemClock(), policy)
+    try:
+        svc.client.auth_test()
+    except SlackApiError as exc:
+        if exc.response.get("error") in ("invalid_auth", "not_authed", "account_inactive", "token_revoked"):
+            raise ConfigError(f"releasebot cannot start: Slack rejected SLACK_BOT_TOKEN "
+                              f"({exc.response.get('error')}). Reinstall the app and copy its bot token.") from None
+        logging.warning("auth.test failed (%s); starting anyway, announcements wait in the outbox",
+                        exc.response.get("error"))
+    except OSError as exc:
+        logging.warning("Slack unreachable at start (%s); starting anyway, announcements wait in the outbox", exc)
+    app = build_app(svc)
+    scheduler = start_scheduler(svc)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        if config.app_token:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+            SocketModeHandler(app, config.app_token, web_client=svc.client).start()
+        else:
+            logging.info("releasebot listening on :%s/slack/events", config.port)
+            waitress.serve(wsgi_app(app, engine), host="0.0.0.0", port=config.port, threads=8,
+                           ident="releasebot")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        scheduler.shutdown(wait=True)
+    return 0
+
+
+def _stop(*_args) -> None:
+    # SIGTERM (a deploy, a scale-down) becomes the same orderly exit as Ctrl-C.
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Configuration from the environment, checked once at start-up.
+
+A bad setting ends start-up with one paragraph that says what to set, not a
+traceback: the person reading it is an operator, not the author.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from commands.policy import Policy, PolicyError
+from storage.db import DEFAULT_URL
+
+SLACK_API_DEFAULT = "https://slack.com/api/"
+
+
+class ConfigError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Config:
+    bot_token: str
+    signing_secret: str
+    api_url: str
+    database_url: str
+    release_channel: str
+    policy_path: str
+    port: int
+    app_token: str | None
+    public_url: str | None
+
+
+def load_config(env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    get = lambda k: (env.get(k) or "").strip()  # noqa: E731
+    problems = []
+    token, secret, app_token = get("SLACK_BOT_TOKEN"), get("SLACK_SIGNING_SECRET"), get("SLACK_APP_TOKEN") or None
+    if not token:
+        problems.append("SLACK_BOT_TOKEN is not set (the bot token, xoxb-…, from the app's OAuth & Permissions page)")
+    elif not token.startswith("xoxb-"):
+        problems.append("SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
+    if not secret and not app_token:
+        problems.append("SLACK_SIGNING_SECRET is not set (Basic Information → Signing Secret); it is required "
+                        "unless SLACK_APP_TOKEN selects Socket Mode")
+    if app_token and not app_token.startswith("xapp-"):
+        problems.append("SLACK_APP_TOKEN must be an app-level token starting with xapp-")
+    channel = get("RELEASE_CHANNEL")
+    if not channel:
+        problems.append("RELEASE_CHANNEL is not set (the id of the channel for approval messages, e.g. C0123ABCD)")
+    elif not re.fullmatch(r"[CG][A-Z0-9]{2,}", channel):
+        problems.append(f"RELEASE_CHANNEL '{channel}' is not a channel id; use the id (C…), found under the "
+                        "channel's name → About")
+    api_url = get("SLACK_API_URL") or SLACK_API_DEFAULT
+    if not re.match(r"^https?://[^\s/]+", api_url):
+        problems.append(f"SLACK_API_URL '{api_url}' is not an http(s) URL")
+    if not api_url.endswith("/"):
+        api_url += "/"
+    port_text = get("PORT") or "3000"
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        problems.append(f"PORT '{port_text}' is not a TCP port number")
+    if problems:
+        raise ConfigError("releasebot cannot start: " + "; ".join(problems) + ". Set these in the environment "
+                          "(see README.md, Configuration) and start again.")
+    return Config(bot_token=token, signing_secret=secret, api_url=api_url,
+                  database_url=get("DATABASE_URL") or DEFAULT_URL, release_channel=channel,
+                  policy_path=get("RELEASE_POLICY") or "policy.toml", port=int(port_text), app_token=app_token,
+                  public_url=get("RELEASEBOT_PUBLIC_URL") or None)
+
+
+def load_policy(path: str, *, required: bool) -> Policy:
+    """policy.toml is optional (defaults apply); a path named by RELEASE_POLICY must exist."""
+    p = Path(path)
+    if not p.exists():
+        if required:
+            raise ConfigError(f"releasebot cannot start: RELEASE_POLICY names {path}, which does not exist. "
+                              "Point it at a policy file or unset it to use policy.toml.")
+        return Policy.default()
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"releasebot cannot start: {path} is not valid TOML ({exc}). Fix the file and start "
+                          "again.") from None
+    try:
+        return Policy.from_mapping(data, source=str(path))
+    except PolicyError as exc:
+        raise ConfigError(f"releasebot cannot start: the release policy is invalid: {exc}. Fix the file and "
+                          "start again.") from None

@@ -1,0 +1,1 @@
+"""Bolt listeners: parse, ack, call commands/, render. Nothing slow before ack()."""

@@ -1,0 +1,61 @@
+"""What every listener does after its use case: tell the actor, then let delivery run."""
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from slack_sdk.errors import SlackApiError
+
+from commands.errors import InputError
+from commands.outcome import Outcome
+from commands.text import USAGE
+
+from bot.messages.common import esc
+from bot.messages.release import error_text
+from bot.roles import RoleLookupError
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+OOPS = (":warning: Something went wrong on our side and nothing was changed. "
+        "Try again in a moment; if it keeps happening, tell the bot's operators.")
+
+
+def run(svc: Services, tell: Callable[[str], None], work: Callable[[], Outcome | None],
+        form_of: str | None = None) -> None:
+    """Run a use case and tell the actor what happened, whatever happened.
+
+    Input errors and refusals come back as sentences; anything unexpected is
+    logged with its traceback here and never shown to the user."""
+    try:
+        outcome = work()
+    except InputError as exc:
+        _tell(tell, error_text(exc.message, exc.form or (USAGE.get(form_of) if form_of else None)))
+        return
+    except RoleLookupError as exc:
+        _tell(tell, f":warning: {esc(str(exc))}. Nothing was recorded; try again in a moment.")
+        return
+    except Exception:  # noqa: BLE001 - the user gets a sentence, the log gets the traceback
+        log.exception("use case failed")
+        _tell(tell, OOPS)
+        return
+    if outcome is None:
+        return
+    _tell(tell, esc(outcome.message))
+    if outcome.changed:
+        kick(svc)
+
+
+def kick(svc: Services) -> None:
+    """Send what this change queued now, instead of at the next scheduler tick.
+    Failure is fine: the rows stay in the outbox for the scheduler."""
+    try:
+        svc.delivery.run_once()
+    except Exception:  # noqa: BLE001
+        log.exception("immediate delivery failed; the scheduler will retry")
+
+
+def _tell(tell: Callable[[str], None], text: str) -> None:
+    try:
+        tell(text)
+    except (SlackApiError, OSError) as exc:
+        log.warning("could not answer the user: %s", exc)

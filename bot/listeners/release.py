@@ -1,0 +1,146 @@
+"""`/release …` and the request modal."""
+from __future__ import annotations
+
+import json
+import logging
+
+from slack_bolt import App
+from slack_sdk.errors import SlackApiError
+
+from commands.classification import Answers
+from commands.errors import FieldErrors, InputError
+from commands.outcome import Actor, Outcome
+from commands.release import (accept_misclassification, cancel_release, edit_release, list_releases,
+                              request_release, show_release)
+from commands.request import missing_fields, parse_flags
+from commands.text import USAGE, ParsedCommand, parse_command
+from commands.vote import cast_vote, withdraw_vote
+
+from bot.listeners.common import kick, run
+from bot.messages import modal
+from bot.messages.release import error_text, help_text, list_message, record_message
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def register(app: App, svc: Services) -> None:
+    @app.command("/release")
+    def on_release(ack, body, respond, client):
+        try:
+            cmd = parse_command(body.get("text", ""))
+        except InputError as exc:
+            ack(response_type="ephemeral", text=error_text(exc.message, exc.form))
+            return
+        if cmd.name == "help":
+            ack(response_type="ephemeral", text=help_text())
+            return
+        ack()  # everything below may touch the database or Slack
+
+        def tell(text: str) -> None:
+            respond(text=text, response_type="ephemeral", replace_original=False)
+
+        user = body["user_id"]
+        if cmd.name == "request":
+            _request(svc, cmd, body, tell, client)
+        elif cmd.name in ("show", "list"):
+            _read(svc, cmd, user, respond, tell)
+        else:
+            run(svc, tell, lambda: _change(svc, cmd, user), form_of=cmd.name)
+
+    @app.view(modal.REQUEST_CALLBACK)
+    def on_request_submitted(ack, body, view, client):
+        raw, answers = modal.read_request(view["state"]["values"])
+        meta = json.loads(view.get("private_metadata") or "{}")
+        user = body["user"]["id"]
+        try:
+            # Written before the ack: the modal must stay open to show errors,
+            # and the view id makes a double submit find the release it made.
+            outcome = request_release(svc.db, svc.actor(user), raw, answers, svc.clock, svc.policy,
+                                      request_key=f"view:{view['id']}")
+        except FieldErrors as exc:
+            ack(response_action="errors", errors=modal.field_errors(exc.errors))
+            return
+        ack()
+        run(svc, lambda text: client.chat_postEphemeral(channel=meta.get("channel") or svc.config.release_channel,
+                                                        user=user, text=text), lambda: outcome)
+
+    @app.action(modal.CLASSIFY_ACTION)
+    def on_classification_changed(ack, body, client):
+        ack()
+        view = body["view"]
+        raw, answers = modal.read_request(view["state"]["values"], fill_type=False)
+        channel = json.loads(view.get("private_metadata") or "{}").get("channel", "")
+        try:
+            client.views_update(view_id=view["id"], hash=view.get("hash"),
+                                view=modal.request_modal(svc.policy, raw, answers, channel))
+        except SlackApiError as exc:  # hash_conflict: the user kept typing; their next change redraws it
+            log.info("views.update skipped: %s", exc.response.get("error"))
+
+
+def _request(svc: Services, cmd: ParsedCommand, body: dict, tell, client) -> None:
+    args = dict(cmd.args)
+    user = body["user_id"]
+    try:
+        answers = parse_flags(args.pop("flags")) if "flags" in args else None
+    except FieldErrors as exc:
+        tell(error_text(f"{exc.field}: {exc.errors[exc.field]}", USAGE["request"]))
+        return
+    if args.get("type") and not missing_fields(args):
+        def work() -> Outcome:
+            try:
+                return request_release(svc.db, svc.actor(user), args, answers, svc.clock, svc.policy,
+                                       request_key=f"cmd:{body.get('trigger_id')}")
+            except FieldErrors as exc:
+                raise InputError(f"{exc.field}: {exc.errors[exc.field]}", field=exc.field,
+                                 form=USAGE["request"]) from None
+        run(svc, tell, work)
+        return
+    if not args.get("tz"):
+        args["tz"] = _user_tz(client, user)
+    view = modal.request_modal(svc.policy, args, answers or Answers(), body.get("channel_id", ""))
+    try:
+        client.views_open(trigger_id=body["trigger_id"], view=view)
+    except SlackApiError as exc:
+        log.warning("views.open failed: %s", exc.response.get("error"))
+        tell(":warning: Slack would not open the request form (it must open within 3 seconds). "
+             f"Try again, or give every field in one line: `{USAGE['request']}`")
+
+
+def _user_tz(client, user: str) -> str:
+    try:
+        return client.users_info(user=user)["user"].get("tz") or "UTC"
+    except (SlackApiError, OSError, KeyError):
+        return "UTC"
+
+
+def _read(svc: Services, cmd: ParsedCommand, user: str, respond, tell) -> None:
+    def work():
+        if cmd.name == "show":
+            rec = show_release(svc.db, cmd.release_id)
+            respond(blocks=record_message(rec), text=f"{rec.release.ref}", response_type="ephemeral",
+                    replace_original=False)
+        else:
+            which = cmd.positional[0] if cmd.positional else None
+            releases = list_releases(svc.db, Actor(user), which, svc.clock)
+            respond(blocks=list_message(releases, which), text="Releases", response_type="ephemeral",
+                    replace_original=False)
+    run(svc, tell, work, form_of=cmd.name)
+
+
+def _change(svc: Services, cmd: ParsedCommand, user: str) -> Outcome:
+    actor = svc.actor(user)
+    a, rid = cmd.args, cmd.release_id
+    if cmd.name == "go":
+        return cast_vote(svc.db, actor, rid, "go", svc.clock, note=a.get("note"), role_hint=a.get("role"))
+    if cmd.name == "nogo":
+        return cast_vote(svc.db, actor, rid, "nogo", svc.clock, note=a.get("reason"), role_hint=a.get("role"))
+    if cmd.name == "withdraw":
+        return withdraw_vote(svc.db, actor, rid, svc.clock)
+    if cmd.name == "cancel":
+        return cancel_release(svc.db, actor, rid, a.get("reason", ""), svc.clock)
+    if cmd.name == "edit":
+        return edit_release(svc.db, actor, rid, a, svc.clock, svc.policy)
+    if cmd.name == "accept":
+        return accept_misclassification(svc.db, actor, rid, a.get("reason", ""), svc.clock, svc.policy)
+    raise InputError(f"/release {cmd.name} is not available", form=USAGE["help"])

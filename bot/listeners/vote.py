@@ -1,0 +1,53 @@
+"""The Go and No-go buttons, and the No-go reason modal."""
+from __future__ import annotations
+
+import json
+import logging
+
+from slack_bolt import App
+from slack_sdk.errors import SlackApiError
+
+from commands.vote import cast_vote
+
+from bot.listeners.common import run
+from bot.messages import modal
+from bot.messages.release import GO_ACTION, NOGO_ACTION
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def register(app: App, svc: Services) -> None:
+    def ephemeral(client, channel: str, user: str):
+        return lambda text: client.chat_postEphemeral(channel=channel, user=user, text=text)
+
+    @app.action(GO_ACTION)
+    def on_go(ack, body, action, client):
+        ack()
+        user, channel = body["user"]["id"], body["channel"]["id"]
+        run(svc, ephemeral(client, channel, user),
+            lambda: cast_vote(svc.db, svc.actor(user), int(action["value"]), "go", svc.clock))
+
+    @app.action(NOGO_ACTION)
+    def on_nogo(ack, body, action, client):
+        ack()
+        release_id = int(action["value"])
+        try:
+            client.views_open(trigger_id=body["trigger_id"],
+                              view=modal.nogo_modal(f"REL-{release_id}", release_id, body["channel"]["id"]))
+        except SlackApiError as exc:
+            log.warning("views.open for No-go failed: %s", exc.response.get("error"))
+            ephemeral(client, body["channel"]["id"], body["user"]["id"])(
+                f"Slack would not open the No-go form; use `/release nogo REL-{release_id} reason=\"…\"`.")
+
+    @app.view(modal.NOGO_CALLBACK)
+    def on_nogo_reason(ack, body, view, client):
+        reason = ((view["state"]["values"].get("reason") or {}).get("reason") or {}).get("value") or ""
+        if not reason.strip():
+            ack(response_action="errors", errors={"reason": "A No-go needs a reason."})
+            return
+        ack()
+        meta = json.loads(view.get("private_metadata") or "{}")
+        user = body["user"]["id"]
+        run(svc, ephemeral(client, meta.get("channel") or svc.config.release_channel, user),
+            lambda: cast_vote(svc.db, svc.actor(user), int(meta["release"]), "nogo", svc.clock, note=reason))

@@ -1,0 +1,137 @@
+"""Release messages: the approval message, thread notes, the full record and lists."""
+from __future__ import annotations
+
+from commands.approval import ApprovalStatus
+from commands.release import APPROVED, CANCELLED, LIVE_STATES, ReleaseRecord
+from commands.text import USAGE
+from storage.models import Release
+
+from bot.messages.common import BLOCK_LIMIT, clip, context, date, esc, mention, section
+
+GO_ACTION, NOGO_ACTION = "vote_go", "vote_nogo"
+_STATE_ICON = {"pending": ":hourglass_flowing_sand:", "approved": ":white_check_mark:", "cancelled": ":no_entry_sign:"}
+
+
+def window(r: Release) -> str:
+    return f"{date(r.start_at)} → {date(r.end_at, '{time}')} ({r.duration_minutes} min, planned in {esc(r.tz)})"
+
+
+def type_line(r: Release) -> str:
+    line = f"*Type:* {r.effective_type}"
+    if r.misclassified:
+        if r.misclassification_accepted_by:
+            line += (f" (answers derive {r.derived_type}; {mention(r.misclassification_accepted_by)} accepted "
+                     f"{r.requested_type}: {esc(r.misclassification_reason or '')})")
+        else:
+            line += f" :warning: requested {r.requested_type}, answers derive {r.derived_type}: misclassification"
+    elif not r.classification_answered:
+        line += " (declared by the requester; classification questions not answered)"
+    return line
+
+
+def record_fields(r: Release) -> list[dict]:
+    head = (f"*{r.ref}* · *{esc(r.service)}* `{esc(r.version)}` → {esc(r.environment)}\n"
+            f"{type_line(r)}\n*Window:* {window(r)}\n*Requested by:* {mention(r.requester_id)}")
+    blocks = [section(head), section(f"*Summary*\n{esc(r.summary)}")]
+    extras = [(t, v) for t, v in (("Risk and impact", r.risk), ("Rollback plan", r.rollback_plan),
+                                  ("Links", r.links)) if v]
+    if extras:
+        blocks.append(section("\n".join(f"*{t}:* {esc(v)}" for t, v in extras)))
+    return blocks
+
+
+def roles_block(r: Release, st: ApprovalStatus) -> dict:
+    lines = []
+    for role in st.roles:
+        icon = ":white_check_mark:" if role.filled else ":hourglass_flowing_sand:"
+        who = ", ".join(mention(u) for u in role.goes) or "waiting"
+        lines.append(f"{icon} *{role.role}* {len(role.goes)}/{role.needed}: {who}")
+    for v in st.nogos:
+        lines.append(f":octagonal_sign: *No-go* from {mention(v.voter_id)} ({v.role}): {esc(v.note or '')}")
+    return section("*Required approvals*\n" + "\n".join(lines))
+
+
+def approval_message(r: Release, st: ApprovalStatus) -> tuple[str, list[dict]]:
+    state = r.state
+    if state == "pending" and st.blocked:
+        state = "blocked by No-go"
+    text = f"{r.ref} {r.service} {r.version}: {state}"
+    blocks = [section(f"{_STATE_ICON.get(r.state, '')} *Release {r.ref}: {state}*"), *record_fields(r),
+              roles_block(r, st)]
+    if r.round > 1:
+        blocks.append(context(f"Round {r.round}: votes from earlier rounds no longer count, because the version, "
+                              "scope or window changed."))
+    if r.state in LIVE_STATES:
+        blocks.append({"type": "actions", "block_id": f"vote:{r.id}", "elements": [
+            {"type": "button", "action_id": GO_ACTION, "text": {"type": "plain_text", "text": "Go"},
+             "style": "primary", "value": str(r.id)},
+            {"type": "button", "action_id": NOGO_ACTION, "text": {"type": "plain_text", "text": "No-go"},
+             "style": "danger", "value": str(r.id)},
+        ]})
+    elif r.state == CANCELLED:
+        blocks.append(context(f"Cancelled: {esc(r.cancel_reason or '')}"))
+    return esc(text), blocks
+
+
+NOTES = {
+    "approved": "{ref} is *approved*: every required role said Go and no No-go stands.",
+    "approval_revoked": "{ref} is no longer approved: a No-go or a withdrawn Go reopened the vote.",
+    "cancelled": "{ref} was cancelled: {reason}",
+    "votes_reset": "{ref} changed (version, scope or window). Earlier votes no longer count; please vote again.",
+}
+
+
+def note_text(event: str, r: Release) -> str:
+    template = NOTES.get(event, "{ref}: " + esc(event))
+    return template.format(ref=r.ref, reason=esc(r.cancel_reason or ""))
+
+
+def record_message(rec: ReleaseRecord) -> list[dict]:
+    r = rec.release
+    blocks = [section(f"*{r.ref}*: {r.state}"), *record_fields(r), roles_block(r, rec.status)]
+    votes = [f"round {v.round}: {mention(v.voter_id)} {v.decision} as {v.role} at {date(v.decided_at)}"
+             + (f": {esc(v.note)}" if v.note else "") for v in rec.votes]
+    if votes:
+        blocks.append(section(clip("*Votes*\n" + "\n".join(votes))))
+    lines = [f"{date(e.at)} {mention(e.actor)} *{esc(e.action)}*" + (f": {esc(e.reason)}" if e.reason else "")
+             for e in rec.trail]
+    # Long trails are split over sections; past the block limit, point to the full export.
+    room = BLOCK_LIMIT - len(blocks) - 2
+    chunks, current = [], "*Audit trail*"
+    for line in lines:
+        if len(current) + len(line) + 1 > 2900:
+            chunks.append(current)
+            current = ""
+        current += "\n" + line
+    chunks.append(current)
+    blocks.extend(section(c) for c in chunks[:room])
+    if len(chunks) > room:
+        blocks.append(context(f"Trail shortened; the full record: `releasebot audit {r.ref}`"))
+    return blocks
+
+
+def list_message(releases: list[Release], which: str | None) -> list[dict]:
+    title = f"*Releases ({which})*" if which else "*Latest releases*"
+    if not releases:
+        return [section(f"{title}\nNone.")]
+    lines = [f"*{r.ref}* {esc(r.service)} `{esc(r.version)}` {r.effective_type} · {r.state} · {date(r.start_at)}"
+             for r in releases]
+    return [section(clip(title + "\n" + "\n".join(lines)))]
+
+
+def help_text() -> str:
+    lines = ["*releasebot*: request a release, vote Go/No-go, and keep the audit trail."]
+    lines += [f"• `{esc(form)}`" for form in USAGE.values()]
+    lines.append("`/release request` with no fields opens a form with the classification questions.")
+    return "\n".join(lines)
+
+
+def error_text(message: str, form: str | None) -> str:
+    text = f":warning: {esc(message)}"
+    if form:
+        text += f"\nThe right form: `{esc(form)}`"
+    return text
+
+
+__all__ = ["approval_message", "note_text", "record_message", "list_message", "help_text", "error_text",
+           "APPROVED"]

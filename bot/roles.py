@@ -1,0 +1,62 @@
+"""Who holds which role: policy names users and user groups; groups resolve through Slack.
+
+Group membership is cached briefly. Roles are how real organisations keep
+approvers in sync with their identity provider, so a change there must reach
+the bot within minutes, but one vote must not cost one API call per group.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from commands.clock import Clock
+from commands.policy import Policy
+
+log = logging.getLogger(__name__)
+
+
+class RoleLookupError(Exception):
+    pass
+
+
+class RoleDirectory:
+    def __init__(self, policy: Policy, client: WebClient, clock: Clock, ttl: timedelta = timedelta(minutes=5)):
+        self._policy, self._client, self._clock, self._ttl = policy, client, clock, ttl
+        self._groups: dict[str, tuple[datetime, frozenset[str]]] = {}
+        self._lock = threading.Lock()
+
+    def roles_of(self, user_id: str) -> frozenset[str]:
+        roles = set()
+        for role, members in self._policy.roles.items():
+            for member in members:
+                if member == user_id or (member.startswith("S") and user_id in self._group(member)):
+                    roles.add(role)
+                    break
+        return frozenset(roles)
+
+    def _group(self, group_id: str) -> frozenset[str]:
+        now = self._clock.now()
+        with self._lock:
+            cached = self._groups.get(group_id)
+        if cached and now - cached[0] < self._ttl:
+            return cached[1]
+        try:
+            resp = self._client.usergroups_users_list(usergroup=group_id)
+            users = frozenset(resp.get("users") or [])
+        except SlackApiError as exc:
+            if cached:  # a stale answer beats refusing every approver while Slack hiccups
+                log.warning("usergroups.users.list %s failed (%s); using cached members", group_id, exc)
+                return cached[1]
+            raise RoleLookupError(f"could not look up user group {group_id}: "
+                                  f"{exc.response.get('error', 'error')}") from None
+        except OSError as exc:
+            if cached:
+                return cached[1]
+            raise RoleLookupError(f"could not reach Slack to look up user group {group_id}: {exc}") from None
+        with self._lock:
+            self._groups[group_id] = (now, users)
+        return users

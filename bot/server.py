@@ -1,0 +1,31 @@
+"""HTTP: Slack's events endpoint and a health check, as one WSGI app for waitress."""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+
+def wsgi_app(app: App, db: Engine) -> Callable:
+    slack = SlackRequestHandler(app, path="/slack/events")
+
+    def application(environ, start_response) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/slack/events":
+            return slack(environ, start_response)
+        if path == "/healthz":
+            try:
+                with db.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+                status, body = "200 OK", b"ok\n"
+            except Exception:  # noqa: BLE001 - health checks answer, they do not raise
+                status, body = "503 Service Unavailable", b"database unavailable\n"
+            start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
+            return [body]
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"not found\n"]
+
+    return application

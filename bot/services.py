@@ -1,0 +1,40 @@
+"""The things every listener needs, built once per process."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
+from sqlalchemy.engine import Engine
+
+from commands.clock import Clock
+from commands.outcome import Actor
+from commands.policy import Policy
+
+from bot.config import Config
+from bot.delivery import Delivery
+from bot.roles import RoleDirectory
+
+
+@dataclass
+class Services:
+    config: Config
+    db: Engine
+    clock: Clock
+    policy: Policy
+    client: WebClient
+    roles: RoleDirectory
+    delivery: Delivery
+
+    def actor(self, user_id: str) -> Actor:
+        return Actor(user_id, self.roles.roles_of(user_id))
+
+
+def build_services(config: Config, db: Engine, clock: Clock, policy: Policy) -> Services:
+    # Retries of 429/5xx are the outbox's job (it reschedules instead of blocking a
+    # thread); the client only retries a dropped connection once.
+    client = WebClient(token=config.bot_token, base_url=config.api_url, timeout=10,
+                       retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=1)])
+    return Services(config=config, db=db, clock=clock, policy=policy, client=client,
+                    roles=RoleDirectory(policy, client, clock),
+                    delivery=Delivery(db, client, clock, config.release_channel))

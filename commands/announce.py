@@ -1,0 +1,32 @@
+"""What Slack must be told, queued as outbox rows inside the deciding transaction.
+
+Keys are stable, so the same decision replayed (a retried delivery, a double
+click that slipped through) finds its row already there and posts nothing new.
+The bot renders the rows; nothing here knows Slack.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session
+
+from storage import outbox
+from storage.models import AuditEvent, Release
+
+APPROVAL_MESSAGE = "approval_message"
+THREAD_NOTE = "thread_note"
+
+
+def approval_message(session: Session, release: Release, now: datetime) -> None:
+    outbox.enqueue(session, key=f"approval:{release.id}:post", kind=APPROVAL_MESSAGE, release_id=release.id,
+                   at=now)
+
+
+def approval_update(session: Session, release: Release, now: datetime, cause: AuditEvent) -> None:
+    outbox.enqueue(session, key=f"approval:{release.id}:event:{cause.id}", kind=APPROVAL_MESSAGE,
+                   release_id=release.id, at=now)
+
+
+def note(session: Session, release: Release, event: str, now: datetime, key_suffix: str = "") -> None:
+    outbox.enqueue(session, key=f"note:{release.id}:{event}:{key_suffix}", kind=THREAD_NOTE,
+                   release_id=release.id, payload={"event": event}, at=now)

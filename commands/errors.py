@@ -1,0 +1,28 @@
+"""Errors that carry a sentence a person can act on."""
+from __future__ import annotations
+
+
+class InputError(ValueError):
+    """The input is malformed. Nothing was written.
+
+    `field` names the offending field so a modal can show the error inline.
+    """
+
+    def __init__(self, message: str, field: str | None = None, form: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.form = form
+
+
+class FieldErrors(InputError):
+    """Several fields are wrong at once (a modal submission)."""
+
+    def __init__(self, errors: dict[str, str]):
+        first = next(iter(errors.items()))
+        super().__init__(f"{first[0]}: {first[1]}", field=first[0])
+        self.errors = errors
+
+
+class NotFound(InputError):
+    pass

@@ -1,0 +1,166 @@
+"""Release policy as immutable data.
+
+The defaults are QMS-DEV-PRO-004 §3.7 (types, lead times, approvers), §3.6
+(security for auth/crypto/data/network) and §4.4 step 5 (stabilisation). An
+operator's policy.toml overrides only the keys it sets; a mistake names the
+file, the key and what is wrong, so start-up can refuse to run on a policy
+nobody intended.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from calendars.timeparse import TimeInputError, parse_duration
+
+RELEASE_TYPES = ("major", "minor", "patch", "security", "emergency", "infrastructure")
+ROLES = (
+    "release_manager",
+    "engineering_lead",
+    "qa_lead",
+    "security",
+    "platform_lead",
+    "operations",
+    "cab",
+    "executive",
+)
+ENVIRONMENTS_DEFAULT = ("production", "staging", "qa", "development")
+
+# rank orders how controlled a type is. Choosing a lower rank than the answers
+# derive is the under-controlled misclassification QMS §3.7 calls a non-conformance.
+DEFAULTS: dict[str, Any] = {
+    "types": {
+        "major": {"lead_time": "14d", "stabilisation": "24h", "rank": 6,
+                  "approvers": {"cab": 2, "release_manager": 1, "security": 1}},
+        "minor": {"lead_time": "7d", "stabilisation": "2h", "rank": 2,
+                  "approvers": {"release_manager": 1, "qa_lead": 1}},
+        "patch": {"lead_time": "2d", "stabilisation": "30m", "rank": 1,
+                  "approvers": {"engineering_lead": 1, "qa_lead": 1}},
+        "security": {"lead_time": "4h", "stabilisation": "30m", "rank": 4,
+                     "approvers": {"security": 1, "release_manager": 1}},
+        "emergency": {"lead_time": "1h", "stabilisation": "30m", "rank": 5,
+                      "approvers": {"release_manager": 1, "engineering_lead": 1}},
+        "infrastructure": {"lead_time": "3d", "stabilisation": "24h", "rank": 3,
+                           "approvers": {"platform_lead": 1}},
+    },
+    "roles": {role: [] for role in ROLES},
+    "release": {"default_environment": "production", "environments": list(ENVIRONMENTS_DEFAULT)},
+}
+
+_TYPE_KEYS = {"lead_time", "stabilisation", "rank", "approvers"}
+_SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
+
+
+class PolicyError(ValueError):
+    def __init__(self, source: str, key: str, problem: str):
+        super().__init__(f"{source}: {key}: {problem}")
+        self.source, self.key, self.problem = source, key, problem
+
+
+@dataclass(frozen=True)
+class TypePolicy:
+    name: str
+    lead_time: timedelta
+    stabilisation: timedelta
+    rank: int
+    approvers: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class Policy:
+    types: Mapping[str, TypePolicy]
+    roles: Mapping[str, tuple[str, ...]]  # role -> Slack user ids (U/W) and user group ids (S)
+    default_environment: str
+    environments: tuple[str, ...]
+    source: str = "built-in defaults"
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def type(self, name: str) -> TypePolicy:
+        return self.types[name]
+
+    def role_members(self, role: str) -> tuple[str, ...]:
+        return self.roles.get(role, ())
+
+    @classmethod
+    def default(cls) -> "Policy":
+        return cls.from_mapping({})
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], source: str = "built-in defaults") -> "Policy":
+        merged = _merge(DEFAULTS, data, source)
+        types = {name: _type_policy(name, spec, source) for name, spec in merged["types"].items()}
+        roles = {}
+        for role, members in merged["roles"].items():
+            if role not in ROLES:
+                raise PolicyError(source, f"roles.{role}", f"unknown role; roles are {', '.join(ROLES)}")
+            if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+                raise PolicyError(source, f"roles.{role}", 'must be a list of Slack ids, e.g. ["U012ABC", "S0RELMGRS"]')
+            for m in members:
+                if not _SLACK_ID.match(m):
+                    raise PolicyError(source, f"roles.{role}",
+                                      f"'{m}' is not a Slack user id (U…/W…) or user group id (S…)")
+            roles[role] = tuple(members)
+        rel = merged["release"]
+        envs = rel.get("environments")
+        if not isinstance(envs, list) or not envs or not all(isinstance(e, str) and e for e in envs):
+            raise PolicyError(source, "release.environments", "must be a non-empty list of names")
+        default_env = rel.get("default_environment")
+        if default_env not in envs:
+            raise PolicyError(source, "release.default_environment", f"'{default_env}' is not in release.environments")
+        return cls(types=MappingProxyType(types), roles=MappingProxyType(roles),
+                   default_environment=default_env, environments=tuple(envs), source=source,
+                   raw=MappingProxyType(dict(merged)))
+
+
+def _merge(defaults: Mapping[str, Any], data: Mapping[str, Any], source: str, prefix: str = "") -> dict:
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in defaults.items()}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if key not in defaults:
+            if prefix == "":
+                raise PolicyError(source, path, f"unknown section; sections are {', '.join(defaults)}")
+            if prefix == "types.":
+                raise PolicyError(source, path, f"unknown release type; types are {', '.join(RELEASE_TYPES)}")
+            if prefix.startswith("types.") and prefix.count(".") == 2:
+                raise PolicyError(source, path, f"unknown key; a type takes {', '.join(sorted(_TYPE_KEYS))}")
+            if prefix != "roles.":
+                raise PolicyError(source, path, "unknown key")
+        base = defaults.get(key)
+        # approvers replace the default set wholesale: a merged union would make
+        # it impossible to drop a role a team does not have.
+        if isinstance(base, dict) and key != "approvers":
+            if not isinstance(value, dict):
+                raise PolicyError(source, path, "must be a table")
+            out[key] = _merge(base, value, source, prefix=f"{path}.")
+        else:
+            out[key] = value
+    return out
+
+
+def _type_policy(name: str, spec: Mapping[str, Any], source: str) -> TypePolicy:
+    key = f"types.{name}"
+    durations = {}
+    for dkey in ("lead_time", "stabilisation"):
+        value = spec.get(dkey)
+        if not isinstance(value, str):
+            raise PolicyError(source, f"{key}.{dkey}", 'must be a duration string like "30m", "4h" or "2d"')
+        try:
+            durations[dkey] = parse_duration(value)
+        except TimeInputError as exc:
+            raise PolicyError(source, f"{key}.{dkey}", str(exc)) from None
+    rank = spec.get("rank")
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 0:
+        raise PolicyError(source, f"{key}.rank", "must be a whole number (higher = more controlled)")
+    approvers = spec.get("approvers")
+    if not isinstance(approvers, dict) or not approvers:
+        raise PolicyError(source, f"{key}.approvers", "must be a table like { release_manager = 1, qa_lead = 1 }")
+    for role, count in approvers.items():
+        if role not in ROLES:
+            raise PolicyError(source, f"{key}.approvers.{role}", f"unknown role; roles are {', '.join(ROLES)}")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise PolicyError(source, f"{key}.approvers.{role}", "must be a whole number of people, 1 or more")
+    return TypePolicy(name=name, lead_time=durations["lead_time"], stabilisation=durations["stabilisation"],
+                      rank=rank, approvers=MappingProxyType(dict(approvers)))

@@ -1,0 +1,310 @@
+"""Release use cases: request, edit, cancel, accept a misclassification, show and list.
+
+Each takes the acting user, its input and a clock, and writes the change, its
+audit event and the announcements it causes in one transaction. Slack is told
+later by the delivery loop, from the outbox rows written here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Mapping
+
+from sqlalchemy import or_
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from calendars.timeparse import zone
+from commands import announce
+from commands.approval import ApprovalStatus, CastVote, status
+from commands.classification import Answers, classify, required_roles
+from commands.clock import Clock
+from commands.errors import FieldErrors, InputError, NotFound
+from commands.outcome import Actor, Outcome
+from commands.policy import Policy
+from commands.request import Draft, validate
+from storage import audit
+from storage.db import is_postgres, transaction
+from storage.models import AuditEvent, Release, Vote
+
+PENDING, APPROVED, CANCELLED = "pending", "approved", "cancelled"
+LIVE_STATES = (PENDING, APPROVED)
+
+
+class Refused(Exception):
+    """A rule said no. The refusal itself is audited."""
+
+    def __init__(self, message: str, code: str):
+        super().__init__(message)
+        self.message, self.code = message, code
+
+
+def snapshot(r: Release) -> dict[str, Any]:
+    return {
+        "service": r.service, "version": r.version, "environment": r.environment,
+        "requested_type": r.requested_type, "derived_type": r.derived_type, "effective_type": r.effective_type,
+        "misclassified": r.misclassified, "required_roles": dict(r.required_roles),
+        "start_at": r.start_at, "end_at": r.end_at, "tz": r.tz, "summary": r.summary, "risk": r.risk,
+        "rollback_plan": r.rollback_plan, "links": r.links, "state": r.state, "round": r.round,
+    }
+
+
+def load(session: Session, release_id: int, *, lock: bool = False) -> Release:
+    query = select(Release).where(Release.id == release_id)
+    if lock and is_postgres(session.get_bind()):
+        # Decisions on one release are taken one at a time, so two approvers
+        # clicking together cannot both miss (or both announce) the approval.
+        query = query.with_for_update()
+    release = session.exec(query).first()
+    if release is None:
+        raise NotFound(f"REL-{release_id} does not exist; /release list shows the releases")
+    return release
+
+
+def current_votes(session: Session, release: Release) -> list[Vote]:
+    return list(session.exec(select(Vote).where(Vote.release_id == release.id, Vote.round == release.round)
+                             .order_by(Vote.id)))
+
+
+def approval_of(session: Session, release: Release):
+    votes = current_votes(session, release)
+    return status(release.required_roles, [CastVote(v.voter_id, v.role, v.decision, v.note) for v in votes])
+
+
+def touch(release: Release, now: datetime) -> None:
+    release.revision += 1
+    release.updated_at = now
+
+
+def settle(session: Session, release: Release, actor: str, now: datetime) -> str | None:
+    """Move between pending and approved as the votes now say; announce the move once."""
+    if release.state not in LIVE_STATES:
+        return None
+    approved = approval_of(session, release).approved
+    if approved and release.state == PENDING:
+        before = snapshot(release)
+        release.state = APPROVED
+        release.approval_seq += 1
+        audit.record(session, actor=actor, action="approved", release_id=release.id, at=now,
+                     before=before, after=snapshot(release),
+                     reason="every required role has a Go and no No-go stands")
+        announce.note(session, release, "approved", now, key_suffix=str(release.approval_seq))
+        return "approved"
+    if not approved and release.state == APPROVED:
+        before = snapshot(release)
+        release.state = PENDING
+        audit.record(session, actor=actor, action="approval_revoked", release_id=release.id, at=now,
+                     before=before, after=snapshot(release))
+        announce.note(session, release, "approval_revoked", now, key_suffix=str(release.approval_seq))
+        return "revoked"
+    return None
+
+
+def request_release(db: Engine, actor: Actor, raw: Mapping[str, str | None], answers: Answers | None,
+                    clock: Clock, policy: Policy, request_key: str | None = None) -> Outcome:
+    now = clock.now()
+    draft = validate(raw, answers, policy, now)
+    try:
+        with transaction(db) as session:
+            if request_key:
+                existing = session.exec(select(Release).where(Release.request_key == request_key)).first()
+                if existing:
+                    return Outcome(f"{existing.ref} was already created from this request.", existing)
+            release = _new_release(draft, actor, policy, now, request_key)
+            session.add(release)
+            session.flush()
+            audit.record(session, actor=actor.user_id, action="requested", release_id=release.id, at=now,
+                         after={**snapshot(release), "answers": release.answers,
+                                "classification_answered": release.classification_answered})
+            if release.misclassified:
+                audit.record(session, actor=actor.user_id, action="misclassified", release_id=release.id, at=now,
+                             before={"derived_type": release.derived_type},
+                             after={"requested_type": release.requested_type,
+                                    "effective_type": release.effective_type},
+                             reason=f"requested {release.requested_type} is less controlled than the derived "
+                                    f"{release.derived_type}; {release.derived_type} approvals apply")
+            announce.approval_message(session, release, now)
+    except IntegrityError:
+        # Two deliveries of the same request raced; the other one created it.
+        with transaction(db) as session:
+            existing = session.exec(select(Release).where(Release.request_key == request_key)).first()
+            if existing is None:
+                raise
+            return Outcome(f"{existing.ref} was already created from this request.", existing)
+    msg = f"{release.ref} requested: {release.service} {release.version} as {release.effective_type}."
+    if release.misclassified:
+        msg += (f" The answers make it {release.derived_type}, which is stricter than {release.requested_type}:"
+                f" this is recorded as a misclassification and {release.derived_type} approvals apply"
+                f" unless a release manager accepts it (/release accept {release.ref} reason=…).")
+    return Outcome(msg, release, changed=True)
+
+
+def _new_release(d: Draft, actor: Actor, policy: Policy, now: datetime, request_key: str | None) -> Release:
+    c = classify(policy, d.answers, d.requested_type)
+    return Release(
+        request_key=request_key, service=d.service, version=d.version, environment=d.environment,
+        requested_type=c.requested, derived_type=c.derived, effective_type=c.effective,
+        classification_answered=d.answers is not None,
+        answers=d.answers.as_dict() if d.answers is not None else {},
+        misclassified=c.misclassified, required_roles=c.required_roles,
+        start_at=d.start_at, end_at=d.end_at, tz=d.tz, duration_minutes=int(d.duration.total_seconds() // 60),
+        summary=d.summary, risk=d.risk, rollback_plan=d.rollback, links=d.links,
+        requester_id=actor.user_id, state=PENDING, created_at=now, updated_at=now,
+    )
+
+
+def _refuse(session: Session, release: Release, actor: Actor, action: str, exc: Refused, now: datetime,
+            detail: dict[str, Any] | None = None) -> Outcome:
+    audit.record(session, actor=actor.user_id, action=f"{action}_refused", release_id=release.id, at=now,
+                 after={"code": exc.code, **(detail or {})}, reason=exc.message)
+    return Outcome(exc.message, release, refused=True)
+
+
+def _require_owner_or_manager(release: Release, actor: Actor, what: str) -> None:
+    if actor.user_id != release.requester_id and "release_manager" not in actor.roles:
+        raise Refused(f"Only the requester or a release manager can {what} {release.ref}.", "not_owner")
+
+
+def _require_live(release: Release, what: str) -> None:
+    if release.state not in LIVE_STATES:
+        raise Refused(f"{release.ref} is {release.state}; it can no longer be {what}.", "not_live")
+
+
+def cancel_release(db: Engine, actor: Actor, release_id: int, reason: str, clock: Clock) -> Outcome:
+    reason = (reason or "").strip()
+    if not reason:
+        raise InputError("a cancellation needs a reason", field="reason", form='/release cancel REL-12 reason="…"')
+    now = clock.now()
+    with transaction(db) as session:
+        release = load(session, release_id, lock=True)
+        try:
+            _require_owner_or_manager(release, actor, "cancel")
+            _require_live(release, "cancelled")
+        except Refused as exc:
+            return _refuse(session, release, actor, "cancel", exc, now)
+        before = snapshot(release)
+        release.state, release.cancel_reason = CANCELLED, reason
+        touch(release, now)
+        ev = audit.record(session, actor=actor.user_id, action="cancelled", release_id=release.id, at=now,
+                          before=before, after=snapshot(release), reason=reason)
+        announce.approval_update(session, release, now, ev)
+        announce.note(session, release, "cancelled", now)
+    return Outcome(f"{release.ref} is cancelled.", release, changed=True)
+
+
+def edit_release(db: Engine, actor: Actor, release_id: int, changes: Mapping[str, str], clock: Clock,
+                 policy: Policy) -> Outcome:
+    if not changes:
+        raise InputError("nothing to change", form="/release edit REL-12 version=2.3.2")
+    now = clock.now()
+    with transaction(db) as session:
+        release = load(session, release_id, lock=True)
+        try:
+            _require_owner_or_manager(release, actor, "edit")
+            _require_live(release, "edited")
+        except Refused as exc:
+            return _refuse(session, release, actor, "edit", exc, now)
+        raw = {"service": release.service, "version": release.version, "type": release.requested_type,
+               "env": release.environment, "start": release.start_at.astimezone(zone(release.tz))
+               .strftime("%Y-%m-%d %H:%M"), "tz": release.tz, "duration": f"{release.duration_minutes}m",
+               "summary": release.summary, "risk": release.risk, "rollback": release.rollback_plan,
+               "links": release.links}
+        raw.update({k: v for k, v in changes.items()})
+        try:
+            draft = validate(raw, None, policy, now)
+        except FieldErrors as exc:
+            raise InputError(f"{exc.field}: {exc.errors[exc.field]}", field=exc.field) from None
+        before = snapshot(release)
+        release.version, release.summary = draft.version, draft.summary
+        release.risk, release.rollback_plan, release.links = draft.risk, draft.rollback, draft.links
+        release.start_at, release.end_at, release.tz = draft.start_at, draft.end_at, draft.tz
+        release.duration_minutes = int(draft.duration.total_seconds() // 60)
+        after = snapshot(release)
+        changed = {k for k in after if after[k] != before[k]}
+        if not changed:
+            return Outcome(f"{release.ref} already has those values; nothing changed.", release)
+        # Approvers approved what they saw, not what it became: a new version,
+        # scope or window starts a new round of votes.
+        reset = bool(changed & {"version", "summary", "start_at", "end_at", "tz"})
+        votes_cast = bool(current_votes(session, release))
+        if reset:
+            release.round += 1
+            if release.state == APPROVED:
+                release.state = PENDING
+        touch(release, now)
+        ev = audit.record(session, actor=actor.user_id, action="edited", release_id=release.id, at=now,
+                          before=before, after=snapshot(release),
+                          reason="votes reset: version, scope or window changed" if reset and votes_cast else None)
+        announce.approval_update(session, release, now, ev)
+        if reset and votes_cast:
+            announce.note(session, release, "votes_reset", now, key_suffix=str(release.round))
+    msg = f"{release.ref} updated ({', '.join(sorted(changed))})."
+    if reset and votes_cast:
+        msg += " Earlier votes no longer count; approvers must vote again."
+    return Outcome(msg, release, changed=True)
+
+
+def accept_misclassification(db: Engine, actor: Actor, release_id: int, reason: str, clock: Clock,
+                             policy: Policy) -> Outcome:
+    reason = (reason or "").strip()
+    if not reason:
+        raise InputError("accepting a misclassification needs a written reason", field="reason",
+                         form='/release accept REL-12 reason="…"')
+    now = clock.now()
+    with transaction(db) as session:
+        release = load(session, release_id, lock=True)
+        try:
+            if "release_manager" not in actor.roles:
+                raise Refused("Only a release manager can accept a less-controlled release type.", "not_release_manager")
+            if actor.user_id == release.requester_id:
+                raise Refused("You requested this release, so you cannot accept its classification.", "requester")
+            if not release.misclassified or release.misclassification_accepted_by:
+                raise Refused(f"{release.ref} has no open misclassification to accept.", "nothing_to_accept")
+            _require_live(release, "reclassified")
+        except Refused as exc:
+            return _refuse(session, release, actor, "accept_misclassification", exc, now)
+        before = snapshot(release)
+        answers = Answers(**release.answers) if release.classification_answered else None
+        release.effective_type = release.requested_type
+        release.required_roles = required_roles(policy, release.requested_type, answers)
+        release.misclassification_accepted_by, release.misclassification_reason = actor.user_id, reason
+        touch(release, now)
+        ev = audit.record(session, actor=actor.user_id, action="misclassification_accepted",
+                          release_id=release.id, at=now, before=before, after=snapshot(release), reason=reason)
+        settle(session, release, actor.user_id, now)
+        announce.approval_update(session, release, now, ev)
+    return Outcome(f"{release.ref} now follows {release.effective_type} approvals; your reason is recorded.",
+                   release, changed=True)
+
+
+@dataclass(frozen=True)
+class ReleaseRecord:
+    release: Release
+    status: ApprovalStatus  # of the current round
+    votes: list[Vote]  # every round, oldest first
+    trail: list[AuditEvent]
+
+
+def show_release(db: Engine, release_id: int) -> ReleaseRecord:
+    with Session(db, expire_on_commit=False) as session:
+        release = load(session, release_id)
+        votes = list(session.exec(select(Vote).where(Vote.release_id == release.id).order_by(Vote.id)))
+        return ReleaseRecord(release, approval_of(session, release), votes, audit.trail(session, release.id))
+
+
+def list_releases(db: Engine, actor: Actor, which: str | None, clock: Clock, limit: int = 20) -> list[Release]:
+    now = clock.now()
+    query = select(Release)
+    if which == "pending":
+        query = query.where(Release.state == PENDING).order_by(Release.start_at)
+    elif which == "upcoming":
+        query = query.where(Release.state.in_(LIVE_STATES), Release.end_at >= now).order_by(Release.start_at)
+    elif which == "mine":
+        voted = select(Vote.release_id).where(Vote.voter_id == actor.user_id)
+        query = query.where(or_(Release.requester_id == actor.user_id, Release.id.in_(voted))) \
+                     .order_by(Release.id.desc())
+    else:
+        query = query.order_by(Release.id.desc())
+    with Session(db, expire_on_commit=False) as session:
+        return list(session.exec(query.limit(limit)))

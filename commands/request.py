@@ -1,0 +1,102 @@
+"""Turning what a requester typed (modal or one line) into a valid draft, or saying exactly what is wrong."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Mapping
+
+from calendars.timeparse import (DURATION_FORM, START_FORM, TimeInputError, parse_duration, parse_local,
+                                 zone)
+from commands.classification import FLAG_TO_KEY, Answers
+from commands.errors import FieldErrors
+from commands.policy import RELEASE_TYPES, Policy
+
+REQUIRED = ("service", "version", "type", "start", "tz", "duration", "summary")
+_SERVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+_LIMITS = {"version": 200, "summary": 2000, "risk": 2000, "rollback": 2000, "links": 2000}
+# A start a moment ago is someone typing "now"; an hour ago is a mistake.
+_PAST_GRACE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Draft:
+    service: str
+    version: str
+    requested_type: str
+    environment: str
+    start_at: datetime
+    duration: timedelta
+    tz: str
+    summary: str
+    risk: str | None
+    rollback: str | None
+    links: str | None
+    answers: Answers | None  # None: a one-line request that declared a type without answering
+
+    @property
+    def end_at(self) -> datetime:
+        return self.start_at + self.duration
+
+
+def missing_fields(raw: Mapping[str, str | None]) -> list[str]:
+    return [f for f in REQUIRED if not (raw.get(f) or "").strip()]
+
+
+def parse_flags(text: str) -> Answers:
+    keys = []
+    for flag in filter(None, (f.strip().lower() for f in text.split(","))):
+        if flag not in FLAG_TO_KEY:
+            raise FieldErrors({"flags": f"'{flag}' is not a classification flag; flags are "
+                                        f"{', '.join(FLAG_TO_KEY)}"})
+        keys.append(FLAG_TO_KEY[flag])
+    return Answers.from_keys(keys)
+
+
+def validate(raw: Mapping[str, str | None], answers: Answers | None, policy: Policy, now: datetime) -> Draft:
+    """Every wrong field at once, keyed by field name, so a modal can show them all inline."""
+    get = lambda k: (raw.get(k) or "").strip()  # noqa: E731
+    errors: dict[str, str] = {}
+    for f in REQUIRED:
+        if not get(f):
+            errors[f] = "is required"
+    service, version, rtype = get("service"), get("version"), get("type").lower()
+    if service and not _SERVICE.match(service):
+        errors["service"] = "use letters, digits, '.', '_' or '-' (at most 80), e.g. payments-api"
+    if version and any(c.isspace() for c in version):
+        errors["version"] = "a version or artifact reference has no spaces, e.g. 2.3.1 or ghcr.io/acme/pay@sha256:…"
+    if rtype and rtype not in RELEASE_TYPES:
+        errors["type"] = f"'{rtype}' is not a release type; types are {', '.join(RELEASE_TYPES)}"
+    env = get("env") or policy.default_environment
+    if env not in policy.environments:
+        errors["env"] = f"'{env}' is not an environment; environments are {', '.join(policy.environments)}"
+    for f, limit in _LIMITS.items():
+        if len(get(f)) > limit:
+            errors[f] = f"is too long ({len(get(f))} characters; at most {limit})"
+    tz = get("tz")
+    if tz:
+        try:
+            zone(tz)
+        except TimeInputError as exc:
+            errors["tz"] = str(exc)
+    start_at = None
+    if get("start") and "tz" not in errors and tz:
+        try:
+            start_at = parse_local(get("start"), tz)
+            if start_at < now - _PAST_GRACE:
+                errors["start"] = f"{get('start')} {tz} is in the past; use {START_FORM}"
+        except TimeInputError as exc:
+            errors["start"] = str(exc)
+    duration = None
+    if get("duration"):
+        try:
+            duration = parse_duration(get("duration"))
+            if duration > timedelta(days=14):
+                errors["duration"] = "a deployment window longer than 14 days is not a window; split the release"
+        except TimeInputError:
+            errors["duration"] = f"'{get('duration')}' is not {DURATION_FORM}"
+    if errors:
+        raise FieldErrors(errors)
+    return Draft(service=service, version=version, requested_type=rtype, environment=env, start_at=start_at,
+                 duration=duration, tz=tz, summary=get("summary"), risk=get("risk") or None,
+                 rollback=get("rollback") or None, links=get("links") or None, answers=answers)

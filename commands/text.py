@@ -1,0 +1,107 @@
+"""The `/release …` command line: tokens, key=value pairs and the right form for each subcommand."""
+from __future__ import annotations
+
+import html
+import re
+import shlex
+from dataclasses import dataclass, field
+
+from commands.errors import InputError
+
+USAGE: dict[str, str] = {
+    "request": '/release request service=payments version=2.3.1 type=minor start="2026-12-01 14:00" '
+               'tz=Europe/London duration=60m summary="Add refunds" '
+               "[env=production] [flags=feature,sensitive,…] [risk=…] [rollback=…] [links=…]",
+    "go": "/release go REL-12 [note=…] [role=qa_lead]",
+    "nogo": '/release nogo REL-12 reason="…" [role=qa_lead]',
+    "withdraw": "/release withdraw REL-12",
+    "show": "/release show REL-12",
+    "list": "/release list [pending|upcoming|mine]",
+    "cancel": '/release cancel REL-12 reason="…"',
+    "edit": '/release edit REL-12 [version=…] [summary="…"] [start="YYYY-MM-DD HH:MM"] [tz=…] [duration=…] '
+            "[risk=…] [rollback=…] [links=…]",
+    "accept": '/release accept REL-12 reason="…"   (release manager accepts a less-controlled type)',
+    "help": "/release help",
+}
+
+_KEYS: dict[str, set[str]] = {
+    "request": {"service", "version", "type", "start", "tz", "duration", "summary", "env", "environment",
+                "flags", "risk", "rollback", "links"},
+    "go": {"note", "role"},
+    "nogo": {"reason", "role"},
+    "withdraw": set(),
+    "show": set(),
+    "list": set(),
+    "cancel": {"reason"},
+    "edit": {"version", "summary", "start", "tz", "duration", "risk", "rollback", "links"},
+    "accept": {"reason"},
+    "help": set(),
+}
+_NEEDS_REF = {"go", "nogo", "withdraw", "show", "cancel", "edit", "accept"}
+_REF = re.compile(r"^(?:REL-)?(\d{1,9})$", re.IGNORECASE)
+_QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'"})
+
+
+@dataclass(frozen=True)
+class ParsedCommand:
+    name: str
+    release_id: int | None = None
+    args: dict[str, str] = field(default_factory=dict)
+    positional: tuple[str, ...] = ()
+
+
+def parse_command(text: str) -> ParsedCommand:
+    # Slack sends &, <, > escaped; we store what the person actually typed.
+    # Phones turn straight quotes into curly ones; treat them the same.
+    text = html.unescape(text or "").translate(_QUOTES).strip()
+    if not text:
+        return ParsedCommand("help")
+    try:
+        tokens = shlex.split(text)
+    except ValueError:
+        raise InputError("a quote is not closed; put values with spaces in matching quotes, "
+                         'like summary="Add refunds"') from None
+    name = tokens[0].lower()
+    if name not in USAGE:
+        raise InputError(f"'{tokens[0]}' is not a /release command; try one of: {', '.join(USAGE)}",
+                         form=USAGE["help"])
+    form = USAGE[name]
+    args: dict[str, str] = {}
+    positional: list[str] = []
+    for tok in tokens[1:]:
+        key, eq, value = tok.partition("=")
+        if eq:
+            key = key.strip().lower()
+            if key not in _KEYS[name]:
+                allowed = ", ".join(sorted(_KEYS[name])) or "none"
+                raise InputError(f"'{key}' is not a field of /release {name} (fields: {allowed})",
+                                 field=key, form=form)
+            if key in args:
+                raise InputError(f"'{key}' is given twice", field=key, form=form)
+            args[key] = value.strip()
+        else:
+            positional.append(tok)
+    release_id = None
+    if name in _NEEDS_REF:
+        if not positional:
+            raise InputError(f"/release {name} needs a release id like REL-12", form=form)
+        m = _REF.match(positional.pop(0))
+        if not m:
+            raise InputError("a release id looks like REL-12", form=form)
+        release_id = int(m.group(1))
+    if name == "list":
+        if len(positional) > 1 or (positional and positional[0].lower() not in {"pending", "upcoming", "mine"}):
+            raise InputError("list takes pending, upcoming or mine", form=form)
+        positional = [p.lower() for p in positional]
+    elif positional:
+        raise InputError(f"'{positional[0]}' is not understood here; values are given as key=value", form=form)
+    if "environment" in args:
+        args.setdefault("env", args.pop("environment"))
+    return ParsedCommand(name, release_id, args, tuple(positional))
+
+
+def parse_ref(text: str) -> int:
+    m = _REF.match(text.strip())
+    if not m:
+        raise InputError("a release id looks like REL-12")
+    return int(m.group(1))

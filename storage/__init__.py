@@ -1,0 +1,1 @@
+"""Persistence: tables, engine/session set-up, migrations, audit log and outbox."""

@@ -1,0 +1,139 @@
+"""Tables. Every timestamp is stored as UTC; zone names sit beside local rules."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC in, aware UTC out, on SQLite (which has no zones) and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Optional[datetime], dialect) -> Optional[datetime]:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Optional[datetime], dialect) -> Optional[datetime]:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(sa_column=Column(UTCDateTime(), **kw))
+
+
+def _json(**kw: Any) -> Any:
+    return Field(default_factory=dict, sa_column=Column(JSON, nullable=False, **kw))
+
+
+def _text(nullable: bool = True) -> Any:
+    return Field(default=None if nullable else "", sa_column=Column(Text, nullable=nullable))
+
+
+class Release(SQLModel, table=True):
+    __tablename__ = "release"
+    __table_args__ = (Index("ix_release_window", "start_at", "end_at"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    # Slack's trigger_id / view id of the request that created it: a retried
+    # delivery or a double submit finds the release it already made.
+    request_key: Optional[str] = Field(default=None, unique=True, max_length=255)
+    service: str = Field(index=True, max_length=120)
+    version: str = Field(max_length=200)
+    environment: str = Field(index=True, max_length=60)
+    requested_type: str = Field(max_length=20)
+    derived_type: str = Field(max_length=20)
+    effective_type: str = Field(max_length=20)
+    classification_answered: bool = True
+    answers: dict = _json()
+    misclassified: bool = False
+    misclassification_accepted_by: Optional[str] = Field(default=None, max_length=40)
+    misclassification_reason: Optional[str] = _text()
+    required_roles: dict = _json()
+    start_at: datetime = _ts(nullable=False)
+    end_at: datetime = _ts(nullable=False)
+    tz: str = Field(max_length=64)
+    duration_minutes: int
+    summary: str = _text(nullable=False)
+    risk: Optional[str] = _text()
+    rollback_plan: Optional[str] = _text()
+    links: Optional[str] = _text()
+    requester_id: str = Field(index=True, max_length=40)
+    state: str = Field(index=True, max_length=20)
+    # Votes belong to a round; a change to version, scope or window starts a
+    # new round so earlier votes no longer count (stale-approval dismissal).
+    round: int = 1
+    approval_seq: int = 0
+    revision: int = 0  # bumped on every change; becomes the ICS SEQUENCE
+    cancel_reason: Optional[str] = _text()
+    channel_id: Optional[str] = Field(default=None, max_length=40)
+    message_ts: Optional[str] = Field(default=None, max_length=40)
+    created_at: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)
+
+    @property
+    def ref(self) -> str:
+        return f"REL-{self.id}"
+
+
+class Vote(SQLModel, table=True):
+    __tablename__ = "vote"
+    # One row per person per round: the database, not the handler, makes a
+    # double click or a retried delivery a no-op, and stops one person
+    # filling two roles.
+    __table_args__ = (UniqueConstraint("release_id", "round", "voter_id", name="uq_vote_person_round"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="release.id", index=True)
+    round: int
+    voter_id: str = Field(max_length=40)
+    role: str = Field(max_length=40)
+    decision: str = Field(max_length=12)  # go | nogo | withdrawn
+    note: Optional[str] = _text()
+    decided_at: datetime = _ts(nullable=False)
+
+
+class AuditEvent(SQLModel, table=True):
+    __tablename__ = "audit_event"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    release_id: Optional[int] = Field(default=None, foreign_key="release.id", index=True)
+    actor: str = Field(max_length=80)
+    action: str = Field(index=True, max_length=60)
+    at: datetime = _ts(nullable=False)
+    reason: Optional[str] = _text()
+    before: dict = _json()
+    after: dict = _json()
+
+
+class Outbox(SQLModel, table=True):
+    """Something Slack must be told, written with the decision that caused it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_pending", "sent_at", "due_at"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=255)  # stable: a replay hits the constraint
+    release_id: Optional[int] = Field(default=None, foreign_key="release.id", index=True)
+    kind: str = Field(max_length=40)
+    payload: dict = _json()
+    created_at: datetime = _ts(nullable=False)
+    due_at: datetime = _ts(nullable=False)
+    attempts: int = 0
+    claimed_until: Optional[datetime] = _ts(nullable=True)
+    claim_token: Optional[str] = Field(default=None, max_length=64)
+    sent_at: Optional[datetime] = _ts(nullable=True)
+    last_error: Optional[str] = _text()

@@ -1,0 +1,200 @@
+"""Shared fixtures: a real database (SQLite file, or PostgreSQL when
+RELEASEBOT_TEST_DATABASE_URL names one), a fixed clock, the Slack emulator,
+and the real bot served over HTTP by waitress on a free port."""
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import text
+
+from commands.clock import FixedClock
+from commands.outcome import Actor
+from commands.policy import Policy
+from storage.db import make_engine, normalise_url
+from storage.migrate import upgrade
+
+PG_URL = os.environ.get("RELEASEBOT_TEST_DATABASE_URL", "")
+TABLES = ("vote", "audit_event", "outbox", "release")
+SIGNING_SECRET = "test-signing-secret"
+CHANNEL = "C0RELEASES"
+START = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)  # a Monday
+
+# Everyone has one role, but two CAB members and a QA lead reachable only through a user group.
+ROLES = {
+    "release_manager": ["U0RM"],
+    "engineering_lead": ["U0EL"],
+    "qa_lead": ["U0QA", "S0QALEADS"],
+    "security": ["U0SEC"],
+    "platform_lead": ["U0PL"],
+    "operations": ["U0OPS"],
+    "cab": ["U0CAB1", "U0CAB2", "U0CAB3"],
+    "executive": ["U0EXEC"],
+}
+QA_GROUP_MEMBERS = ["U0QAGROUP"]
+
+
+def actor(user_id: str) -> Actor:
+    roles = frozenset(r for r, members in ROLES.items() if user_id in members)
+    if user_id in QA_GROUP_MEMBERS:
+        roles |= {"qa_lead"}
+    return Actor(user_id, roles)
+
+
+@pytest.fixture
+def policy() -> Policy:
+    return Policy.from_mapping({"roles": ROLES}, source="test policy")
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(START)
+
+
+@pytest.fixture(scope="session")
+def _database_template(tmp_path_factory):
+    if PG_URL:
+        admin = make_engine(PG_URL)
+        name = f"releasebot_test_{uuid.uuid4().hex[:8]}"
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = normalise_url(PG_URL).rsplit("/", 1)[0] + f"/{name}"
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        yield url
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    else:
+        path = tmp_path_factory.mktemp("template") / "template.db"
+        engine = make_engine(f"sqlite:///{path}")
+        upgrade(engine)
+        engine.dispose()
+        yield str(path)
+
+
+@pytest.fixture
+def db_url(_database_template, tmp_path) -> str:
+    if PG_URL:
+        engine = make_engine(_database_template)
+        with engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+        engine.dispose()
+        return _database_template
+    path = tmp_path / "releasebot.db"
+    shutil.copy(_database_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def db(db_url):
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def emulator():
+    from slack_emulator import SlackEmulator
+    emu = SlackEmulator().start()
+    emu.user_groups["S0QALEADS"] = list(QA_GROUP_MEMBERS)
+    yield emu
+    emu.stop()
+
+
+class TrackingExecutor(ThreadPoolExecutor):
+    """Bolt runs listeners here after ack(); tests wait for it to go idle
+    instead of sleeping and hoping the work is done."""
+
+    def __init__(self):
+        super().__init__(max_workers=8)
+        self._pending = 0
+        self._cond = threading.Condition()
+
+    def submit(self, fn, /, *args, **kwargs):
+        with self._cond:
+            self._pending += 1
+        future = super().submit(fn, *args, **kwargs)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _future):
+        with self._cond:
+            self._pending -= 1
+            self._cond.notify_all()
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._pending == 0, timeout):
+                raise AssertionError(f"listeners still running after {timeout}s")
+
+
+class RunningBot:
+    """The real app, served over HTTP, with its services exposed for assertions."""
+
+    def __init__(self, svc, server, thread, slack, emulator, executor):
+        self.svc, self.server, self.thread, self.slack, self.emulator = svc, server, thread, slack, emulator
+        self.executor = executor
+
+    def idle(self) -> None:
+        """Wait until every listener has finished its after-ack work."""
+        self.executor.wait_idle()
+
+    def command(self, text: str, user: str, **kw):
+        response = self.slack.command(text, user=user, **kw)
+        self.idle()
+        return response
+
+    def click(self, action_id: str, value: str, user: str, **kw):
+        response = self.slack.block_action(action_id, value, user=user, **kw)
+        self.idle()
+        return response
+
+    def submit(self, callback_id: str, values: dict, user: str, **kw):
+        response = self.slack.view_submission(callback_id, values, user=user, **kw)
+        self.idle()
+        return response
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.effective_port}"
+
+    def deliver(self) -> int:
+        """What the scheduler's tick does, on demand."""
+        return self.svc.delivery.run_once()
+
+
+def start_bot(db, clock, policy, emulator, env_overrides=None) -> RunningBot:
+    import waitress
+
+    from bot.app import build_app
+    from bot.config import load_config
+    from bot.server import wsgi_app
+    from bot.services import build_services
+    from slack_client import SlackClient
+
+    env = {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+           "SLACK_API_URL": emulator.api_url, "RELEASE_CHANNEL": CHANNEL, **(env_overrides or {})}
+    svc = build_services(load_config(env), db, clock, policy)
+    executor = TrackingExecutor()
+    server = waitress.create_server(wsgi_app(build_app(svc, executor), db), host="127.0.0.1", port=0, threads=8)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    slack = SlackClient(f"http://127.0.0.1:{server.effective_port}", SIGNING_SECRET, emulator=emulator)
+    return RunningBot(svc, server, thread, slack, emulator, executor)
+
+
+@pytest.fixture
+def bot(db, clock, policy, emulator):
+    running = start_bot(db, clock, policy, emulator)
+    yield running
+    running.slack.close()
+    running.server.close()
+    running.thread.join(timeout=5)
+    running.executor.shutdown(wait=True)

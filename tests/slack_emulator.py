@@ -1,0 +1,388 @@
+"""A local stand-in for Slack's Web API, answering the way Slack does.
+
+Point the bot at it with SLACK_API_URL=emu.api_url. Everything it receives is
+recorded in `calls`, and failures (rate limits, 5xx, Slack error codes) can be
+queued with `fail_next` to exercise the bot's error handling.
+
+Standard library only, so it cannot drift with the SDK under test.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import itertools
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+# Form-encoded requests carry structured fields as JSON strings; Slack decodes them.
+_JSON_FIELDS = ("blocks", "attachments", "view")
+_CHANNEL_PREFIXES = ("C", "G", "D")
+
+
+@dataclass
+class Call:
+    method: str  # API method, or "response_url"
+    args: dict  # request body (token removed), structured fields decoded
+    token: str | None
+    status: int  # HTTP status returned
+    response: dict  # JSON body returned
+    at: float  # time.time() when received
+    injected: bool = False  # True when the answer came from fail_next
+    response_url_name: str | None = None  # the `name` given to response_url()
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200 and bool(self.response.get("ok"))
+
+
+@dataclass
+class _Failure:
+    status: int
+    error: str | None
+    retry_after: int | None
+
+
+class _SlackError(Exception):
+    """Raised by method handlers; becomes HTTP 200 {"ok": false, "error": ...}."""
+
+
+def _require_channel(args: dict) -> str:
+    channel = str(args.get("channel") or "")
+    if not channel.startswith(_CHANNEL_PREFIXES):
+        raise _SlackError("channel_not_found")
+    return channel
+
+
+def _require_text(args: dict) -> None:
+    if not (args.get("text") or args.get("blocks") or args.get("attachments")):
+        raise _SlackError("no_text")
+
+
+class SlackEmulator:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        self.host = host
+        self.port = port
+        self.calls: list[Call] = []
+        self.user_groups: dict[str, list[str]] = {}
+        self.valid_tokens: set[str] = {"xoxb-test"}
+        self.messages: dict[tuple[str, str], dict] = {}
+        self._failures: dict[str, list[_Failure]] = {}
+        # One condition guards all state and wakes wait_for() on every recorded call.
+        self._cond = threading.Condition()
+        self._ts_counter = itertools.count(1)
+        self._view_counter = itertools.count(1)
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._methods = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._chat_post_message,
+            "chat.update": self._chat_update,
+            "chat.postEphemeral": self._chat_post_ephemeral,
+            "views.open": self._views_open,
+            "views.push": self._views_open,  # same contract: trigger_id + view -> new view
+            "views.update": self._views_update,
+            "usergroups.users.list": self._usergroups_users_list,
+            "users.info": self._users_info,
+            "conversations.info": self._conversations_info,
+        }
+
+    # ---- lifecycle -------------------------------------------------------
+
+    def start(self) -> SlackEmulator:
+        self._server = ThreadingHTTPServer((self.host, self.port), _Handler)
+        self._server.emulator = self  # type: ignore[attr-defined]
+        self.port = self._server.server_address[1]
+        # A short poll interval keeps stop() (which waits for the next poll) fast in per-test fixtures.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="slack-emulator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(timeout=5)
+            self._server = self._thread = None
+
+    def __enter__(self) -> SlackEmulator:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.port}/api/"
+
+    def response_url(self, name: str = "r") -> str:
+        return f"http://{self.host}:{self.port}/response/{quote(name, safe='')}"
+
+    # ---- test controls ---------------------------------------------------
+
+    def calls_to(self, method: str) -> list[Call]:
+        with self._cond:
+            return [c for c in self.calls if c.method == method]
+
+    def fail_next(
+        self,
+        method: str,
+        n: int = 1,
+        *,
+        status: int = 200,
+        error: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        """Make the next `n` calls to `method` ("*" = any method) fail."""
+        if status == 200 and not error:
+            raise ValueError("a status-200 failure needs an error code, e.g. error='channel_not_found'")
+        with self._cond:
+            self._failures.setdefault(method, []).extend(_Failure(status, error, retry_after) for _ in range(n))
+
+    def reset(self) -> None:
+        # Clear in place so references held by tests stay live.
+        with self._cond:
+            self.calls.clear()
+            self._failures.clear()
+            self.messages.clear()
+            self._ts_counter = itertools.count(1)
+
+    def wait_for(self, method: str, count: int = 1, timeout: float = 5.0) -> list[Call]:
+        """Block until `count` successful calls to `method` were recorded; return them."""
+
+        def successful() -> list[Call]:
+            return [c for c in self.calls if c.method == method and c.ok]
+
+        with self._cond:
+            if self._cond.wait_for(lambda: len(successful()) >= count, timeout=timeout):
+                return successful()
+            summary = "\n".join(
+                f"  {c.method} -> {c.status} {c.response.get('error') or ''}{' (injected)' if c.injected else ''}"
+                for c in self.calls
+            )
+            raise AssertionError(
+                f"expected {count} successful {method} call(s) within {timeout}s, "
+                f"got {len(successful())}. Recorded calls:\n{summary or '  (none)'}"
+            )
+
+    # ---- request handling (called from server threads) -------------------
+
+    def _handle(
+        self, path: str, token: str | None, args: dict | None, parse_error: str | None
+    ) -> tuple[int, dict, dict, str | None]:
+        """Record and answer one request. Returns (status, extra headers, JSON body, text body or None)."""
+        at = time.time()
+        args = args or {}
+        url_name = None
+        if path.startswith("/api/"):
+            method = path[len("/api/"):]
+        elif path.startswith("/response/"):
+            method, url_name = "response_url", unquote(path[len("/response/"):])
+        else:
+            method = path
+
+        with self._cond:
+            failure = self._pop_failure(method)
+            extra_headers: dict = {}
+            text_body = None
+            if failure:
+                status, body, extra_headers = self._failure_response(failure)
+            elif method == "response_url":
+                # Slack's response_url answers with plain text, not JSON.
+                status, body = (400, {"ok": False, "error": "invalid_payload"}) if parse_error else (200, {"ok": True})
+                text_body = "invalid_payload" if parse_error else "ok"
+            else:
+                status, body = 200, self._dispatch(method, token, args, parse_error)
+            self.calls.append(Call(method, args, token, status, body, at, bool(failure), url_name))
+            self._cond.notify_all()
+        return status, extra_headers, body, text_body
+
+    def _pop_failure(self, method: str) -> _Failure | None:
+        for key in (method, "*"):
+            queue = self._failures.get(key)
+            if queue:
+                return queue.pop(0)
+        return None
+
+    @staticmethod
+    def _failure_response(f: _Failure) -> tuple[int, dict, dict]:
+        if f.status == 429:
+            retry_after = 1 if f.retry_after is None else f.retry_after
+            return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)}
+        if f.status == 200:
+            return 200, {"ok": False, "error": f.error}, {}
+        default = "service_unavailable" if f.status == 503 else "internal_error"
+        return f.status, {"ok": False, "error": f.error or default}, {}
+
+    def _dispatch(self, method: str, token: str | None, args: dict, parse_error: str | None) -> dict:
+        handler = self._methods.get(method)
+        if handler is None:
+            return {"ok": False, "error": "unknown_method"}
+        if not token:
+            return {"ok": False, "error": "not_authed"}
+        if token not in self.valid_tokens:
+            return {"ok": False, "error": "invalid_auth"}
+        if parse_error:
+            return {"ok": False, "error": parse_error}
+        try:
+            return {"ok": True, **handler(args)}
+        except _SlackError as e:
+            return {"ok": False, "error": str(e)}
+
+    def _next_ts(self) -> str:
+        n = next(self._ts_counter)
+        return f"{1700000000 + n // 10000}.{(n % 10000) * 100:06d}"
+
+    # ---- Web API methods: return the body minus "ok", or raise _SlackError
+
+    def _auth_test(self, args: dict) -> dict:
+        return {
+            "url": "https://emulated.slack.com/",
+            "team": "Emulated",
+            "user": "releasebot",
+            "team_id": "T0001",
+            "user_id": "UBOT",
+            "bot_id": "B0001",
+        }
+
+    def _chat_post_message(self, args: dict) -> dict:
+        channel = _require_channel(args)
+        _require_text(args)
+        ts = self._next_ts()
+        message = {"type": "message", "user": "UBOT", "bot_id": "B0001", "text": args.get("text", ""), "ts": ts}
+        for key in ("blocks", "attachments", "thread_ts", "metadata"):
+            if key in args:
+                message[key] = args[key]
+        self.messages[(channel, ts)] = message
+        return {"channel": channel, "ts": ts, "message": message}
+
+    def _chat_update(self, args: dict) -> dict:
+        channel = _require_channel(args)
+        ts = str(args.get("ts") or "")
+        if (channel, ts) not in self.messages:
+            raise _SlackError("message_not_found")
+        message = dict(self.messages[(channel, ts)])
+        for key in ("text", "blocks", "attachments", "metadata"):
+            if key in args:
+                message[key] = args[key]
+        self.messages[(channel, ts)] = message
+        return {"channel": channel, "ts": ts, "text": message.get("text", ""), "message": message}
+
+    def _chat_post_ephemeral(self, args: dict) -> dict:
+        _require_channel(args)
+        if not args.get("user"):
+            raise _SlackError("user_not_found")
+        _require_text(args)
+        # Ephemeral messages are not stored: Slack cannot chat.update them either.
+        return {"message_ts": self._next_ts()}
+
+    def _views_open(self, args: dict) -> dict:
+        if not args.get("trigger_id"):
+            raise _SlackError("invalid_trigger_id")
+        return {"view": self._view(args, f"V{next(self._view_counter):08d}")}
+
+    def _views_update(self, args: dict) -> dict:
+        # Any id is accepted: views the bot updates may come from payloads the emulator never opened.
+        view_id = args.get("view_id") or args.get("external_id")
+        if not view_id:
+            raise _SlackError("not_found")
+        return {"view": self._view(args, view_id)}
+
+    def _view(self, args: dict, view_id: str) -> dict:
+        view = args.get("view")
+        if not isinstance(view, dict) or "type" not in view:
+            raise _SlackError("invalid_arguments")
+        return {
+            "id": view_id,
+            "team_id": "T0001",
+            "state": {"values": {}},
+            "hash": f"{int(time.time())}.{view_id}",
+            "root_view_id": view_id,
+            "previous_view_id": None,
+            "app_id": "A0001",
+            "bot_id": "B0001",
+            "private_metadata": "",
+            "callback_id": "",
+            "external_id": "",
+            **view,
+            "id": view_id,
+        }
+
+    def _usergroups_users_list(self, args: dict) -> dict:
+        group = args.get("usergroup")
+        if group not in self.user_groups:
+            raise _SlackError("no_such_subteam")
+        return {"users": list(self.user_groups[group])}
+
+    def _users_info(self, args: dict) -> dict:
+        user = str(args.get("user") or "")
+        if not user:
+            raise _SlackError("user_not_found")
+        return {
+            "user": {"id": user, "name": user.lower(), "tz": "Europe/London", "profile": {"email": f"{user.lower()}@example.com"}}
+        }
+
+    def _conversations_info(self, args: dict) -> dict:
+        return {"channel": {"id": _require_channel(args)}}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length).decode("utf-8") if length else ""
+        self._answer(urlsplit(self.path).path, raw, self.headers.get("Content-Type", ""))
+
+    def do_GET(self) -> None:
+        # Slack accepts query-string arguments too; slack_sdk never uses them.
+        parts = urlsplit(self.path)
+        self._answer(parts.path, parts.query, "application/x-www-form-urlencoded")
+
+    def _answer(self, path: str, raw: str, content_type: str) -> None:
+        args, error = _parse_body(raw, content_type)
+        token = None
+        auth = self.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            token = auth[len("Bearer "):]
+        if args is not None and "json" not in content_type:
+            # Slack reads a `token` field only from form/query arguments, never from JSON bodies.
+            form_token = args.pop("token", None)
+            token = token or form_token
+        status, headers, body, text = self.server.emulator._handle(path, token, args, error)
+        payload = (text if text is not None else json.dumps(body)).encode("utf-8")
+        self.send_response(status)
+        content_type = "text/plain" if text is not None else "application/json"
+        self.send_header("Content-Type", f"{content_type}; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args) -> None:
+        pass  # keep pytest output clean; the calls list is the log
+
+
+def _parse_body(raw: str, content_type: str) -> tuple[dict | None, str | None]:
+    """Return (args, error code). Error codes are the ones Slack uses for malformed input."""
+    if "json" in content_type:
+        # slack_sdk sends Content-Type: application/json with an empty body when a method has no args.
+        try:
+            args = json.loads(raw) if raw.strip() else {}
+        except json.JSONDecodeError:
+            return None, "invalid_json"
+        if not isinstance(args, dict):
+            return None, "invalid_json"
+    else:
+        args = dict(parse_qsl(raw, keep_blank_values=True))
+    # Slack also accepts these as JSON strings inside a JSON body (slack_sdk passes str values through).
+    for key in _JSON_FIELDS:
+        if isinstance(args.get(key), str):
+            try:
+                args[key] = json.loads(args[key])
+            except json.JSONDecodeError:
+                return args, "invalid_arguments"
+    return args, None
