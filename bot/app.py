@@ -4,6 +4,7 @@ from __future__ import annotations
 from concurrent.futures import Executor
 
 from slack_bolt import App
+from slack_bolt.authorization import AuthorizeResult
 
 from bot.listeners import release, vote
 from bot.services import Services
@@ -16,8 +17,11 @@ def build_app(svc: Services, listener_executor: Executor | None = None) -> App:
         signing_secret=svc.config.signing_secret or "unused-in-socket-mode",
         # Socket Mode frames are authenticated by the app token, not signed.
         request_verification_enabled=not socket_mode,
-        # auth.test is called once by `serve` with a readable error instead.
-        token_verification_enabled=False,
+        # A single-workspace bot knows its token. Bolt's default would call
+        # auth.test on the first request, making that request fail whenever
+        # Slack's Web API is down even though the event itself arrived fine.
+        authorize=lambda enterprise_id=None, team_id=None, **_: AuthorizeResult(
+            enterprise_id=enterprise_id, team_id=team_id, bot_token=svc.config.bot_token),
         # ack() returns the HTTP response at once; the listener goes on in a thread.
         process_before_response=False,
         **({"listener_executor": listener_executor} if listener_executor else {}),

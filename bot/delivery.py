@@ -79,6 +79,16 @@ class Delivery:
             st = approval_of(session, release) if release else None
         if row.kind == announce.APPROVAL_MESSAGE:
             text, blocks = render.approval_message(release, st)
+            if release.message_ts is not None:
+                try:
+                    self._client.chat_update(channel=release.channel_id, ts=release.message_ts, text=text,
+                                             blocks=blocks)
+                except SlackApiError as exc:
+                    # Someone deleted the approval message: approvers still need one to click.
+                    if exc.response.get("error") != "message_not_found":
+                        raise
+                    log.warning("approval message of %s was deleted; posting it again", release.ref)
+                    release.message_ts = None
             if release.message_ts is None:
                 resp = self._client.chat_postMessage(channel=self._channel, text=text, blocks=blocks)
                 with transaction(self._db) as session:
@@ -86,7 +96,6 @@ class Delivery:
                     fresh.channel_id, fresh.message_ts = resp["channel"], resp["ts"]
                     outbox.mark_sent(session, row, self._clock.now())
                 return
-            self._client.chat_update(channel=release.channel_id, ts=release.message_ts, text=text, blocks=blocks)
         elif row.kind == announce.THREAD_NOTE:
             self._client.chat_postMessage(channel=release.channel_id or self._channel, thread_ts=release.message_ts,
                                           text=render.note_text(row.payload.get("event", ""), release))

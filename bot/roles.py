@@ -29,14 +29,28 @@ class RoleDirectory:
         self._groups: dict[str, tuple[datetime, frozenset[str]]] = {}
         self._lock = threading.Lock()
 
-    def roles_of(self, user_id: str) -> frozenset[str]:
-        roles = set()
+    def resolve(self, user_id: str) -> tuple[frozenset[str], frozenset[str]]:
+        """(roles held, roles that could not be checked because Slack did not answer).
+
+        A group Slack cannot list right now does not fail the whole lookup: a
+        release manager named directly can still vote while Slack's API is down."""
+        roles, unresolved = set(), set()
         for role, members in self._policy.roles.items():
-            for member in members:
-                if member == user_id or (member.startswith("S") and user_id in self._group(member)):
-                    roles.add(role)
-                    break
-        return frozenset(roles)
+            if user_id in members:
+                roles.add(role)
+                continue
+            for group in (m for m in members if m.startswith("S")):
+                try:
+                    if user_id in self._group(group):
+                        roles.add(role)
+                        break
+                except RoleLookupError as exc:
+                    log.warning("%s", exc)
+                    unresolved.add(role)
+        return frozenset(roles), frozenset(unresolved - roles)
+
+    def roles_of(self, user_id: str) -> frozenset[str]:
+        return self.resolve(user_id)[0]
 
     def _group(self, group_id: str) -> frozenset[str]:
         now = self._clock.now()

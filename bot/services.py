@@ -27,7 +27,8 @@ class Services:
     delivery: Delivery
 
     def actor(self, user_id: str) -> Actor:
-        return Actor(user_id, self.roles.roles_of(user_id))
+        roles, unresolved = self.roles.resolve(user_id)
+        return Actor(user_id, roles, unresolved)
 
 
 def build_services(config: Config, db: Engine, clock: Clock, policy: Policy) -> Services:

@@ -11,6 +11,8 @@ from storage.models import Release
 class Actor:
     user_id: str
     roles: frozenset[str] = frozenset()
+    # roles Slack could not confirm or deny just now (a user group lookup failed)
+    unresolved: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

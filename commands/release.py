@@ -272,8 +272,8 @@ def accept_misclassification(db: Engine, actor: Actor, release_id: int, reason: 
         touch(release, now)
         ev = audit.record(session, actor=actor.user_id, action="misclassification_accepted",
                           release_id=release.id, at=now, before=before, after=snapshot(release), reason=reason)
-        settle(session, release, actor.user_id, now)
         announce.approval_update(session, release, now, ev)
+        settle(session, release, actor.user_id, now)
     return Outcome(f"{release.ref} now follows {release.effective_type} approvals; your reason is recorded.",
                    release, changed=True)
 

@@ -14,7 +14,7 @@ from typing import Mapping
 from sqlalchemy.engine import Engine
 
 from commands import announce
-from commands.approval import GO, NOGO, WITHDRAWN, ApprovalStatus
+from commands.approval import GO, NOGO, WITHDRAWN, ApprovalStatus, RoleStatus
 from commands.clock import Clock
 from commands.errors import InputError
 from commands.outcome import Actor, Outcome
@@ -26,10 +26,18 @@ from storage.db import transaction
 from storage.models import Release, Vote
 
 
+_NONE = RoleStatus("", 0, ())
+
+
 def choose_role(required: Mapping[str, int], st: ApprovalStatus, actor: Actor, decision: str,
                 role_hint: str | None) -> str:
     """The role this vote fills, or a refusal saying why none fits."""
     held = [r for r in required if r in actor.roles]
+    unknown = [r for r in required if r in actor.unresolved]
+    if unknown and (not held or decision == GO and all((st.role(r) or _NONE).filled for r in held)):
+        # Not a refusal: we could not check. Nothing is written; trying again will work.
+        raise InputError(f"Slack could not confirm whether you hold {', '.join(unknown)} right now; nothing was "
+                         "recorded. Please try again in a minute.")
     if not held:
         needed = ", ".join(f"{r} ×{n}" for r, n in required.items())
         raise Refused(f"This release needs {needed}; you hold none of those roles.", "no_required_role")
@@ -82,8 +90,8 @@ def cast_vote(db: Engine, actor: Actor, release_id: int, decision: str, clock: C
         touch(release, now)
         ev = audit.record(session, actor=actor.user_id, action=f"vote_{decision}", release_id=release.id, at=now,
                           before=before, after=snapshot(release) | {"vote": _vote_dict(mine)}, reason=note)
-        moved = settle(session, release, actor.user_id, now)
         announce.approval_update(session, release, now, ev)
+        moved = settle(session, release, actor.user_id, now)
     msg = f"Your {_word(decision)} on {release.ref} is recorded as {role}."
     if moved == "approved":
         msg += f" {release.ref} is now approved."
@@ -110,8 +118,8 @@ def withdraw_vote(db: Engine, actor: Actor, release_id: int, clock: Clock) -> Ou
         touch(release, now)
         ev = audit.record(session, actor=actor.user_id, action="vote_withdrawn", release_id=release.id, at=now,
                           before=before, after=snapshot(release) | {"vote": _vote_dict(mine)})
-        settle(session, release, actor.user_id, now)
         announce.approval_update(session, release, now, ev)
+        settle(session, release, actor.user_id, now)
     return Outcome(f"Your vote on {release.ref} is withdrawn.", release, changed=True)
 
 

@@ -173,6 +173,24 @@ class SlackClient:
         }
         return self._send_payload(payload, retry_num, timestamp)
 
+    def view_block_action(self, action_id: str, view: dict, state_values: dict, *, user: str = "U_ALICE",
+                          block_id: str | None = None) -> httpx.Response:
+        """An interactive element inside an open modal changed (dispatch_action)."""
+        view = {**view, "state": {"values": state_values}, "hash": view.get("hash") or "1.h"}
+        payload = {
+            "type": "block_actions",
+            "team": self._team(),
+            "user": self._user(user),
+            "api_app_id": APP_ID,
+            "token": VERIFICATION_TOKEN,
+            "container": {"type": "view", "view_id": view.get("id")},
+            "trigger_id": self._trigger_id(),
+            "view": view,
+            "actions": [{"action_id": action_id, "block_id": block_id or action_id, "type": "checkboxes",
+                         "action_ts": f"{int(time.time())}.000001"}],
+        }
+        return self._send_payload(payload, None, None)
+
     def view_submission(
         self,
         callback_id: str,

@@ -151,6 +151,11 @@ class SlackEmulator:
             self.messages.clear()
             self._ts_counter = itertools.count(1)
 
+    def heal(self) -> None:
+        """Slack is back: drop queued failures, keep messages and the call record."""
+        with self._cond:
+            self._failures.clear()
+
     def wait_for(self, method: str, count: int = 1, timeout: float = 5.0) -> list[Call]:
         """Block until `count` successful calls to `method` were recorded; return them."""
 

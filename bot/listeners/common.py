@@ -12,7 +12,6 @@ from commands.text import USAGE
 
 from bot.messages.common import esc
 from bot.messages.release import error_text
-from bot.roles import RoleLookupError
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -30,9 +29,6 @@ def run(svc: Services, tell: Callable[[str], None], work: Callable[[], Outcome |
         outcome = work()
     except InputError as exc:
         _tell(tell, error_text(exc.message, exc.form or (USAGE.get(form_of) if form_of else None)))
-        return
-    except RoleLookupError as exc:
-        _tell(tell, f":warning: {esc(str(exc))}. Nothing was recorded; try again in a moment.")
         return
     except Exception:  # noqa: BLE001 - the user gets a sentence, the log gets the traceback
         log.exception("use case failed")

@@ -56,7 +56,8 @@ def register(app: App, svc: Services) -> None:
         try:
             # Written before the ack: the modal must stay open to show errors,
             # and the view id makes a double submit find the release it made.
-            outcome = request_release(svc.db, svc.actor(user), raw, answers, svc.clock, svc.policy,
+            # Requesting needs no role, so no role lookup (and no Slack call) here.
+            outcome = request_release(svc.db, Actor(user), raw, answers, svc.clock, svc.policy,
                                       request_key=f"view:{view['id']}")
         except FieldErrors as exc:
             ack(response_action="errors", errors=modal.field_errors(exc.errors))
@@ -89,7 +90,7 @@ def _request(svc: Services, cmd: ParsedCommand, body: dict, tell, client) -> Non
     if args.get("type") and not missing_fields(args):
         def work() -> Outcome:
             try:
-                return request_release(svc.db, svc.actor(user), args, answers, svc.clock, svc.policy,
+                return request_release(svc.db, Actor(user), args, answers, svc.clock, svc.policy,
                                        request_key=f"cmd:{body.get('trigger_id')}")
             except FieldErrors as exc:
                 raise InputError(f"{exc.field}: {exc.errors[exc.field]}", field=exc.field,

@@ -1,0 +1,242 @@
+"""How long Slack waits for the bot's ack of `/release request …`, against a Bolt app that only acks.
+
+Sends N signed one-line `/release request …` slash commands over HTTP, `concurrency`
+at a time, first to a bare Bolt app whose only listener calls ack(), then to the
+real bot; both are served by waitress with the same settings and verify the same
+signature. Prints p50/p99/max of send-to-response time for each and the
+bot/bare ratios. Goal: bot p99 well under Slack's 3 s, p50 ratio of 2 or less.
+
+Afterwards it waits (by polling the database, with a deadline) for the bot's
+after-ack work and prints how many releases were written and how many
+chat.postMessage calls the Slack emulator saw: the slow work must have happened,
+only after the ack.
+
+    .venv/bin/python benchmarks/ack_latency.py [--requests 400] [--concurrency 8] [--database-url URL]
+
+Without --database-url a fresh SQLite file in a temporary directory is used. With
+a PostgreSQL URL a scratch database is created next to the one named, and dropped
+at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import waitress  # noqa: E402
+from slack_bolt import App  # noqa: E402
+from slack_sdk import WebClient  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from bot.app import build_app  # noqa: E402
+from bot.config import load_config  # noqa: E402
+from bot.server import wsgi_app  # noqa: E402
+from bot.services import build_services  # noqa: E402
+from commands.clock import SystemClock  # noqa: E402
+from commands.policy import Policy  # noqa: E402
+from slack_client import SlackClient  # noqa: E402
+from slack_emulator import SlackEmulator  # noqa: E402
+from storage.db import make_engine, normalise_url  # noqa: E402
+from storage.migrate import upgrade  # noqa: E402
+
+SIGNING_SECRET = "bench-signing-secret"
+CHANNEL = "C0RELEASES"
+USER = "U0BENCH"
+WARMUP = 20
+WAITRESS_THREADS = 8  # what `releasebot serve` and the tests use
+SETTLE_DEADLINE = 120.0  # seconds to wait for the bot's after-ack work
+
+
+def request_text(i: int) -> str:
+    day = 1 + i % 28
+    return (f'request service=svc{i % 50} version=1.{i}.0 type=minor start="2027-01-{day:02d} 14:00" '
+            f'tz=Europe/London duration=60m summary="bench {i}"')
+
+
+class Served:
+    """A WSGI app on waitress, 127.0.0.1, a free port, in a thread."""
+
+    def __init__(self, wsgi):
+        self.server = waitress.create_server(wsgi, host="127.0.0.1", port=0, threads=WAITRESS_THREADS)
+        self.thread = threading.Thread(target=self.server.run, name="waitress", daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.effective_port}"
+
+    def close(self) -> None:
+        self.server.close()
+        self.thread.join(timeout=5)
+
+
+def bare_app(emulator: SlackEmulator) -> App:
+    app = App(signing_secret=SIGNING_SECRET, token_verification_enabled=False,
+              client=WebClient(token="xoxb-test", base_url=emulator.api_url))
+
+    @app.command("/release")
+    def on_release(ack):
+        ack()
+
+    return app
+
+
+def fire(url: str, emulator: SlackEmulator, first: int, count: int, concurrency: int) -> list[float]:
+    """Send requests first..first+count-1, `concurrency` in flight; return each one's latency in ms."""
+    local = threading.local()
+    clients: list[SlackClient] = []
+    lock = threading.Lock()
+
+    def client() -> SlackClient:
+        c = getattr(local, "client", None)
+        if c is None:
+            c = local.client = SlackClient(url, SIGNING_SECRET, emulator=emulator)
+            with lock:
+                clients.append(c)
+        return c
+
+    def one(i: int) -> float:
+        c = client()
+        trigger_id = f"bench.{i}.{uuid.uuid4().hex}"
+        t0 = time.perf_counter()
+        response = c.command(request_text(i), user=USER, channel=CHANNEL, trigger_id=trigger_id)
+        elapsed = (time.perf_counter() - t0) * 1000
+        if response.status_code != 200:
+            raise RuntimeError(f"request {i} to {url} answered {response.status_code}: {response.text[:200]}")
+        return elapsed
+
+    try:
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="bench-client") as pool:
+            return list(pool.map(one, range(first, first + count)))
+    finally:
+        for c in clients:
+            c.close()
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, int(-(-p * len(ordered) // 100)) - 1))
+    return ordered[k]
+
+
+def scratch_database(url: str | None, stack: ExitStack) -> str:
+    """A migrated database for this run; removed by `stack` when it was made here."""
+    if url and normalise_url(url).startswith("postgresql"):
+        admin = make_engine(url)
+        stack.callback(admin.dispose)
+        name = f"releasebot_bench_{uuid.uuid4().hex[:8]}"
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+        def drop() -> None:
+            with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+        stack.callback(drop)
+        url = normalise_url(url).rsplit("/", 1)[0] + f"/{name}"
+    elif not url:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="releasebot-bench-"))
+        url = f"sqlite:///{tmp}/releasebot.db"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+def settle(db, emulator: SlackEmulator, expected: int) -> tuple[int, int, float]:
+    """Poll until `expected` releases exist and the outbox is empty, or the deadline passes.
+    Returns (releases, unsent outbox rows, seconds waited)."""
+    t0 = time.monotonic()
+    deadline = t0 + SETTLE_DEADLINE
+    while True:
+        with db.connect() as conn:
+            releases = conn.execute(text("SELECT count(*) FROM release")).scalar_one()
+            unsent = conn.execute(text("SELECT count(*) FROM outbox WHERE sent_at IS NULL")).scalar_one()
+        if (releases >= expected and unsent == 0) or time.monotonic() > deadline:
+            return releases, unsent, time.monotonic() - t0
+        time.sleep(0.1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=400, help="measured requests per target (default 400)")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight at a time (default 8)")
+    parser.add_argument("--database-url", default=None,
+                        help="sqlite:///path or postgresql://user@host:port/db (a scratch db is made beside it); "
+                             "default: a fresh SQLite file in a temp dir")
+    args = parser.parse_args(argv)
+    # waitress warns "Task queue depth is N" whenever all its threads are busy; with
+    # `concurrency` >= threads that is expected here, and it would bury the table.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+
+    with ExitStack() as stack:
+        url = scratch_database(args.database_url, stack)
+        db = make_engine(url)
+        stack.callback(db.dispose)
+
+        emulator = SlackEmulator().start()
+        stack.callback(emulator.stop)
+
+        env = {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+               "SLACK_API_URL": emulator.api_url, "RELEASE_CHANNEL": CHANNEL}
+        svc = build_services(load_config(env), db, SystemClock(), Policy.default())
+        bot = Served(wsgi_app(build_app(svc), db))
+        stack.callback(bot.close)
+        bare = Served(wsgi_app(bare_app(emulator), db))
+        stack.callback(bare.close)
+
+        # Warm-up (not counted): imports, connection pools, first-request paths.
+        n, c = args.requests, args.concurrency
+        fire(bare.url, emulator, 0, WARMUP, c)
+        fire(bot.url, emulator, 0, WARMUP, c)
+        settle(db, emulator, WARMUP)  # start both measured runs with the bot idle
+
+        results = {"bare": fire(bare.url, emulator, WARMUP, n, c)}
+        results["bot"] = fire(bot.url, emulator, WARMUP, n, c)
+
+        releases, unsent, waited = settle(db, emulator, WARMUP + n)
+        posts = emulator.calls_to("chat.postMessage")
+        ok_posts = sum(1 for call in posts if call.ok)
+        responses = len(emulator.calls_to("response_url"))
+
+        db_name = make_url_backend(url)
+        print(f"ack latency of /release request: {n} requests per target (+{WARMUP} warm-up), "
+              f"concurrency {c}, waitress threads={WAITRESS_THREADS}, database {db_name}")
+        print(f"{'target':<8}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
+        stats = {}
+        for target in ("bot", "bare"):
+            ms = results[target]
+            stats[target] = (statistics.median(ms), percentile(ms, 99), max(ms))
+            print(f"{target:<8}{len(ms):>6}{stats[target][0]:>10.1f}{stats[target][1]:>10.1f}{stats[target][2]:>10.1f}")
+        print(f"ratio p50 bot/bare = {stats['bot'][0] / stats['bare'][0]:.2f}")
+        print(f"ratio p99 = {stats['bot'][1] / stats['bare'][1]:.2f}")
+        print(f"releases in database: {releases} (expected {WARMUP + n}); unsent outbox rows: {unsent}; "
+              f"after-ack work settled {waited:.1f}s after the last ack")
+        print(f"emulator saw {len(posts)} chat.postMessage calls ({ok_posts} ok) and {responses} response_url posts")
+        goal_p99 = stats["bot"][1] < 3000
+        goal_ratio = stats["bot"][0] / stats["bare"][0] <= 2
+        print(f"goal: bot p99 < 3000 ms: {'yes' if goal_p99 else 'NO'}; p50 ratio <= 2: "
+              f"{'yes' if goal_ratio else 'NO'}")
+    return 0
+
+
+def make_url_backend(url: str) -> str:
+    from sqlalchemy.engine import make_url
+    return make_url(normalise_url(url)).get_backend_name()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
