@@ -39,6 +39,7 @@ import waitress  # noqa: E402
 from slack_bolt import App  # noqa: E402
 from slack_sdk import WebClient  # noqa: E402
 from sqlalchemy import text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 
 from bot.app import build_app  # noqa: E402
 from bot.config import load_config  # noqa: E402
@@ -156,7 +157,11 @@ def scratch_database(url: str | None, stack: ExitStack) -> str:
     return url
 
 
-def settle(db, emulator: SlackEmulator, expected: int) -> tuple[int, int, float]:
+def backend_name(url: str) -> str:
+    return make_url(normalise_url(url)).get_backend_name()
+
+
+def settle(db, expected: int) -> tuple[int, int, float]:
     """Poll until `expected` releases exist and the outbox is empty, or the deadline passes.
     Returns (releases, unsent outbox rows, seconds waited)."""
     t0 = time.monotonic()
@@ -202,17 +207,17 @@ def main(argv: list[str] | None = None) -> int:
         n, c = args.requests, args.concurrency
         fire(bare.url, emulator, 0, WARMUP, c)
         fire(bot.url, emulator, 0, WARMUP, c)
-        settle(db, emulator, WARMUP)  # start both measured runs with the bot idle
+        settle(db, WARMUP)  # start both measured runs with the bot idle
 
         results = {"bare": fire(bare.url, emulator, WARMUP, n, c)}
         results["bot"] = fire(bot.url, emulator, WARMUP, n, c)
 
-        releases, unsent, waited = settle(db, emulator, WARMUP + n)
+        releases, unsent, waited = settle(db, WARMUP + n)
         posts = emulator.calls_to("chat.postMessage")
         ok_posts = sum(1 for call in posts if call.ok)
         responses = len(emulator.calls_to("response_url"))
 
-        db_name = make_url_backend(url)
+        db_name = backend_name(url)
         print(f"ack latency of /release request: {n} requests per target (+{WARMUP} warm-up), "
               f"concurrency {c}, waitress threads={WAITRESS_THREADS}, database {db_name}")
         print(f"{'target':<8}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
@@ -231,11 +236,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"goal: bot p99 < 3000 ms: {'yes' if goal_p99 else 'NO'}; p50 ratio <= 2: "
               f"{'yes' if goal_ratio else 'NO'}")
     return 0
-
-
-def make_url_backend(url: str) -> str:
-    from sqlalchemy.engine import make_url
-    return make_url(normalise_url(url)).get_backend_name()
 
 
 if __name__ == "__main__":

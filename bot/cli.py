@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 
@@ -33,8 +34,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _database():
-    import os
-
     from storage.db import DEFAULT_URL, make_engine
     from storage.migrate import upgrade
     url = os.environ.get("DATABASE_URL") or DEFAULT_URL
@@ -85,9 +84,13 @@ def _serve() -> int:
     from bot.services import build_services
 
     config = load_config()
-    import os
     policy = load_policy(config.policy_path, required=bool(os.environ.get("RELEASE_POLICY")))
     engine = _database()
+    needed = {role for t in policy.types.values() for role in t.approvers}
+    empty = sorted(role for role in needed if not policy.role_members(role))
+    if empty:
+        logging.warning("nobody holds %s in %s: releases needing them cannot be approved until [roles] names "
+                        "someone", ", ".join(empty), policy.source)
     svc = build_services(config, engine, SystemClock(), policy)
     try:
         svc.client.auth_test()

@@ -27,7 +27,7 @@ def parse_duration(text: str) -> timedelta:
     s = text.strip().lower().replace(" ", "")
     if not s:
         raise TimeInputError(f"empty duration; use {DURATION_FORM}")
-    if s.isdigit():  # bare number = minutes, the unit people mean for a deployment
+    if s.isascii() and s.isdigit():  # bare number = minutes, the unit people mean for a deployment
         minutes = int(s)
     else:
         pos, minutes = 0, 0
@@ -40,7 +40,10 @@ def parse_duration(text: str) -> timedelta:
             raise TimeInputError(f"'{text}' is not a duration; use {DURATION_FORM}")
     if minutes <= 0:
         raise TimeInputError(f"'{text}' is not a positive duration; use {DURATION_FORM}")
-    return timedelta(minutes=minutes)
+    try:
+        return timedelta(minutes=minutes)
+    except OverflowError:
+        raise TimeInputError(f"'{text}' is far too long; use {DURATION_FORM}") from None
 
 
 def format_duration(d: timedelta) -> str:
@@ -57,7 +60,7 @@ def zone(name: str) -> ZoneInfo:
         if not name or name.startswith("/") or ".." in name:
             raise ValueError
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: 'Europe' is a folder
         raise TimeInputError(
             f"'{name}' is not an IANA time zone; use a name like Europe/London, America/New_York or UTC"
         ) from None
@@ -76,9 +79,12 @@ def parse_local(text: str, tz_name: str) -> datetime:
         naive = datetime.strptime(s, "%Y-%m-%d %H:%M")
     except ValueError:
         raise TimeInputError(f"'{text}' is not a date and time; use {START_FORM}") from None
-    local = naive.replace(tzinfo=tz)
-    as_utc = local.astimezone(UTC)
-    if as_utc.astimezone(tz).replace(tzinfo=None) != naive:
+    try:
+        as_utc = naive.replace(tzinfo=tz).astimezone(UTC)
+        round_trip = as_utc.astimezone(tz).replace(tzinfo=None)
+    except OverflowError:
+        raise TimeInputError(f"'{text}' is outside the calendar this bot can plan in; use {START_FORM}") from None
+    if round_trip != naive:
         raise TimeInputError(
             f"{s} does not exist in {tz_name} (the clocks skip it for daylight saving); pick another time"
         )

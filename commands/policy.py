@@ -8,6 +8,7 @@ nobody intended.
 """
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -92,6 +93,12 @@ class Policy:
     def from_mapping(cls, data: Mapping[str, Any], source: str = "built-in defaults") -> "Policy":
         merged = _merge(DEFAULTS, data, source)
         types = {name: _type_policy(name, spec, source) for name, spec in merged["types"].items()}
+        ranks = sorted(t.rank for t in types.values())
+        if len(set(ranks)) != len(ranks):
+            # Misclassification compares ranks; a tie would make "stricter" meaningless.
+            dup = next(r for r in ranks if ranks.count(r) > 1)
+            tied = ", ".join(sorted(n for n, t in types.items() if t.rank == dup))
+            raise PolicyError(source, "types.*.rank", f"{tied} share rank {dup}; every type needs its own rank")
         roles = {}
         for role, members in merged["roles"].items():
             if role not in ROLES:
@@ -116,7 +123,7 @@ class Policy:
 
 
 def _merge(defaults: Mapping[str, Any], data: Mapping[str, Any], source: str, prefix: str = "") -> dict:
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in defaults.items()}
+    out = copy.deepcopy(dict(defaults))  # never share (and so never mutate) DEFAULTS
     for key, value in data.items():
         path = f"{prefix}{key}"
         if key not in defaults:

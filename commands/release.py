@@ -212,7 +212,7 @@ def edit_release(db: Engine, actor: Actor, release_id: int, changes: Mapping[str
                "links": release.links}
         raw.update({k: v for k, v in changes.items()})
         try:
-            draft = validate(raw, None, policy, now)
+            draft = validate(raw, None, policy, now, allow_past_start=not {"start", "tz"} & set(changes))
         except FieldErrors as exc:
             raise InputError(f"{exc.field}: {exc.errors[exc.field]}", field=exc.field) from None
         before = snapshot(release)

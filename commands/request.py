@@ -53,8 +53,12 @@ def parse_flags(text: str) -> Answers:
     return Answers.from_keys(keys)
 
 
-def validate(raw: Mapping[str, str | None], answers: Answers | None, policy: Policy, now: datetime) -> Draft:
-    """Every wrong field at once, keyed by field name, so a modal can show them all inline."""
+def validate(raw: Mapping[str, str | None], answers: Answers | None, policy: Policy, now: datetime,
+             *, allow_past_start: bool = False) -> Draft:
+    """Every wrong field at once, keyed by field name, so a modal can show them all inline.
+
+    allow_past_start: an edit that leaves the window alone must not be refused
+    because the window has since begun."""
     get = lambda k: (raw.get(k) or "").strip()  # noqa: E731
     errors: dict[str, str] = {}
     for f in REQUIRED:
@@ -83,7 +87,7 @@ def validate(raw: Mapping[str, str | None], answers: Answers | None, policy: Pol
     if get("start") and "tz" not in errors and tz:
         try:
             start_at = parse_local(get("start"), tz)
-            if start_at < now - _PAST_GRACE:
+            if start_at < now - _PAST_GRACE and not allow_past_start:
                 errors["start"] = f"{get('start')} {tz} is in the past; use {START_FORM}"
         except TimeInputError as exc:
             errors["start"] = str(exc)

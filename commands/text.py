@@ -59,8 +59,9 @@ def parse_command(text: str) -> ParsedCommand:
     try:
         tokens = shlex.split(text)
     except ValueError:
+        first = text.split(maxsplit=1)[0].lower()
         raise InputError("a quote is not closed; put values with spaces in matching quotes, "
-                         'like summary="Add refunds"') from None
+                         'like summary="Add refunds"', form=USAGE.get(first, USAGE["help"])) from None
     name = tokens[0].lower()
     if name not in USAGE:
         raise InputError(f"'{tokens[0]}' is not a /release command; try one of: {', '.join(USAGE)}",
@@ -96,7 +97,9 @@ def parse_command(text: str) -> ParsedCommand:
     elif positional:
         raise InputError(f"'{positional[0]}' is not understood here; values are given as key=value", form=form)
     if "environment" in args:
-        args.setdefault("env", args.pop("environment"))
+        if "env" in args:
+            raise InputError("'env' is given twice (env and environment mean the same)", field="env", form=form)
+        args["env"] = args.pop("environment")
     return ParsedCommand(name, release_id, args, tuple(positional))
 
 

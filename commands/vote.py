@@ -42,6 +42,9 @@ def choose_role(required: Mapping[str, int], st: ApprovalStatus, actor: Actor, d
         needed = ", ".join(f"{r} ×{n}" for r, n in required.items())
         raise Refused(f"This release needs {needed}; you hold none of those roles.", "no_required_role")
     if role_hint:
+        if role_hint in actor.unresolved and role_hint not in actor.roles:
+            raise InputError(f"Slack could not confirm whether you hold {role_hint} right now; nothing was "
+                             "recorded. Please try again in a minute.")
         if role_hint not in required:
             raise Refused(f"{role_hint} is not a role this release needs.", "role_not_required")
         if role_hint not in actor.roles:

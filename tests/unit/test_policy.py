@@ -287,3 +287,11 @@ def test_narrowing_environments_without_moving_the_default_is_refused():
 def test_bad_environments(envs):
     err = refused({"release": {"environments": envs}})
     assert err.key == "release.environments"
+
+
+def test_two_types_with_the_same_rank_are_refused():
+    import pytest as _pytest
+    from commands.policy import Policy as _Policy, PolicyError as _PolicyError
+    with _pytest.raises(_PolicyError) as err:
+        _Policy.from_mapping({"types": {"minor": {"rank": 1}}}, source="p.toml")
+    assert err.value.key == "types.*.rank" and "minor, patch share rank 1" in str(err.value)

@@ -1,0 +1,107 @@
+"""`releasebot` as an operator runs it: a real process, real configuration, real signals."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import SIGNING_SECRET
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(args, env, timeout=60):
+    return subprocess.run([sys.executable, "-m", "bot.cli", *args], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def base_env(emulator, db_url, **extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "RELEASE"))}
+    env.update({"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+                "SLACK_API_URL": emulator.api_url, "RELEASE_CHANNEL": "C0RELEASES", "DATABASE_URL": db_url})
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_missing_configuration_is_one_paragraph_and_exit_2(emulator, db_url):
+    env = base_env(emulator, db_url)
+    for key in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "RELEASE_CHANNEL"):
+        del env[key]
+    done = run(["serve"], env)
+    assert done.returncode == 2
+    for key in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "RELEASE_CHANNEL"):
+        assert key in done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.strip().count("\n") == 0
+
+
+def test_invalid_policy_stops_start_up_naming_file_and_key(emulator, db_url, tmp_path):
+    bad = tmp_path / "policy.toml"
+    bad.write_text('[types.minor]\nlead_time = "a week"\n')
+    done = run(["serve"], base_env(emulator, db_url, RELEASE_POLICY=str(bad)))
+    assert done.returncode == 2
+    assert str(bad) in done.stderr and "types.minor.lead_time" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_rejected_bot_token_is_a_clear_exit_2(emulator, db_url):
+    done = run(["serve"], base_env(emulator, db_url, SLACK_BOT_TOKEN="xoxb-revoked"))
+    assert done.returncode == 2 and "invalid_auth" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_unusable_database_is_a_clear_exit_2(emulator):
+    done = run(["migrate"], base_env(emulator, "postgresql://nobody@127.0.0.1:1/none"))
+    assert done.returncode == 2 and "DATABASE_URL" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_migrate_then_serve_answers_slack_and_stops_on_sigterm(emulator, db_url):
+    from slack_client import SlackClient
+    assert run(["migrate"], base_env(emulator, db_url)).returncode == 0
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], cwd=ROOT,
+                            env=base_env(emulator, db_url, PORT=str(port)), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:  # waiting for another process to start listening; no clock to inject
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "releasebot serve did not start"
+            time.sleep(0.1)
+        with SlackClient(url, SIGNING_SECRET, emulator=emulator) as slack:
+            r = slack.command('request service=payments version=1.0.0 type=minor start="2027-01-05 10:00" '
+                              'tz=UTC duration=30m summary="from a real process"', user="U0DEV")
+            assert r.status_code == 200
+            [post] = emulator.wait_for("chat.postMessage", timeout=15)
+            assert "payments" in str(post.args["blocks"])
+            assert slack.post_raw("x=1", {"Content-Type": "application/x-www-form-urlencoded"}).status_code == 401
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        out = proc.stdout.read()
+    assert "Traceback" not in out
+
+
+@pytest.mark.parametrize("sub", ["migrate"])
+def test_migrate_is_idempotent(emulator, db_url, sub):
+    env = base_env(emulator, db_url)
+    assert run([sub], env).returncode == 0
+    again = run([sub], env)
+    assert again.returncode == 0 and "latest schema" in again.stdout

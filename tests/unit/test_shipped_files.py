@@ -1,0 +1,29 @@
+"""The files an operator edits or deploys with say what the code does."""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from commands.policy import Policy
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_shipped_policy_file_is_valid_and_equals_the_defaults():
+    data = tomllib.loads((ROOT / "policy.toml").read_text())
+    shipped, default = Policy.from_mapping(data, source="policy.toml"), Policy.default()
+    assert shipped.types == default.types
+    assert shipped.environments == default.environments
+    assert all(members == () for members in shipped.roles.values())
+
+
+def test_procfile_migrates_on_release_and_serves_on_web():
+    lines = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line)
+    assert lines == {"release": "releasebot migrate", "web": "releasebot serve"}
+
+
+def test_manifest_declares_the_command_interactivity_and_scopes_the_bot_uses():
+    text = (ROOT / "manifest.yml").read_text()
+    for needed in ("command: /release", "/slack/events", "is_enabled: true", "- commands", "- chat:write",
+                   "- usergroups:read", "- users:read"):
+        assert needed in text
