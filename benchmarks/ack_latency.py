@@ -2,9 +2,12 @@
 
 Sends N signed one-line `/release request …` slash commands over HTTP, `concurrency`
 at a time, first to a bare Bolt app whose only listener calls ack(), then to the
-real bot; both are served by waitress with the same settings and verify the same
-signature. Prints p50/p99/max of send-to-response time for each and the
-bot/bare ratios. Goal: bot p99 well under Slack's 3 s, p50 ratio of 2 or less.
+real bot. Each runs in its own process, as in production: the bot is
+`releasebot serve` itself (waitress, scheduler, migrations), the bare app is this
+script in `--serve-bare` mode on waitress with the same Bolt settings. The load
+generator and the Slack emulator share this process, standing in for Slack.
+Prints p50/p99/max of send-to-response time for each and the bot/bare ratios.
+Goal: bot p99 well under Slack's 3 s, p50 ratio of 2 or less.
 
 Afterwards it waits (by polling the database, with a deadline) for the bot's
 after-ack work and prints how many releases were written and how many
@@ -20,8 +23,11 @@ at the end.
 from __future__ import annotations
 
 import argparse
-import logging
+import os
+import signal
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -37,16 +43,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import waitress  # noqa: E402
 from slack_bolt import App  # noqa: E402
+from slack_bolt.adapter.wsgi import SlackRequestHandler  # noqa: E402
 from slack_sdk import WebClient  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from bot.app import build_app  # noqa: E402
-from bot.config import load_config  # noqa: E402
-from bot.server import wsgi_app  # noqa: E402
-from bot.services import build_services  # noqa: E402
-from commands.clock import SystemClock  # noqa: E402
-from commands.policy import Policy  # noqa: E402
 from slack_client import SlackClient  # noqa: E402
 from slack_emulator import SlackEmulator  # noqa: E402
 from storage.db import make_engine, normalise_url  # noqa: E402
@@ -66,32 +67,55 @@ def request_text(i: int) -> str:
             f'tz=Europe/London duration=60m summary="bench {i}"')
 
 
-class Served:
-    """A WSGI app on waitress, 127.0.0.1, a free port, in a thread."""
+class Process:
+    """A server in a child process, on 127.0.0.1 and a free port."""
 
-    def __init__(self, wsgi):
-        self.server = waitress.create_server(wsgi, host="127.0.0.1", port=0, threads=WAITRESS_THREADS)
-        self.thread = threading.Thread(target=self.server.run, name="waitress", daemon=True)
-        self.thread.start()
+    def __init__(self, argv: list[str], env: dict[str, str], port: int):
+        self.port = port
+        self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True)
+        deadline = time.monotonic() + 30
+        while True:  # wait until it accepts connections
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{argv} did not start: {self.proc.stderr.read()[-2000:]}")
+                time.sleep(0.05)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.effective_port}"
+        return f"http://127.0.0.1:{self.port}"
 
     def close(self) -> None:
-        self.server.close()
-        self.thread.join(timeout=5)
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
 
-def bare_app(emulator: SlackEmulator) -> App:
-    app = App(signing_secret=SIGNING_SECRET, token_verification_enabled=False,
-              client=WebClient(token="xoxb-test", base_url=emulator.api_url))
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve_bare(port: int, api_url: str) -> int:
+    # Same Bolt settings as the bot (ack on the HTTP thread), so the ratio
+    # measures what the bot adds, not a difference in Bolt configuration.
+    app = App(signing_secret=SIGNING_SECRET, token_verification_enabled=False, process_before_response=True,
+              client=WebClient(token="xoxb-test", base_url=api_url))
 
     @app.command("/release")
     def on_release(ack):
         ack()
 
-    return app
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    waitress.serve(SlackRequestHandler(app), host="127.0.0.1", port=port, threads=WAITRESS_THREADS,
+                   _quiet=True)
+    return 0
 
 
 def fire(url: str, emulator: SlackEmulator, first: int, count: int, concurrency: int) -> list[float]:
@@ -182,10 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default=None,
                         help="sqlite:///path or postgresql://user@host:port/db (a scratch db is made beside it); "
                              "default: a fresh SQLite file in a temp dir")
+    parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--api-url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    # waitress warns "Task queue depth is N" whenever all its threads are busy; with
-    # `concurrency` >= threads that is expected here, and it would bury the table.
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    if args.serve_bare:
+        return serve_bare(args.serve_bare, args.api_url)
 
     with ExitStack() as stack:
         url = scratch_database(args.database_url, stack)
@@ -195,12 +220,14 @@ def main(argv: list[str] | None = None) -> int:
         emulator = SlackEmulator().start()
         stack.callback(emulator.stop)
 
-        env = {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-               "SLACK_API_URL": emulator.api_url, "RELEASE_CHANNEL": CHANNEL}
-        svc = build_services(load_config(env), db, SystemClock(), Policy.default())
-        bot = Served(wsgi_app(build_app(svc), db))
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "RELEASE"))},
+               "SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+               "SLACK_API_URL": emulator.api_url, "RELEASE_CHANNEL": CHANNEL, "DATABASE_URL": url}
+        bot_port, bare_port = free_port(), free_port()
+        bot = Process([sys.executable, "-m", "bot.cli", "serve"], {**env, "PORT": str(bot_port)}, bot_port)
         stack.callback(bot.close)
-        bare = Served(wsgi_app(bare_app(emulator), db))
+        bare = Process([sys.executable, __file__, "--serve-bare", str(bare_port), "--api-url", emulator.api_url],
+                       env, bare_port)
         stack.callback(bare.close)
 
         # Warm-up (not counted): imports, connection pools, first-request paths.
@@ -219,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
 
         db_name = backend_name(url)
         print(f"ack latency of /release request: {n} requests per target (+{WARMUP} warm-up), "
-              f"concurrency {c}, waitress threads={WAITRESS_THREADS}, database {db_name}")
+              f"concurrency {c}, each target its own process on waitress threads={WAITRESS_THREADS}, "
+              f"database {db_name}")
         print(f"{'target':<8}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
         stats = {}
         for target in ("bot", "bare"):

@@ -22,8 +22,9 @@ def build_app(svc: Services, listener_executor: Executor | None = None) -> App:
         # Slack's Web API is down even though the event itself arrived fine.
         authorize=lambda enterprise_id=None, team_id=None, **_: AuthorizeResult(
             enterprise_id=enterprise_id, team_id=team_id, bot_token=svc.config.bot_token),
-        # ack() returns the HTTP response at once; the listener goes on in a thread.
-        process_before_response=False,
+        # Listeners are (ack, lazy) pairs: the ack runs on the HTTP thread and is
+        # the response; the lazy part runs on a worker thread after it.
+        process_before_response=True,
         **({"listener_executor": listener_executor} if listener_executor else {}),
     )
     release.register(app, svc)

@@ -50,8 +50,7 @@ class Delivery:
             rows = outbox.claim_due(self._db, self._clock.now(), limit=limit)
             if not rows:
                 break
-            for row in rows:
-                sent += self._deliver(row)
+            sent += sum(self._deliver(row) for row in rows)
         return sent
 
     def _deliver(self, row: Outbox) -> int:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Mapping
 
-from sqlalchemy import or_
+from sqlalchemy import bindparam, or_
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -50,21 +50,26 @@ def snapshot(r: Release) -> dict[str, Any]:
     }
 
 
+# Built once; these run on every vote and every delivery.
+_LOAD = select(Release).where(Release.id == bindparam("rid"))
+_LOAD_FOR_UPDATE = _LOAD.with_for_update()
+_VOTES = (select(Vote).where(Vote.release_id == bindparam("rid"), Vote.round == bindparam("round"))
+          .order_by(Vote.id))
+
+
 def load(session: Session, release_id: int, *, lock: bool = False) -> Release:
-    query = select(Release).where(Release.id == release_id)
-    if lock and is_postgres(session.get_bind()):
-        # Decisions on one release are taken one at a time, so two approvers
-        # clicking together cannot both miss (or both announce) the approval.
-        query = query.with_for_update()
-    release = session.exec(query).first()
+    # Decisions on one release are taken one at a time (FOR UPDATE on
+    # PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers), so two
+    # approvers clicking together cannot both miss, or both announce, the approval.
+    query = _LOAD_FOR_UPDATE if lock and is_postgres(session.get_bind()) else _LOAD
+    release = session.scalars(query, {"rid": release_id}).first()
     if release is None:
         raise NotFound(f"REL-{release_id} does not exist; /release list shows the releases")
     return release
 
 
 def current_votes(session: Session, release: Release) -> list[Vote]:
-    return list(session.exec(select(Vote).where(Vote.release_id == release.id, Vote.round == release.round)
-                             .order_by(Vote.id)))
+    return list(session.scalars(_VOTES, {"rid": release.id, "round": release.round}))
 
 
 def approval_of(session: Session, release: Release):

@@ -12,14 +12,13 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any, Optional
 
-from sqlalchemy import and_, exists, or_, update
+from sqlalchemy import and_, bindparam, exists, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import aliased
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from storage.db import is_postgres, transaction
-from storage.models import Outbox
+from storage.models import Outbox, UTCDateTime
 
 LEASE = timedelta(seconds=60)
 
@@ -35,48 +34,48 @@ def enqueue(session: Session, *, key: str, kind: str, at: datetime, release_id: 
     return session.execute(stmt).rowcount == 1
 
 
+# Built once: constructing these expressions costs more than running them.
+_t = Outbox.__table__
+_earlier = _t.alias("earlier")
+_now = bindparam("now", type_=UTCDateTime())
+_claimable = or_(_t.c.claimed_until.is_(None), _t.c.claimed_until < _now)
+_DUE = (select(_t.c.id)
+        .where(_t.c.sent_at.is_(None), _t.c.due_at <= _now, _claimable,
+               or_(_t.c.release_id.is_(None),
+                   ~exists().where(and_(_earlier.c.release_id == _t.c.release_id, _earlier.c.id < _t.c.id,
+                                        _earlier.c.sent_at.is_(None)))))
+        .order_by(_t.c.id).limit(bindparam("limit")))
+_DUE_SKIP_LOCKED = _DUE.with_for_update(skip_locked=True, of=_t)
+_CLAIM = (update(_t).where(_t.c.id.in_(bindparam("ids", expanding=True)), _claimable)
+          .values(claimed_until=bindparam("lease_until", type_=UTCDateTime()), claim_token=bindparam("token"),
+                  attempts=_t.c.attempts + 1))
+_CLAIMED = select(Outbox).where(Outbox.claim_token == bindparam("token")).order_by(Outbox.id)
+_SENT = (update(_t).where(_t.c.id == bindparam("row_id"), _t.c.claim_token == bindparam("token"))
+         .values(sent_at=bindparam("at", type_=UTCDateTime()), claimed_until=None, last_error=None))
+_RETRY = (update(_t).where(_t.c.id == bindparam("row_id"), _t.c.claim_token == bindparam("token"))
+          .values(due_at=bindparam("at", type_=UTCDateTime()), claimed_until=None, last_error=bindparam("error")))
+
+
 def claim_due(engine: Engine, now: datetime, limit: int = 50, lease: timedelta = LEASE) -> list[Outbox]:
-    earlier = aliased(Outbox)
-    blocked_by_earlier = exists().where(and_(
-        earlier.release_id == Outbox.release_id,
-        earlier.id < Outbox.id,
-        earlier.sent_at.is_(None),
-    ))
-    claimable = or_(Outbox.claimed_until.is_(None), Outbox.claimed_until < now)
-    query = (select(Outbox.id)
-             .where(Outbox.sent_at.is_(None), Outbox.due_at <= now, claimable,
-                    or_(Outbox.release_id.is_(None), ~blocked_by_earlier))
-             .order_by(Outbox.id).limit(limit))
     token = uuid.uuid4().hex
     with transaction(engine) as session:
-        if is_postgres(engine):
-            query = query.with_for_update(skip_locked=True, of=Outbox)
-        ids = list(session.exec(query))
+        query = _DUE_SKIP_LOCKED if is_postgres(engine) else _DUE
+        ids = list(session.execute(query, {"now": now, "limit": limit}).scalars())
         if not ids:
             return []
-        session.execute(update(Outbox)
-                        .where(Outbox.id.in_(ids), claimable)
-                        .values(claimed_until=now + lease, claim_token=token, attempts=Outbox.attempts + 1)
-                        .execution_options(synchronize_session=False))
-        rows = list(session.exec(select(Outbox).where(Outbox.claim_token == token).order_by(Outbox.id)))
-    return rows
+        session.execute(_CLAIM, {"ids": ids, "now": now, "lease_until": now + lease, "token": token})
+        return list(session.scalars(_CLAIMED, {"token": token}))
 
 
 def mark_sent(session: Session, row: Outbox, now: datetime) -> bool:
-    res = session.execute(update(Outbox)
-                          .where(Outbox.id == row.id, Outbox.claim_token == row.claim_token)
-                          .values(sent_at=now, claimed_until=None, last_error=None)
-                          .execution_options(synchronize_session=False))
+    res = session.execute(_SENT, {"row_id": row.id, "token": row.claim_token, "at": now})
     return res.rowcount == 1
 
 
 def mark_retry(engine: Engine, row: Outbox, due_at: datetime, error: str) -> None:
     with transaction(engine) as session:
-        session.execute(update(Outbox)
-                        .where(Outbox.id == row.id, Outbox.claim_token == row.claim_token)
-                        .values(due_at=due_at, claimed_until=None, last_error=error[:2000])
-                        .execution_options(synchronize_session=False))
+        session.execute(_RETRY, {"row_id": row.id, "token": row.claim_token, "at": due_at, "error": error[:2000]})
 
 
 def pending(session: Session) -> list[Outbox]:
-    return list(session.exec(select(Outbox).where(Outbox.sent_at.is_(None)).order_by(Outbox.id)))
+    return list(session.scalars(select(Outbox).where(Outbox.sent_at.is_(None)).order_by(Outbox.id)))

@@ -16,7 +16,7 @@ from commands.request import missing_fields, parse_flags
 from commands.text import USAGE, ParsedCommand, parse_command
 from commands.vote import cast_vote, withdraw_vote
 
-from bot.listeners.common import kick, run
+from bot.listeners.common import just_ack, run
 from bot.messages import modal
 from bot.messages.release import error_text, help_text, list_message, record_message
 from bot.services import Services
@@ -25,8 +25,11 @@ log = logging.getLogger(__name__)
 
 
 def register(app: App, svc: Services) -> None:
-    @app.command("/release")
-    def on_release(ack, body, respond, client):
+    # Each listener is split in two: an ack function that runs on the HTTP
+    # thread and answers Slack at once, and a lazy function that does the work
+    # on a worker thread afterwards. So the ack never queues behind earlier
+    # requests' database and Slack calls.
+    def ack_command(ack, body):
         try:
             cmd = parse_command(body.get("text", ""))
         except InputError as exc:
@@ -35,7 +38,15 @@ def register(app: App, svc: Services) -> None:
         if cmd.name == "help":
             ack(response_type="ephemeral", text=help_text())
             return
-        ack()  # everything below may touch the database or Slack
+        ack()
+
+    def do_command(body, respond, client):
+        try:
+            cmd = parse_command(body.get("text", ""))
+        except InputError:
+            return  # answered in the ack
+        if cmd.name == "help":
+            return
 
         def tell(text: str) -> None:
             respond(text=text, response_type="ephemeral", replace_original=False)
@@ -48,27 +59,38 @@ def register(app: App, svc: Services) -> None:
         else:
             run(svc, tell, lambda: _change(svc, cmd, user), form_of=cmd.name)
 
-    @app.view(modal.REQUEST_CALLBACK)
-    def on_request_submitted(ack, body, view, client):
+    app.command("/release")(ack=ack_command, lazy=[do_command])
+
+    def ack_request_form(ack, body, view, context):
         raw, answers = modal.read_request(view["state"]["values"])
-        meta = json.loads(view.get("private_metadata") or "{}")
-        user = body["user"]["id"]
         try:
             # Written before the ack: the modal must stay open to show errors,
             # and the view id makes a double submit find the release it made.
             # Requesting needs no role, so no role lookup (and no Slack call) here.
-            outcome = request_release(svc.db, Actor(user), raw, answers, svc.clock, svc.policy,
+            outcome = request_release(svc.db, Actor(body["user"]["id"]), raw, answers, svc.clock, svc.policy,
                                       request_key=f"view:{view['id']}")
         except FieldErrors as exc:
             ack(response_action="errors", errors=modal.field_errors(exc.errors))
             return
+        except Exception:  # noqa: BLE001 - keep the form open with a sentence, log the rest
+            log.exception("request form failed")
+            ack(response_action="errors", errors={"summary": "Something went wrong on our side; nothing was "
+                                                             "saved. Please submit again."})
+            return
+        context["outcome"] = {"message": outcome.message, "changed": outcome.changed}
         ack()
-        run(svc, lambda text: client.chat_postEphemeral(channel=meta.get("channel") or svc.config.release_channel,
-                                                        user=user, text=text), lambda: outcome)
 
-    @app.action(modal.CLASSIFY_ACTION)
-    def on_classification_changed(ack, body, client):
-        ack()
+    def after_request_form(body, view, context, client):
+        done = context.get("outcome")
+        if not done:
+            return
+        channel = json.loads(view.get("private_metadata") or "{}").get("channel") or svc.config.release_channel
+        run(svc, lambda text: client.chat_postEphemeral(channel=channel, user=body["user"]["id"], text=text),
+            lambda: Outcome(done["message"], changed=done["changed"]))
+
+    app.view(modal.REQUEST_CALLBACK)(ack=ack_request_form, lazy=[after_request_form])
+
+    def redraw_form(body, client):
         view = body["view"]
         raw, answers = modal.read_request(view["state"]["values"], fill_type=False)
         channel = json.loads(view.get("private_metadata") or "{}").get("channel", "")
@@ -77,6 +99,8 @@ def register(app: App, svc: Services) -> None:
                                 view=modal.request_modal(svc.policy, raw, answers, channel))
         except SlackApiError as exc:  # hash_conflict: the user kept typing; their next change redraws it
             log.info("views.update skipped: %s", exc.response.get("error"))
+
+    app.action(modal.CLASSIFY_ACTION)(ack=just_ack, lazy=[redraw_form])
 
 
 def _request(svc: Services, cmd: ParsedCommand, body: dict, tell, client) -> None:

@@ -9,7 +9,7 @@ from slack_sdk.errors import SlackApiError
 
 from commands.vote import cast_vote
 
-from bot.listeners.common import run
+from bot.listeners.common import just_ack, run
 from bot.messages import modal
 from bot.messages.release import GO_ACTION, NOGO_ACTION
 from bot.services import Services
@@ -21,16 +21,14 @@ def register(app: App, svc: Services) -> None:
     def ephemeral(client, channel: str, user: str):
         return lambda text: client.chat_postEphemeral(channel=channel, user=user, text=text)
 
-    @app.action(GO_ACTION)
-    def on_go(ack, body, action, client):
-        ack()
+    def go(body, action, client):
         user, channel = body["user"]["id"], body["channel"]["id"]
         run(svc, ephemeral(client, channel, user),
             lambda: cast_vote(svc.db, svc.actor(user), int(action["value"]), "go", svc.clock))
 
-    @app.action(NOGO_ACTION)
-    def on_nogo(ack, body, action, client):
-        ack()
+    app.action(GO_ACTION)(ack=just_ack, lazy=[go])
+
+    def open_nogo_form(body, action, client):
         release_id = int(action["value"])
         try:
             client.views_open(trigger_id=body["trigger_id"],
@@ -40,14 +38,24 @@ def register(app: App, svc: Services) -> None:
             ephemeral(client, body["channel"]["id"], body["user"]["id"])(
                 f"Slack would not open the No-go form; use `/release nogo REL-{release_id} reason=\"…\"`.")
 
-    @app.view(modal.NOGO_CALLBACK)
-    def on_nogo_reason(ack, body, view, client):
-        reason = ((view["state"]["values"].get("reason") or {}).get("reason") or {}).get("value") or ""
-        if not reason.strip():
+    app.action(NOGO_ACTION)(ack=just_ack, lazy=[open_nogo_form])
+
+    def reason_of(view) -> str:
+        return (((view["state"]["values"].get("reason") or {}).get("reason") or {}).get("value") or "").strip()
+
+    def ack_nogo_reason(ack, view):
+        if not reason_of(view):
             ack(response_action="errors", errors={"reason": "A No-go needs a reason."})
             return
         ack()
+
+    def nogo(body, view, client):
+        reason = reason_of(view)
+        if not reason:
+            return
         meta = json.loads(view.get("private_metadata") or "{}")
         user = body["user"]["id"]
         run(svc, ephemeral(client, meta.get("channel") or svc.config.release_channel, user),
             lambda: cast_vote(svc.db, svc.actor(user), int(meta["release"]), "nogo", svc.clock, note=reason))
+
+    app.view(modal.NOGO_CALLBACK)(ack=ack_nogo_reason, lazy=[nogo])
