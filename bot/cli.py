@@ -108,7 +108,12 @@ def _serve() -> int:
     try:
         if config.app_token:
             from slack_bolt.adapter.socket_mode import SocketModeHandler
-            SocketModeHandler(app, config.app_token, web_client=svc.client).start()
+            try:
+                SocketModeHandler(app, config.app_token, web_client=svc.client).start()
+            except SlackApiError as exc:
+                raise ConfigError(f"releasebot cannot start: Slack refused the Socket Mode connection "
+                                  f"({exc.response.get('error')}). Check SLACK_APP_TOKEN: an app-level token "
+                                  "(xapp-…) with the connections:write scope.") from None
         else:
             logging.info("releasebot listening on :%s/slack/events", config.port)
             waitress.serve(wsgi_app(app, engine), host="0.0.0.0", port=config.port, threads=8,

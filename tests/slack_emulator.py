@@ -87,6 +87,7 @@ class SlackEmulator:
             "usergroups.users.list": self._usergroups_users_list,
             "users.info": self._users_info,
             "conversations.info": self._conversations_info,
+            "apps.connections.open": self._apps_connections_open,
         }
 
     # ---- lifecycle -------------------------------------------------------
@@ -333,6 +334,11 @@ class SlackEmulator:
 
     def _conversations_info(self, args: dict) -> dict:
         return {"channel": {"id": _require_channel(args)}}
+
+    def _apps_connections_open(self, args: dict) -> dict:
+        # Only the token check matters here (an app-level token must be in
+        # valid_tokens); no WebSocket server stands behind this URL.
+        return {"url": f"ws://{self.host}:{self.port}/link/?ticket=emulated"}
 
 
 class _Handler(BaseHTTPRequestHandler):

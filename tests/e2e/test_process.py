@@ -105,3 +105,10 @@ def test_migrate_is_idempotent(emulator, db_url, sub):
     assert run([sub], env).returncode == 0
     again = run([sub], env)
     assert again.returncode == 0 and "latest schema" in again.stdout
+
+
+def test_app_token_selects_socket_mode_and_a_rejected_one_is_a_clear_exit_2(emulator, db_url):
+    done = run(["serve"], base_env(emulator, db_url, SLACK_APP_TOKEN="xapp-unknown"))
+    assert done.returncode == 2 and "SLACK_APP_TOKEN" in done.stderr and "Traceback" not in done.stderr
+    [opened] = emulator.calls_to("apps.connections.open")
+    assert opened.token == "xapp-unknown"
