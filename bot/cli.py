@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     audit.add_argument("release", help="REL-n")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line every tick says nothing
     try:
         if args.cmd == "migrate":
             return _migrate()
