@@ -14,13 +14,15 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.engine import Engine
 
-from commands import announce
+from commands import announce, reminders
 from commands.clock import Clock
+from commands.policy import Policy
 from commands.release import approval_of, load
 from storage import outbox
 from storage.db import transaction
 from storage.models import Outbox
 
+from bot.messages import aftercare
 from bot.messages import release as render
 
 log = logging.getLogger(__name__)
@@ -36,8 +38,8 @@ def backoff(attempts: int) -> timedelta:
 
 
 class Delivery:
-    def __init__(self, db: Engine, client: WebClient, clock: Clock, channel: str):
-        self._db, self._client, self._clock, self._channel = db, client, clock, channel
+    def __init__(self, db: Engine, client: WebClient, clock: Clock, channel: str, policy: Policy):
+        self._db, self._client, self._clock, self._channel, self._policy = db, client, clock, channel, policy
         self._running = threading.Lock()
         self.inflight = threading.Event()
 
@@ -96,10 +98,28 @@ class Delivery:
                     outbox.mark_sent(session, row, self._clock.now())
                 return
         elif row.kind == announce.THREAD_NOTE:
-            self._client.chat_postMessage(channel=release.channel_id or self._channel, thread_ts=release.message_ts,
-                                          text=render.note_text(row.payload.get("event", ""), release))
+            text, blocks = aftercare.thread_note(row.payload.get("event", ""), release, row.payload)
+            self._post_in_thread(release, text, blocks)
+        elif row.kind == announce.REMINDER:
+            with transaction(self._db) as session:
+                notice = reminders.due(session, row, self._policy)
+            if isinstance(notice, reminders.Skip):
+                with transaction(self._db) as session:
+                    outbox.mark_sent(session, row, self._clock.now(), result=f"skipped: {notice.reason}")
+                return
+            self._post_in_thread(release, *aftercare.reminder(notice, self._policy))
+            with transaction(self._db) as session:
+                outbox.mark_sent(session, row, self._clock.now())
+                reminders.after_sent(session, row, self._clock.now(), self._policy)
+            return
         else:
             # Written by a newer version of the bot; leave it for that version to send.
             raise Undeliverable(f"unknown outbox kind {row.kind}")
         with transaction(self._db) as session:
             outbox.mark_sent(session, row, self._clock.now())
+
+    def _post_in_thread(self, release, text: str, blocks: list[dict] | None) -> None:
+        # Before the approval message exists (its post still retrying), a reply
+        # would have no thread; it goes to the channel rather than wait.
+        self._client.chat_postMessage(channel=release.channel_id or self._channel, thread_ts=release.message_ts,
+                                      text=text, **({"blocks": blocks} if blocks else {}))

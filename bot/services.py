@@ -38,4 +38,4 @@ def build_services(config: Config, db: Engine, clock: Clock, policy: Policy) -> 
                        retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=1)])
     return Services(config=config, db=db, clock=clock, policy=policy, client=client,
                     roles=RoleDirectory(policy, client, clock),
-                    delivery=Delivery(db, client, clock, config.release_channel))
+                    delivery=Delivery(db, client, clock, config.release_channel, policy))

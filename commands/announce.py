@@ -15,18 +15,34 @@ from storage.models import AuditEvent, Release
 
 APPROVAL_MESSAGE = "approval_message"
 THREAD_NOTE = "thread_note"
+REMINDER = "reminder"
+
+
+def stream(release: Release) -> str:
+    # A release's announcements keep their order: the approval message must
+    # exist before a reply can go into its thread.
+    return f"release:{release.id}"
 
 
 def approval_message(session: Session, release: Release, now: datetime) -> None:
     outbox.enqueue(session, key=f"approval:{release.id}:post", kind=APPROVAL_MESSAGE, release_id=release.id,
-                   at=now)
+                   at=now, stream=stream(release))
 
 
 def approval_update(session: Session, release: Release, now: datetime, cause: AuditEvent) -> None:
     outbox.enqueue(session, key=f"approval:{release.id}:event:{cause.id}", kind=APPROVAL_MESSAGE,
-                   release_id=release.id, at=now)
+                   release_id=release.id, at=now, stream=stream(release))
 
 
-def note(session: Session, release: Release, event: str, now: datetime, key_suffix: str = "") -> None:
+def note(session: Session, release: Release, event: str, now: datetime, key_suffix: str = "",
+         **payload) -> None:
     outbox.enqueue(session, key=f"note:{release.id}:{event}:{key_suffix}", kind=THREAD_NOTE,
-                   release_id=release.id, payload={"event": event}, at=now)
+                   release_id=release.id, payload={"event": event, **payload}, at=now, stream=stream(release))
+
+
+def reminder(session: Session, release: Release, what: str, due_at: datetime, now: datetime,
+             key_suffix: str = "", **payload) -> None:
+    """A reminder in the release's thread at due_at. Whether it is still owed is
+    decided when it comes due, so finishing the work early needs no cancelling."""
+    outbox.enqueue(session, key=f"reminder:{release.id}:{what}:{key_suffix}", kind=REMINDER,
+                   release_id=release.id, payload={"reminder": what, **payload}, at=now, due_at=due_at)

@@ -34,24 +34,33 @@ ENVIRONMENTS_DEFAULT = ("production", "staging", "qa", "development")
 # derive is the under-controlled misclassification QMS §3.7 calls a non-conformance.
 DEFAULTS: dict[str, Any] = {
     "types": {
-        "major": {"lead_time": "14d", "stabilisation": "24h", "rank": 6,
+        "major": {"lead_time": "14d", "stabilisation": "24h", "rank": 6, "approval_sla": "4h",
                   "approvers": {"cab": 2, "release_manager": 1, "security": 1}},
-        "minor": {"lead_time": "7d", "stabilisation": "2h", "rank": 2,
+        "minor": {"lead_time": "7d", "stabilisation": "2h", "rank": 2, "approval_sla": "4h",
                   "approvers": {"release_manager": 1, "qa_lead": 1}},
-        "patch": {"lead_time": "2d", "stabilisation": "30m", "rank": 1,
+        "patch": {"lead_time": "2d", "stabilisation": "30m", "rank": 1, "approval_sla": "4h",
                   "approvers": {"engineering_lead": 1, "qa_lead": 1}},
-        "security": {"lead_time": "4h", "stabilisation": "30m", "rank": 4,
+        "security": {"lead_time": "4h", "stabilisation": "30m", "rank": 4, "approval_sla": "4h",
                      "approvers": {"security": 1, "release_manager": 1}},
-        "emergency": {"lead_time": "1h", "stabilisation": "30m", "rank": 5,
+        "emergency": {"lead_time": "1h", "stabilisation": "30m", "rank": 5, "approval_sla": "30m",
                       "approvers": {"release_manager": 1, "engineering_lead": 1}},
-        "infrastructure": {"lead_time": "3d", "stabilisation": "24h", "rank": 3,
+        "infrastructure": {"lead_time": "3d", "stabilisation": "24h", "rank": 3, "approval_sla": "4h",
                            "approvers": {"platform_lead": 1}},
     },
     "roles": {role: [] for role in ROLES},
     "release": {"default_environment": "production", "environments": list(ENVIRONMENTS_DEFAULT)},
+    # QMS §4.4 step 5 (sign-offs), §4.6 (24-hour follow-up), §6.1 (retrospectives).
+    "deployment": {
+        "signoff_roles": ["qa_lead", "operations"],
+        "followup_after": "24h",
+        "followup_escalate_after": "24h",
+        "retrospective_types": ["major"],
+        "retrospective_business_days": 5,
+        "retrospective_remind_before": "24h",
+    },
 }
 
-_TYPE_KEYS = {"lead_time", "stabilisation", "rank", "approvers"}
+_TYPE_KEYS = {"lead_time", "stabilisation", "rank", "approvers", "approval_sla"}
 _SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
 
 
@@ -68,6 +77,17 @@ class TypePolicy:
     stabilisation: timedelta
     rank: int
     approvers: Mapping[str, int]
+    approval_sla: timedelta = timedelta(hours=4)
+
+
+@dataclass(frozen=True)
+class DeploymentPolicy:
+    signoff_roles: tuple[str, ...]
+    followup_after: timedelta
+    followup_escalate_after: timedelta
+    retrospective_types: tuple[str, ...]
+    retrospective_business_days: int
+    retrospective_remind_before: timedelta
 
 
 @dataclass(frozen=True)
@@ -76,6 +96,7 @@ class Policy:
     roles: Mapping[str, tuple[str, ...]]  # role -> Slack user ids (U/W) and user group ids (S)
     default_environment: str
     environments: tuple[str, ...]
+    deployment: DeploymentPolicy = None  # type: ignore[assignment]  (always set by from_mapping)
     source: str = "built-in defaults"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -118,7 +139,8 @@ class Policy:
         if default_env not in envs:
             raise PolicyError(source, "release.default_environment", f"'{default_env}' is not in release.environments")
         return cls(types=MappingProxyType(types), roles=MappingProxyType(roles),
-                   default_environment=default_env, environments=tuple(envs), source=source,
+                   default_environment=default_env, environments=tuple(envs),
+                   deployment=_deployment_policy(merged["deployment"], source), source=source,
                    raw=MappingProxyType(dict(merged)))
 
 
@@ -147,17 +169,38 @@ def _merge(defaults: Mapping[str, Any], data: Mapping[str, Any], source: str, pr
     return out
 
 
+def _duration(spec: Mapping[str, Any], key: str, dkey: str, source: str) -> timedelta:
+    value = spec.get(dkey)
+    if not isinstance(value, str):
+        raise PolicyError(source, f"{key}.{dkey}", 'must be a duration string like "30m", "4h" or "2d"')
+    try:
+        return parse_duration(value)
+    except TimeInputError as exc:
+        raise PolicyError(source, f"{key}.{dkey}", str(exc)) from None
+
+
+def _deployment_policy(spec: Mapping[str, Any], source: str) -> DeploymentPolicy:
+    roles = spec.get("signoff_roles")
+    if not isinstance(roles, list) or not roles or any(r not in ROLES for r in roles):
+        raise PolicyError(source, "deployment.signoff_roles", f"must be a non-empty list of roles from {', '.join(ROLES)}")
+    retro_types = spec.get("retrospective_types")
+    if not isinstance(retro_types, list) or any(t not in RELEASE_TYPES for t in retro_types):
+        raise PolicyError(source, "deployment.retrospective_types",
+                          f"must be a list of release types from {', '.join(RELEASE_TYPES)}")
+    days = spec.get("retrospective_business_days")
+    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 60:
+        raise PolicyError(source, "deployment.retrospective_business_days", "must be a whole number from 1 to 60")
+    return DeploymentPolicy(
+        signoff_roles=tuple(roles),
+        followup_after=_duration(spec, "deployment", "followup_after", source),
+        followup_escalate_after=_duration(spec, "deployment", "followup_escalate_after", source),
+        retrospective_types=tuple(retro_types), retrospective_business_days=days,
+        retrospective_remind_before=_duration(spec, "deployment", "retrospective_remind_before", source))
+
+
 def _type_policy(name: str, spec: Mapping[str, Any], source: str) -> TypePolicy:
     key = f"types.{name}"
-    durations = {}
-    for dkey in ("lead_time", "stabilisation"):
-        value = spec.get(dkey)
-        if not isinstance(value, str):
-            raise PolicyError(source, f"{key}.{dkey}", 'must be a duration string like "30m", "4h" or "2d"')
-        try:
-            durations[dkey] = parse_duration(value)
-        except TimeInputError as exc:
-            raise PolicyError(source, f"{key}.{dkey}", str(exc)) from None
+    durations = {d: _duration(spec, key, d, source) for d in ("lead_time", "stabilisation", "approval_sla")}
     rank = spec.get("rank")
     if not isinstance(rank, int) or isinstance(rank, bool) or rank < 0:
         raise PolicyError(source, f"{key}.rank", "must be a whole number (higher = more controlled)")
@@ -170,4 +213,4 @@ def _type_policy(name: str, spec: Mapping[str, Any], source: str) -> TypePolicy:
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise PolicyError(source, f"{key}.approvers.{role}", "must be a whole number of people, 1 or more")
     return TypePolicy(name=name, lead_time=durations["lead_time"], stabilisation=durations["stabilisation"],
-                      rank=rank, approvers=MappingProxyType(dict(approvers)))
+                      rank=rank, approvers=MappingProxyType(dict(approvers)), approval_sla=durations["approval_sla"])

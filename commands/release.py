@@ -106,6 +106,13 @@ def settle(session: Session, release: Release, actor: str, now: datetime) -> str
     return None
 
 
+def schedule_nudge(session: Session, release: Release, now: datetime, policy: Policy) -> None:
+    """QMS §4.2 approval SLA: the first nudge of this round of votes; each one sent schedules the next."""
+    sla = policy.type(release.effective_type).approval_sla
+    announce.reminder(session, release, "approval_nudge", now + sla, now, key_suffix=f"{release.round}:1",
+                      round=release.round, n=1)
+
+
 def request_release(db: Engine, actor: Actor, raw: Mapping[str, str | None], answers: Answers | None,
                     clock: Clock, policy: Policy, request_key: str | None = None) -> Outcome:
     now = clock.now()
@@ -130,6 +137,7 @@ def request_release(db: Engine, actor: Actor, raw: Mapping[str, str | None], ans
                              reason=f"requested {release.requested_type} is less controlled than the derived "
                                     f"{release.derived_type}; {release.derived_type} approvals apply")
             announce.approval_message(session, release, now)
+            schedule_nudge(session, release, now, policy)
     except IntegrityError:
         # Two deliveries of the same request raced; the other one created it.
         with transaction(db) as session:
@@ -244,6 +252,8 @@ def edit_release(db: Engine, actor: Actor, release_id: int, changes: Mapping[str
         announce.approval_update(session, release, now, ev)
         if reset and votes_cast:
             announce.note(session, release, "votes_reset", now, key_suffix=str(release.round))
+        if reset:
+            schedule_nudge(session, release, now, policy)
     msg = f"{release.ref} updated ({', '.join(sorted(changed))})."
     if reset and votes_cast:
         msg += " Earlier votes no longer count; approvers must vote again."

@@ -21,6 +21,13 @@ USAGE: dict[str, str] = {
     "edit": '/release edit REL-12 [version=…] [summary="…"] [start="YYYY-MM-DD HH:MM"] [tz=…] [duration=…] '
             "[risk=…] [rollback=…] [links=…]",
     "accept": '/release accept REL-12 reason="…"   (release manager accepts a less-controlled type)',
+    "reschedule": '/release reschedule REL-12 start="YYYY-MM-DD HH:MM" [tz=…] [duration=…]',
+    "deploy": "/release deploy REL-12   (opens the pre-deployment checklist)",
+    "rollback": '/release rollback REL-12 reason="…"',
+    "done": "/release done REL-12 outcome=success|rolled_back|failed [note=…] [link=…]",
+    "signoff": "/release signoff REL-12 [role=qa_lead|operations]",
+    "followup": '/release followup REL-12 evidence="…" [actions="…"]',
+    "retro": '/release retro REL-12 notes="…" [actions="…"]',
     "help": "/release help",
 }
 
@@ -35,9 +42,17 @@ _KEYS: dict[str, set[str]] = {
     "cancel": {"reason"},
     "edit": {"version", "summary", "start", "tz", "duration", "risk", "rollback", "links"},
     "accept": {"reason"},
+    "reschedule": {"start", "tz", "duration"},
+    "deploy": set(),
+    "rollback": {"reason"},
+    "done": {"outcome", "note", "link"},
+    "signoff": {"role"},
+    "followup": {"evidence", "actions"},
+    "retro": {"notes", "actions"},
     "help": set(),
 }
-_NEEDS_REF = {"go", "nogo", "withdraw", "show", "cancel", "edit", "accept"}
+_NEEDS_REF = {"go", "nogo", "withdraw", "show", "cancel", "edit", "accept", "reschedule", "deploy", "rollback",
+              "done", "signoff", "followup", "retro"}
 _REF = re.compile(r"^(?:REL-)?(\d{1,9})$", re.IGNORECASE)
 _QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'"})
 

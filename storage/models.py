@@ -128,6 +128,9 @@ class Outbox(SQLModel, table=True):
     id: Optional[int] = Field(default=None, primary_key=True)
     key: str = Field(unique=True, max_length=255)  # stable: a replay hits the constraint
     release_id: Optional[int] = Field(default=None, foreign_key="release.id", index=True)
+    # Rows of one stream go out in id order (a release's announcements); rows
+    # without one (reminders) go out whenever they are due.
+    stream: Optional[str] = Field(default=None, max_length=60, index=True)
     kind: str = Field(max_length=40)
     payload: dict = _json()
     created_at: datetime = _ts(nullable=False)
@@ -137,3 +140,69 @@ class Outbox(SQLModel, table=True):
     claim_token: Optional[str] = Field(default=None, max_length=64)
     sent_at: Optional[datetime] = _ts(nullable=True)
     last_error: Optional[str] = _text()
+    result: Optional[str] = Field(default=None, max_length=200)  # "sent", or why it was skipped
+
+
+class Deployment(SQLModel, table=True):
+    """One controlled deployment of a release: who, when, with what evidence, and how it ended."""
+
+    __tablename__ = "deployment"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="release.id", unique=True)
+    deployer_id: str = Field(max_length=80)
+    pipeline: Optional[str] = Field(default=None, max_length=80)  # the API client that reported it
+    checklist: dict = _json()
+    artifact: Optional[str] = _text()
+    commit: Optional[str] = Field(default=None, max_length=80)
+    pipeline_url: Optional[str] = _text()
+    started_at: datetime = _ts(nullable=False)
+    finished_at: Optional[datetime] = _ts(nullable=True)
+    outcome: Optional[str] = Field(default=None, max_length=20)  # success | rolled_back | failed
+    note: Optional[str] = _text()
+    link: Optional[str] = _text()
+    rollback_decided_at: Optional[datetime] = _ts(nullable=True)
+    rollback_decided_by: Optional[str] = Field(default=None, max_length=80)
+    restored_at: Optional[datetime] = _ts(nullable=True)
+    stabilisation_ends_at: Optional[datetime] = _ts(nullable=True)
+
+
+class SignOff(SQLModel, table=True):
+    __tablename__ = "signoff"
+    __table_args__ = (UniqueConstraint("release_id", "role", name="uq_signoff_role"),
+                      UniqueConstraint("release_id", "user_id", name="uq_signoff_person"))
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="release.id", index=True)
+    role: str = Field(max_length=40)
+    user_id: str = Field(max_length=40)
+    at: datetime = _ts(nullable=False)
+
+
+class Task(SQLModel, table=True):
+    """Work owed after a deployment: the 24-hour follow-up and the retrospective."""
+
+    __tablename__ = "task"
+    __table_args__ = (UniqueConstraint("release_id", "kind", name="uq_task_kind"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="release.id", index=True)
+    kind: str = Field(max_length=30)  # followup | retrospective
+    due_at: datetime = _ts(nullable=False)
+    created_at: datetime = _ts(nullable=False)
+    done_by: Optional[str] = Field(default=None, max_length=40)
+    done_at: Optional[datetime] = _ts(nullable=True)
+    details: dict = _json()
+
+
+class NonConformance(SQLModel, table=True):
+    """QMS §6.2: things that happened outside the procedure, kept for the quarterly review."""
+
+    __tablename__ = "nonconformance"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    release_id: Optional[int] = Field(default=None, foreign_key="release.id", index=True)
+    kind: str = Field(max_length=60)
+    detail: str = _text(nullable=False)
+    reported_by: str = Field(max_length=80)
+    at: datetime = _ts(nullable=False)

@@ -3,8 +3,9 @@
 Rows are claimed with a lease. PostgreSQL skips rows another process holds
 (FOR UPDATE SKIP LOCKED); SQLite's BEGIN IMMEDIATE already serialises claims and
 the conditional UPDATE makes a stale read harmless. A row whose claimer died
-becomes claimable again when its lease runs out. A release's rows go out in
-order: a row waits while an earlier one of the same release is unsent.
+becomes claimable again when its lease runs out. Rows of one stream (a
+release's announcements) go out in order: a row waits while an earlier one of
+its stream is unsent. Reminders have no stream and go out when due.
 """
 from __future__ import annotations
 
@@ -24,10 +25,11 @@ LEASE = timedelta(seconds=60)
 
 
 def enqueue(session: Session, *, key: str, kind: str, at: datetime, release_id: Optional[int] = None,
-            payload: Optional[dict[str, Any]] = None, due_at: Optional[datetime] = None) -> bool:
+            payload: Optional[dict[str, Any]] = None, due_at: Optional[datetime] = None,
+            stream: Optional[str] = None) -> bool:
     """Insert unless a row with this key exists. True if this call added it."""
     values = dict(key=key, kind=kind, release_id=release_id, payload=payload or {}, created_at=at,
-                  due_at=due_at or at, attempts=0)
+                  due_at=due_at or at, attempts=0, stream=stream)
     dialect = session.get_bind().dialect.name
     ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = ins(Outbox).values(**values).on_conflict_do_nothing(index_elements=["key"])
@@ -41,8 +43,8 @@ _now = bindparam("now", type_=UTCDateTime())
 _claimable = or_(_t.c.claimed_until.is_(None), _t.c.claimed_until < _now)
 _DUE = (select(_t.c.id)
         .where(_t.c.sent_at.is_(None), _t.c.due_at <= _now, _claimable,
-               or_(_t.c.release_id.is_(None),
-                   ~exists().where(and_(_earlier.c.release_id == _t.c.release_id, _earlier.c.id < _t.c.id,
+               or_(_t.c.stream.is_(None),
+                   ~exists().where(and_(_earlier.c.stream == _t.c.stream, _earlier.c.id < _t.c.id,
                                         _earlier.c.sent_at.is_(None)))))
         .order_by(_t.c.id).limit(bindparam("limit")))
 _DUE_SKIP_LOCKED = _DUE.with_for_update(skip_locked=True, of=_t)
@@ -51,7 +53,8 @@ _CLAIM = (update(_t).where(_t.c.id.in_(bindparam("ids", expanding=True)), _claim
                   attempts=_t.c.attempts + 1))
 _CLAIMED = select(Outbox).where(Outbox.claim_token == bindparam("token")).order_by(Outbox.id)
 _SENT = (update(_t).where(_t.c.id == bindparam("row_id"), _t.c.claim_token == bindparam("token"))
-         .values(sent_at=bindparam("at", type_=UTCDateTime()), claimed_until=None, last_error=None))
+         .values(sent_at=bindparam("at", type_=UTCDateTime()), claimed_until=None, last_error=None,
+                 result=bindparam("outcome")))
 _RETRY = (update(_t).where(_t.c.id == bindparam("row_id"), _t.c.claim_token == bindparam("token"))
           .values(due_at=bindparam("at", type_=UTCDateTime()), claimed_until=None, last_error=bindparam("error")))
 
@@ -67,8 +70,9 @@ def claim_due(engine: Engine, now: datetime, limit: int = 50, lease: timedelta =
         return list(session.scalars(_CLAIMED, {"token": token}))
 
 
-def mark_sent(session: Session, row: Outbox, now: datetime) -> bool:
-    res = session.execute(_SENT, {"row_id": row.id, "token": row.claim_token, "at": now})
+def mark_sent(session: Session, row: Outbox, now: datetime, result: str = "sent") -> bool:
+    """Done with this row: sent, or (result says why) no longer worth sending."""
+    res = session.execute(_SENT, {"row_id": row.id, "token": row.claim_token, "at": now, "outcome": result[:200]})
     return res.rowcount == 1
 
 

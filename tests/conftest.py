@@ -20,7 +20,7 @@ from storage.db import make_engine, normalise_url
 from storage.migrate import upgrade
 
 PG_URL = os.environ.get("RELEASEBOT_TEST_DATABASE_URL", "")
-TABLES = ("vote", "audit_event", "outbox", "release")
+TABLES = ("vote", "audit_event", "outbox", "deployment", "signoff", "task", "nonconformance", "release")
 SIGNING_SECRET = "test-signing-secret"
 CHANNEL = "C0RELEASES"
 START = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)  # a Monday

@@ -9,7 +9,9 @@ from storage.models import Release
 from bot.messages.common import BLOCK_LIMIT, clip, context, date, esc, mention, section
 
 GO_ACTION, NOGO_ACTION = "vote_go", "vote_nogo"
-_STATE_ICON = {"pending": ":hourglass_flowing_sand:", "approved": ":white_check_mark:", "cancelled": ":no_entry_sign:"}
+_STATE_ICON = {"pending": ":hourglass_flowing_sand:", "approved": ":white_check_mark:", "cancelled": ":no_entry_sign:",
+               "deploying": ":rocket:", "rolling_back": ":rewind:", "stabilising": ":eyes:",
+               "rolled_back": ":leftwards_arrow_with_hook:", "failed": ":x:", "closed": ":lock:"}
 
 
 def window(r: Release) -> str:
@@ -62,28 +64,19 @@ def approval_message(r: Release, st: ApprovalStatus) -> tuple[str, list[dict]]:
         blocks.append(context(f"Round {r.round}: votes from earlier rounds no longer count, because the version, "
                               "scope or window changed."))
     if r.state in LIVE_STATES:
-        blocks.append({"type": "actions", "block_id": f"vote:{r.id}", "elements": [
+        elements = [
             {"type": "button", "action_id": GO_ACTION, "text": {"type": "plain_text", "text": "Go"},
              "style": "primary", "value": str(r.id)},
             {"type": "button", "action_id": NOGO_ACTION, "text": {"type": "plain_text", "text": "No-go"},
              "style": "danger", "value": str(r.id)},
-        ]})
+        ]
+        if r.state == APPROVED:
+            elements.append({"type": "button", "action_id": "deploy_start", "value": str(r.id),
+                             "text": {"type": "plain_text", "text": "Start deployment"}})
+        blocks.append({"type": "actions", "block_id": f"vote:{r.id}", "elements": elements})
     elif r.state == CANCELLED:
         blocks.append(context(f"Cancelled: {esc(r.cancel_reason or '')}"))
     return esc(text), blocks
-
-
-NOTES = {
-    "approved": "{ref} is *approved*: every required role said Go and no No-go stands.",
-    "approval_revoked": "{ref} is no longer approved: a No-go or a withdrawn Go reopened the vote.",
-    "cancelled": "{ref} was cancelled: {reason}",
-    "votes_reset": "{ref} changed (version, scope or window). Earlier votes no longer count; please vote again.",
-}
-
-
-def note_text(event: str, r: Release) -> str:
-    template = NOTES.get(event, "{ref}: " + esc(event))
-    return template.format(ref=r.ref, reason=esc(r.cancel_reason or ""))
 
 
 def record_message(rec: ReleaseRecord) -> list[dict]:
@@ -133,5 +126,3 @@ def error_text(message: str, form: str | None) -> str:
     return text
 
 
-__all__ = ["approval_message", "note_text", "record_message", "list_message", "help_text", "error_text",
-           "APPROVED"]

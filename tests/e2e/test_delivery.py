@@ -18,8 +18,9 @@ def release(db) -> Release:
 
 
 def unsent(db) -> list[Outbox]:
+    """Announcements not yet sent (reminders wait for their time and are not counted)."""
     with Session(db) as s:
-        return list(s.exec(select(Outbox).where(Outbox.sent_at.is_(None))))
+        return list(s.exec(select(Outbox).where(Outbox.sent_at.is_(None), Outbox.kind != "reminder")))
 
 
 def test_429_then_500_then_ok_gives_exactly_one_post(bot, db, clock):

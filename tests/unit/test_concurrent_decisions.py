@@ -28,7 +28,7 @@ def test_duplicate_deliveries_of_one_request_create_one_release(db, clock, polic
     outs = together(6, lambda i: request(db, clock, policy, request_key="view:V1"))
     assert sum(o.changed for o in outs) == 1
     assert {o.release.id for o in outs} == {1}
-    assert counts(db) == (1, 0, 1, 1)
+    assert counts(db) == (1, 0, 1, 2)  # the approval post and the first nudge
 
 
 def test_double_click_records_one_vote(db, clock, policy):

@@ -50,7 +50,8 @@ def test_request_creates_a_pending_release(db, clock, policy):
     assert ev.after["version"] == "2.3.1" and ev.after["state"] == "pending"
     assert ev.after["start_at"] == "2026-12-01T14:00:00+00:00"
     assert ev.after["classification_answered"] is False
-    assert outbox_keys(db) == ["approval:1:post"]
+    # the approval message, and the first approval nudge for when the SLA runs out
+    assert outbox_keys(db) == ["approval:1:post", "reminder:1:approval_nudge:1:1"]
 
 
 def test_request_with_answers_records_them(db, clock, policy):
@@ -78,7 +79,7 @@ def test_request_is_idempotent_by_request_key(db, clock, policy):
     assert not second.changed
     assert second.release.id == first.release.id
     assert second.message == "REL-1 was already created from this request."
-    assert counts(db) == before == (1, 0, 1, 1)
+    assert counts(db) == before == (1, 0, 1, 2)  # one approval post, one first nudge
     assert release(db, 1).summary == "Add refunds"
     third = request(db, clock, policy, request_key="view:V124")
     assert third.changed and third.release.id == 2

@@ -81,8 +81,8 @@ def test_values_are_stripped():
 
 
 def test_unknown_subcommand():
-    err = bad("deploy REL-1")
-    assert "'deploy' is not a /release command" in err.message
+    err = bad("launch REL-1")
+    assert "'launch' is not a /release command" in err.message
     assert err.form == USAGE["help"]
     for name in ("request", "go", "nogo", "list"):
         assert name in err.message

@@ -1,0 +1,125 @@
+"""Deployment, outcome, sign-off and reminder messages, and their forms."""
+from __future__ import annotations
+
+import json
+
+from commands.deploy import CHECKLIST
+from commands.policy import Policy
+from commands.reminders import Notice
+from storage.models import Release
+
+from bot.messages.common import context, date, esc, mention, plain, section
+
+START_DEPLOY = "deploy_start"
+OUTCOME_ACTION = "deploy_outcome"  # value: "<release id>:<outcome>"
+SIGNOFF_ACTION = "signoff"  # value: "<release id>:<role>"
+FOLLOWUP_ACTION, RETRO_ACTION = "record_followup", "record_retro"
+CHECKLIST_CALLBACK, FOLLOWUP_CALLBACK, RETRO_CALLBACK = "deploy_checklist", "followup_form", "retro_form"
+
+
+def role_mentions(policy: Policy, roles) -> str:
+    """Mention everyone who holds these roles: users directly, user groups as groups."""
+    out = []
+    for role in roles:
+        for member in policy.role_members(role):
+            out.append(f"<!subteam^{member}>" if member.startswith("S") else mention(member))
+    return " ".join(dict.fromkeys(out)) or "(nobody holds " + ", ".join(roles) + " in the policy)"
+
+
+def button(text: str, action_id: str, value: str, style: str | None = None) -> dict:
+    b = {"type": "button", "action_id": action_id, "text": plain(text), "value": value}
+    if style:
+        b["style"] = style
+    return b
+
+
+def actions(block_id: str, *buttons: dict) -> dict:
+    return {"type": "actions", "block_id": block_id, "elements": list(buttons)}
+
+
+THREAD_NOTES = {
+    "approved": "{ref} is *approved*: every required role said Go and no No-go stands.",
+    "approval_revoked": "{ref} is no longer approved: a No-go or a withdrawn Go reopened the vote.",
+    "cancelled": "{ref} was cancelled: {reason}",
+    "votes_reset": "{ref} changed (version, scope or window). Earlier votes no longer count; please vote again.",
+    "deployment_started": ":rocket: {ref} deployment started by {deployer}. Record how it ends below or with "
+                          "`/release done {ref} outcome=…`.",
+    "rollback_decided": ":rewind: Rollback of {ref} decided by {by}: {why}",
+    "deployment_success": ":white_check_mark: {ref} deployed successfully. Stabilisation window running.",
+    "deployment_rolled_back": ":leftwards_arrow_with_hook: {ref} rolled back; service restored.",
+    "deployment_failed": ":x: {ref} deployment failed.",
+    "closed": ":lock: {ref} is closed: all post-deployment sign-offs are in.",
+    "nonconformance": ":warning: *Non-conformance (QMS 6.2)*: {detail}",
+    "followup_recorded": "The 24-hour follow-up of {ref} was recorded by {by}.",
+    "retrospective_recorded": "The retrospective of {ref} was recorded by {by}.",
+}
+
+
+def thread_note(event: str, r: Release, payload: dict) -> tuple[str, list[dict] | None]:
+    template = THREAD_NOTES.get(event, "{ref}: " + esc(event))
+    text = template.format(ref=r.ref, reason=esc(r.cancel_reason or ""),
+                           deployer=mention(payload.get("deployer", "")), by=mention(payload.get("by", "")),
+                           why=esc(payload.get("reason", "")), detail=esc(payload.get("detail", "")))
+    if event == "deployment_started":
+        return text, [section(text), actions(f"outcome:{r.id}",
+                                             button("Succeeded", OUTCOME_ACTION, f"{r.id}:success", "primary"),
+                                             button("Rolled back", OUTCOME_ACTION, f"{r.id}:rolled_back"),
+                                             button("Failed", OUTCOME_ACTION, f"{r.id}:failed", "danger"))]
+    return text, None
+
+
+_REMINDER_TEXT = {
+    "approval_nudge": "{ref} is still waiting for approval past its SLA. Still needed: {missing}.",
+    "followup": "24 hours since {ref} was deployed: please record the post-deployment validation evidence and "
+                "any follow-up actions.",
+    "followup_escalation": ":rotating_light: The 24-hour follow-up of {ref} is still open a day after it was due "
+                           "({due}). Escalated to the release managers.",
+    "retrospective_soon": "The retrospective of {ref} is due {due}.",
+    "retrospective_due": ":alarm_clock: The retrospective of {ref} is due now ({due}).",
+    "signoff_request": "The stabilisation window of {ref} is over. Post-deployment sign-off needed from: {needed}.",
+}
+
+
+def reminder(n: Notice, policy: Policy) -> tuple[str, list[dict]]:
+    r = n.release
+    due = n.detail.get("due_at")
+    missing = n.detail.get("missing") or {}
+    text = _REMINDER_TEXT.get(n.what, "{ref}: reminder").format(
+        ref=r.ref, due=date(due) if due else "", needed=", ".join(n.detail.get("needed", [])),
+        missing=", ".join(f"{role} ×{count}" for role, count in missing.items()))
+    who = " ".join([*(mention(u) for u in n.users), role_mentions(policy, n.roles) if n.roles else ""]).strip()
+    blocks = [section(f"{who}\n{text}" if who else text)]
+    if n.what.startswith("followup"):
+        blocks.append(actions(f"followup:{r.id}", button("Record follow-up", FOLLOWUP_ACTION, str(r.id), "primary")))
+    elif n.what.startswith("retrospective"):
+        blocks.append(actions(f"retro:{r.id}", button("Record retrospective", RETRO_ACTION, str(r.id), "primary")))
+    elif n.what == "signoff_request":
+        blocks.append(actions(f"signoff:{r.id}", *(button(f"Sign off as {role}", SIGNOFF_ACTION, f"{r.id}:{role}")
+                                                   for role in n.detail.get("needed", []))))
+    return f"{r.ref}: {text}", blocks
+
+
+def checklist_modal(r: Release, channel_id: str) -> dict:
+    options = [{"text": plain(label.capitalize(), 75), "value": key} for key, label in CHECKLIST]
+    return {"type": "modal", "callback_id": CHECKLIST_CALLBACK, "title": plain(f"Deploy {r.ref}", 24),
+            "submit": plain("Start deployment"), "close": plain("Cancel"),
+            "private_metadata": json.dumps({"release": r.id, "channel": channel_id}),
+            "blocks": [section(f"*{esc(r.service)}* `{esc(r.version)}` → {esc(r.environment)}, window "
+                               f"{date(r.start_at)} – {date(r.end_at, '{time}')}"),
+                       {"type": "input", "block_id": "checklist", "label": plain("Pre-deployment checklist"),
+                        "element": {"type": "checkboxes", "action_id": "checklist", "options": options}},
+                       context("You will be recorded as the deployer. A go/no-go approver of this release cannot "
+                               "deploy it.")]}
+
+
+def task_modal(kind: str, r: Release, channel_id: str) -> dict:
+    if kind == "followup":
+        callback, title, fields = FOLLOWUP_CALLBACK, "24-hour follow-up", (
+            ("evidence", "Post-deployment validation evidence"), ("actions", "Follow-up actions"))
+    else:
+        callback, title, fields = RETRO_CALLBACK, "Retrospective", (("notes", "Notes"), ("actions", "Action items"))
+    blocks = [{"type": "input", "block_id": key, "label": plain(label), "optional": key == "actions",
+               "element": {"type": "plain_text_input", "action_id": key, "multiline": True}} for key, label in fields]
+    return {"type": "modal", "callback_id": callback, "title": plain(title, 24), "submit": plain("Record"),
+            "close": plain("Cancel"), "private_metadata": json.dumps({"release": r.id, "channel": channel_id}),
+            "blocks": [section(f"*{r.ref}* {esc(r.service)} `{esc(r.version)}`"), *blocks]}

@@ -1,0 +1,73 @@
+"""What a reminder says when it comes due, or why it is no longer owed.
+
+Reminders are outbox rows written with the decision that caused them. Whether
+one is still owed is decided here, when it comes due: finishing the work early
+needs no cancelling, and a reminder that fires after a restart sees the truth.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlmodel import Session, select
+
+from commands import announce
+from commands.aftercare import signoffs
+from commands.deploy import STABILISING, _deployment
+from commands.policy import Policy
+from commands.release import PENDING, approval_of, load
+from storage.models import Outbox, Release, Task
+
+
+@dataclass(frozen=True)
+class Notice:
+    release: Release
+    what: str
+    users: tuple[str, ...] = ()  # people who owe the action
+    roles: tuple[str, ...] = ()  # roles who owe it (their members and groups are mentioned)
+    detail: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Skip:
+    reason: str
+
+
+def due(session: Session, row: Outbox, policy: Policy) -> Notice | Skip:
+    release = load(session, row.release_id)
+    what = row.payload.get("reminder", "")
+    if what == "approval_nudge":
+        if release.state != PENDING or release.round != row.payload.get("round"):
+            return Skip(f"no longer waiting for votes ({release.state}, round {release.round})")
+        missing = approval_of(session, release).missing()
+        return Notice(release, what, roles=tuple(missing), detail={"missing": missing})
+    if what in ("followup", "followup_escalation", "retrospective_soon", "retrospective_due"):
+        kind = "followup" if what.startswith("followup") else "retrospective"
+        task = session.exec(select(Task).where(Task.release_id == release.id, Task.kind == kind)).first()
+        if task is None or task.done_at:
+            return Skip(f"{kind} already recorded")
+        dep = _deployment(session, release)
+        owners = tuple(u for u in (dep.deployer_id if dep else None,
+                                   release.requester_id if kind == "retrospective" else None) if u)
+        if what == "followup_escalation":
+            owners = ()  # escalation goes to the release managers only
+        return Notice(release, what, users=owners, roles=("release_manager",), detail={"due_at": task.due_at})
+    if what == "signoff_request":
+        if release.state != STABILISING:
+            return Skip(f"release is {release.state}")
+        taken = {s.role for s in signoffs(session, release)}
+        needed = tuple(r for r in policy.deployment.signoff_roles if r not in taken)
+        return Notice(release, what, roles=needed, detail={"needed": list(needed)})
+    return Skip(f"unknown reminder '{what}'")
+
+
+def after_sent(session: Session, row: Outbox, sent_at: datetime, policy: Policy) -> None:
+    """Follow-ons of a reminder that went out: the next approval nudge, one per SLA period."""
+    if row.payload.get("reminder") != "approval_nudge":
+        return
+    release = load(session, row.release_id)
+    n = int(row.payload.get("n", 1)) + 1
+    sla = policy.type(release.effective_type).approval_sla
+    announce.reminder(session, release, "approval_nudge", row.due_at + sla, sent_at,
+                      key_suffix=f"{release.round}:{n}", round=release.round, n=n)
+
