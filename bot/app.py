@@ -6,7 +6,7 @@ from concurrent.futures import Executor
 from slack_bolt import App
 from slack_bolt.authorization import AuthorizeResult
 
-from bot.listeners import release, vote
+from bot.listeners import deploy, release, vote
 from bot.services import Services
 
 
@@ -29,4 +29,5 @@ def build_app(svc: Services, listener_executor: Executor | None = None) -> App:
     )
     release.register(app, svc)
     vote.register(app, svc)
+    deploy.register(app, svc)
     return app

@@ -14,8 +14,11 @@ from commands.release import (accept_misclassification, cancel_release, edit_rel
                               request_release, show_release)
 from commands.request import missing_fields, parse_flags
 from commands.text import USAGE, ParsedCommand, parse_command
+from commands.aftercare import record_task, sign_off
+from commands.deploy import Deployer, decide_rollback, finish_deployment
 from commands.vote import cast_vote, withdraw_vote
 
+from bot.listeners import deploy
 from bot.listeners.common import just_ack, run
 from bot.messages import modal
 from bot.messages.release import error_text, help_text, list_message, record_message
@@ -54,6 +57,9 @@ def register(app: App, svc: Services) -> None:
         user = body["user_id"]
         if cmd.name == "request":
             _request(svc, cmd, body, tell, client)
+        elif cmd.name == "deploy":
+            deploy.open_form(svc, client, body["trigger_id"], cmd.release_id, body.get("channel_id", ""), tell,
+                             "deploy")
         elif cmd.name in ("show", "list"):
             _read(svc, cmd, user, respond, tell)
         else:
@@ -168,4 +174,24 @@ def _change(svc: Services, cmd: ParsedCommand, user: str) -> Outcome:
         return edit_release(svc.db, actor, rid, a, svc.clock, svc.policy)
     if cmd.name == "accept":
         return accept_misclassification(svc.db, actor, rid, a.get("reason", ""), svc.clock, svc.policy)
+    if cmd.name == "reschedule":
+        if "start" not in a:
+            raise InputError("reschedule needs start=", field="start", form=USAGE["reschedule"])
+        return edit_release(svc.db, actor, rid, a, svc.clock, svc.policy)
+    who = Deployer(actor.user_id, actor.roles)
+    if cmd.name == "done":
+        if "outcome" not in a:
+            raise InputError("done needs outcome=success, rolled_back or failed", field="outcome", form=USAGE["done"])
+        return finish_deployment(svc.db, who, rid, a["outcome"], svc.clock, svc.policy, note=a.get("note"),
+                                 link=a.get("link"))
+    if cmd.name == "rollback":
+        return decide_rollback(svc.db, who, rid, a.get("reason", ""), svc.clock)
+    if cmd.name == "signoff":
+        return sign_off(svc.db, actor, rid, svc.clock, svc.policy, role_hint=a.get("role"))
+    if cmd.name == "followup":
+        return record_task(svc.db, actor, rid, "followup", {"evidence": a.get("evidence", ""),
+                                                           "actions": a.get("actions", "")}, svc.clock)
+    if cmd.name == "retro":
+        return record_task(svc.db, actor, rid, "retrospective", {"notes": a.get("notes", ""),
+                                                                "actions": a.get("actions", "")}, svc.clock)
     raise InputError(f"/release {cmd.name} is not available", form=USAGE["help"])

@@ -1,0 +1,111 @@
+"""Deployment: the checklist form, outcome buttons, sign-off buttons, follow-up and retrospective forms."""
+from __future__ import annotations
+
+import json
+import logging
+
+from slack_bolt import App
+from slack_sdk.errors import SlackApiError
+
+from commands.aftercare import record_task, sign_off
+from commands.deploy import CHECKLIST, Deployer, finish_deployment, start_deployment
+from commands.errors import InputError
+from commands.release import show_release
+
+from bot.listeners.common import just_ack, run
+from bot.messages import aftercare as msg
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def deployer(svc: Services, user_id: str) -> Deployer:
+    return Deployer(user_id, svc.roles.roles_of(user_id))
+
+
+def open_form(svc: Services, client, trigger_id: str, release_id: int, channel: str, tell, kind: str) -> None:
+    """Open the checklist, follow-up or retrospective form for a release."""
+    try:
+        release = show_release(svc.db, release_id).release
+    except InputError as exc:
+        tell(f":warning: {exc.message}")
+        return
+    view = msg.checklist_modal(release, channel) if kind == "deploy" else msg.task_modal(kind, release, channel)
+    try:
+        client.views_open(trigger_id=trigger_id, view=view)
+    except SlackApiError as exc:
+        log.warning("views.open (%s) failed: %s", kind, exc.response.get("error"))
+        tell(":warning: Slack would not open the form; please try again.")
+
+
+def register(app: App, svc: Services) -> None:
+    def ephemeral(client, channel: str, user: str):
+        return lambda text: client.chat_postEphemeral(channel=channel, user=user, text=text)
+
+    def from_button(kind: str):
+        def lazy(body, action, client):
+            release_id = int(action["value"].split(":")[0])
+            channel, user = body["channel"]["id"], body["user"]["id"]
+            open_form(svc, client, body["trigger_id"], release_id, channel, ephemeral(client, channel, user), kind)
+        return lazy
+
+    app.action(msg.START_DEPLOY)(ack=just_ack, lazy=[from_button("deploy")])
+    app.action(msg.FOLLOWUP_ACTION)(ack=just_ack, lazy=[from_button("followup")])
+    app.action(msg.RETRO_ACTION)(ack=just_ack, lazy=[from_button("retrospective")])
+
+    def checklist_submitted(body, view, client):
+        meta = json.loads(view.get("private_metadata") or "{}")
+        ticked = {o["value"] for o in ((view["state"]["values"].get("checklist") or {}).get("checklist") or {})
+                  .get("selected_options") or []}
+        user = body["user"]["id"]
+        run(svc, ephemeral(client, meta.get("channel") or svc.config.release_channel, user),
+            lambda: start_deployment(svc.db, deployer(svc, user), int(meta["release"]),
+                                     {key: key in ticked for key, _ in CHECKLIST}, svc.clock))
+
+    # The gate's answer (every failed condition) goes to the deployer as a
+    # message they can read in full, so the form closes on submit.
+    app.view(msg.CHECKLIST_CALLBACK)(ack=just_ack, lazy=[checklist_submitted])
+
+    def outcome_clicked(body, action, client):
+        release_id, outcome = action["value"].split(":", 1)
+        user, channel = body["user"]["id"], body["channel"]["id"]
+        run(svc, ephemeral(client, channel, user),
+            lambda: finish_deployment(svc.db, deployer(svc, user), int(release_id), outcome, svc.clock, svc.policy))
+
+    app.action(msg.OUTCOME_ACTION)(ack=just_ack, lazy=[outcome_clicked])
+
+    def signoff_clicked(body, action, client):
+        release_id, role = action["value"].split(":", 1)
+        user, channel = body["user"]["id"], body["channel"]["id"]
+        run(svc, ephemeral(client, channel, user),
+            lambda: sign_off(svc.db, svc.actor(user), int(release_id), svc.clock, svc.policy, role_hint=role))
+
+    app.action(msg.SIGNOFF_ACTION)(ack=just_ack, lazy=[signoff_clicked])
+
+    def task_form(kind: str, fields: tuple[str, ...]):
+        def ack_form(ack, view):
+            values = _values(view, fields)
+            if not values[fields[0]]:
+                ack(response_action="errors", errors={fields[0]: "This is required."})
+                return
+            ack()
+
+        def lazy(body, view, client):
+            values = _values(view, fields)
+            if not values[fields[0]]:
+                return
+            meta = json.loads(view.get("private_metadata") or "{}")
+            user = body["user"]["id"]
+            run(svc, ephemeral(client, meta.get("channel") or svc.config.release_channel, user),
+                lambda: record_task(svc.db, svc.actor(user), int(meta["release"]), kind, values, svc.clock))
+        return ack_form, lazy
+
+    ack_f, lazy_f = task_form("followup", ("evidence", "actions"))
+    app.view(msg.FOLLOWUP_CALLBACK)(ack=ack_f, lazy=[lazy_f])
+    ack_r, lazy_r = task_form("retrospective", ("notes", "actions"))
+    app.view(msg.RETRO_CALLBACK)(ack=ack_r, lazy=[lazy_r])
+
+
+def _values(view: dict, fields: tuple[str, ...]) -> dict[str, str]:
+    state = view["state"]["values"]
+    return {f: (((state.get(f) or {}).get(f) or {}).get("value") or "").strip() for f in fields}
