@@ -68,6 +68,9 @@ def _audit(ref: str) -> int:
         print(exc.message, file=sys.stderr)
         return 1
     out = {"release": rec.release.model_dump(), "votes": [v.model_dump() for v in rec.votes],
+           "deployment": rec.deployment.model_dump() if rec.deployment else None,
+           "signoffs": [x.model_dump() for x in rec.signoffs], "tasks": [t.model_dump() for t in rec.tasks],
+           "nonconformances": [n.model_dump() for n in rec.nonconformances],
            "audit_trail": [e.model_dump() for e in rec.trail]}
     print(json.dumps(_jsonable(out), indent=2, default=str))
     return 0

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from commands import announce, reminders
 from commands.clock import Clock
 from commands.policy import Policy
+from commands.deploy import deployment_of
 from commands.release import approval_of, load
 from storage import outbox
 from storage.db import transaction
@@ -78,8 +79,9 @@ class Delivery:
         with transaction(self._db) as session:
             release = load(session, row.release_id) if row.release_id else None
             st = approval_of(session, release) if release else None
+            dep = deployment_of(session, release) if release else None
         if row.kind == announce.APPROVAL_MESSAGE:
-            text, blocks = render.approval_message(release, st)
+            text, blocks = render.approval_message(release, st, dep)
             if release.message_ts is not None:
                 try:
                     self._client.chat_update(channel=release.channel_id, ts=release.message_ts, text=text,

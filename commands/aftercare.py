@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 
 from commands import announce
 from commands.clock import Clock
-from commands.deploy import CLOSED, STABILISING, _deployment
+from commands.deploy import CLOSED, STABILISING, deployment_of
 from commands.errors import InputError
 from commands.outcome import Actor, Outcome
 from commands.policy import Policy
@@ -36,7 +36,7 @@ def sign_off(db: Engine, actor: Actor, release_id: int, clock: Clock, policy: Po
         if mine and (role_hint in (None, mine.role)):
             return Outcome(f"Your sign-off of {release.ref} as {mine.role} is already recorded.", release)
         try:
-            dep = _deployment(session, release)
+            dep = deployment_of(session, release)
             if release.state != STABILISING or dep is None:
                 raise Refused(f"{release.ref} is {release.state}; sign-off comes after a successful deployment's "
                               "stabilisation window.", "not_stabilising")
@@ -95,7 +95,7 @@ def record_task(db: Engine, actor: Actor, release_id: int, kind: str, details: M
         try:
             if task is None:
                 raise Refused(f"{release.ref} owes no {TASKS[kind]}.", "no_task")
-            dep = _deployment(session, release)
+            dep = deployment_of(session, release)
             owners = {release.requester_id, dep.deployer_id if dep else ""}
             if actor.user_id not in owners and not actor.roles & _TASK_ROLES:
                 raise Refused(f"The {TASKS[kind]} is recorded by the deployer, the requester, a release manager, an "

@@ -117,7 +117,7 @@ def start_deployment(db: Engine, who: Deployer, release_id: int, checklist: Mapp
                    data={"reasons": []})
 
 
-def _deployment(session: Session, release: Release) -> Deployment | None:
+def deployment_of(session: Session, release: Release) -> Deployment | None:
     return session.exec(select(Deployment).where(Deployment.release_id == release.id)).first()
 
 
@@ -130,7 +130,7 @@ def decide_rollback(db: Engine, who: Deployer, release_id: int, reason: str, clo
     now = clock.now()
     with transaction(db) as session:
         release = load(session, release_id, lock=True)
-        dep = _deployment(session, release)
+        dep = deployment_of(session, release)
         try:
             if release.state not in (DEPLOYING, STABILISING) or dep is None:
                 raise Refused(f"{release.ref} is {release.state}; only a deployment in progress or in its "
@@ -159,7 +159,7 @@ def finish_deployment(db: Engine, who: Deployer, release_id: int, outcome: str, 
     now = clock.now()
     with transaction(db) as session:
         release = load(session, release_id, lock=True)
-        dep = _deployment(session, release)
+        dep = deployment_of(session, release)
         if dep and dep.outcome == outcome and dep.finished_at and release.state not in IN_FLIGHT:
             return Outcome(f"{release.ref} already finished: {outcome}.", release)
         try:

@@ -6,7 +6,7 @@ later by the delivery loop, from the outbox rows written here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
 
@@ -26,7 +26,7 @@ from commands.policy import Policy
 from commands.request import Draft, validate
 from storage import audit
 from storage.db import is_postgres, transaction
-from storage.models import AuditEvent, Release, Vote
+from storage.models import AuditEvent, Deployment, NonConformance, Release, SignOff, Task, Vote
 
 PENDING, APPROVED, CANCELLED = "pending", "approved", "cancelled"
 LIVE_STATES = (PENDING, APPROVED)
@@ -295,17 +295,30 @@ def accept_misclassification(db: Engine, actor: Actor, release_id: int, reason: 
 
 @dataclass(frozen=True)
 class ReleaseRecord:
+    """Everything an auditor asks about one release: who authorised it and why,
+    what changed, how it was deployed and validated, and what happened after."""
+
     release: Release
     status: ApprovalStatus  # of the current round
     votes: list[Vote]  # every round, oldest first
     trail: list[AuditEvent]
+    deployment: Deployment | None = None
+    signoffs: list[SignOff] = field(default_factory=list)
+    tasks: list[Task] = field(default_factory=list)
+    nonconformances: list[NonConformance] = field(default_factory=list)
 
 
 def show_release(db: Engine, release_id: int) -> ReleaseRecord:
     with Session(db, expire_on_commit=False) as session:
         release = load(session, release_id)
-        votes = list(session.exec(select(Vote).where(Vote.release_id == release.id).order_by(Vote.id)))
-        return ReleaseRecord(release, approval_of(session, release), votes, audit.trail(session, release.id))
+        rid = release.id
+
+        def rows(model):
+            return list(session.exec(select(model).where(model.release_id == rid).order_by(model.id)))
+        deployments = rows(Deployment)
+        return ReleaseRecord(release, approval_of(session, release), rows(Vote), audit.trail(session, rid),
+                             deployments[0] if deployments else None, rows(SignOff), rows(Task),
+                             rows(NonConformance))
 
 
 def list_releases(db: Engine, actor: Actor, which: str | None, clock: Clock, limit: int = 20) -> list[Release]:

@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 
 from commands import announce
 from commands.aftercare import signoffs
-from commands.deploy import STABILISING, _deployment
+from commands.deploy import STABILISING, deployment_of
 from commands.policy import Policy
 from commands.release import PENDING, approval_of, load
 from storage.models import Outbox, Release, Task
@@ -46,7 +46,7 @@ def due(session: Session, row: Outbox, policy: Policy) -> Notice | Skip:
         task = session.exec(select(Task).where(Task.release_id == release.id, Task.kind == kind)).first()
         if task is None or task.done_at:
             return Skip(f"{kind} already recorded")
-        dep = _deployment(session, release)
+        dep = deployment_of(session, release)
         owners = tuple(u for u in (dep.deployer_id if dep else None,
                                    release.requester_id if kind == "retrospective" else None) if u)
         if what == "followup_escalation":

@@ -4,7 +4,7 @@ from __future__ import annotations
 from commands.approval import ApprovalStatus
 from commands.release import APPROVED, CANCELLED, LIVE_STATES, ReleaseRecord
 from commands.text import USAGE
-from storage.models import Release
+from storage.models import Deployment, Release
 
 from bot.messages.common import BLOCK_LIMIT, clip, context, date, esc, mention, section
 
@@ -53,13 +53,32 @@ def roles_block(r: Release, st: ApprovalStatus) -> dict:
     return section("*Required approvals*\n" + "\n".join(lines))
 
 
-def approval_message(r: Release, st: ApprovalStatus) -> tuple[str, list[dict]]:
+def deployment_text(d: Deployment) -> str:
+    via = f" via {esc(d.pipeline)}" if d.pipeline else ""
+    lines = [f"*Deployment:* by {mention(d.deployer_id)}{via}, started {date(d.started_at)}"]
+    if d.artifact or d.commit:
+        lines.append(f"artifact `{esc(d.artifact or '')}` commit `{esc(d.commit or '')}`")
+    if d.rollback_decided_at:
+        lines.append(f"rollback decided {date(d.rollback_decided_at)} by {mention(d.rollback_decided_by or '')}")
+    if d.finished_at:
+        lines.append(f"finished {date(d.finished_at)}: *{esc(d.outcome or '')}*"
+                     + (f" ({esc(d.note)})" if d.note else ""))
+    if d.restored_at:
+        lines.append(f"service restored {date(d.restored_at)}")
+    if d.stabilisation_ends_at:
+        lines.append(f"stabilisation until {date(d.stabilisation_ends_at)}")
+    return "\n".join(lines)
+
+
+def approval_message(r: Release, st: ApprovalStatus, dep: Deployment | None = None) -> tuple[str, list[dict]]:
     state = r.state
     if state == "pending" and st.blocked:
         state = "blocked by No-go"
     text = f"{r.ref} {r.service} {r.version}: {state}"
     blocks = [section(f"{_STATE_ICON.get(r.state, '')} *Release {r.ref}: {state}*"), *record_fields(r),
               roles_block(r, st)]
+    if dep is not None:
+        blocks.append(section(clip(deployment_text(dep))))
     if r.round > 1:
         blocks.append(context(f"Round {r.round}: votes from earlier rounds no longer count, because the version, "
                               "scope or window changed."))
@@ -86,6 +105,15 @@ def record_message(rec: ReleaseRecord) -> list[dict]:
              + (f": {esc(v.note)}" if v.note else "") for v in rec.votes]
     if votes:
         blocks.append(section(clip("*Votes*\n" + "\n".join(votes))))
+    if rec.deployment:
+        blocks.append(section(clip(deployment_text(rec.deployment))))
+    after = [f"sign-off {s.role}: {mention(s.user_id)} at {date(s.at)}" for s in rec.signoffs]
+    after += [f"{t.kind} due {date(t.due_at)}: " + (f"recorded by {mention(t.done_by)} at {date(t.done_at)}"
+                                                    if t.done_at else "open") for t in rec.tasks]
+    after += [f":warning: non-conformance ({esc(n.kind)}) at {date(n.at)}: {esc(n.detail)}"
+              for n in rec.nonconformances]
+    if after:
+        blocks.append(section(clip("*After deployment*\n" + "\n".join(after))))
     lines = [f"{date(e.at)} {mention(e.actor)} *{esc(e.action)}*" + (f": {esc(e.reason)}" if e.reason else "")
              for e in rec.trail]
     # Long trails are split over sections; past the block limit, point to the full export.
