@@ -27,3 +27,10 @@ def test_manifest_declares_the_command_interactivity_and_scopes_the_bot_uses():
     for needed in ("command: /release", "/slack/events", "is_enabled: true", "- commands", "- chat:write",
                    "- usergroups:read", "- users:read"):
         assert needed in text
+
+
+def test_shipped_policy_spells_out_the_deployment_defaults():
+    data = tomllib.loads((ROOT / "policy.toml").read_text())
+    shipped, default = Policy.from_mapping(data, source="policy.toml"), Policy.default()
+    assert shipped.deployment == default.deployment
+    assert data["types"]["emergency"]["approval_sla"] == "30m" and "deployment" in data
