@@ -21,13 +21,11 @@ from commands.errors import InputError
 from commands.outcome import Outcome
 from commands.policy import Policy
 from commands.release import APPROVED, Refused, current_votes, load, snapshot, touch
+from commands.states import CLOSED, DEPLOYING, FAILED, IN_FLIGHT, ROLLED_BACK, ROLLING_BACK, STABILISING  # noqa: F401
 from storage import audit
 from storage.db import transaction
 from storage.models import Deployment, NonConformance, Release, Task
 
-DEPLOYING, ROLLING_BACK, STABILISING = "deploying", "rolling_back", "stabilising"
-ROLLED_BACK, FAILED, CLOSED = "rolled_back", "failed", "closed"
-IN_FLIGHT = (DEPLOYING, ROLLING_BACK)
 OUTCOMES = ("success", "rolled_back", "failed")
 # who may record how a deployment ended, besides the deployer: on-call and release management
 _FINISHERS = {"release_manager", "operations"}
@@ -135,6 +133,9 @@ def decide_rollback(db: Engine, who: Deployer, release_id: int, reason: str, clo
             if release.state not in (DEPLOYING, STABILISING) or dep is None:
                 raise Refused(f"{release.ref} is {release.state}; only a deployment in progress or in its "
                               "stabilisation window can be rolled back.", "not_deployed")
+            if who.pipeline is None and who.user_id != dep.deployer_id and not who.roles & _FINISHERS:
+                raise Refused(f"A rollback of {release.ref} is decided by the deploying engineer or on-call "
+                              "(operations), or a release manager (QMS 4.5).", "not_deployer")
         except Refused as exc:
             audit.record(session, actor=who.audit_name, action="rollback_refused", release_id=release.id, at=now,
                          reason=exc.message, after={"code": exc.code})
@@ -208,11 +209,15 @@ def _owe_aftercare(session: Session, release: Release, dep: Deployment, outcome:
                    policy: Policy) -> None:
     """The follow-up every deployment owes, and the retrospective some owe, each with its reminders."""
     p = policy.deployment
-    followup_due = now + p.followup_after
-    session.add(Task(release_id=release.id, kind="followup", due_at=followup_due, created_at=now))
-    announce.reminder(session, release, "followup", followup_due, now)
-    announce.reminder(session, release, "followup_escalation", followup_due + p.followup_escalate_after, now)
-    if release.effective_type in p.retrospective_types or outcome in ("rolled_back", "failed"):
+    owed = {t.kind for t in session.exec(select(Task).where(Task.release_id == release.id))}
+    # A success rolled back during stabilisation finishes twice; what it owed the first time stands.
+    if "followup" not in owed:
+        followup_due = now + p.followup_after
+        session.add(Task(release_id=release.id, kind="followup", due_at=followup_due, created_at=now))
+        announce.reminder(session, release, "followup", followup_due, now)
+        announce.reminder(session, release, "followup_escalation", followup_due + p.followup_escalate_after, now)
+    retro = release.effective_type in p.retrospective_types or outcome in ("rolled_back", "failed")
+    if retro and "retrospective" not in owed:
         due = add_business_days(now, p.retrospective_business_days, release.tz)
         session.add(Task(release_id=release.id, kind="retrospective", due_at=due, created_at=now))
         announce.reminder(session, release, "retrospective_soon", due - p.retrospective_remind_before, now)

@@ -15,7 +15,8 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from calendars.timeparse import TimeInputError, parse_duration
+from calendars.timeparse import TimeInputError, parse_duration, zone
+from calendars.windows import DeploymentWindows, parse_clock, parse_days
 
 RELEASE_TYPES = ("major", "minor", "patch", "security", "emergency", "infrastructure")
 ROLES = (
@@ -54,11 +55,19 @@ DEFAULTS: dict[str, Any] = {
         "signoff_roles": ["qa_lead", "operations"],
         "followup_after": "24h",
         "followup_escalate_after": "24h",
-        "retrospective_types": ["major"],
+        "retrospective_types": ["major", "emergency"],  # §6.1; §4.6: emergencies within 5 business days
         "retrospective_business_days": 5,
         "retrospective_remind_before": "24h",
     },
+    # QMS §4.4 step 1 and §5.1: blackouts and conflicting releases are checked at planning time.
+    "calendar": {
+        "blackout_warning_lead": "24h",
+        "max_concurrent": {"production": 1},  # environments not named here: no limit
+        "windows": {},  # e.g. production = { days = "Mon-Thu", start = "09:00", end = "16:00", tz = "Europe/London" }
+    },
 }
+# tables whose keys are names the operator chooses (people's roles, environments)
+_OPEN_TABLES = ("roles.", "calendar.max_concurrent.", "calendar.windows.")
 
 _TYPE_KEYS = {"lead_time", "stabilisation", "rank", "approvers", "approval_sla"}
 _SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
@@ -91,12 +100,24 @@ class DeploymentPolicy:
 
 
 @dataclass(frozen=True)
+class CalendarPolicy:
+    blackout_warning_lead: timedelta
+    max_concurrent: Mapping[str, int]
+    windows: Mapping[str, DeploymentWindows]
+
+    # QMS §5.1: overriding a blackout requires VP-level approval; lead time and
+    # conflicts are the release manager's call.
+    OVERRIDE_ROLE = {"lead_time": "release_manager", "conflict": "release_manager", "blackout": "executive"}
+
+
+@dataclass(frozen=True)
 class Policy:
     types: Mapping[str, TypePolicy]
     roles: Mapping[str, tuple[str, ...]]  # role -> Slack user ids (U/W) and user group ids (S)
     default_environment: str
     environments: tuple[str, ...]
     deployment: DeploymentPolicy = None  # type: ignore[assignment]  (always set by from_mapping)
+    calendar: CalendarPolicy = None  # type: ignore[assignment]  (always set by from_mapping)
     source: str = "built-in defaults"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -140,7 +161,10 @@ class Policy:
             raise PolicyError(source, "release.default_environment", f"'{default_env}' is not in release.environments")
         return cls(types=MappingProxyType(types), roles=MappingProxyType(roles),
                    default_environment=default_env, environments=tuple(envs),
-                   deployment=_deployment_policy(merged["deployment"], source), source=source,
+                   deployment=_deployment_policy(merged["deployment"], source),
+                   calendar=_calendar_policy(merged["calendar"], tuple(envs), source,
+                                             set((data.get("calendar") or {}).get("max_concurrent") or {})),
+                   source=source,
                    raw=MappingProxyType(dict(merged)))
 
 
@@ -155,7 +179,7 @@ def _merge(defaults: Mapping[str, Any], data: Mapping[str, Any], source: str, pr
                 raise PolicyError(source, path, f"unknown release type; types are {', '.join(RELEASE_TYPES)}")
             if prefix.startswith("types.") and prefix.count(".") == 2:
                 raise PolicyError(source, path, f"unknown key; a type takes {', '.join(sorted(_TYPE_KEYS))}")
-            if prefix != "roles.":
+            if prefix not in _OPEN_TABLES:
                 raise PolicyError(source, path, "unknown key")
         base = defaults.get(key)
         # approvers replace the default set wholesale: a merged union would make
@@ -196,6 +220,37 @@ def _deployment_policy(spec: Mapping[str, Any], source: str) -> DeploymentPolicy
         followup_escalate_after=_duration(spec, "deployment", "followup_escalate_after", source),
         retrospective_types=tuple(retro_types), retrospective_business_days=days,
         retrospective_remind_before=_duration(spec, "deployment", "retrospective_remind_before", source))
+
+
+def _calendar_policy(spec: Mapping[str, Any], envs: tuple[str, ...], source: str,
+                     operator_limits: set[str]) -> CalendarPolicy:
+    limits = {}
+    for env, n in spec.get("max_concurrent", {}).items():
+        if env not in envs and env not in operator_limits:
+            continue  # the built-in limit for "production", in a policy that has no such environment
+        if env not in envs:
+            raise PolicyError(source, f"calendar.max_concurrent.{env}", f"unknown environment; environments are "
+                                                                        f"{', '.join(envs)}")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise PolicyError(source, f"calendar.max_concurrent.{env}", "must be a whole number, 1 or more")
+        limits[env] = n
+    windows = {}
+    for env, w in spec.get("windows", {}).items():
+        key = f"calendar.windows.{env}"
+        if env not in envs:
+            raise PolicyError(source, key, f"unknown environment; environments are {', '.join(envs)}")
+        if not isinstance(w, dict) or set(w) != {"days", "start", "end", "tz"}:
+            raise PolicyError(source, key, 'must be { days = "Mon-Thu", start = "09:00", end = "16:00", '
+                                           'tz = "Europe/London" }')
+        try:
+            windows[env] = DeploymentWindows(parse_days(str(w["days"])), parse_clock(str(w["start"])),
+                                             parse_clock(str(w["end"])), zone(str(w["tz"])) and str(w["tz"]))
+        except TimeInputError as exc:
+            raise PolicyError(source, key, str(exc)) from None
+        if windows[env].end <= windows[env].start:
+            raise PolicyError(source, key, "end must be after start (windows do not cross midnight)")
+    return CalendarPolicy(blackout_warning_lead=_duration(spec, "calendar", "blackout_warning_lead", source),
+                          max_concurrent=MappingProxyType(limits), windows=MappingProxyType(windows))
 
 
 def _type_policy(name: str, spec: Mapping[str, Any], source: str) -> TypePolicy:

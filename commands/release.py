@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from calendars.timeparse import zone
-from commands import announce
+from commands import announce, planning
 from commands.approval import ApprovalStatus, CastVote, status
 from commands.classification import Answers, classify, required_roles
 from commands.clock import Clock
@@ -24,12 +24,10 @@ from commands.errors import FieldErrors, InputError, NotFound
 from commands.outcome import Actor, Outcome
 from commands.policy import Policy
 from commands.request import Draft, validate
+from commands.states import APPROVED, CANCELLED, LIVE_STATES, PENDING
 from storage import audit
 from storage.db import is_postgres, transaction
 from storage.models import AuditEvent, Deployment, NonConformance, Release, SignOff, Task, Vote
-
-PENDING, APPROVED, CANCELLED = "pending", "approved", "cancelled"
-LIVE_STATES = (PENDING, APPROVED)
 
 
 class Refused(Exception):
@@ -86,7 +84,9 @@ def settle(session: Session, release: Release, actor: str, now: datetime) -> str
     """Move between pending and approved as the votes now say; announce the move once."""
     if release.state not in LIVE_STATES:
         return None
-    approved = approval_of(session, release).approved
+    # Votes alone do not approve a release whose window failed a planning check:
+    # it needs a clean window or a written override first.
+    approved = approval_of(session, release).approved and not planning.blocking(planning.open_flags(session, release.id))
     if approved and release.state == PENDING:
         before = snapshot(release)
         release.state = APPROVED
@@ -104,6 +104,69 @@ def settle(session: Session, release: Release, actor: str, now: datetime) -> str
         announce.note(session, release, "approval_revoked", now, key_suffix=str(release.approval_seq))
         return "revoked"
     return None
+
+
+def recheck(session: Session, release: Release, actor: str, now: datetime, policy: Policy,
+            planned_at: datetime | None = None) -> list[planning.Flag]:
+    """Run the planning checks for the release's current window and record what they find.
+
+    Lead time counts from when the window was planned: the request, or the
+    reschedule (planned_at defaults to now)."""
+    flags = planning.check(session, policy, service=release.service, environment=release.environment,
+                           release_type=release.effective_type, start=release.start_at, end=release.end_at,
+                           requested_at=planned_at or now, exclude=release.id)
+    had = planning.open_flags(session, release.id)
+    planning.record_flags(session, release, flags, now)
+    if flags or had:
+        audit.record(session, actor=actor, action="planning_checked", release_id=release.id, at=now,
+                     before={"flags": [{"kind": f.kind, "detail": f.detail} for f in had]},
+                     after={"flags": [{"kind": f.kind, "detail": f.detail, "ref": f.ref} for f in flags]},
+                     reason="; ".join(f.detail for f in flags) or "window passes every planning check")
+    return flags
+
+
+def _planned_at(session: Session, release: Release) -> datetime:
+    moved = session.scalars(select(AuditEvent.at).where(AuditEvent.release_id == release.id,
+                                                        AuditEvent.action == "edited")
+                            .order_by(AuditEvent.id.desc())).first()
+    return moved or release.created_at
+
+
+def override_flags(db: Engine, actor: Actor, release_id: int, kind: str, reason: str, clock: Clock,
+                   policy: Policy) -> Outcome:
+    """Accept a flagged window as it is, in writing (QMS §5.1 for blackouts: VP-level approval)."""
+    reason = (reason or "").strip()
+    form = '/release override REL-12 kind=lead_time|blackout|conflict reason="…"'
+    if kind not in policy.calendar.OVERRIDE_ROLE:
+        raise InputError(f"'{kind}' is not a flag kind; kinds are lead_time, blackout, conflict", field="kind",
+                         form=form)
+    if not reason:
+        raise InputError("an override needs a written reason (the business justification)", field="reason",
+                         form=form)
+    now = clock.now()
+    needed = policy.calendar.OVERRIDE_ROLE[kind]
+    with transaction(db) as session:
+        release = load(session, release_id, lock=True)
+        flags = [f for f in planning.blocking(planning.open_flags(session, release.id)) if f.kind == kind]
+        try:
+            if not flags:
+                raise Refused(f"{release.ref} has no open {kind} flag to override.", "no_flag")
+            if needed not in actor.roles:
+                raise Refused(f"Overriding a {kind} flag needs the {needed} role"
+                              + (" (QMS 5.1: VP-level approval)." if kind == "blackout" else "."), "wrong_role")
+            if actor.user_id == release.requester_id:
+                raise Refused("You requested this release, so you cannot override its checks.", "requester")
+        except Refused as exc:
+            return _refuse(session, release, actor, "override", exc, now, {"kind": kind})
+        for f in flags:
+            f.overridden_by, f.override_reason, f.overridden_at = actor.user_id, reason, now
+        touch(release, now)
+        ev = audit.record(session, actor=actor.user_id, action="flag_overridden", release_id=release.id, at=now,
+                          after={"kind": kind, "role": needed, "flags": [f.detail for f in flags]}, reason=reason)
+        announce.approval_update(session, release, now, ev)
+        settle(session, release, actor.user_id, now)
+    return Outcome(f"The {kind} flag on {release.ref} is overridden; your reason is recorded.", release,
+                   changed=True)
 
 
 def schedule_nudge(session: Session, release: Release, now: datetime, policy: Policy) -> None:
@@ -136,6 +199,7 @@ def request_release(db: Engine, actor: Actor, raw: Mapping[str, str | None], ans
                                     "effective_type": release.effective_type},
                              reason=f"requested {release.requested_type} is less controlled than the derived "
                                     f"{release.derived_type}; {release.derived_type} approvals apply")
+            flags = recheck(session, release, actor.user_id, now, policy)
             announce.approval_message(session, release, now)
             schedule_nudge(session, release, now, policy)
     except IntegrityError:
@@ -146,6 +210,9 @@ def request_release(db: Engine, actor: Actor, raw: Mapping[str, str | None], ans
                 raise
             return Outcome(f"{existing.ref} was already created from this request.", existing)
     msg = f"{release.ref} requested: {release.service} {release.version} as {release.effective_type}."
+    if flags:
+        msg += (" Planning checks flagged it, so it cannot be approved until it moves to a clean window or the "
+                "flags are overridden: " + "; ".join(f.detail for f in flags) + ".")
     if release.misclassified:
         msg += (f" The answers make it {release.derived_type}, which is stricter than {release.requested_type}:"
                 f" this is recorded as a misclassification and {release.derived_type} approvals apply"
@@ -254,6 +321,8 @@ def edit_release(db: Engine, actor: Actor, release_id: int, changes: Mapping[str
             announce.note(session, release, "votes_reset", now, key_suffix=str(release.round))
         if reset:
             schedule_nudge(session, release, now, policy)
+        if changed & {"start_at", "end_at"}:
+            recheck(session, release, actor.user_id, now, policy)
     msg = f"{release.ref} updated ({', '.join(sorted(changed))})."
     if reset and votes_cast:
         msg += " Earlier votes no longer count; approvers must vote again."
@@ -287,6 +356,9 @@ def accept_misclassification(db: Engine, actor: Actor, release_id: int, reason: 
         touch(release, now)
         ev = audit.record(session, actor=actor.user_id, action="misclassification_accepted",
                           release_id=release.id, at=now, before=before, after=snapshot(release), reason=reason)
+        # Another type means another lead time; the window was planned when the release was requested,
+        # unless it has been rescheduled since.
+        recheck(session, release, actor.user_id, now, policy, planned_at=_planned_at(session, release))
         announce.approval_update(session, release, now, ev)
         settle(session, release, actor.user_id, now)
     return Outcome(f"{release.ref} now follows {release.effective_type} approvals; your reason is recorded.",

@@ -45,7 +45,11 @@ def _text(nullable: bool = True) -> Any:
 
 class Release(SQLModel, table=True):
     __tablename__ = "release"
-    __table_args__ = (Index("ix_release_window", "start_at", "end_at"),)
+    # Conflict checks ask "which live releases of this service (or environment)
+    # overlap this window?": these make that a range scan, not a table scan.
+    __table_args__ = (Index("ix_release_window", "start_at", "end_at"),
+                      Index("ix_release_service_window", "service", "start_at"),
+                      Index("ix_release_environment_window", "environment", "start_at"))
 
     id: Optional[int] = Field(default=None, primary_key=True)
     # Slack's trigger_id / view id of the request that created it: a retried
@@ -206,3 +210,77 @@ class NonConformance(SQLModel, table=True):
     detail: str = _text(nullable=False)
     reported_by: str = Field(max_length=80)
     at: datetime = _ts(nullable=False)
+
+
+class Blackout(SQLModel, table=True):
+    """A freeze: one-off or recurring (RRULE), in local wall-clock time of an IANA zone."""
+
+    __tablename__ = "blackout"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    start_local: datetime = Field(sa_column=Column(DateTime(timezone=False), nullable=False))  # wall clock
+    end_local: datetime = Field(sa_column=Column(DateTime(timezone=False), nullable=False))
+    tz: str = Field(max_length=64)
+    rrule: Optional[str] = _text()
+    services: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # empty: every service
+    environments: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # empty: all
+    subscription_id: Optional[int] = Field(default=None, foreign_key="calendar_subscription.id", index=True)
+    created_by: str = Field(max_length=80)
+    created_at: datetime = _ts(nullable=False)
+    removed_by: Optional[str] = Field(default=None, max_length=80)
+    removed_at: Optional[datetime] = _ts(nullable=True)
+    revision: int = 0
+
+
+class BlackoutOccurrence(SQLModel, table=True):
+    """Blackouts expanded into UTC intervals over a horizon, so checks are index range queries."""
+
+    __tablename__ = "blackout_occurrence"
+    __table_args__ = (Index("ix_blackout_occurrence_window", "start_at", "end_at"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    blackout_id: int = Field(foreign_key="blackout.id", index=True)
+    start_at: datetime = _ts(nullable=False)
+    end_at: datetime = _ts(nullable=False)
+    # A subscribed calendar is one blackout whose occurrences are its events; each keeps its own title.
+    summary: Optional[str] = Field(default=None, max_length=300)
+
+
+class CalendarSubscription(SQLModel, table=True):
+    """An external ICS calendar whose events are blackouts; the last good copy is kept."""
+
+    __tablename__ = "calendar_subscription"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    url: str = _text(nullable=False)
+    services: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    environments: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    etag: Optional[str] = _text()
+    last_modified: Optional[str] = _text()
+    body: Optional[str] = _text()  # the last good ICS text
+    fetched_at: Optional[datetime] = _ts(nullable=True)
+    last_ok_at: Optional[datetime] = _ts(nullable=True)
+    last_error: Optional[str] = _text()
+    failing_since: Optional[datetime] = _ts(nullable=True)  # set on the first failure; the warning goes out once
+    created_by: str = Field(max_length=80)
+    created_at: datetime = _ts(nullable=False)
+    removed_at: Optional[datetime] = _ts(nullable=True)
+
+
+class ReleaseFlag(SQLModel, table=True):
+    """A failed planning check (lead time, blackout, conflict) and how it was resolved."""
+
+    __tablename__ = "release_flag"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="release.id", index=True)
+    kind: str = Field(max_length=20)  # lead_time | blackout | conflict
+    detail: str = _text(nullable=False)
+    ref: Optional[str] = Field(default=None, max_length=80)  # blackout:3, REL-12
+    raised_at: datetime = _ts(nullable=False)
+    cleared_at: Optional[datetime] = _ts(nullable=True)  # the window moved and the check now passes
+    overridden_by: Optional[str] = Field(default=None, max_length=40)
+    override_reason: Optional[str] = _text()
+    overridden_at: Optional[datetime] = _ts(nullable=True)

@@ -20,7 +20,8 @@ from storage.db import make_engine, normalise_url
 from storage.migrate import upgrade
 
 PG_URL = os.environ.get("RELEASEBOT_TEST_DATABASE_URL", "")
-TABLES = ("vote", "audit_event", "outbox", "deployment", "signoff", "task", "nonconformance", "release")
+TABLES = ("vote", "audit_event", "outbox", "deployment", "signoff", "task", "nonconformance", "release_flag",
+          "blackout_occurrence", "blackout", "calendar_subscription", "release")
 SIGNING_SECRET = "test-signing-secret"
 CHANNEL = "C0RELEASES"
 START = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)  # a Monday
@@ -192,7 +193,7 @@ def start_bot(db, clock, policy, emulator, env_overrides=None) -> RunningBot:
            "SLACK_API_URL": emulator.api_url, "RELEASE_CHANNEL": CHANNEL, **(env_overrides or {})}
     svc = build_services(load_config(env), db, clock, policy)
     executor = TrackingExecutor()
-    server = waitress.create_server(wsgi_app(build_app(svc, executor), db), host="127.0.0.1", port=0, threads=8,
+    server = waitress.create_server(wsgi_app(build_app(svc, executor), db, svc), host="127.0.0.1", port=0, threads=8,
                                     asyncore_loop_timeout=0.05)  # so close() is noticed at once
     thread = threading.Thread(target=_serve_until_closed, args=(server,), daemon=True)
     thread.start()

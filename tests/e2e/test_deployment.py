@@ -9,10 +9,11 @@ from sqlmodel import Session, select
 from storage.models import AuditEvent, Deployment, Outbox, Release, SignOff, Task
 
 UTC = timezone.utc
-# conftest's clock starts at 2026-11-23 09:00 UTC (a Monday); the window opens an hour later.
-LINE = ('request service=payments version=2.3.1 type={type} start="2026-11-23 10:00" tz=UTC duration=60m '
+# conftest's clock starts at 2026-11-23 09:00 UTC (a Monday); the window opens 22 days later, past even
+# a major release's lead time, and the tests move the clock into it.
+LINE = ('request service=payments version=2.3.1 type={type} start="2026-12-15 10:00" tz=UTC duration=60m '
         'summary="Add refunds"')
-IN_WINDOW = datetime(2026, 11, 23, 10, 5, tzinfo=UTC)
+IN_WINDOW = datetime(2026, 12, 15, 10, 5, tzinfo=UTC)
 ALL_CHECKED = {"checklist": {"checklist": {"selected_options": [{"value": "monitoring"}, {"value": "rollback"},
                                                                  {"value": "oncall"}]}}}
 
@@ -110,7 +111,7 @@ def test_gate_names_every_failed_condition(bot, db, clock):
     post = bot.emulator.calls_to("chat.postMessage")[0]
     bot.click("deploy_start", "1", user="U0RM", channel=post.response["channel"], message_ts=post.response["ts"])
     view = bot.emulator.calls_to("views.open")[-1].args["view"]
-    clock.set(datetime(2026, 11, 23, 12, 0, tzinfo=UTC))  # after the window closed
+    clock.set(datetime(2026, 12, 15, 12, 0, tzinfo=UTC))  # after the window closed
     bot.submit("deploy_checklist", {"checklist": {"checklist": {"selected_options": [{"value": "monitoring"}]}}},
                user="U0RM", private_metadata=view["private_metadata"])
     text = said_to(bot, "U0RM")
@@ -138,10 +139,10 @@ def test_gate_refuses_a_release_that_is_not_approved(bot, db, clock):
 
 def test_reschedule_resets_votes_and_moves_the_window(bot, db, clock):
     approved(bot, db)
-    bot.command('reschedule REL-1 start="2026-11-24 10:00"', user="U0DEV")
+    bot.command('reschedule REL-1 start="2026-12-16 10:00"', user="U0DEV")
     r = release(db)
     assert (r.state, r.round) == ("pending", 2)
-    assert r.start_at == datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+    assert r.start_at == datetime(2026, 12, 16, 10, 0, tzinfo=UTC)
 
 
 def test_followup_reminder_fires_after_24_hours_and_escalates_once_if_open(bot, db, clock):
@@ -204,8 +205,8 @@ def test_rollback_records_decision_and_restoration_and_owes_a_retrospective(bot,
     assert release(db).state == "rolled_back"
     with Session(db) as s:
         retro = s.exec(select(Task).where(Task.kind == "retrospective")).one()
-    # 5 business days from Monday 10:14 is the next Monday 10:14
-    assert retro.due_at == datetime(2026, 11, 30, 10, 14, tzinfo=UTC)
+    # 5 business days from Tuesday 10:14 is the next Tuesday 10:14
+    assert retro.due_at == datetime(2026, 12, 22, 10, 14, tzinfo=UTC)
     clock.set(retro.due_at - timedelta(hours=24))
     bot.deliver()
     assert [c for c in thread_posts(bot) if "retrospective of REL-1 is due" in c.args["text"]]

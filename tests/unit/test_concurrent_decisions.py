@@ -40,8 +40,8 @@ def test_double_click_records_one_vote(db, clock, policy):
 
 
 def test_two_last_approvers_together_approve_once(db, clock, policy):
-    for _ in range(4):
-        rid = new_release(db, clock, policy)
+    for day in range(1, 5):  # one day apart, so no release conflicts with another
+        rid = new_release(db, clock, policy, start=f"2026-12-0{day} 14:00")
         outs = together(2, lambda i: cast_vote(db, actor(("U0RM", "U0QA")[i]), rid, "go", clock))
         assert all(o.changed for o in outs)
         assert [o.data["moved"] for o in outs].count("approved") == 1

@@ -107,7 +107,7 @@ def test_misclassification_is_recorded(db, clock, policy):
 
 
 def test_stricter_choice_records_no_misclassification(db, clock, policy):
-    out = request(db, clock, policy, type="major", answers=Answers(feature=True))
+    out = request(db, clock, policy, type="major", answers=Answers(feature=True), start="2026-12-15 14:00")
     r = release(db, out.release.id)
     assert (r.derived_type, r.effective_type, r.misclassified) == ("minor", "major", False)
     assert r.required_roles == {"cab": 2, "release_manager": 1, "security": 1}
@@ -337,7 +337,8 @@ def test_accepting_can_complete_an_approval(db, clock, policy):
     out = accept_misclassification(db, actor("U0RM"), rid, "CVE fix, API change is additive", clock, policy)
     assert out.changed
     assert release(db, rid).state == "approved"
-    assert actions(db, rid)[-2:] == ["misclassification_accepted", "approved"]
+    # accepting changes the lead time that applies, so the window is checked again
+    assert actions(db, rid)[-3:] == ["misclassification_accepted", "planning_checked", "approved"]
     assert [k for k in outbox_keys(db) if k.startswith(f"note:{rid}:approved")] == [f"note:{rid}:approved:1"]
 
 

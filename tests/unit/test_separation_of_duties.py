@@ -13,7 +13,8 @@ from commands.vote import cast_vote, withdraw_vote
 from conftest import ROLES, START, actor
 from unit_support import actions, counts, dev, events, new_release, outbox_keys, release, votes
 
-MAJOR = {"type": "major"}  # one line, no answers: cab ×2 + release_manager + security
+# one line, no answers: cab ×2 + release_manager + security; 22 days out, past major's 14-day lead time
+MAJOR = {"type": "major", "start": "2026-12-15 14:00"}
 
 
 def go(db, clock, user, rid, **kw):

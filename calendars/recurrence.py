@@ -1,0 +1,76 @@
+"""Expanding one-off and recurring windows (RFC 5545 RRULE) into UTC occurrences.
+
+Each occurrence starts at the same local wall-clock time in its IANA zone, so
+"every Friday 16:00 Europe/London" is 16:00 in London in winter and in summer.
+Its length is the exact duration of the first occurrence (RFC 5545 §3.8.5.3),
+counted in UTC, so an occurrence spanning a DST change is as long as the rest.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from dateutil.rrule import rrulestr
+
+from calendars.timeparse import TimeInputError, zone
+
+UTC = timezone.utc
+MAX_OCCURRENCES = 5000  # per rule and horizon; a minutely rule is a mistake, not a calendar
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    start: datetime  # UTC
+    end: datetime  # UTC
+
+    def overlaps(self, start: datetime, end: datetime) -> bool:
+        return self.start < end and start < self.end
+
+
+def local_to_utc(naive: datetime, tz: str) -> datetime:
+    """A local wall-clock time to UTC. A time the clocks skip (spring forward)
+    moves forward by the gap, as calendar programs do; a repeated autumn time
+    takes its first occurrence."""
+    z = zone(tz)
+    aware = naive.replace(tzinfo=z)
+    utc = aware.astimezone(UTC)
+    if utc.astimezone(z).replace(tzinfo=None) != naive:  # in the gap
+        utc = naive.replace(tzinfo=z, fold=1).astimezone(UTC)
+    return utc
+
+
+def parse_rrule(text: str, dtstart_local: datetime):
+    text = text.strip()
+    if text.upper().startswith("RRULE:"):
+        text = text[6:]
+    try:
+        return rrulestr(text, dtstart=dtstart_local)
+    except (ValueError, TypeError) as exc:
+        raise TimeInputError(f"'{text}' is not an RFC 5545 RRULE ({exc}); e.g. FREQ=WEEKLY;BYDAY=FR") from None
+
+
+def expand(start_local: datetime, end_local: datetime, tz: str, rrule: str | None, window_start: datetime,
+           window_end: datetime) -> list[Occurrence]:
+    """Occurrences that overlap [window_start, window_end) (UTC)."""
+    first_start, first_end = local_to_utc(start_local, tz), local_to_utc(end_local, tz)
+    length = first_end - first_start
+    if length <= timedelta(0):
+        raise TimeInputError("a blackout must end after it starts")
+    if not rrule:
+        occ = Occurrence(first_start, first_end)
+        return [occ] if occ.overlaps(window_start, window_end) else []
+    rule = parse_rrule(rrule, start_local)
+    z = zone(tz)
+    # Search in local naive time; widen by the length so an occurrence that
+    # started before the window but runs into it is found.
+    lo = (window_start - length).astimezone(z).replace(tzinfo=None) - timedelta(days=1)
+    hi = window_end.astimezone(z).replace(tzinfo=None) + timedelta(days=1)
+    out = []
+    for local in rule.xafter(lo, inc=True) if hasattr(rule, "xafter") else rule.between(lo, hi, inc=True):
+        if local > hi or len(out) >= MAX_OCCURRENCES:
+            break
+        start = local_to_utc(local, tz)
+        occ = Occurrence(start, start + length)
+        if occ.overlaps(window_start, window_end):
+            out.append(occ)
+    return out

@@ -1,0 +1,121 @@
+"""Allowed deployment windows (e.g. Mon–Thu 09:00–16:00 Europe/London) and free-slot search."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta, timezone
+from typing import Iterable, Iterator
+
+from calendars.recurrence import local_to_utc
+from calendars.timeparse import TimeInputError, zone
+
+UTC = timezone.utc
+_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def parse_days(text: str) -> frozenset[int]:
+    """'Mon-Thu', 'Mon,Wed,Fri', 'Mon-Fri' → weekday numbers (Monday = 0)."""
+    days: set[int] = set()
+    for chunk in filter(None, (c.strip().lower() for c in text.replace("–", "-").split(","))):
+        if "-" in chunk:
+            a, b = (x.strip()[:3] for x in chunk.split("-", 1))
+            if a not in _DAYS or b not in _DAYS:
+                raise TimeInputError(f"'{chunk}' is not a range of days like Mon-Thu")
+            i, j = _DAYS.index(a), _DAYS.index(b)
+            days.update(range(i, j + 1) if i <= j else [*range(i, 7), *range(0, j + 1)])
+        else:
+            if chunk[:3] not in _DAYS:
+                raise TimeInputError(f"'{chunk}' is not a day like Mon")
+            days.add(_DAYS.index(chunk[:3]))
+    if not days:
+        raise TimeInputError("no days given; use e.g. Mon-Thu")
+    return frozenset(days)
+
+
+def parse_clock(text: str) -> time:
+    try:
+        return datetime.strptime(text.strip(), "%H:%M").time()
+    except ValueError:
+        raise TimeInputError(f"'{text}' is not a time of day like 09:00") from None
+
+
+@dataclass(frozen=True)
+class DeploymentWindows:
+    """Local-time windows in which deployments to an environment may run."""
+
+    days: frozenset[int]
+    start: time
+    end: time
+    tz: str
+
+    def contains(self, start: datetime, end: datetime) -> bool:
+        local_start = start.astimezone(zone(self.tz))
+        day = local_start.date()
+        if day.weekday() not in self.days:
+            return False
+        open_, close = self._bounds(day)
+        return open_ <= start and end <= close
+
+    def _bounds(self, day) -> tuple[datetime, datetime]:
+        return (local_to_utc(datetime.combine(day, self.start), self.tz),
+                local_to_utc(datetime.combine(day, self.end), self.tz))
+
+    def openings(self, after: datetime) -> Iterator[tuple[datetime, datetime]]:
+        """Each allowed window (UTC) that ends after `after`, in order."""
+        day = after.astimezone(zone(self.tz)).date()
+        for _ in range(3700):  # ten years of days: beyond any search horizon
+            if day.weekday() in self.days:
+                open_, close = self._bounds(day)
+                if close > after:
+                    yield open_, close
+            day += timedelta(days=1)
+
+    def describe(self) -> str:
+        names = ",".join(_DAYS[d].capitalize() for d in sorted(self.days))
+        return f"{names} {self.start:%H:%M}–{self.end:%H:%M} {self.tz}"
+
+
+def free_slots(earliest: datetime, duration: timedelta, busy: Iterable[tuple[datetime, datetime]],
+               windows: DeploymentWindows | None, count: int = 3, horizon: timedelta = timedelta(days=90),
+               step: timedelta = timedelta(minutes=15)) -> list[datetime]:
+    """The first `count` start times from `earliest` on, `step`-aligned, whose
+    window [start, start + duration) overlaps nothing busy and fits an allowed
+    deployment window. Successive slots do not overlap each other.
+
+    Candidates jump straight to the end of whatever blocks them, so the search
+    costs about as many steps as there are busy intervals, not minutes."""
+    intervals = sorted((s, e) for s, e in busy if e > earliest)
+    limit = earliest + horizon
+    t = _align(earliest, step)
+    found: list[datetime] = []
+    openings = windows.openings(t) if windows else None
+    current = next(openings) if openings else None
+    i = 0
+    while t < limit and len(found) < count:
+        if windows is not None:
+            while current and current[1] < t + duration:
+                current = next(openings, None)
+            if current is None:
+                break
+            if t < current[0]:
+                t = _align(current[0], step)
+                continue
+            if t + duration > current[1]:
+                current = next(openings, None)
+                continue
+        while i < len(intervals) and intervals[i][1] <= t:
+            i += 1
+        blocker = next((iv for iv in intervals[i:] if iv[0] < t + duration and iv[1] > t), None)
+        if blocker is None:
+            found.append(t)
+            t = _align(t + duration, step)
+        else:
+            t = _align(blocker[1], step)
+    return found
+
+
+def _align(t: datetime, step: timedelta) -> datetime:
+    """Round up to the next multiple of `step` (from the Unix epoch, i.e. whole quarter hours)."""
+    s = int(step.total_seconds())
+    ts = int(t.timestamp())
+    aligned = -(-ts // s) * s
+    return datetime.fromtimestamp(aligned, UTC)

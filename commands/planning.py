@@ -1,0 +1,161 @@
+"""Planning checks (QMS §4.4 step 1): lead time, blackouts and conflicts, and the next free slots.
+
+A failed check does not reject a request: it is recorded as a flag with the
+release, shown as a warning naming its cause, and blocks approval until the
+release moves to a clean window or the right person overrides it in writing.
+Every query here is a range over an indexed start time, bounded by the longest
+window that can exist, so the cost does not grow with the size of the calendar.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam, select
+from sqlmodel import Session
+
+from calendars.timeparse import format_duration
+from calendars.windows import free_slots
+from commands.policy import Policy
+from commands.states import SCHEDULED
+from storage.models import Blackout, BlackoutOccurrence, Release, ReleaseFlag
+
+MAX_RELEASE = timedelta(days=14)  # request validation refuses longer windows
+MAX_OCCURRENCE = timedelta(days=35)  # longer blackouts are stored as consecutive pieces
+SLOT_HORIZON = timedelta(days=90)
+
+
+@dataclass(frozen=True)
+class Flag:
+    kind: str  # lead_time | blackout | conflict
+    detail: str
+    ref: str | None = None
+
+
+_SAME_SERVICE = (select(Release)
+                 .where(Release.service == bindparam("service"), Release.state.in_(SCHEDULED),
+                        Release.start_at > bindparam("lo"), Release.start_at < bindparam("end"),
+                        Release.end_at > bindparam("start"), Release.id != bindparam("exclude"))
+                 .order_by(Release.start_at))
+_SAME_ENV = (select(Release)
+             .where(Release.environment == bindparam("env"), Release.state.in_(SCHEDULED),
+                    Release.start_at > bindparam("lo"), Release.start_at < bindparam("end"),
+                    Release.end_at > bindparam("start"), Release.id != bindparam("exclude"))
+             .order_by(Release.start_at))
+_BLACKOUTS = (select(BlackoutOccurrence, Blackout)
+              .join(Blackout, Blackout.id == BlackoutOccurrence.blackout_id)
+              .where(BlackoutOccurrence.start_at > bindparam("lo"), BlackoutOccurrence.start_at < bindparam("end"),
+                     BlackoutOccurrence.end_at > bindparam("start"), Blackout.removed_at.is_(None))
+              .order_by(BlackoutOccurrence.start_at))
+
+
+def applies(blackout: Blackout, service: str, environment: str) -> bool:
+    return ((not blackout.services or service in blackout.services)
+            and (not blackout.environments or environment in blackout.environments))
+
+
+def blackouts_over(session: Session, start: datetime, end: datetime, service: str | None = None,
+                   environment: str | None = None) -> list[tuple[BlackoutOccurrence, Blackout]]:
+    rows = session.execute(_BLACKOUTS, {"lo": start - MAX_OCCURRENCE, "start": start, "end": end}).all()
+    return [(o, b) for o, b in rows
+            if service is None or applies(b, service, environment or "")]
+
+
+def releases_over(session: Session, start: datetime, end: datetime, *, service: str | None = None,
+                  environment: str | None = None, exclude: int | None = None) -> list[Release]:
+    params = {"lo": start - MAX_RELEASE, "start": start, "end": end, "exclude": exclude or 0}
+    if service is not None:
+        return list(session.scalars(_SAME_SERVICE, {**params, "service": service}))
+    return list(session.scalars(_SAME_ENV, {**params, "env": environment}))
+
+
+def check(session: Session, policy: Policy, *, service: str, environment: str, release_type: str,
+          start: datetime, end: datetime, requested_at: datetime, exclude: int | None = None) -> list[Flag]:
+    flags = []
+    lead = policy.type(release_type).lead_time
+    if start - requested_at < lead:
+        flags.append(Flag("lead_time", f"starts {format_duration(max(start - requested_at, timedelta(0)))} after "
+                                       f"it was planned; a {release_type} release needs at least "
+                                       f"{format_duration(lead)} (QMS 3.7)"))
+    seen = set()
+    for occ, b in blackouts_over(session, start, end, service, environment):
+        if b.id not in seen:
+            seen.add(b.id)
+            name = occ.summary or b.name
+            flags.append(Flag("blackout", f"falls in blackout '{name}' ({occ.start_at:%Y-%m-%d %H:%M}–"
+                                          f"{occ.end_at:%Y-%m-%d %H:%M} UTC)", f"blackout:{b.id}"))
+    for r in releases_over(session, start, end, service=service, exclude=exclude):
+        flags.append(Flag("conflict", f"overlaps {r.ref} ({r.service} {r.version}, {r.state}, "
+                                      f"{r.start_at:%Y-%m-%d %H:%M}–{r.end_at:%H:%M} UTC)", r.ref))
+    limit = policy.calendar.max_concurrent.get(environment)
+    if limit:
+        others = releases_over(session, start, end, environment=environment, exclude=exclude)
+        if _peak(others, start, end) >= limit:
+            refs = ", ".join(r.ref for r in others[:5])
+            flags.append(Flag("conflict", f"{environment} already has as many releases in that window as policy "
+                                          f"allows ({limit}): {refs}", f"env:{environment}"))
+    return flags
+
+
+def _peak(releases: list[Release], start: datetime, end: datetime) -> int:
+    """Most releases running at once within [start, end)."""
+    events = sorted([(max(r.start_at, start), 1) for r in releases] + [(min(r.end_at, end), -1) for r in releases],
+                    key=lambda e: (e[0], e[1]))
+    peak = level = 0
+    for _, step in events:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+def _saturated(releases: list[Release], limit: int) -> list[tuple[datetime, datetime]]:
+    """Intervals in which `limit` or more of these releases run at once."""
+    events = sorted([(r.start_at, 1) for r in releases] + [(r.end_at, -1) for r in releases],
+                    key=lambda e: (e[0], e[1]))
+    out, level, since = [], 0, None
+    for t, step in events:
+        level += step
+        if level >= limit and since is None:
+            since = t
+        elif level < limit and since is not None:
+            out.append((since, t))
+            since = None
+    return out
+
+
+def next_free_slots(session: Session, policy: Policy, *, service: str, environment: str, release_type: str,
+                    duration: timedelta, now: datetime, exclude: int | None = None,
+                    count: int = 3) -> list[datetime]:
+    """The next `count` starts, of the same duration, that pass every check and
+    fall inside the environment's deployment windows if policy sets them."""
+    earliest = now + policy.type(release_type).lead_time
+    until = earliest + SLOT_HORIZON
+    busy = [(o.start_at, o.end_at) for o, _ in blackouts_over(session, earliest, until, service, environment)]
+    busy += [(r.start_at, r.end_at) for r in releases_over(session, earliest, until, service=service,
+                                                           exclude=exclude)]
+    limit = policy.calendar.max_concurrent.get(environment)
+    if limit:
+        busy += _saturated(releases_over(session, earliest, until, environment=environment, exclude=exclude), limit)
+    return free_slots(earliest, duration, busy, policy.calendar.windows.get(environment), count=count,
+                      horizon=SLOT_HORIZON)
+
+
+def open_flags(session: Session, release_id: int) -> list[ReleaseFlag]:
+    return list(session.scalars(select(ReleaseFlag).where(ReleaseFlag.release_id == release_id,
+                                                          ReleaseFlag.cleared_at.is_(None)).order_by(ReleaseFlag.id)))
+
+
+def blocking(flags: list[ReleaseFlag]) -> list[ReleaseFlag]:
+    return [f for f in flags if f.overridden_at is None]
+
+
+def record_flags(session: Session, release: Release, flags: list[Flag], now: datetime) -> list[ReleaseFlag]:
+    """Replace the release's open flags with these: a new window is judged afresh,
+    and an override given for the old window does not carry over."""
+    for old in open_flags(session, release.id):
+        old.cleared_at = now
+    rows = [ReleaseFlag(release_id=release.id, kind=f.kind, detail=f.detail, ref=f.ref, raised_at=now)
+            for f in flags]
+    session.add_all(rows)
+    session.flush()
+    return rows
