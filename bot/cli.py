@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line every tick says nothing
+    # "skipped: maximum number of running instances" only means a long sweep is still running.
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
     try:
         if args.cmd == "migrate":
             return _migrate()
@@ -71,6 +73,7 @@ def _audit(ref: str) -> int:
            "deployment": rec.deployment.model_dump() if rec.deployment else None,
            "signoffs": [x.model_dump() for x in rec.signoffs], "tasks": [t.model_dump() for t in rec.tasks],
            "nonconformances": [n.model_dump() for n in rec.nonconformances],
+           "planning_flags": [f.model_dump() for f in rec.flags],
            "audit_trail": [e.model_dump() for e in rec.trail]}
     print(json.dumps(_jsonable(out), indent=2, default=str))
     return 0
@@ -83,12 +86,13 @@ def _serve() -> int:
     from commands.clock import SystemClock
 
     from bot.app import build_app
-    from bot.scheduler import start_scheduler
+    from bot.scheduler import build_scheduler
     from bot.server import wsgi_app
     from bot.services import build_services
 
     config = load_config()
     policy = load_policy(config.policy_path, required=bool(os.environ.get("RELEASE_POLICY")))
+    lease = _outbox_lease()
     engine = _database()
     needed = {role for t in policy.types.values() for role in t.approvers}
     empty = sorted(role for role in needed if not policy.role_members(role))
@@ -96,6 +100,8 @@ def _serve() -> int:
         logging.warning("nobody holds %s in %s: releases needing them cannot be approved until [roles] names "
                         "someone", ", ".join(empty), policy.source)
     svc = build_services(config, engine, SystemClock(), policy)
+    if lease is not None:
+        svc.delivery.lease = lease
     try:
         svc.client.auth_test()
     except SlackApiError as exc:
@@ -107,26 +113,53 @@ def _serve() -> int:
     except OSError as exc:
         logging.warning("Slack unreachable at start (%s); starting anyway, announcements wait in the outbox", exc)
     app = build_app(svc)
-    scheduler = start_scheduler(svc)
+    scheduler = build_scheduler(svc)
+    # Before the scheduler starts: its first sweep runs at once, and a SIGTERM
+    # during it must be an orderly stop too.
     signal.signal(signal.SIGTERM, _stop)
     try:
+        scheduler.start()
         if config.app_token:
             from slack_bolt.adapter.socket_mode import SocketModeHandler
             try:
-                SocketModeHandler(app, config.app_token, web_client=svc.client).start()
+                # connect() returns once connected; Slack's events then arrive on its own threads,
+                # and the HTTP server below still serves the pipeline API, the feed and /healthz.
+                SocketModeHandler(app, config.app_token, web_client=svc.client).connect()
             except SlackApiError as exc:
                 raise ConfigError(f"releasebot cannot start: Slack refused the Socket Mode connection "
                                   f"({exc.response.get('error')}). Check SLACK_APP_TOKEN: an app-level token "
                                   "(xapp-…) with the connections:write scope.") from None
-        else:
-            logging.info("releasebot listening on :%s/slack/events", config.port)
-            waitress.serve(wsgi_app(app, engine), host="0.0.0.0", port=config.port, threads=8,
-                           ident="releasebot")
+            logging.info("releasebot connected to Slack over Socket Mode")
+        logging.info("releasebot listening on :%s (/slack/events, /api/v1/, /calendar.ics, /healthz)", config.port)
+        waitress.serve(wsgi_app(app, engine, svc), host="0.0.0.0", port=config.port, threads=8,
+                       ident="releasebot")
     except KeyboardInterrupt:
         pass
     finally:
-        scheduler.shutdown(wait=True)
+        # The send under way finishes and is marked sent; claimed rows not yet
+        # started go back to the outbox at once; then the process exits.
+        svc.delivery.stop()
+        if scheduler.running:
+            scheduler.shutdown(wait=True)
     return 0
+
+
+def _outbox_lease():
+    """RELEASEBOT_OUTBOX_LEASE_SECONDS: how long a claimed outbox row is held before another process
+    may take it (default 60). Tests shorten it to see a killed process's claims expire; in production it
+    must stay well above a Slack call's timeout (10 s)."""
+    from datetime import timedelta
+    value = (os.environ.get("RELEASEBOT_OUTBOX_LEASE_SECONDS") or "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0
+    if not 1 <= seconds <= 3600:
+        raise ConfigError(f"releasebot cannot start: RELEASEBOT_OUTBOX_LEASE_SECONDS '{value}' is not a number of "
+                          "seconds from 1 to 3600. Unset it to use the default, 60.")
+    return timedelta(seconds=seconds)
 
 
 def _stop(*_args) -> None:

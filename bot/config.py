@@ -5,10 +5,11 @@ traceback: the person reading it is an operator, not the author.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -33,6 +34,10 @@ class Config:
     port: int
     app_token: str | None
     public_url: str | None
+    feed_secret: str | None = None
+    # Pipeline API: sha256 hex digest of each bearer token -> the pipeline's name.
+    # The tokens themselves are not kept.
+    api_tokens: Mapping[str, str] = field(default_factory=dict)
 
 
 def load_config(env: Mapping[str, str] | None = None) -> Config:
@@ -63,13 +68,52 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     port_text = get("PORT") or "3000"
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         problems.append(f"PORT '{port_text}' is not a TCP port number")
+    api_tokens = _api_tokens(get("RELEASEBOT_API_TOKENS"), problems)
     if problems:
         raise ConfigError("releasebot cannot start: " + "; ".join(problems) + ". Set these in the environment "
                           "(see README.md, Configuration) and start again.")
     return Config(bot_token=token, signing_secret=secret, api_url=api_url,
                   database_url=get("DATABASE_URL") or DEFAULT_URL, release_channel=channel,
                   policy_path=get("RELEASE_POLICY") or "policy.toml", port=int(port_text), app_token=app_token,
-                  public_url=get("RELEASEBOT_PUBLIC_URL") or None)
+                  public_url=get("RELEASEBOT_PUBLIC_URL") or None, api_tokens=api_tokens,
+                  feed_secret=get("RELEASEBOT_FEED_SECRET") or None)
+
+
+_PIPELINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
+MIN_API_TOKEN_LENGTH = 16
+API_TOKENS_FORM = ('RELEASEBOT_API_TOKENS="deploy-pipeline=<token>,nightly=<token>": name=token pairs separated '
+                   "by commas; a name is up to 40 letters, digits, '.', '_' or '-'; a token is at least "
+                   f"{MIN_API_TOKEN_LENGTH} characters with no spaces or commas")
+
+
+def _api_tokens(value: str, problems: list[str]) -> dict[str, str]:
+    """`name=token,…` -> {sha256 hex of token: name}. Problems never quote a token: they end up in logs."""
+    tokens: dict[str, str] = {}
+    names: set[str] = set()
+    wrong = []
+    for n, entry in enumerate((e.strip() for e in value.split(",")), start=1):
+        if not entry:
+            continue  # a trailing comma
+        name, eq, token = (part.strip() for part in entry.partition("="))
+        if not eq or not name or not token:
+            wrong.append(f"entry {n} is not name=token")
+        elif not _PIPELINE_NAME.fullmatch(name):
+            wrong.append(f"entry {n} has a name with characters other than letters, digits, '.', '_', '-' or "
+                         "longer than 40")
+        elif name in names:
+            wrong.append(f"pipeline '{name}' is named twice")
+        elif len(token) < MIN_API_TOKEN_LENGTH or any(c.isspace() for c in token):
+            wrong.append(f"the token of '{name}' is shorter than {MIN_API_TOKEN_LENGTH} characters or has spaces")
+        else:
+            digest = hashlib.sha256(token.encode("utf-8")).hexdigest()
+            if digest in tokens:
+                wrong.append(f"'{tokens[digest]}' and '{name}' have the same token")
+            else:
+                tokens[digest] = name
+            names.add(name)
+    if wrong:
+        problems.append(f"RELEASEBOT_API_TOKENS is malformed ({'; '.join(wrong)}); use {API_TOKENS_FORM}")
+    return tokens
 
 
 def load_policy(path: str, *, required: bool) -> Policy:

@@ -2,19 +2,32 @@
 
 Nothing is kept in APScheduler's own job stores; what must happen later is a
 row in the database, so any process (or the next one after a restart) sends it.
+The first sweep runs at start: what came due while the bot was down goes out at once.
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from bot.calendar_sync import REFRESH_HOURS
 from bot.services import Services
 
 TICK_SECONDS = 3
 
 
-def start_scheduler(svc: Services) -> BackgroundScheduler:
+def build_scheduler(svc: Services) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.add_job(svc.delivery.run_once, "interval", seconds=TICK_SECONDS, id="deliver",
-                      max_instances=1, coalesce=True)
+                      max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
+    # Subscribed calendars are fetched and blackout occurrences rolled forward,
+    # at start and then every few hours; warnings for the next days are queued then.
+    scheduler.add_job(svc.refresh_calendars, "interval", hours=REFRESH_HOURS, id="calendars",
+                      max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
+    return scheduler
+
+
+def start_scheduler(svc: Services) -> BackgroundScheduler:
+    scheduler = build_scheduler(svc)
     scheduler.start()
     return scheduler

@@ -1,4 +1,4 @@
-"""HTTP: Slack's events endpoint and a health check, as one WSGI app for waitress."""
+"""HTTP: Slack's events endpoint, the pipeline API and a health check, as one WSGI app for waitress."""
 from __future__ import annotations
 
 from typing import Callable, Iterable
@@ -8,14 +8,24 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from bot.api import api_app
+from bot.feed import feed_app
+from bot.services import Services
 
-def wsgi_app(app: App, db: Engine) -> Callable:
+
+def wsgi_app(app: App, db: Engine, svc: Services) -> Callable:
     slack = SlackRequestHandler(app, path="/slack/events")
+    api = api_app(svc)  # bearer tokens, not Slack signatures
+    calendar = feed_app(svc)  # a per-person token in the URL, for calendar clients
 
     def application(environ, start_response) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/slack/events":
             return slack(environ, start_response)
+        if path.startswith("/api/"):
+            return api(environ, start_response)
+        if path == "/calendar.ics":
+            return calendar(environ, start_response)
         if path == "/healthz":
             try:
                 with db.connect() as conn:

@@ -26,6 +26,10 @@ class Services:
     roles: RoleDirectory
     delivery: Delivery
 
+    def refresh_calendars(self) -> None:
+        from bot.calendar_sync import sync
+        sync(self)
+
     def actor(self, user_id: str) -> Actor:
         roles, unresolved = self.roles.resolve(user_id)
         return Actor(user_id, roles, unresolved)

@@ -7,6 +7,7 @@ counted in UTC, so an occurrence spanning a DST change is as long as the rest.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -29,24 +30,47 @@ class Occurrence:
 
 def local_to_utc(naive: datetime, tz: str) -> datetime:
     """A local wall-clock time to UTC. A time the clocks skip (spring forward)
-    moves forward by the gap, as calendar programs do; a repeated autumn time
-    takes its first occurrence."""
-    z = zone(tz)
-    aware = naive.replace(tzinfo=z)
-    utc = aware.astimezone(UTC)
-    if utc.astimezone(z).replace(tzinfo=None) != naive:  # in the gap
-        utc = naive.replace(tzinfo=z, fold=1).astimezone(UTC)
-    return utc
+    moves forward by the gap, as RFC 5545 §3.3.5 says; a repeated autumn time
+    takes its first occurrence. (fold=0 does both with zoneinfo.)"""
+    return naive.replace(tzinfo=zone(tz)).astimezone(UTC)
 
 
-def parse_rrule(text: str, dtstart_local: datetime):
+_UNTIL_UTC = re.compile(r"UNTIL=(\d{8}T\d{6})Z", re.IGNORECASE)
+_SUBDAILY = re.compile(r"FREQ=(SECONDLY|MINUTELY|HOURLY)", re.IGNORECASE)
+_DAYS_IN = {2: 29, 4: 30, 6: 30, 9: 30, 11: 30}
+
+
+def parse_rrule(text: str, dtstart_local: datetime, tz: str | None = None):
     text = text.strip()
     if text.upper().startswith("RRULE:"):
         text = text[6:]
+    if _SUBDAILY.search(text):
+        raise TimeInputError("a blackout repeats at most daily; use FREQ=DAILY, WEEKLY, MONTHLY or YEARLY")
+    _refuse_impossible(text)
+    if tz:
+        # RFC 5545 wants UNTIL in UTC when DTSTART has a zone; dateutil wants it
+        # in the same (naive, local) terms as DTSTART.
+        def local(m: re.Match) -> str:
+            utc = datetime.strptime(m.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+            return "UNTIL=" + utc.astimezone(zone(tz)).strftime("%Y%m%dT%H%M%S")
+        text = _UNTIL_UTC.sub(local, text)
     try:
         return rrulestr(text, dtstart=dtstart_local)
     except (ValueError, TypeError) as exc:
         raise TimeInputError(f"'{text}' is not an RFC 5545 RRULE ({exc}); e.g. FREQ=WEEKLY;BYDAY=FR") from None
+
+
+def _refuse_impossible(text: str) -> None:
+    """A rule that can never occur (30 February) makes dateutil search to the year 9999."""
+    parts = dict(p.split("=", 1) for p in text.upper().split(";") if "=" in p)
+    try:
+        months = [int(m) for m in parts.get("BYMONTH", "").split(",") if m]
+        days = [int(d) for d in parts.get("BYMONTHDAY", "").split(",") if d]
+    except ValueError:
+        return  # rrulestr will name the bad value
+    if months and days and all(d > 0 for d in days) and \
+            all(all(d > _DAYS_IN.get(m, 31) for d in days) for m in months):
+        raise TimeInputError(f"'{text}' never occurs: no month in BYMONTH has day {days[0]}")
 
 
 def expand(start_local: datetime, end_local: datetime, tz: str, rrule: str | None, window_start: datetime,
@@ -59,7 +83,7 @@ def expand(start_local: datetime, end_local: datetime, tz: str, rrule: str | Non
     if not rrule:
         occ = Occurrence(first_start, first_end)
         return [occ] if occ.overlaps(window_start, window_end) else []
-    rule = parse_rrule(rrule, start_local)
+    rule = parse_rrule(rrule, start_local, tz)
     z = zone(tz)
     # Search in local naive time; widen by the length so an occurrence that
     # started before the window but runs into it is found.

@@ -113,9 +113,10 @@ def free_slots(earliest: datetime, duration: timedelta, busy: Iterable[tuple[dat
     return found
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _align(t: datetime, step: timedelta) -> datetime:
-    """Round up to the next multiple of `step` (from the Unix epoch, i.e. whole quarter hours)."""
-    s = int(step.total_seconds())
-    ts = int(t.timestamp())
-    aligned = -(-ts // s) * s
-    return datetime.fromtimestamp(aligned, UTC)
+    """Round up, exactly (microseconds count), to the next multiple of `step` from the epoch."""
+    q, r = divmod(t - _EPOCH, step)
+    return _EPOCH + (q + (1 if r else 0)) * step

@@ -16,6 +16,7 @@ from storage.models import AuditEvent, Release
 APPROVAL_MESSAGE = "approval_message"
 THREAD_NOTE = "thread_note"
 REMINDER = "reminder"
+CHANNEL_NOTE = "channel_note"  # to the release channel, about no one release
 
 
 def stream(release: Release) -> str:

@@ -61,8 +61,9 @@ def gate_reasons(release: Release, session: Session, deployer_id: str, now: date
         if v.decision == NOGO:
             reasons.append(f"a No-go from {v.voter_id} ({v.role}) stands: {v.note}")
     if not release.start_at <= now < release.end_at:
+        end_fmt = "%H:%M" if release.end_at.date() == release.start_at.date() else "%Y-%m-%d %H:%M"
         reasons.append(f"now ({now:%Y-%m-%d %H:%M} UTC) is outside the planned window "
-                       f"{release.start_at:%Y-%m-%d %H:%M}–{release.end_at:%H:%M} UTC; reschedule it with "
+                       f"{release.start_at:%Y-%m-%d %H:%M}–{release.end_at.strftime(end_fmt)} UTC; reschedule it with "
                        f"/release reschedule {release.ref} start=… (rescheduling resets the votes)")
     mine = next((v for v in votes if v.voter_id == deployer_id and v.decision in (GO, NOGO)), None)
     if mine:
@@ -230,15 +231,27 @@ def report_unapproved(db: Engine, who: Deployer, release_id: int, status: str, c
     now = clock.now()
     with transaction(db) as session:
         release = load(session, release_id, lock=True)
-        nc = NonConformance(release_id=release.id, kind="deployment_without_approval",
-                            detail=f"{who.audit_name} reported '{status}' for {release.ref} ({release.state}, never "
-                                   f"approved). {detail}".strip(), reported_by=who.audit_name, at=now)
+        text = (f"{who.audit_name} reported '{status}' for {release.ref} ({release.state}, never approved). "
+                f"{detail}").strip()
+        # A pipeline retrying after a timeout reports the same thing again: one record, one post.
+        same = session.exec(select(NonConformance).where(NonConformance.release_id == release.id,
+                                                         NonConformance.reported_by == who.audit_name,
+                                                         NonConformance.detail == text)).first()
+        if same:
+            return same
+        nc = NonConformance(release_id=release.id, kind="deployment_without_approval", detail=text,
+                            reported_by=who.audit_name, at=now)
         session.add(nc)
         session.flush()
         audit.record(session, actor=who.audit_name, action="nonconformance", release_id=release.id, at=now,
                      after={"kind": nc.kind, "status": status, "nonconformance": nc.id}, reason=nc.detail)
         announce.note(session, release, "nonconformance", now, key_suffix=str(nc.id), detail=nc.detail)
         return nc
+
+
+def release_state(db: Engine, release_id: int) -> str:
+    with transaction(db) as session:
+        return load(session, release_id).state
 
 
 def never_approved(db: Engine, release_id: int) -> bool:

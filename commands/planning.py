@@ -69,6 +69,17 @@ def releases_over(session: Session, start: datetime, end: datetime, *, service: 
     return list(session.scalars(_SAME_ENV, {**params, "env": environment}))
 
 
+_ANY = (select(Release)
+        .where(Release.state.in_(SCHEDULED), Release.start_at > bindparam("lo"), Release.start_at < bindparam("end"),
+               Release.end_at > bindparam("start"))
+        .order_by(Release.start_at))
+
+
+def releases_over_all(session: Session, start: datetime, end: datetime) -> list[Release]:
+    """Every scheduled release overlapping [start, end), whatever its service."""
+    return list(session.scalars(_ANY, {"lo": start - MAX_RELEASE, "start": start, "end": end}))
+
+
 def check(session: Session, policy: Policy, *, service: str, environment: str, release_type: str,
           start: datetime, end: datetime, requested_at: datetime, exclude: int | None = None) -> list[Flag]:
     flags = []
@@ -82,8 +93,9 @@ def check(session: Session, policy: Policy, *, service: str, environment: str, r
         if b.id not in seen:
             seen.add(b.id)
             name = occ.summary or b.name
-            flags.append(Flag("blackout", f"falls in blackout '{name}' ({occ.start_at:%Y-%m-%d %H:%M}–"
-                                          f"{occ.end_at:%Y-%m-%d %H:%M} UTC)", f"blackout:{b.id}"))
+            whole_start, whole_end = occ.occurrence_start or occ.start_at, occ.occurrence_end or occ.end_at
+            flags.append(Flag("blackout", f"falls in blackout '{name}' ({whole_start:%Y-%m-%d %H:%M}–"
+                                          f"{whole_end:%Y-%m-%d %H:%M} UTC)", f"blackout:{b.id}"))
     for r in releases_over(session, start, end, service=service, exclude=exclude):
         flags.append(Flag("conflict", f"overlaps {r.ref} ({r.service} {r.version}, {r.state}, "
                                       f"{r.start_at:%Y-%m-%d %H:%M}–{r.end_at:%H:%M} UTC)", r.ref))
@@ -149,13 +161,24 @@ def blocking(flags: list[ReleaseFlag]) -> list[ReleaseFlag]:
     return [f for f in flags if f.overridden_at is None]
 
 
-def record_flags(session: Session, release: Release, flags: list[Flag], now: datetime) -> list[ReleaseFlag]:
-    """Replace the release's open flags with these: a new window is judged afresh,
-    and an override given for the old window does not carry over."""
+def record_flags(session: Session, release: Release, flags: list[Flag], now: datetime,
+                 keep_overrides: bool = False) -> list[ReleaseFlag]:
+    """Replace the release's open flags with these. A new window is judged afresh
+    and an override given for the old window does not carry over; when the
+    window did not move (keep_overrides), an override of the same finding stands."""
+    overrides = {}
     for old in open_flags(session, release.id):
         old.cleared_at = now
-    rows = [ReleaseFlag(release_id=release.id, kind=f.kind, detail=f.detail, ref=f.ref, raised_at=now)
-            for f in flags]
+        if keep_overrides and old.overridden_at:
+            overrides[(old.kind, old.ref)] = old
+    rows = []
+    for f in flags:
+        row = ReleaseFlag(release_id=release.id, kind=f.kind, detail=f.detail, ref=f.ref, raised_at=now)
+        kept = overrides.get((f.kind, f.ref))
+        if kept:
+            row.overridden_by, row.override_reason, row.overridden_at = (kept.overridden_by, kept.override_reason,
+                                                                         kept.overridden_at)
+        rows.append(row)
     session.add_all(rows)
     session.flush()
     return rows

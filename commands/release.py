@@ -27,7 +27,7 @@ from commands.request import Draft, validate
 from commands.states import APPROVED, CANCELLED, LIVE_STATES, PENDING
 from storage import audit
 from storage.db import is_postgres, transaction
-from storage.models import AuditEvent, Deployment, NonConformance, Release, SignOff, Task, Vote
+from storage.models import AuditEvent, Deployment, NonConformance, Release, ReleaseFlag, SignOff, Task, Vote
 
 
 class Refused(Exception):
@@ -107,7 +107,7 @@ def settle(session: Session, release: Release, actor: str, now: datetime) -> str
 
 
 def recheck(session: Session, release: Release, actor: str, now: datetime, policy: Policy,
-            planned_at: datetime | None = None) -> list[planning.Flag]:
+            planned_at: datetime | None = None, same_window: bool = False) -> list[planning.Flag]:
     """Run the planning checks for the release's current window and record what they find.
 
     Lead time counts from when the window was planned: the request, or the
@@ -116,7 +116,7 @@ def recheck(session: Session, release: Release, actor: str, now: datetime, polic
                            release_type=release.effective_type, start=release.start_at, end=release.end_at,
                            requested_at=planned_at or now, exclude=release.id)
     had = planning.open_flags(session, release.id)
-    planning.record_flags(session, release, flags, now)
+    planning.record_flags(session, release, flags, now, keep_overrides=same_window)
     if flags or had:
         audit.record(session, actor=actor, action="planning_checked", release_id=release.id, at=now,
                      before={"flags": [{"kind": f.kind, "detail": f.detail} for f in had]},
@@ -126,10 +126,13 @@ def recheck(session: Session, release: Release, actor: str, now: datetime, polic
 
 
 def _planned_at(session: Session, release: Release) -> datetime:
-    moved = session.scalars(select(AuditEvent.at).where(AuditEvent.release_id == release.id,
-                                                        AuditEvent.action == "edited")
-                            .order_by(AuditEvent.id.desc())).first()
-    return moved or release.created_at
+    """When the current window was planned: the last edit that moved it, or the request."""
+    edits = session.scalars(select(AuditEvent).where(AuditEvent.release_id == release.id,
+                                                     AuditEvent.action == "edited").order_by(AuditEvent.id.desc()))
+    for ev in edits:
+        if any(ev.before.get(k) != ev.after.get(k) for k in ("start_at", "end_at")):
+            return ev.at
+    return release.created_at
 
 
 def override_flags(db: Engine, actor: Actor, release_id: int, kind: str, reason: str, clock: Clock,
@@ -149,6 +152,7 @@ def override_flags(db: Engine, actor: Actor, release_id: int, kind: str, reason:
         release = load(session, release_id, lock=True)
         flags = [f for f in planning.blocking(planning.open_flags(session, release.id)) if f.kind == kind]
         try:
+            _require_live(release, "overridden")
             if not flags:
                 raise Refused(f"{release.ref} has no open {kind} flag to override.", "no_flag")
             if needed not in actor.roles:
@@ -358,7 +362,8 @@ def accept_misclassification(db: Engine, actor: Actor, release_id: int, reason: 
                           release_id=release.id, at=now, before=before, after=snapshot(release), reason=reason)
         # Another type means another lead time; the window was planned when the release was requested,
         # unless it has been rescheduled since.
-        recheck(session, release, actor.user_id, now, policy, planned_at=_planned_at(session, release))
+        recheck(session, release, actor.user_id, now, policy, planned_at=_planned_at(session, release),
+                same_window=True)
         announce.approval_update(session, release, now, ev)
         settle(session, release, actor.user_id, now)
     return Outcome(f"{release.ref} now follows {release.effective_type} approvals; your reason is recorded.",
@@ -378,6 +383,7 @@ class ReleaseRecord:
     signoffs: list[SignOff] = field(default_factory=list)
     tasks: list[Task] = field(default_factory=list)
     nonconformances: list[NonConformance] = field(default_factory=list)
+    flags: list[ReleaseFlag] = field(default_factory=list)  # every planning flag ever raised, cleared or not
 
 
 def show_release(db: Engine, release_id: int) -> ReleaseRecord:
@@ -390,7 +396,7 @@ def show_release(db: Engine, release_id: int) -> ReleaseRecord:
         deployments = rows(Deployment)
         return ReleaseRecord(release, approval_of(session, release), rows(Vote), audit.trail(session, rid),
                              deployments[0] if deployments else None, rows(SignOff), rows(Task),
-                             rows(NonConformance))
+                             rows(NonConformance), rows(ReleaseFlag))
 
 
 def list_releases(db: Engine, actor: Actor, which: str | None, clock: Clock, limit: int = 20) -> list[Release]:

@@ -11,17 +11,17 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
-from commands import announce
+from commands import announce, planning
 from commands.aftercare import signoffs
 from commands.deploy import STABILISING, deployment_of
 from commands.policy import Policy
 from commands.release import PENDING, approval_of, load
-from storage.models import Outbox, Release, Task
+from storage.models import Blackout, BlackoutOccurrence, Outbox, Release, Task
 
 
 @dataclass(frozen=True)
 class Notice:
-    release: Release
+    release: Release | None  # None: a channel-wide notice (a blackout about to start)
     what: str
     users: tuple[str, ...] = ()  # people who owe the action
     roles: tuple[str, ...] = ()  # roles who owe it (their members and groups are mentioned)
@@ -34,8 +34,10 @@ class Skip:
 
 
 def due(session: Session, row: Outbox, policy: Policy) -> Notice | Skip:
-    release = load(session, row.release_id)
     what = row.payload.get("reminder", "")
+    if what == "blackout_warning":
+        return _blackout_warning(session, row)
+    release = load(session, row.release_id)
     if what == "approval_nudge":
         if release.state != PENDING or release.round != row.payload.get("round"):
             return Skip(f"no longer waiting for votes ({release.state}, round {release.round})")
@@ -71,3 +73,22 @@ def after_sent(session: Session, row: Outbox, sent_at: datetime, policy: Policy)
     announce.reminder(session, release, "approval_nudge", row.due_at + sla, sent_at,
                       key_suffix=f"{release.round}:{n}", round=release.round, n=n)
 
+
+
+def _blackout_warning(session: Session, row: Outbox) -> Notice | Skip:
+    """A blackout starts soon: name it, and every release scheduled inside it with its state."""
+    p = row.payload
+    blackout = session.get(Blackout, p.get("blackout"))
+    start, end = datetime.fromisoformat(p["start"]), datetime.fromisoformat(p["end"])
+    if blackout is None or blackout.removed_at is not None:
+        return Skip("blackout removed")
+    still = session.scalars(select(BlackoutOccurrence).where(BlackoutOccurrence.blackout_id == blackout.id,
+                                                             BlackoutOccurrence.start_at == start)).first()
+    if still is None:
+        return Skip("occurrence no longer in the blackout's schedule")
+    inside = [r for r in planning.releases_over_all(session, start, end)
+              if planning.applies(blackout, r.service, r.environment)]
+    return Notice(None, "blackout_warning", detail={"name": p.get("summary") or blackout.name, "start": start,
+                                                    "end": end, "blackout": blackout.id,
+                                                    "releases": [(r.ref, r.service, r.version, r.environment,
+                                                                  r.state, r.start_at) for r in inside]})

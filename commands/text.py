@@ -28,6 +28,12 @@ USAGE: dict[str, str] = {
     "signoff": "/release signoff REL-12 [role=qa_lead|operations]",
     "followup": '/release followup REL-12 evidence="…" [actions="…"]',
     "retro": '/release retro REL-12 notes="…" [actions="…"]',
+    "override": '/release override REL-12 kind=lead_time|blackout|conflict reason="…"',
+    "calendar": "/release calendar [days=14] [service=payments]",
+    "blackout": '/release blackout add name="…" start="YYYY-MM-DD HH:MM" end="YYYY-MM-DD HH:MM" tz=Europe/London '
+                '[services=a,b] [environments=production] [repeat="FREQ=WEEKLY;BYDAY=FR"] | '
+                '/release blackout list | /release blackout remove 3 | '
+                '/release blackout subscribe url=https://… name="…" [tz=…] [services=…] [environments=…]',
     "help": "/release help",
 }
 
@@ -49,10 +55,19 @@ _KEYS: dict[str, set[str]] = {
     "signoff": {"role"},
     "followup": {"evidence", "actions"},
     "retro": {"notes", "actions"},
+    "override": {"kind", "reason"},
+    "calendar": {"days", "service"},
+    "blackout": {"name", "start", "end", "tz", "services", "environments", "repeat", "url"},
     "help": set(),
 }
+_BLACKOUT_KEYS = {
+    "add": {"name", "start", "end", "tz", "services", "environments", "repeat"},
+    "subscribe": {"url", "name", "tz", "services", "environments"},
+    "list": set(),
+    "remove": set(),
+}
 _NEEDS_REF = {"go", "nogo", "withdraw", "show", "cancel", "edit", "accept", "reschedule", "deploy", "rollback",
-              "done", "signoff", "followup", "retro"}
+              "done", "signoff", "followup", "retro", "override"}
 _REF = re.compile(r"^(?:REL-)?(\d{1,9})$", re.IGNORECASE)
 _QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'"})
 
@@ -105,6 +120,22 @@ def parse_command(text: str) -> ParsedCommand:
         if not m:
             raise InputError("a release id looks like REL-12", form=form)
         release_id = int(m.group(1))
+    if name == "blackout":
+        action = positional.pop(0).lower() if positional else "list"
+        allowed = _BLACKOUT_KEYS.get(action)
+        if allowed is None:
+            raise InputError(f"'{action}' is not a blackout action; use add, list, remove or subscribe", form=form)
+        extra = sorted(set(args) - allowed)
+        if extra:
+            raise InputError(f"'{extra[0]}' is not a field of /release blackout {action}", field=extra[0], form=form)
+        if action == "remove":
+            if len(positional) != 1 or not positional[0].isdigit():
+                raise InputError("blackout remove takes the blackout's number, e.g. /release blackout remove 3",
+                                 form=form)
+            return ParsedCommand(name, None, args, ("remove", positional[0]))
+        if positional:
+            raise InputError(f"'{positional[0]}' is not understood here; values are given as key=value", form=form)
+        return ParsedCommand(name, None, args, (action,))
     if name == "list":
         if len(positional) > 1 or (positional and positional[0].lower() not in {"pending", "upcoming", "mine"}):
             raise InputError("list takes pending, upcoming or mine", form=form)

@@ -115,7 +115,7 @@ class AuditEvent(SQLModel, table=True):
 
     id: Optional[int] = Field(default=None, primary_key=True)
     release_id: Optional[int] = Field(default=None, foreign_key="release.id", index=True)
-    actor: str = Field(max_length=80)
+    actor: str = Field(max_length=200)
     action: str = Field(index=True, max_length=60)
     at: datetime = _ts(nullable=False)
     reason: Optional[str] = _text()
@@ -154,7 +154,7 @@ class Deployment(SQLModel, table=True):
 
     id: Optional[int] = Field(default=None, primary_key=True)
     release_id: int = Field(foreign_key="release.id", unique=True)
-    deployer_id: str = Field(max_length=80)
+    deployer_id: str = Field(max_length=200)
     pipeline: Optional[str] = Field(default=None, max_length=80)  # the API client that reported it
     checklist: dict = _json()
     artifact: Optional[str] = _text()
@@ -208,7 +208,7 @@ class NonConformance(SQLModel, table=True):
     release_id: Optional[int] = Field(default=None, foreign_key="release.id", index=True)
     kind: str = Field(max_length=60)
     detail: str = _text(nullable=False)
-    reported_by: str = Field(max_length=80)
+    reported_by: str = Field(max_length=200)
     at: datetime = _ts(nullable=False)
 
 
@@ -245,6 +245,9 @@ class BlackoutOccurrence(SQLModel, table=True):
     end_at: datetime = _ts(nullable=False)
     # A subscribed calendar is one blackout whose occurrences are its events; each keeps its own title.
     summary: Optional[str] = Field(default=None, max_length=300)
+    # Long occurrences are stored in pieces (bounded range queries); these keep the whole occurrence.
+    occurrence_start: Optional[datetime] = _ts(nullable=True)
+    occurrence_end: Optional[datetime] = _ts(nullable=True)
 
 
 class CalendarSubscription(SQLModel, table=True):

@@ -2,7 +2,8 @@
 
 Point the bot at it with SLACK_API_URL=emu.api_url. Everything it receives is
 recorded in `calls`, and failures (rate limits, 5xx, Slack error codes) can be
-queued with `fail_next` to exercise the bot's error handling.
+queued with `fail_next` to exercise the bot's error handling. `delay` makes a
+method slow (a send in flight, for SIGTERM and kill -9 tests, or a client timeout).
 
 Standard library only, so it cannot drift with the SDK under test.
 """
@@ -10,8 +11,11 @@ Standard library only, so it cannot drift with the SDK under test.
 from __future__ import annotations
 
 import json
+import re
+import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import itertools
@@ -70,6 +74,9 @@ class SlackEmulator:
         self.valid_tokens: set[str] = {"xoxb-test"}
         self.messages: dict[tuple[str, str], dict] = {}
         self._failures: dict[str, list[_Failure]] = {}
+        self._delays: dict[str, float] = {}
+        self._in_flight: Counter[str] = Counter()  # calls received, still being delayed
+        self._healed = 0  # bumped by heal()/reset(): wakes delayed calls at once
         # One condition guards all state and wakes wait_for() on every recorded call.
         self._cond = threading.Condition()
         self._ts_counter = itertools.count(1)
@@ -86,6 +93,7 @@ class SlackEmulator:
             "views.update": self._views_update,
             "usergroups.users.list": self._usergroups_users_list,
             "users.info": self._users_info,
+            "users.lookupByEmail": self._users_lookup_by_email,
             "conversations.info": self._conversations_info,
             "apps.connections.open": self._apps_connections_open,
         }
@@ -93,7 +101,7 @@ class SlackEmulator:
     # ---- lifecycle -------------------------------------------------------
 
     def start(self) -> SlackEmulator:
-        self._server = ThreadingHTTPServer((self.host, self.port), _Handler)
+        self._server = _Server((self.host, self.port), _Handler)
         self._server.emulator = self  # type: ignore[attr-defined]
         self.port = self._server.server_address[1]
         # A short poll interval keeps stop() (which waits for the next poll) fast in per-test fixtures.
@@ -144,18 +152,44 @@ class SlackEmulator:
         with self._cond:
             self._failures.setdefault(method, []).extend(_Failure(status, error, retry_after) for _ in range(n))
 
+    def delay(self, method: str, seconds: float) -> None:
+        """Answer every call to `method` ("*" = any method) `seconds` late, until heal(), reset() or
+        delay(method, 0). A failure queued with fail_next is taken when the call arrives, so a delayed
+        call that fails was never accepted, even if its caller is gone when it answers."""
+        with self._cond:
+            if seconds > 0:
+                self._delays[method] = seconds
+            else:
+                self._delays.pop(method, None)
+
+    def in_flight(self, method: str) -> int:
+        """Calls to `method` received and still being delayed (not yet in `calls`)."""
+        with self._cond:
+            return self._in_flight[method]
+
+    def wait_in_flight(self, method: str, count: int = 1, timeout: float = 5.0) -> None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._in_flight[method] >= count, timeout=timeout):
+                raise AssertionError(f"no {count} delayed {method} call(s) in flight within {timeout}s")
+
     def reset(self) -> None:
         # Clear in place so references held by tests stay live.
         with self._cond:
             self.calls.clear()
             self._failures.clear()
+            self._delays.clear()
+            self._healed += 1
             self.messages.clear()
             self._ts_counter = itertools.count(1)
 
     def heal(self) -> None:
-        """Slack is back: drop queued failures, keep messages and the call record."""
+        """Slack is back: drop queued failures and delays (delayed calls answer now), keep messages and
+        the call record."""
         with self._cond:
             self._failures.clear()
+            self._delays.clear()
+            self._healed += 1
+            self._cond.notify_all()
 
     def wait_for(self, method: str, count: int = 1, timeout: float = 5.0) -> list[Call]:
         """Block until `count` successful calls to `method` were recorded; return them."""
@@ -193,6 +227,15 @@ class SlackEmulator:
 
         with self._cond:
             failure = self._pop_failure(method)
+            delay = self._delays.get(method, self._delays.get("*", 0.0))
+            if delay:
+                healed = self._healed
+                self._in_flight[method] += 1
+                self._cond.notify_all()
+                try:  # waiting releases the lock: other calls go on meanwhile
+                    self._cond.wait_for(lambda: self._healed != healed, timeout=delay)
+                finally:
+                    self._in_flight[method] -= 1
             extra_headers: dict = {}
             text_body = None
             if failure:
@@ -332,6 +375,16 @@ class SlackEmulator:
             "user": {"id": user, "name": user.lower(), "tz": "Europe/London", "profile": {"email": f"{user.lower()}@example.com"}}
         }
 
+    def _users_lookup_by_email(self, args: dict) -> dict:
+        # The addresses users.info hands out, <lowercased user id>@example.com, are the known ones.
+        email = str(args.get("email") or "").strip().lower()
+        local, at, domain = email.partition("@")
+        if not at or domain != "example.com" or not re.fullmatch(r"[uw][a-z0-9]{2,}", local):
+            raise _SlackError("users_not_found")
+        user = local.upper()
+        return {"user": {"id": user, "name": local, "deleted": False, "tz": "Europe/London",
+                         "profile": {"email": email}}}
+
     def _conversations_info(self, args: dict) -> dict:
         return {"channel": {"id": _require_channel(args)}}
 
@@ -339,6 +392,14 @@ class SlackEmulator:
         # Only the token check matters here (an app-level token must be in
         # valid_tokens); no WebSocket server stands behind this URL.
         return {"url": f"ws://{self.host}:{self.port}/link/?ticket=emulated"}
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        # A caller that went away (killed while its call was delayed) is not the emulator's error.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -10,7 +10,7 @@ from slack_sdk.errors import SlackApiError
 from commands.classification import Answers
 from commands.errors import FieldErrors, InputError
 from commands.outcome import Actor, Outcome
-from commands.release import (accept_misclassification, cancel_release, edit_release, list_releases,
+from commands.release import (accept_misclassification, cancel_release, override_flags, edit_release, list_releases,
                               request_release, show_release)
 from commands.request import missing_fields, parse_flags
 from commands.text import USAGE, ParsedCommand, parse_command
@@ -18,7 +18,7 @@ from commands.aftercare import record_task, sign_off
 from commands.deploy import Deployer, decide_rollback, finish_deployment
 from commands.vote import cast_vote, withdraw_vote
 
-from bot.listeners import deploy
+from bot.listeners import calendar, deploy
 from bot.listeners.common import just_ack, run
 from bot.messages import modal
 from bot.messages.release import error_text, help_text, list_message, record_message
@@ -62,6 +62,8 @@ def register(app: App, svc: Services) -> None:
                              "deploy")
         elif cmd.name in ("show", "list"):
             _read(svc, cmd, user, respond, tell)
+        elif cmd.name in ("calendar", "blackout"):
+            calendar.handle(svc, cmd, user, respond, tell)
         else:
             run(svc, tell, lambda: _change(svc, cmd, user), form_of=cmd.name)
 
@@ -174,6 +176,8 @@ def _change(svc: Services, cmd: ParsedCommand, user: str) -> Outcome:
         return edit_release(svc.db, actor, rid, a, svc.clock, svc.policy)
     if cmd.name == "accept":
         return accept_misclassification(svc.db, actor, rid, a.get("reason", ""), svc.clock, svc.policy)
+    if cmd.name == "override":
+        return override_flags(svc.db, actor, rid, a.get("kind", ""), a.get("reason", ""), svc.clock, svc.policy)
     if cmd.name == "reschedule":
         if "start" not in a:
             raise InputError("reschedule needs start=", field="start", form=USAGE["reschedule"])

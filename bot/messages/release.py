@@ -70,13 +70,14 @@ def deployment_text(d: Deployment) -> str:
     return "\n".join(lines)
 
 
-def approval_message(r: Release, st: ApprovalStatus, dep: Deployment | None = None) -> tuple[str, list[dict]]:
+def approval_message(r: Release, st: ApprovalStatus, dep: Deployment | None = None,
+                     warnings: list[dict] | None = None) -> tuple[str, list[dict]]:
     state = r.state
     if state == "pending" and st.blocked:
         state = "blocked by No-go"
     text = f"{r.ref} {r.service} {r.version}: {state}"
     blocks = [section(f"{_STATE_ICON.get(r.state, '')} *Release {r.ref}: {state}*"), *record_fields(r),
-              roles_block(r, st)]
+              *(warnings or []), roles_block(r, st)]
     if dep is not None:
         blocks.append(section(clip(deployment_text(dep))))
     if r.round > 1:
@@ -105,6 +106,13 @@ def record_message(rec: ReleaseRecord) -> list[dict]:
              + (f": {esc(v.note)}" if v.note else "") for v in rec.votes]
     if votes:
         blocks.append(section(clip("*Votes*\n" + "\n".join(votes))))
+    if rec.flags:
+        lines = []
+        for f in rec.flags:
+            how = (f"overridden by {mention(f.overridden_by)} at {date(f.overridden_at)}: {esc(f.override_reason or '')}"
+                   if f.overridden_at else f"cleared {date(f.cleared_at)}" if f.cleared_at else "open")
+            lines.append(f"{esc(f.kind)}: {esc(f.detail)} ({how})")
+        blocks.append(section(clip("*Planning checks*\n" + "\n".join(lines))))
     if rec.deployment:
         blocks.append(section(clip(deployment_text(rec.deployment))))
     after = [f"sign-off {s.role}: {mention(s.user_id)} at {date(s.at)}" for s in rec.signoffs]

@@ -1,0 +1,42 @@
+"""`/release calendar` and `/release blackout …`."""
+from __future__ import annotations
+
+from commands.agenda import agenda
+from commands.blackout import add_blackout, list_blackouts, remove_blackout, subscribe
+from commands.errors import InputError
+from commands.outcome import Outcome
+from commands.text import USAGE, ParsedCommand
+
+from bot import feed
+from bot.listeners.common import run
+from bot.messages import calendar as render
+from bot.services import Services
+
+
+def handle(svc: Services, cmd: ParsedCommand, user: str, respond, tell) -> None:
+    def show(blocks: list[dict], text: str) -> None:
+        respond(blocks=blocks, text=text, response_type="ephemeral", replace_original=False)
+
+    def work() -> Outcome | None:
+        if cmd.name == "calendar":
+            days_text = cmd.args.get("days", "14")
+            if not days_text.isdigit():
+                raise InputError("days must be a whole number from 1 to 92", field="days", form=USAGE["calendar"])
+            service = cmd.args.get("service") or None
+            items = agenda(svc.db, svc.clock.now(), int(days_text), service)
+            show(render.agenda(items, int(days_text), service, feed.feed_url(svc, user, service)), "Release calendar")
+            return None
+        action = cmd.positional[0]
+        if action == "list":
+            show(render.blackout_list(list_blackouts(svc.db, svc.clock.now())), "Blackouts")
+            return None
+        actor = svc.actor(user)
+        if action == "add":
+            return add_blackout(svc.db, actor, cmd.args, svc.clock, svc.policy)
+        if action == "remove":
+            return remove_blackout(svc.db, actor, int(cmd.positional[1]), svc.clock)
+        outcome = subscribe(svc.db, actor, cmd.args, svc.clock, svc.policy)
+        svc.refresh_calendars()  # fetch it now rather than at the next refresh
+        return outcome
+
+    run(svc, tell, work, form_of=cmd.name)

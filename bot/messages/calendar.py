@@ -1,0 +1,94 @@
+"""The agenda, blackout lists and warnings, and planning flags with the next free slots."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from datetime import datetime
+
+from commands.agenda import Item
+from calendars.recurrence import Occurrence
+from storage.models import Blackout, ReleaseFlag
+
+from bot.messages.common import BLOCK_LIMIT, clip, context, date, esc, section
+
+_DAY = "{date_long_pretty}"
+
+
+def agenda(items: list[Item], days: int, service: str | None, feed_url: str | None) -> list[dict]:
+    title = f"*Release calendar: next {days} days*" + (f" for {esc(service)}" if service else "")
+    blocks = [section(title)]
+    by_day: "OrderedDict[str, tuple[datetime, list[str]]]" = OrderedDict()
+    for it in items:
+        key = it.start.strftime("%Y-%m-%d")
+        first, lines = by_day.setdefault(key, (it.start, []))
+        if it.kind == "release":
+            r = it.release
+            lines.append(f"• {date(r.start_at, '{time}')}–{date(r.end_at, '{time}')} *{r.ref}* {esc(r.service)} "
+                         f"`{esc(r.version)}` {r.effective_type} · {r.state}")
+        else:
+            lines.append(f"• :no_entry: {date(it.start, '{date_short} {time}')}–{date(it.end, '{date_short} {time}')} "
+                         f"blackout *{esc(it.name)}*")
+    if not by_day:
+        blocks.append(section("Nothing scheduled."))
+    for first, lines in by_day.values():
+        if len(blocks) >= BLOCK_LIMIT - 2:
+            blocks.append(context("More on the calendar feed."))
+            break
+        blocks.append(section(clip(f"*{date(first, _DAY)}*\n" + "\n".join(lines))))
+    if feed_url:
+        blocks.append(context(f"Subscribe in Google Calendar or Outlook: {feed_url} (this address is yours; "
+                              "keep it private)"))
+    else:
+        blocks.append(context("The calendar feed needs RELEASEBOT_PUBLIC_URL to be set by the bot's operators."))
+    return blocks
+
+
+def blackout_list(rows: list[tuple[Blackout, list[Occurrence]]]) -> list[dict]:
+    if not rows:
+        return [section("*Blackouts*\nNone. Add one with `/release blackout add …`.")]
+    lines = []
+    for b, nxt in rows:
+        scope = f"{', '.join(map(esc, b.services)) or 'all services'} · {', '.join(b.environments) or 'all environments'}"
+        kind = "subscribed calendar" if b.subscription_id else (f"repeats `{esc(b.rrule)}`" if b.rrule else "one-off")
+        upcoming = ", ".join(f"{date(o.start)}–{date(o.end)}" for o in nxt) or "no upcoming occurrence"
+        lines.append(f"*{b.id}* {esc(b.name)} ({kind}, {esc(b.tz)}) · {scope}\n    next: {upcoming}")
+    return [section(clip("*Blackouts*\n" + "\n".join(lines)))]
+
+
+def flags_block(flags: list[ReleaseFlag], slots: list[datetime]) -> list[dict]:
+    if not flags:
+        return []
+    lines = []
+    for f in flags:
+        if f.overridden_at:
+            lines.append(f":ballot_box_with_check: ~{esc(f.detail)}~ overridden by <@{f.overridden_by}>: "
+                         f"{esc(f.override_reason or '')}")
+        else:
+            lines.append(f":warning: {esc(f.detail)}")
+    blocking = [f for f in flags if not f.overridden_at]
+    text = "*Planning checks*\n" + "\n".join(lines)
+    if blocking:
+        text += ("\nIt cannot be approved until it is rescheduled into a clean window or overridden "
+                 "(`/release override`; blackouts need an executive).")
+        if slots:
+            text += "\n*Next free slots:* " + ", ".join(date(s) for s in slots)
+    return [section(clip(text))]
+
+
+def blackout_warning(detail: dict) -> tuple[str, list[dict]]:
+    head = (f":no_entry: Blackout *{esc(detail['name'])}* starts {date(detail['start'])} and runs until "
+            f"{date(detail['end'])}.")
+    rels = detail.get("releases") or []
+    if rels:
+        body = "\n".join(f"• *{ref}* {esc(svc)} `{esc(ver)}` → {esc(env)} · {state} · {date(start)}"
+                         for ref, svc, ver, env, state, start in rels)
+        text = f"{head}\nReleases scheduled inside it:\n{body}"
+    else:
+        text = f"{head}\nNo release is scheduled inside it."
+    return f"Blackout {detail['name']} starts soon", [section(clip(text))]
+
+
+def subscription_failed(payload: dict) -> str:
+    copy = ("The last good copy stays in force." if payload.get("has_copy")
+            else "No copy has been fetched yet, so its events are not blackouts yet.")
+    return (f":warning: The subscribed calendar *{esc(payload.get('name', ''))}* could not be fetched "
+            f"({esc(payload.get('error', ''))}). {copy} The bot keeps retrying and will not repeat this warning.")

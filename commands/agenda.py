@@ -1,0 +1,95 @@
+"""The release calendar as people read it: an agenda in Slack and an ICS feed."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from calendars.ics import FeedEvent
+from calendars.timeparse import zone
+from commands.errors import InputError
+from commands.planning import MAX_OCCURRENCE, MAX_RELEASE
+from commands.states import CANCELLED
+from storage.models import Blackout, BlackoutOccurrence, Release
+
+FEED_PAST = timedelta(days=90)
+FEED_AHEAD = timedelta(days=400)
+
+
+@dataclass(frozen=True)
+class Item:
+    start: datetime
+    end: datetime
+    kind: str  # release | blackout
+    release: Release | None = None
+    name: str = ""
+    blackout_id: int | None = None
+
+
+def agenda(db: Engine, now: datetime, days: int = 14, service: str | None = None) -> list[Item]:
+    if not 1 <= days <= 92:
+        raise InputError("days must be from 1 to 92", field="days", form="/release calendar [days=14] [service=…]")
+    end = now + timedelta(days=days)
+    with Session(db, expire_on_commit=False) as session:
+        q = (select(Release).where(Release.start_at > now - MAX_RELEASE, Release.start_at < end, Release.end_at > now,
+                                   Release.state != CANCELLED).order_by(Release.start_at))
+        if service:
+            q = q.where(Release.service == service)
+        items = [Item(r.start_at, r.end_at, "release", release=r) for r in session.scalars(q)]
+        occ = session.execute(select(BlackoutOccurrence, Blackout)
+                              .join(Blackout, Blackout.id == BlackoutOccurrence.blackout_id)
+                              .where(BlackoutOccurrence.start_at > now - MAX_OCCURRENCE,
+                                     BlackoutOccurrence.start_at < end, BlackoutOccurrence.end_at > now,
+                                     Blackout.removed_at.is_(None))).all()
+        items += [Item(o.start_at, o.end_at, "blackout", name=o.summary or b.name, blackout_id=b.id)
+                  for o, b in occ if not service or not b.services or service in b.services]
+    return sorted(items, key=lambda i: (i.start, i.kind))
+
+
+def feed_events(db: Engine, now: datetime, service: str | None = None) -> list[FeedEvent]:
+    """Releases and blackouts as feed events. UIDs never change; SEQUENCE is the row's revision."""
+    out: list[FeedEvent] = []
+    with Session(db) as session:
+        q = select(Release).where(Release.start_at > now - FEED_PAST, Release.start_at < now + FEED_AHEAD)
+        if service:
+            q = q.where(Release.service == service)
+        for r in session.scalars(q.order_by(Release.id)):
+            z = zone(r.tz)
+            out.append(FeedEvent(
+                uid=f"release-{r.id}@releasebot", summary=f"{r.ref} {r.service} {r.version} ({r.effective_type}, "
+                                                        f"{r.state})",
+                description=f"{r.summary}\nEnvironment: {r.environment}\nRequested by {r.requester_id}",
+                start_local=r.start_at.astimezone(z).replace(tzinfo=None),
+                end_local=r.end_at.astimezone(z).replace(tzinfo=None), tz=r.tz, sequence=r.revision,
+                stamp=r.updated_at, cancelled=r.state == CANCELLED, categories=("release", r.environment)))
+        for b in session.scalars(select(Blackout).order_by(Blackout.id)):
+            if service and b.services and service not in b.services:
+                continue
+            removed = b.removed_at is not None
+            if b.subscription_id is None:
+                out.append(FeedEvent(uid=f"blackout-{b.id}@releasebot", summary=f"Blackout: {b.name}",
+                                     description=_scope(b), start_local=b.start_local, end_local=b.end_local,
+                                     tz=b.tz, sequence=b.revision, stamp=b.removed_at or b.created_at,
+                                     cancelled=removed, rrule=b.rrule, categories=("blackout",)))
+                continue
+            if removed:
+                continue
+            # A subscribed calendar's events are republished one by one, as the bot expanded them.
+            z = zone(b.tz)
+            for o in session.scalars(select(BlackoutOccurrence).where(BlackoutOccurrence.blackout_id == b.id,
+                                                                      BlackoutOccurrence.end_at > now - FEED_PAST)
+                                     .order_by(BlackoutOccurrence.start_at)):
+                out.append(FeedEvent(uid=f"blackout-{b.id}-{int(o.start_at.timestamp())}@releasebot",
+                                     summary=f"Blackout: {o.summary or b.name}", description=_scope(b),
+                                     start_local=o.start_at.astimezone(z).replace(tzinfo=None),
+                                     end_local=o.end_at.astimezone(z).replace(tzinfo=None), tz=b.tz, sequence=0,
+                                     stamp=b.created_at, categories=("blackout",)))
+    return out
+
+
+def _scope(b: Blackout) -> str:
+    return (f"Services: {', '.join(b.services) or 'all'}\nEnvironments: {', '.join(b.environments) or 'all'}"
+            + (f"\nRepeats: {b.rrule}" if b.rrule else ""))

@@ -1,0 +1,282 @@
+"""Blackout (freeze) periods: managed by release managers, expanded into
+occurrences for fast checks, and announced before each occurrence starts."""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Mapping
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from calendars import ics
+from calendars.recurrence import Occurrence, expand, parse_rrule
+from calendars.timeparse import TimeInputError, zone
+from commands import announce
+from commands.errors import FieldErrors, InputError, NotFound
+from commands.outcome import Actor, Outcome
+from commands.clock import Clock
+from commands.planning import MAX_OCCURRENCE
+from commands.policy import Policy
+from storage import audit, outbox
+from storage.db import transaction
+from storage.models import Blackout, BlackoutOccurrence, CalendarSubscription
+
+HORIZON = timedelta(days=400)  # occurrences kept ahead; the scheduler's refresh rolls it forward
+WARN_AHEAD = timedelta(days=8)  # warnings are queued this far ahead of their due time
+FORM = ('/release blackout add name="Peak trading" start="2026-12-18 16:00" end="2027-01-04 08:00" tz=Europe/London '
+        '[services=a,b] [environments=production] [repeat="FREQ=WEEKLY;BYDAY=FR"]')
+SUBSCRIBE_FORM = '/release blackout subscribe url=https://… name="Company holidays" [tz=Europe/London] [services=…]'
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
+_MANAGER = "release_manager"
+
+
+@dataclass(frozen=True)
+class BlackoutInput:
+    name: str
+    start_local: datetime
+    end_local: datetime
+    tz: str
+    rrule: str | None
+    services: list[str]
+    environments: list[str]
+
+
+def _names(text: str, field: str, allowed: tuple[str, ...] | None = None) -> list[str]:
+    names = [n.strip() for n in (text or "").split(",") if n.strip()]
+    for n in names:
+        if not _NAME.match(n) or (allowed is not None and n not in allowed):
+            hint = f"; environments are {', '.join(allowed)}" if allowed else ""
+            raise FieldErrors({field: f"'{n}' is not a valid name{hint}"})
+    return names
+
+
+def parse_blackout(raw: Mapping[str, str], policy: Policy) -> BlackoutInput:
+    get = lambda k: (raw.get(k) or "").strip()  # noqa: E731
+    errors = {k: "is required" for k in ("name", "start", "end", "tz") if not get(k)}
+    if errors:
+        raise FieldErrors(errors)
+    try:
+        zone(get("tz"))
+    except TimeInputError as exc:
+        raise FieldErrors({"tz": str(exc)}) from None
+    parsed = {}
+    for key in ("start", "end"):
+        try:
+            parsed[key] = datetime.strptime(get(key).replace("T", " "), "%Y-%m-%d %H:%M")
+        except ValueError:
+            raise FieldErrors({key: f"'{get(key)}' is not a date and time like \"2026-12-18 16:00\""}) from None
+    if parsed["end"] <= parsed["start"]:
+        raise FieldErrors({"end": "must be after start"})
+    rrule = get("repeat") or None
+    if rrule:
+        try:
+            parse_rrule(rrule, parsed["start"])
+        except TimeInputError as exc:
+            raise FieldErrors({"repeat": str(exc)}) from None
+    if len(get("name")) > 200:
+        raise FieldErrors({"name": "at most 200 characters"})
+    return BlackoutInput(get("name"), parsed["start"], parsed["end"], get("tz"), rrule,
+                         _names(get("services"), "services"),
+                         _names(get("environments"), "environments", policy.environments))
+
+
+def _require_manager(actor: Actor) -> None:
+    if _MANAGER not in actor.roles:
+        raise InputError("Only a release manager can manage blackouts.")
+
+
+def add_blackout(db: Engine, actor: Actor, raw: Mapping[str, str], clock: Clock, policy: Policy) -> Outcome:
+    _require_manager(actor)
+    try:
+        b = parse_blackout(raw, policy)
+    except FieldErrors as exc:
+        raise InputError(f"{exc.field}: {exc.errors[exc.field]}", field=exc.field, form=FORM) from None
+    now = clock.now()
+    with transaction(db) as session:
+        row = Blackout(name=b.name, start_local=b.start_local, end_local=b.end_local, tz=b.tz, rrule=b.rrule,
+                       services=b.services, environments=b.environments, created_by=actor.user_id, created_at=now)
+        session.add(row)
+        session.flush()
+        try:
+            count = materialize(session, row, now, policy)
+        except TimeInputError as exc:
+            raise InputError(str(exc), field="end", form=FORM) from None
+        audit.record(session, actor=actor.user_id, action="blackout_added", at=now,
+                     after={"blackout": row.id, "name": b.name, "start": b.start_local, "end": b.end_local,
+                            "tz": b.tz, "repeat": b.rrule, "services": b.services,
+                            "environments": b.environments, "occurrences": count})
+    upcoming = occurrences_of(db, row.id, now, limit=1)
+    when = f"; next {upcoming[0].start:%Y-%m-%d %H:%M}–{upcoming[0].end:%Y-%m-%d %H:%M} UTC" if upcoming else ""
+    return Outcome(f"Blackout {row.id} '{b.name}' added{when}.", changed=True, data={"blackout": row.id})
+
+
+def remove_blackout(db: Engine, actor: Actor, blackout_id: int, clock: Clock) -> Outcome:
+    _require_manager(actor)
+    now = clock.now()
+    with transaction(db) as session:
+        row = session.get(Blackout, blackout_id)
+        if row is None or row.removed_at is not None:
+            raise NotFound(f"there is no blackout {blackout_id}; /release blackout list shows them")
+        row.removed_at, row.removed_by = now, actor.user_id
+        row.revision += 1
+        if row.subscription_id:
+            sub = session.get(CalendarSubscription, row.subscription_id)
+            sub.removed_at = now
+        session.execute(delete(BlackoutOccurrence).where(BlackoutOccurrence.blackout_id == row.id))
+        audit.record(session, actor=actor.user_id, action="blackout_removed", at=now,
+                     before={"blackout": row.id, "name": row.name})
+    return Outcome(f"Blackout {blackout_id} '{row.name}' removed.", changed=True)
+
+
+def list_blackouts(db: Engine, now: datetime) -> list[tuple[Blackout, list[Occurrence]]]:
+    with Session(db, expire_on_commit=False) as session:
+        rows = list(session.scalars(select(Blackout).where(Blackout.removed_at.is_(None)).order_by(Blackout.id)))
+    return [(b, occurrences_of(db, b.id, now, limit=2)) for b in rows]
+
+
+def occurrences_of(db: Engine, blackout_id: int, after: datetime, limit: int = 3) -> list[Occurrence]:
+    with Session(db) as session:
+        rows = session.scalars(select(BlackoutOccurrence)
+                               .where(BlackoutOccurrence.blackout_id == blackout_id,
+                                      BlackoutOccurrence.end_at > after)
+                               .order_by(BlackoutOccurrence.start_at).limit(limit))
+        return [Occurrence(o.start_at, o.end_at) for o in rows]
+
+
+def _pieces(occ: Occurrence) -> list[Occurrence]:
+    """Split anything longer than MAX_OCCURRENCE so range queries stay bounded."""
+    out, start = [], occ.start
+    while start < occ.end:
+        end = min(start + MAX_OCCURRENCE, occ.end)
+        out.append(Occurrence(start, end))
+        start = end
+    return out
+
+
+def materialize(session: Session, blackout: Blackout, now: datetime, policy: Policy,
+                occurrences: list[tuple[Occurrence, str | None]] | None = None) -> int:
+    """Replace the blackout's stored occurrences with those from (now - MAX_OCCURRENCE) to now + HORIZON,
+    and queue the warning for each one starting soon. Keys make re-running harmless."""
+    if occurrences is None:
+        occurrences = [(o, None) for o in expand(blackout.start_local, blackout.end_local, blackout.tz,
+                                                  blackout.rrule, now - MAX_OCCURRENCE, now + HORIZON)]
+    session.execute(delete(BlackoutOccurrence).where(BlackoutOccurrence.blackout_id == blackout.id))
+    rows = [{"blackout_id": blackout.id, "start_at": p.start, "end_at": p.end, "summary": summary,
+             "occurrence_start": occ.start, "occurrence_end": occ.end}
+            for occ, summary in occurrences for p in _pieces(occ)]
+    if rows:
+        session.execute(insert(BlackoutOccurrence), rows)
+    lead = policy.calendar.blackout_warning_lead
+    for occ, summary in occurrences:
+        if now < occ.start and occ.start - lead < now + WARN_AHEAD:
+            key = f"blackout-warning:{blackout.id}:{occ.start.isoformat()}"
+            if summary:
+                key += f":{_short_hash(summary)}"
+            outbox.enqueue(session, key=key, kind=announce.REMINDER, at=now, due_at=max(occ.start - lead, now),
+                           payload={"reminder": "blackout_warning", "blackout": blackout.id,
+                                    "start": occ.start.isoformat(), "end": occ.end.isoformat(),
+                                    "summary": summary or blackout.name})
+    return len(occurrences)
+
+
+def _short_hash(text: str) -> str:
+    # two events of a subscribed calendar may start together; each gets its warning
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def refresh_all(db: Engine, now: datetime, policy: Policy) -> int:
+    """Roll every blackout's horizon forward and queue warnings coming due (a scheduler job)."""
+    with transaction(db) as session:
+        rows = list(session.scalars(select(Blackout).where(Blackout.removed_at.is_(None),
+                                                           Blackout.subscription_id.is_(None))))
+        for b in rows:
+            materialize(session, b, now, policy)
+        subs = list(session.scalars(select(CalendarSubscription).where(CalendarSubscription.removed_at.is_(None),
+                                                                       CalendarSubscription.body.is_not(None))))
+    for sub in subs:
+        try:
+            _apply_body(db, sub.id, sub.body, now, policy)
+        except ics.CalendarError:
+            pass  # a copy that no longer expands keeps the occurrences it last gave
+    return len(rows) + len(subs)
+
+
+# --- subscribed calendars ---------------------------------------------------------------------------------------
+
+def subscribe(db: Engine, actor: Actor, raw: Mapping[str, str], clock: Clock, policy: Policy) -> Outcome:
+    _require_manager(actor)
+    url, name, tz = (raw.get("url") or "").strip(), (raw.get("name") or "").strip(), (raw.get("tz") or "UTC").strip()
+    if not re.match(r"^https?://\S+$", url):
+        raise InputError("url must be an http(s) address of an .ics calendar", field="url", form=SUBSCRIBE_FORM)
+    if not name:
+        raise InputError("name is required", field="name", form=SUBSCRIBE_FORM)
+    try:
+        zone(tz)
+        services = _names(raw.get("services", ""), "services")
+        environments = _names(raw.get("environments", ""), "environments", policy.environments)
+    except TimeInputError as exc:
+        raise InputError(str(exc), field="tz", form=SUBSCRIBE_FORM) from None
+    except FieldErrors as exc:
+        raise InputError(f"{exc.field}: {exc.errors[exc.field]}", field=exc.field, form=SUBSCRIBE_FORM) from None
+    now = clock.now()
+    with transaction(db) as session:
+        sub = CalendarSubscription(name=name, url=url, services=services, environments=environments,
+                                   created_by=actor.user_id, created_at=now)
+        session.add(sub)
+        session.flush()
+        # All-day events in the feed are read in this zone; the carrier blackout holds the scope.
+        carrier = Blackout(name=name, start_local=datetime(2000, 1, 1), end_local=datetime(2000, 1, 2), tz=tz,
+                           services=services, environments=environments, subscription_id=sub.id,
+                           created_by=actor.user_id, created_at=now)
+        session.add(carrier)
+        session.flush()
+        audit.record(session, actor=actor.user_id, action="calendar_subscribed", at=now,
+                     after={"subscription": sub.id, "blackout": carrier.id, "name": name, "url": url, "tz": tz})
+    return Outcome(f"Subscribed to '{name}' as blackout {carrier.id}; its events become blackouts once fetched "
+                   "(now, then every few hours).", changed=True, data={"subscription": sub.id})
+
+
+def due_subscriptions(db: Engine) -> list[CalendarSubscription]:
+    with Session(db, expire_on_commit=False) as session:
+        return list(session.scalars(select(CalendarSubscription).where(CalendarSubscription.removed_at.is_(None))))
+
+
+def fetched(db: Engine, sub_id: int, now: datetime, policy: Policy, *, body: str | None, etag: str | None,
+            last_modified: str | None) -> int:
+    """A fetch succeeded (body None: 304 Not Modified). Parse before keeping: a feed
+    that does not parse is a failure, and the last good copy stays."""
+    if body is not None:
+        ics.occurrences(body, now - MAX_OCCURRENCE, now + HORIZON)  # raises ics.CalendarError; nothing kept
+    with transaction(db) as session:
+        sub = session.get(CalendarSubscription, sub_id)
+        sub.fetched_at = sub.last_ok_at = now
+        sub.last_error, sub.failing_since = None, None
+        if body is not None:
+            sub.body, sub.etag, sub.last_modified = body, etag, last_modified
+    return _apply_body(db, sub_id, body, now, policy) if body is not None else 0
+
+
+def _apply_body(db: Engine, sub_id: int, body: str, now: datetime, policy: Policy) -> int:
+    with transaction(db) as session:
+        carrier = session.scalars(select(Blackout).where(Blackout.subscription_id == sub_id)).one()
+        events = ics.occurrences(body, now - MAX_OCCURRENCE, now + HORIZON, carrier.tz)
+        return materialize(session, carrier, now, policy,
+                           occurrences=[(Occurrence(e.start, e.end), e.summary) for e in events])
+
+
+def fetch_failed(db: Engine, sub_id: int, now: datetime, error: str) -> bool:
+    """Keep the last good copy; warn the channel once per failing spell. True if a warning was queued."""
+    with transaction(db) as session:
+        sub = session.get(CalendarSubscription, sub_id)
+        sub.fetched_at, sub.last_error = now, error[:2000]
+        if sub.failing_since is not None:
+            return False
+        sub.failing_since = now
+        outbox.enqueue(session, key=f"subscription-failed:{sub.id}:{now.isoformat()}", kind=announce.CHANNEL_NOTE, at=now,
+                       payload={"event": "subscription_failed", "name": sub.name, "url": sub.url, "error": error[:300],
+                                "has_copy": sub.body is not None})
+        return True

@@ -1,0 +1,323 @@
+"""The calendar through Slack and HTTP: flags and overrides, blackouts and their warnings, the feed, subscriptions."""
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+from icalendar import Calendar
+from sqlmodel import Session, select
+
+from conftest import start_bot
+from storage.models import AuditEvent, Release, ReleaseFlag
+
+UTC = timezone.utc
+
+
+@pytest.fixture
+def cal_bot(db, clock, policy, emulator):
+    running = start_bot(db, clock, policy, emulator, {"RELEASEBOT_PUBLIC_URL": "https://releases.example.com"})
+    yield running
+    running.slack.close()
+    running.server.close()
+    running.thread.join(timeout=5)
+
+
+def req(service="payments", start="2026-12-01 14:00", type_="minor", tz="UTC", duration="60m"):
+    return (f'request service={service} version=1.0.0 type={type_} start="{start}" tz={tz} duration={duration} '
+            f'summary="Change {service}"')
+
+
+def flags(db, rid=1, open_only=True) -> list[ReleaseFlag]:
+    with Session(db) as s:
+        q = select(ReleaseFlag).where(ReleaseFlag.release_id == rid)
+        if open_only:
+            q = q.where(ReleaseFlag.cleared_at.is_(None))
+        return list(s.exec(q.order_by(ReleaseFlag.id)))
+
+
+def state(db, rid=1) -> str:
+    with Session(db) as s:
+        return s.get(Release, rid).state
+
+
+def reply(bot) -> str:
+    return bot.emulator.calls_to("response_url")[-1].args.get("text") or ""
+
+
+def approval_blocks(bot, rid=1) -> str:
+    calls = [c for c in bot.emulator.calls if c.method in ("chat.postMessage", "chat.update")
+             and f"REL-{rid} " in (c.args.get("text") or "") and not c.args.get("thread_ts")]
+    return json.dumps(calls[-1].args["blocks"])
+
+
+def test_lead_time_flag_blocks_approval_until_a_release_manager_overrides(bot, db):
+    bot.command(req(start="2026-11-25 14:00"), user="U0DEV")  # 2 days out; minor needs 7
+    [flag] = flags(db)
+    assert flag.kind == "lead_time" and "needs at least 7d" in flag.detail
+    assert "Planning checks flagged it" in reply(bot)
+    shown = approval_blocks(bot)
+    assert "needs at least 7d" in shown and "Next free slots" in shown and "<!date^" in shown
+    bot.command("go REL-1", user="U0RM")
+    bot.command("go REL-1", user="U0QA")
+    assert state(db) == "pending"
+    bot.command('override REL-1 kind=lead_time reason="customer commitment"', user="U0QA")
+    assert "needs the release_manager role" in reply(bot)
+    bot.command('override REL-1 kind=lead_time reason="customer commitment"', user="U0RM")
+    assert state(db) == "approved"
+    [f] = flags(db)
+    assert (f.overridden_by, f.override_reason) == ("U0RM", "customer commitment")
+    with Session(db) as s:
+        refused = s.exec(select(AuditEvent).where(AuditEvent.action == "override_refused")).one()
+    assert refused.actor == "U0QA" and refused.after["code"] == "wrong_role"
+
+
+def test_blackout_flag_names_the_blackout_and_needs_an_executive(bot, db):
+    bot.command('blackout add name="Peak trading" start="2026-11-30 00:00" end="2026-12-03 00:00" tz=UTC '
+                'environments=production', user="U0RM")
+    assert "Blackout 1 'Peak trading' added" in reply(bot)
+    bot.command(req(), user="U0DEV")
+    [flag] = flags(db)
+    assert flag.kind == "blackout" and "Peak trading" in flag.detail and flag.ref == "blackout:1"
+    bot.command('override REL-1 kind=blackout reason="regulator deadline"', user="U0RM")
+    assert "needs the executive role" in reply(bot) and "VP-level" in reply(bot)
+    bot.command('override REL-1 kind=blackout reason="regulator deadline"', user="U0EXEC")
+    assert flags(db)[0].overridden_by == "U0EXEC"
+
+
+def test_blackout_scoped_to_another_service_does_not_flag(bot, db):
+    bot.command('blackout add name="Ledger freeze" start="2026-11-30 00:00" end="2026-12-03 00:00" tz=UTC '
+                'services=ledger', user="U0RM")
+    bot.command(req(service="payments"), user="U0DEV")
+    assert flags(db) == []
+
+
+def test_conflicts_name_the_other_release_and_the_environment_limit(bot, db):
+    bot.command(req(service="payments"), user="U0DEV")
+    bot.command(req(service="payments", start="2026-12-01 14:30"), user="U0DEV")
+    bot.command(req(service="ledger", start="2026-12-01 14:15"), user="U0DEV")
+    assert [(f.kind, f.ref) for f in flags(db, 2)] == [("conflict", "REL-1"), ("conflict", "env:production")]
+    assert "overlaps REL-1" in flags(db, 2)[0].detail
+    [env] = flags(db, 3)
+    assert env.ref == "env:production" and "REL-1" in env.detail and "(1)" in env.detail
+
+
+def test_reschedule_into_a_clean_window_clears_flags_and_resets_votes(bot, db):
+    bot.command(req(service="payments"), user="U0DEV")
+    bot.command(req(service="payments", start="2026-12-01 14:30"), user="U0DEV")
+    bot.command("go REL-2", user="U0RM")
+    assert flags(db, 2)
+    bot.command('reschedule REL-2 start="2026-12-02 14:00"', user="U0DEV")
+    assert flags(db, 2) == [] and len(flags(db, 2, open_only=False)) == 2
+    bot.command("go REL-2", user="U0RM")
+    bot.command("go REL-2", user="U0QA")
+    assert state(db, 2) == "approved"
+
+
+def test_blackout_warning_is_posted_once_a_day_ahead_and_not_again_after_restart(db, clock, policy, emulator):
+    first = start_bot(db, clock, policy, emulator)
+    try:
+        first.command('blackout add name="Friday freeze" start="2026-11-27 16:00" end="2026-11-30 08:00" '
+                      'tz=Europe/London repeat="FREQ=WEEKLY;BYDAY=FR"', user="U0RM")
+        first.command(req(start="2026-12-04 17:00", tz="Europe/London"), user="U0DEV")
+        clock.set(datetime(2026, 11, 26, 15, 59, tzinfo=UTC))
+        first.deliver()
+        assert not [c for c in emulator.calls_to("chat.postMessage") if "Friday freeze" in c.args["text"]]
+        clock.set(datetime(2026, 11, 26, 16, 0, tzinfo=UTC))
+        first.deliver()
+        [warning] = [c for c in emulator.calls_to("chat.postMessage") if "Friday freeze" in c.args["text"]]
+        assert "No release is scheduled inside it" in json.dumps(warning.args["blocks"])
+    finally:
+        first.slack.close()
+        first.server.close()
+    second = start_bot(db, clock, policy, emulator)  # a restart: same database, new process state
+    try:
+        second.svc.refresh_calendars()
+        second.deliver()
+        assert len([c for c in emulator.calls_to("chat.postMessage") if "Friday freeze" in c.args["text"]]) == 1
+        clock.set(datetime(2026, 12, 3, 16, 0, tzinfo=UTC))  # the next Friday's warning lists REL-1
+        second.svc.refresh_calendars()
+        second.deliver()
+        warnings = [c for c in emulator.calls_to("chat.postMessage") if "Friday freeze" in c.args["text"]]
+        assert len(warnings) == 2 and "REL-1" in json.dumps(warnings[1].args["blocks"])
+    finally:
+        second.slack.close()
+        second.server.close()
+
+
+def test_calendar_agenda_uses_date_tokens_and_gives_the_feed_url(cal_bot, db):
+    cal_bot.command(req(start="2026-12-01 14:00"), user="U0DEV")
+    cal_bot.command('blackout add name="Close" start="2026-11-30 00:00" end="2026-11-30 23:00" tz=UTC', user="U0RM")
+    cal_bot.command("calendar days=14", user="U0DEV")
+    shown = json.dumps(cal_bot.emulator.calls_to("response_url")[-1].args["blocks"])
+    assert "REL-1" in shown and "Close" in shown and "<!date^" in shown
+    assert "https://releases.example.com/calendar.ics?token=U0DEV." in shown
+
+
+def feed_url(bot, user="U0DEV") -> str:
+    bot.command("calendar", user=user)
+    shown = json.dumps(bot.emulator.calls_to("response_url")[-1].args["blocks"])
+    token = shown.split("calendar.ics?token=")[1].split(" ")[0].split('"')[0]
+    return f"{bot.url}/calendar.ics?token={token}"
+
+
+def test_ics_feed_round_trip_keeps_uids_and_increases_sequence(cal_bot, db):
+    cal_bot.command(req(start="2026-12-01 14:00", tz="Europe/London"), user="U0DEV")
+    cal_bot.command('blackout add name="Friday freeze" start="2026-12-04 16:00" end="2026-12-07 08:00" '
+                    'tz=America/New_York repeat="FREQ=WEEKLY;BYDAY=FR"', user="U0RM")
+    url = feed_url(cal_bot)
+    first = httpx.get(url)
+    assert first.status_code == 200 and first.headers["content-type"] == "text/calendar; charset=utf-8"
+    cal = Calendar.from_ical(first.content)
+    assert cal.get("METHOD") is None
+    events = {str(e["UID"]): e for e in cal.walk("VEVENT")}
+    assert set(events) == {"release-1@releasebot", "blackout-1@releasebot"}
+    assert {str(t["TZID"]) for t in cal.walk("VTIMEZONE")} == {"Europe/London", "America/New_York"}
+    assert events["release-1@releasebot"]["DTSTART"].params["TZID"] == "Europe/London"
+    assert "FREQ=WEEKLY" in events["blackout-1@releasebot"]["RRULE"].to_ical().decode()
+    seq = int(events["release-1@releasebot"]["SEQUENCE"])
+    cal_bot.command("edit REL-1 version=1.0.1", user="U0DEV")
+    cal_bot.command('cancel REL-1 reason="superseded"', user="U0DEV")
+    again = {str(e["UID"]): e for e in Calendar.from_ical(httpx.get(url).content).walk("VEVENT")}
+    assert int(again["release-1@releasebot"]["SEQUENCE"]) > seq
+    assert str(again["release-1@releasebot"]["STATUS"]) == "CANCELLED"
+
+
+@pytest.mark.parametrize("query", ["", "?token=", "?token=U0DEV.0000", "?token=nobody"])
+def test_feed_with_a_wrong_or_missing_token_is_404(cal_bot, query):
+    assert httpx.get(f"{cal_bot.url}/calendar.ics{query}").status_code == 404
+
+
+def test_feed_filters_by_service(cal_bot, db):
+    cal_bot.command(req(service="payments"), user="U0DEV")
+    cal_bot.command(req(service="ledger", start="2026-12-02 14:00"), user="U0DEV")
+    url = feed_url(cal_bot) + "&service=ledger"
+    uids = {str(e["UID"]) for e in Calendar.from_ical(httpx.get(url).content).walk("VEVENT")}
+    assert uids == {"release-2@releasebot"}
+
+
+ICS = """BEGIN:VCALENDAR
+VERSION:2.0
+PRODID:-//test//EN
+BEGIN:VEVENT
+UID:weekly@test
+DTSTART;TZID=Europe/London:20261204T160000
+DTEND;TZID=Europe/London:20261204T180000
+RRULE:FREQ=WEEKLY;COUNT=3
+SUMMARY:Payroll run
+END:VEVENT
+BEGIN:VEVENT
+UID:weekly@test
+RECURRENCE-ID;TZID=Europe/London:20261211T160000
+DTSTART;TZID=Europe/London:20261211T100000
+DTEND;TZID=Europe/London:20261211T120000
+SUMMARY:Payroll run (moved)
+END:VEVENT
+BEGIN:VEVENT
+UID:weekly@test
+RECURRENCE-ID;TZID=Europe/London:20261218T160000
+DTSTART;TZID=Europe/London:20261218T160000
+DTEND;TZID=Europe/London:20261218T180000
+STATUS:CANCELLED
+SUMMARY:Payroll run
+END:VEVENT
+END:VCALENDAR
+"""
+
+
+class CalendarServer:
+    """A calendar host on 127.0.0.1 that can serve, refuse with 503, and answer 304 to a matching ETag."""
+
+    def __init__(self):
+        self.body, self.fail, self.requests = ICS, False, []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.requests.append(dict(self.headers))
+                if outer.fail:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                if self.headers.get("If-None-Match") == '"v1"':
+                    self.send_response(304)
+                    self.end_headers()
+                    return
+                data = outer.body.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/calendar")
+                self.send_header("ETag", '"v1"')
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/holidays.ics"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def calendar_host():
+    host = CalendarServer()
+    yield host
+    host.close()
+
+
+def test_subscribed_calendar_becomes_blackouts_with_overrides_and_cancellations(bot, db, calendar_host):
+    bot.command(f'blackout subscribe url={calendar_host.url} name="Payroll" tz=Europe/London', user="U0RM")
+    assert "Subscribed to 'Payroll'" in reply(bot)
+    bot.command("blackout list", user="U0RM")
+    listed = json.dumps(bot.emulator.calls_to("response_url")[-1].args["blocks"])
+    assert "Payroll" in listed and "subscribed calendar" in listed
+    bot.command(req(start="2026-12-11 10:30"), user="U0DEV")  # the moved instance
+    bot.command(req(start="2026-12-18 16:30", service="ledger"), user="U0DEV")  # the cancelled one
+    bot.command(req(start="2026-12-04 16:30", service="billing"), user="U0DEV")  # a normal one
+    assert [f.kind for f in flags(db, 1)] == ["blackout"] and "Payroll run (moved)" in flags(db, 1)[0].detail
+    assert flags(db, 2) == []
+    assert [f.kind for f in flags(db, 3)] == ["blackout"]
+
+
+def test_failed_fetch_keeps_the_last_copy_and_warns_once(bot, db, clock, calendar_host):
+    bot.command(f'blackout subscribe url={calendar_host.url} name="Payroll" tz=Europe/London', user="U0RM")
+    calendar_host.fail = True
+    for _ in range(3):
+        clock.advance(hours=3)
+        bot.svc.refresh_calendars()
+    warnings = [c for c in bot.emulator.calls_to("chat.postMessage") if "could not be fetched" in c.args["text"]]
+    assert len(warnings) == 1 and "last good copy stays" in warnings[0].args["text"]
+    bot.command(req(start="2026-12-04 16:30"), user="U0DEV")
+    assert [f.kind for f in flags(db)] == ["blackout"]  # still known from the last good copy
+    calendar_host.fail = False
+    clock.advance(hours=3)
+    bot.svc.refresh_calendars()
+    assert calendar_host.requests[-1].get("If-None-Match") == '"v1"'  # conditional GET: 304, copy kept
+
+
+def test_only_release_managers_manage_blackouts(bot, db):
+    bot.command('blackout add name="x" start="2026-12-01 00:00" end="2026-12-02 00:00" tz=UTC', user="U0QA")
+    assert "Only a release manager" in reply(bot)
+    bot.command('blackout add name="x" start="2026-12-01 00:00" end="2026-11-30 00:00" tz=UTC', user="U0RM")
+    assert "end: must be after start" in reply(bot) and "/release blackout add" in reply(bot)
+    bot.command('blackout add name="x" start="2026-12-01 00:00" end="2026-12-02 00:00" tz=UTC repeat="FREQ=NEVER"',
+                user="U0RM")
+    assert "repeat:" in reply(bot) and "RRULE" in reply(bot)
+    bot.command("blackout remove 9", user="U0RM")
+    assert "there is no blackout 9" in reply(bot)
+
+
+def test_show_lists_planning_flags_and_how_they_were_resolved(bot, db):
+    bot.command(req(start="2026-11-25 14:00"), user="U0DEV")
+    bot.command('override REL-1 kind=lead_time reason="hotfix for a customer"', user="U0RM")
+    bot.command("show REL-1", user="U0OPS")
+    shown = json.dumps(bot.emulator.calls_to("response_url")[-1].args["blocks"])
+    assert "Planning checks" in shown and "lead_time" in shown and "hotfix for a customer" in shown
