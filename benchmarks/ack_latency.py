@@ -29,7 +29,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -40,6 +39,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import free_port, percentile, scratch_database  # noqa: E402
 
 import waitress  # noqa: E402
 from slack_bolt import App  # noqa: E402
@@ -51,7 +52,6 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from slack_client import SlackClient  # noqa: E402
 from slack_emulator import SlackEmulator  # noqa: E402
 from storage.db import make_engine, normalise_url  # noqa: E402
-from storage.migrate import upgrade  # noqa: E402
 
 SIGNING_SECRET = "bench-signing-secret"
 CHANNEL = "C0RELEASES"
@@ -96,10 +96,6 @@ class Process:
             self.proc.kill()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def serve_bare(port: int, api_url: str) -> int:
@@ -150,35 +146,8 @@ def fire(url: str, emulator: SlackEmulator, first: int, count: int, concurrency:
             c.close()
 
 
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, int(-(-p * len(ordered) // 100)) - 1))
-    return ordered[k]
 
 
-def scratch_database(url: str | None, stack: ExitStack) -> str:
-    """A migrated database for this run; removed by `stack` when it was made here."""
-    if url and normalise_url(url).startswith("postgresql"):
-        admin = make_engine(url)
-        stack.callback(admin.dispose)
-        name = f"releasebot_bench_{uuid.uuid4().hex[:8]}"
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-        def drop() -> None:
-            with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-        stack.callback(drop)
-        url = normalise_url(url).rsplit("/", 1)[0] + f"/{name}"
-    elif not url:
-        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="releasebot-bench-"))
-        url = f"sqlite:///{tmp}/releasebot.db"
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    return url
 
 
 def backend_name(url: str) -> str:

@@ -30,9 +30,7 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from contextlib import ExitStack
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -40,8 +38,10 @@ from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import percentile, scratch_database  # noqa: E402
 
-from sqlalchemy import func, insert, select, text  # noqa: E402
+from sqlalchemy import func, insert, select  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 
 from calendars import ics  # noqa: E402
@@ -50,8 +50,7 @@ from commands.blackout import materialize  # noqa: E402
 from commands.planning import blackouts_over, check, next_free_slots, releases_over  # noqa: E402
 from commands.policy import RELEASE_TYPES, Policy  # noqa: E402
 from commands.states import APPROVED, CANCELLED, PENDING, SCHEDULED  # noqa: E402
-from storage.db import make_engine, normalise_url, transaction  # noqa: E402
-from storage.migrate import upgrade  # noqa: E402
+from storage.db import make_engine, transaction  # noqa: E402
 from storage.models import Blackout, BlackoutOccurrence, Outbox, Release  # noqa: E402
 
 UTC = timezone.utc
@@ -85,35 +84,8 @@ BLACKOUT_KINDS = (
 )
 
 
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, int(-(-p * len(ordered) // 100)) - 1))
-    return ordered[k]
 
 
-def scratch_database(url: str | None, stack: ExitStack, label: str) -> str:
-    """A migrated database for this run; removed by `stack` when it was made here."""
-    if url and normalise_url(url).startswith("postgresql"):
-        admin = make_engine(url)
-        stack.callback(admin.dispose)
-        name = f"releasebot_bench_{label}_{uuid.uuid4().hex[:8]}"
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-        def drop() -> None:
-            with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-        stack.callback(drop)
-        url = normalise_url(url).rsplit("/", 1)[0] + f"/{name}"
-    elif not url:
-        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix=f"releasebot-bench-{label}-"))
-        url = f"sqlite:///{tmp}/releasebot.db"
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    return url
 
 
 def backend(db: Engine) -> str:

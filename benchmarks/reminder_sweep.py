@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from contextlib import ExitStack
 from datetime import datetime, timedelta, timezone
@@ -35,13 +34,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import free_port, scratch_database  # noqa: E402
 
 from sqlalchemy import insert, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from slack_emulator import SlackEmulator  # noqa: E402
 from storage.db import make_engine, normalise_url  # noqa: E402
-from storage.migrate import upgrade  # noqa: E402
 from storage.models import Outbox, Release, Task  # noqa: E402
 
 DEFAULT_DB = "postgresql://postgres@127.0.0.1:5432/test"
@@ -86,34 +86,8 @@ class Bot:
         return self.proc.returncode
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
-def scratch_database(url: str, stack: ExitStack) -> str:
-    """A migrated scratch database beside `url` (PostgreSQL), or a fresh SQLite file; removed by `stack`."""
-    if url == "sqlite" or normalise_url(url).startswith("sqlite"):
-        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="releasebot-sweep-"))
-        url = f"sqlite:///{tmp}/releasebot.db"
-    else:
-        admin = make_engine(url)
-        stack.callback(admin.dispose)
-        name = f"releasebot_sweep_{uuid.uuid4().hex[:8]}"
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-        def drop() -> None:
-            with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-        stack.callback(drop)
-        url = normalise_url(url).rsplit("/", 1)[0] + f"/{name}"
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    return url
 
 
 def write_reminders(db, n: int, due_at: datetime) -> None:

@@ -25,9 +25,10 @@ from urllib.parse import parse_qs
 
 from slack_sdk.errors import SlackApiError
 
-from commands.deploy import (CHECKLIST, STABILISING, Deployer, check_gate, decide_rollback, finish_deployment,
+from commands.deploy import (CHECKLIST, Deployer, check_gate, decide_rollback, finish_deployment,
                              never_approved, release_state, report_unapproved, start_deployment)
 from commands.errors import InputError, NotFound
+from commands.states import STABILISING
 from commands.text import parse_ref
 
 from bot.services import Services

@@ -9,11 +9,12 @@ from sqlmodel import Session, select
 
 from commands import announce
 from commands.clock import Clock
-from commands.deploy import CLOSED, STABILISING, deployment_of
+from commands.deploy import deployment_of
+from commands.states import CLOSED, STABILISING
 from commands.errors import InputError
 from commands.outcome import Actor, Outcome
 from commands.policy import Policy
-from commands.release import Refused, _refuse, load, snapshot, touch
+from commands.release import Refused, refuse, load, snapshot, touch
 from storage import audit
 from storage.db import transaction
 from storage.models import Release, SignOff, Task
@@ -52,7 +53,7 @@ def sign_off(db: Engine, actor: Actor, release_id: int, clock: Clock, policy: Po
                 raise Refused(f"{release.ref} still needs sign-off from: {needed}; you hold none of those roles.",
                               "no_signoff_role")
         except Refused as exc:
-            return _refuse(session, release, actor, "signoff", exc, now)
+            return refuse(session, release, actor.user_id, "signoff", exc, now)
         before = snapshot(release)
         role = open_roles[0]
         session.add(SignOff(release_id=release.id, role=role, user_id=actor.user_id, at=now))
@@ -101,7 +102,7 @@ def record_task(db: Engine, actor: Actor, release_id: int, kind: str, details: M
                 raise Refused(f"The {TASKS[kind]} is recorded by the deployer, the requester, a release manager, an "
                               "engineering lead or operations.", "not_owner")
         except Refused as exc:
-            return _refuse(session, release, actor, kind, exc, now)
+            return refuse(session, release, actor.user_id, kind, exc, now)
         task.done_by, task.done_at, task.details = actor.user_id, now, dict(details)
         touch(release, now)
         audit.record(session, actor=actor.user_id, action=f"{kind}_recorded", release_id=release.id, at=now,

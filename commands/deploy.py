@@ -20,8 +20,8 @@ from commands.clock import Clock
 from commands.errors import InputError
 from commands.outcome import Outcome
 from commands.policy import Policy
-from commands.release import APPROVED, Refused, current_votes, load, snapshot, touch
-from commands.states import CLOSED, DEPLOYING, FAILED, IN_FLIGHT, ROLLED_BACK, ROLLING_BACK, STABILISING  # noqa: F401
+from commands.release import APPROVED, Refused, current_votes, load, refuse, snapshot, touch
+from commands.states import DEPLOYING, FAILED, IN_FLIGHT, ROLLED_BACK, ROLLING_BACK, STABILISING
 from storage import audit
 from storage.db import transaction
 from storage.models import Deployment, NonConformance, Release, Task
@@ -138,9 +138,7 @@ def decide_rollback(db: Engine, who: Deployer, release_id: int, reason: str, clo
                 raise Refused(f"A rollback of {release.ref} is decided by the deploying engineer or on-call "
                               "(operations), or a release manager (QMS 4.5).", "not_deployer")
         except Refused as exc:
-            audit.record(session, actor=who.audit_name, action="rollback_refused", release_id=release.id, at=now,
-                         reason=exc.message, after={"code": exc.code})
-            return Outcome(exc.message, release, refused=True)
+            return refuse(session, release, who.audit_name, "rollback", exc, now)
         before = snapshot(release)
         release.state = ROLLING_BACK
         dep.rollback_decided_at, dep.rollback_decided_by = now, who.user_id
@@ -174,9 +172,7 @@ def finish_deployment(db: Engine, who: Deployer, release_id: int, outcome: str, 
                 raise Refused(f"Only the deployer, operations or a release manager can record how {release.ref} "
                               "ended.", "not_deployer")
         except Refused as exc:
-            audit.record(session, actor=who.audit_name, action="finish_refused", release_id=release.id, at=now,
-                         reason=exc.message, after={"code": exc.code, "outcome": outcome})
-            return Outcome(exc.message, release, refused=True)
+            return refuse(session, release, who.audit_name, "finish", exc, now, {"outcome": outcome})
         before = snapshot(release)
         dep.finished_at, dep.outcome, dep.note, dep.link = now, outcome, note, link
         if outcome == "rolled_back":

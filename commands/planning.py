@@ -120,10 +120,9 @@ def _peak(releases: list[Release], start: datetime, end: datetime) -> int:
     return peak
 
 
-def _saturated(releases: list[Release], limit: int) -> list[tuple[datetime, datetime]]:
-    """Intervals in which `limit` or more of these releases run at once."""
-    events = sorted([(r.start_at, 1) for r in releases] + [(r.end_at, -1) for r in releases],
-                    key=lambda e: (e[0], e[1]))
+def _saturated(windows: list[tuple[datetime, datetime]], limit: int) -> list[tuple[datetime, datetime]]:
+    """Intervals in which `limit` or more of these windows overlap."""
+    events = sorted([(s, 1) for s, _ in windows] + [(e, -1) for _, e in windows], key=lambda e: (e[0], e[1]))
     out, level, since = [], 0, None
     for t, step in events:
         level += step
@@ -135,19 +134,40 @@ def _saturated(releases: list[Release], limit: int) -> list[tuple[datetime, date
     return out
 
 
+_BUSY_RELEASES = (select(Release.start_at, Release.end_at, Release.service)
+                  .where(Release.environment == bindparam("env"), Release.state.in_(SCHEDULED),
+                         Release.start_at > bindparam("lo"), Release.start_at < bindparam("end"),
+                         Release.end_at > bindparam("start"), Release.id != bindparam("exclude")))
+_BUSY_SERVICE = (select(Release.start_at, Release.end_at)
+                 .where(Release.service == bindparam("service"), Release.state.in_(SCHEDULED),
+                        Release.start_at > bindparam("lo"), Release.start_at < bindparam("end"),
+                        Release.end_at > bindparam("start"), Release.id != bindparam("exclude")))
+_BUSY_BLACKOUTS = (select(BlackoutOccurrence.start_at, BlackoutOccurrence.end_at, Blackout.services,
+                          Blackout.environments)
+                   .join(Blackout, Blackout.id == BlackoutOccurrence.blackout_id)
+                   .where(BlackoutOccurrence.start_at > bindparam("lo"), BlackoutOccurrence.start_at < bindparam("end"),
+                          BlackoutOccurrence.end_at > bindparam("start"), Blackout.removed_at.is_(None)))
+
+
 def next_free_slots(session: Session, policy: Policy, *, service: str, environment: str, release_type: str,
                     duration: timedelta, now: datetime, exclude: int | None = None,
                     count: int = 3) -> list[datetime]:
     """The next `count` starts, of the same duration, that pass every check and
-    fall inside the environment's deployment windows if policy sets them."""
+    fall inside the environment's deployment windows if policy sets them.
+
+    Months of calendar are read here, so only the columns needed, not whole rows."""
     earliest = now + policy.type(release_type).lead_time
     until = earliest + SLOT_HORIZON
-    busy = [(o.start_at, o.end_at) for o, _ in blackouts_over(session, earliest, until, service, environment)]
-    busy += [(r.start_at, r.end_at) for r in releases_over(session, earliest, until, service=service,
-                                                           exclude=exclude)]
+    window = {"start": earliest, "end": until, "exclude": exclude or 0}
+    busy = [(s, e) for s, e, services, envs in session.execute(_BUSY_BLACKOUTS, {**window,
+                                                                                "lo": earliest - MAX_OCCURRENCE})
+            if (not services or service in services) and (not envs or environment in envs)]
+    busy += [tuple(r) for r in session.execute(_BUSY_SERVICE, {**window, "lo": earliest - MAX_RELEASE,
+                                                               "service": service})]
     limit = policy.calendar.max_concurrent.get(environment)
     if limit:
-        busy += _saturated(releases_over(session, earliest, until, environment=environment, exclude=exclude), limit)
+        env_rows = session.execute(_BUSY_RELEASES, {**window, "lo": earliest - MAX_RELEASE, "env": environment})
+        busy += _saturated([(s, e) for s, e, _ in env_rows], limit)
     return free_slots(earliest, duration, busy, policy.calendar.windows.get(environment), count=count,
                       horizon=SLOT_HORIZON)
 

@@ -161,7 +161,7 @@ def override_flags(db: Engine, actor: Actor, release_id: int, kind: str, reason:
             if actor.user_id == release.requester_id:
                 raise Refused("You requested this release, so you cannot override its checks.", "requester")
         except Refused as exc:
-            return _refuse(session, release, actor, "override", exc, now, {"kind": kind})
+            return refuse(session, release, actor.user_id, "override", exc, now, {"kind": kind})
         for f in flags:
             f.overridden_by, f.override_reason, f.overridden_at = actor.user_id, reason, now
         touch(release, now)
@@ -238,9 +238,10 @@ def _new_release(d: Draft, actor: Actor, policy: Policy, now: datetime, request_
     )
 
 
-def _refuse(session: Session, release: Release, actor: Actor, action: str, exc: Refused, now: datetime,
-            detail: dict[str, Any] | None = None) -> Outcome:
-    audit.record(session, actor=actor.user_id, action=f"{action}_refused", release_id=release.id, at=now,
+def refuse(session: Session, release: Release, who: str, action: str, exc: Refused, now: datetime,
+           detail: dict[str, Any] | None = None) -> Outcome:
+    """Say no, and keep the refusal in the audit log: an auditor asks who tried what, too."""
+    audit.record(session, actor=who, action=f"{action}_refused", release_id=release.id, at=now,
                  after={"code": exc.code, **(detail or {})}, reason=exc.message)
     return Outcome(exc.message, release, refused=True)
 
@@ -266,7 +267,7 @@ def cancel_release(db: Engine, actor: Actor, release_id: int, reason: str, clock
             _require_owner_or_manager(release, actor, "cancel")
             _require_live(release, "cancelled")
         except Refused as exc:
-            return _refuse(session, release, actor, "cancel", exc, now)
+            return refuse(session, release, actor.user_id, "cancel", exc, now)
         before = snapshot(release)
         release.state, release.cancel_reason = CANCELLED, reason
         touch(release, now)
@@ -288,7 +289,7 @@ def edit_release(db: Engine, actor: Actor, release_id: int, changes: Mapping[str
             _require_owner_or_manager(release, actor, "edit")
             _require_live(release, "edited")
         except Refused as exc:
-            return _refuse(session, release, actor, "edit", exc, now)
+            return refuse(session, release, actor.user_id, "edit", exc, now)
         raw = {"service": release.service, "version": release.version, "type": release.requested_type,
                "env": release.environment, "start": release.start_at.astimezone(zone(release.tz))
                .strftime("%Y-%m-%d %H:%M"), "tz": release.tz, "duration": f"{release.duration_minutes}m",
@@ -351,7 +352,7 @@ def accept_misclassification(db: Engine, actor: Actor, release_id: int, reason: 
                 raise Refused(f"{release.ref} has no open misclassification to accept.", "nothing_to_accept")
             _require_live(release, "reclassified")
         except Refused as exc:
-            return _refuse(session, release, actor, "accept_misclassification", exc, now)
+            return refuse(session, release, actor.user_id, "accept_misclassification", exc, now)
         before = snapshot(release)
         answers = Answers(**release.answers) if release.classification_answered else None
         release.effective_type = release.requested_type

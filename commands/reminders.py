@@ -13,7 +13,8 @@ from sqlmodel import Session, select
 
 from commands import announce, planning
 from commands.aftercare import signoffs
-from commands.deploy import STABILISING, deployment_of
+from commands.deploy import deployment_of
+from commands.states import STABILISING
 from commands.policy import Policy
 from commands.release import PENDING, approval_of, load
 from storage.models import Blackout, BlackoutOccurrence, Outbox, Release, Task

@@ -19,7 +19,7 @@ from commands.clock import Clock
 from commands.errors import InputError
 from commands.outcome import Actor, Outcome
 from commands.policy import ROLES
-from commands.release import (LIVE_STATES, Refused, _refuse, approval_of, current_votes, load, settle, snapshot,
+from commands.release import (LIVE_STATES, Refused, refuse, approval_of, current_votes, load, settle, snapshot,
                               touch)
 from storage import audit
 from storage.db import transaction
@@ -81,7 +81,7 @@ def cast_vote(db: Engine, actor: Actor, release_id: int, decision: str, clock: C
             else:
                 role = choose_role(release.required_roles, st, actor, decision, role_hint)
         except Refused as exc:
-            return _refuse(session, release, actor, "vote", exc, now, {"decision": decision})
+            return refuse(session, release, actor.user_id, "vote", exc, now, {"decision": decision})
         before = snapshot(release) | {"vote": _vote_dict(mine)}
         if mine is None:
             mine = Vote(release_id=release.id, round=release.round, voter_id=actor.user_id, role=role,
@@ -114,7 +114,7 @@ def withdraw_vote(db: Engine, actor: Actor, release_id: int, clock: Clock) -> Ou
             if release.state not in LIVE_STATES:
                 raise Refused(f"{release.ref} is {release.state}; its votes are final.", "not_live")
         except Refused as exc:
-            return _refuse(session, release, actor, "withdraw", exc, now)
+            return refuse(session, release, actor.user_id, "withdraw", exc, now)
         before = snapshot(release) | {"vote": _vote_dict(mine)}
         mine.decision, mine.decided_at = WITHDRAWN, now
         session.flush()

@@ -48,8 +48,8 @@ class Release(SQLModel, table=True):
     # Conflict checks ask "which live releases of this service (or environment)
     # overlap this window?": these make that a range scan, not a table scan.
     __table_args__ = (Index("ix_release_window", "start_at", "end_at"),
-                      Index("ix_release_service_window", "service", "start_at"),
-                      Index("ix_release_environment_window", "environment", "start_at"))
+                      Index("ix_release_service_window", "service", "start_at", "end_at"),
+                      Index("ix_release_environment_window", "environment", "start_at", "end_at"))
 
     id: Optional[int] = Field(default=None, primary_key=True)
     # Slack's trigger_id / view id of the request that created it: a retried

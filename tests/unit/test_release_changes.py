@@ -459,7 +459,6 @@ def test_show_release_keeps_every_round_and_the_trail(db, clock, policy):
 
 
 def test_edit_of_risk_after_the_window_began_is_allowed(db, clock, policy):
-    from datetime import timedelta as _td
     from commands.release import edit_release as _edit, request_release as _request
     from conftest import actor as _actor
     _request(db, _actor("U0DEV"), {"service": "pay", "version": "1", "type": "minor", "start": "2026-11-23 10:00",
