@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from sqlmodel import Session
 
 from calendars.timeparse import format_duration
 from calendars.windows import free_slots
 from commands.policy import Policy
 from commands.states import SCHEDULED
-from storage.models import Blackout, BlackoutOccurrence, Release, ReleaseFlag
+from storage.models import Blackout, BlackoutOccurrence, Release, ReleaseFlag, UTCDateTime
 
 MAX_RELEASE = timedelta(days=14)  # request validation refuses longer windows
 MAX_OCCURRENCE = timedelta(days=35)  # longer blackouts are stored as consecutive pieces
@@ -42,23 +42,53 @@ _SAME_ENV = (select(Release)
                     Release.start_at > bindparam("lo"), Release.start_at < bindparam("end"),
                     Release.end_at > bindparam("start"), Release.id != bindparam("exclude"))
              .order_by(Release.start_at))
-_BLACKOUTS = (select(BlackoutOccurrence, Blackout)
+@dataclass(frozen=True)
+class BlackoutHit:
+    """An occurrence of a blackout overlapping a window: just the columns a check needs."""
+
+    blackout_id: int
+    name: str
+    start: datetime  # the whole occurrence, not the stored piece
+    end: datetime
+    services: list
+    environments: list
+
+
+# Columns, not ORM objects: a busy weekend overlaps dozens of occurrences, and
+# building entities for them was most of a check's cost.
+_BLACKOUTS = (select(Blackout.id, func.coalesce(BlackoutOccurrence.summary, Blackout.name),
+                     func.coalesce(BlackoutOccurrence.occurrence_start, BlackoutOccurrence.start_at),
+                     func.coalesce(BlackoutOccurrence.occurrence_end, BlackoutOccurrence.end_at),
+                     Blackout.services, Blackout.environments)
               .join(Blackout, Blackout.id == BlackoutOccurrence.blackout_id)
               .where(BlackoutOccurrence.start_at > bindparam("lo"), BlackoutOccurrence.start_at < bindparam("end"),
                      BlackoutOccurrence.end_at > bindparam("start"), Blackout.removed_at.is_(None))
               .order_by(BlackoutOccurrence.start_at))
 
 
-def applies(blackout: Blackout, service: str, environment: str) -> bool:
+def applies(blackout, service: str, environment: str) -> bool:
+    """Does a blackout (or a hit of one) cover this service and environment? Empty lists cover all."""
     return ((not blackout.services or service in blackout.services)
             and (not blackout.environments or environment in blackout.environments))
 
 
 def blackouts_over(session: Session, start: datetime, end: datetime, service: str | None = None,
-                   environment: str | None = None) -> list[tuple[BlackoutOccurrence, Blackout]]:
-    rows = session.execute(_BLACKOUTS, {"lo": start - MAX_OCCURRENCE, "start": start, "end": end}).all()
-    return [(o, b) for o, b in rows
-            if service is None or applies(b, service, environment or "")]
+                   environment: str | None = None) -> list[BlackoutHit]:
+    utc = UTCDateTime()
+    hits = []
+    for bid, name, s, e, services, envs in session.execute(
+            _BLACKOUTS, {"lo": start - MAX_OCCURRENCE, "start": start, "end": end}):
+        hit = BlackoutHit(bid, name, _utc(utc, s), _utc(utc, e), services, envs)
+        if service is None or applies(hit, service, environment or ""):
+            hits.append(hit)
+    return hits
+
+
+def _utc(kind: UTCDateTime, value):
+    # coalesce() loses the column type, so SQLite hands back a string or a naive datetime.
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return kind.process_result_value(value, None)
 
 
 def releases_over(session: Session, start: datetime, end: datetime, *, service: str | None = None,
@@ -89,13 +119,11 @@ def check(session: Session, policy: Policy, *, service: str, environment: str, r
                                        f"it was planned; a {release_type} release needs at least "
                                        f"{format_duration(lead)} (QMS 3.7)"))
     seen = set()
-    for occ, b in blackouts_over(session, start, end, service, environment):
-        if b.id not in seen:
-            seen.add(b.id)
-            name = occ.summary or b.name
-            whole_start, whole_end = occ.occurrence_start or occ.start_at, occ.occurrence_end or occ.end_at
-            flags.append(Flag("blackout", f"falls in blackout '{name}' ({whole_start:%Y-%m-%d %H:%M}–"
-                                          f"{whole_end:%Y-%m-%d %H:%M} UTC)", f"blackout:{b.id}"))
+    for hit in blackouts_over(session, start, end, service, environment):
+        if hit.blackout_id not in seen:
+            seen.add(hit.blackout_id)
+            flags.append(Flag("blackout", f"falls in blackout '{hit.name}' ({hit.start:%Y-%m-%d %H:%M}–"
+                                          f"{hit.end:%Y-%m-%d %H:%M} UTC)", f"blackout:{hit.blackout_id}"))
     for r in releases_over(session, start, end, service=service, exclude=exclude):
         flags.append(Flag("conflict", f"overlaps {r.ref} ({r.service} {r.version}, {r.state}, "
                                       f"{r.start_at:%Y-%m-%d %H:%M}–{r.end_at:%H:%M} UTC)", r.ref))
