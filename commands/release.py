@@ -7,7 +7,7 @@ later by the delivery loop, from the outbox rows written here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Mapping
 
 from sqlalchemy import bindparam, or_
@@ -173,6 +173,28 @@ def override_flags(db: Engine, actor: Actor, release_id: int, kind: str, reason:
                    changed=True)
 
 
+EMERGENCY_WINDOW, EMERGENCY_LIMIT = timedelta(days=30), 2
+
+
+def _emergency_frequency(session: Session, release: Release, actor: str, now: datetime) -> None:
+    """QMS §4.6: more than two emergencies for one service in a rolling 30 days is a
+    non-conformance that needs a root-cause review; record it when the third arrives."""
+    recent = list(session.scalars(select(Release.id).where(
+        Release.service == release.service, Release.effective_type == "emergency", Release.state != CANCELLED,
+        Release.created_at > now - EMERGENCY_WINDOW)))
+    if len(recent) <= EMERGENCY_LIMIT:
+        return
+    refs = ", ".join(f"REL-{i}" for i in sorted(recent))
+    detail = (f"{len(recent)} emergency releases of {release.service} in 30 days ({refs}); QMS 4.6 asks for a "
+              "root-cause review at the next engineering review")
+    nc = NonConformance(release_id=release.id, kind="emergency_frequency", detail=detail, reported_by=actor, at=now)
+    session.add(nc)
+    session.flush()
+    audit.record(session, actor=actor, action="nonconformance", release_id=release.id, at=now,
+                 after={"kind": nc.kind, "nonconformance": nc.id}, reason=detail)
+    announce.note(session, release, "nonconformance", now, key_suffix=str(nc.id), detail=detail)
+
+
 def schedule_nudge(session: Session, release: Release, now: datetime, policy: Policy) -> None:
     """QMS §4.2 approval SLA: the first nudge of this round of votes; each one sent schedules the next."""
     sla = policy.type(release.effective_type).approval_sla
@@ -206,6 +228,8 @@ def request_release(db: Engine, actor: Actor, raw: Mapping[str, str | None], ans
             flags = recheck(session, release, actor.user_id, now, policy)
             announce.approval_message(session, release, now)
             schedule_nudge(session, release, now, policy)
+            if release.effective_type == "emergency":
+                _emergency_frequency(session, release, actor.user_id, now)
     except IntegrityError:
         # Two deliveries of the same request raced; the other one created it.
         with transaction(db) as session:
