@@ -36,11 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import free_port, percentile, scratch_database  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # common.py puts the repo and tests/ on the path
+from common import ROOT, free_port, percentile, scratch_database  # noqa: E402
 
 import waitress  # noqa: E402
 from slack_bolt import App  # noqa: E402

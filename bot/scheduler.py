@@ -26,8 +26,3 @@ def build_scheduler(svc: Services) -> BackgroundScheduler:
                       max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
     return scheduler
 
-
-def start_scheduler(svc: Services) -> BackgroundScheduler:
-    scheduler = build_scheduler(svc)
-    scheduler.start()
-    return scheduler

@@ -43,7 +43,7 @@ def parse(text: str) -> Calendar:
     return cal
 
 
-def _utc(value, tz: str, *, end_of_day: bool = False) -> datetime:
+def _utc(value, tz: str) -> datetime:
     """DATE values (all-day) and floating times are read in `tz`; zoned times keep their zone."""
     if isinstance(value, datetime):
         if value.tzinfo is None:

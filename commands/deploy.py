@@ -17,7 +17,7 @@ from calendars.business import add_business_days
 from commands import announce
 from commands.approval import GO, NOGO
 from commands.clock import Clock
-from commands.errors import InputError
+from commands.errors import InputError, required_reason
 from commands.outcome import Outcome
 from commands.policy import Policy
 from commands.release import APPROVED, Refused, current_votes, load, refuse, snapshot, touch
@@ -122,10 +122,8 @@ def deployment_of(session: Session, release: Release) -> Deployment | None:
 
 def decide_rollback(db: Engine, who: Deployer, release_id: int, reason: str, clock: Clock) -> Outcome:
     """QMS §4.5: the on-call or deploying engineer decides a rollback without further approval."""
-    reason = (reason or "").strip()
-    if not reason:
-        raise InputError("a rollback decision needs a reason (the trigger)", field="reason",
-                         form='/release rollback REL-12 reason="error rate +20% for 5 min"')
+    reason = required_reason(reason, "a rollback decision needs a reason (the trigger)",
+                             '/release rollback REL-12 reason="error rate +20% for 5 min"')
     now = clock.now()
     with transaction(db) as session:
         release = load(session, release_id, lock=True)

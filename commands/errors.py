@@ -26,3 +26,11 @@ class FieldErrors(InputError):
 
 class NotFound(InputError):
     pass
+
+
+def required_reason(text: str | None, message: str, form: str) -> str:
+    """A written reason, stripped; refusing an empty one before anything is written."""
+    text = (text or "").strip()
+    if not text:
+        raise InputError(message, field="reason", form=form)
+    return text

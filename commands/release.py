@@ -20,7 +20,7 @@ from commands import announce, planning
 from commands.approval import ApprovalStatus, CastVote, status
 from commands.classification import Answers, classify, required_roles
 from commands.clock import Clock
-from commands.errors import FieldErrors, InputError, NotFound
+from commands.errors import FieldErrors, InputError, NotFound, required_reason
 from commands.outcome import Actor, Outcome
 from commands.policy import Policy
 from commands.request import Draft, validate
@@ -138,14 +138,11 @@ def _planned_at(session: Session, release: Release) -> datetime:
 def override_flags(db: Engine, actor: Actor, release_id: int, kind: str, reason: str, clock: Clock,
                    policy: Policy) -> Outcome:
     """Accept a flagged window as it is, in writing (QMS §5.1 for blackouts: VP-level approval)."""
-    reason = (reason or "").strip()
     form = '/release override REL-12 kind=lead_time|blackout|conflict reason="…"'
     if kind not in policy.calendar.OVERRIDE_ROLE:
         raise InputError(f"'{kind}' is not a flag kind; kinds are lead_time, blackout, conflict", field="kind",
                          form=form)
-    if not reason:
-        raise InputError("an override needs a written reason (the business justification)", field="reason",
-                         form=form)
+    reason = required_reason(reason, "an override needs a written reason (the business justification)", form)
     now = clock.now()
     needed = policy.calendar.OVERRIDE_ROLE[kind]
     with transaction(db) as session:
@@ -281,9 +278,7 @@ def _require_live(release: Release, what: str) -> None:
 
 
 def cancel_release(db: Engine, actor: Actor, release_id: int, reason: str, clock: Clock) -> Outcome:
-    reason = (reason or "").strip()
-    if not reason:
-        raise InputError("a cancellation needs a reason", field="reason", form='/release cancel REL-12 reason="…"')
+    reason = required_reason(reason, "a cancellation needs a reason", '/release cancel REL-12 reason="…"')
     now = clock.now()
     with transaction(db) as session:
         release = load(session, release_id, lock=True)
@@ -360,10 +355,8 @@ def edit_release(db: Engine, actor: Actor, release_id: int, changes: Mapping[str
 
 def accept_misclassification(db: Engine, actor: Actor, release_id: int, reason: str, clock: Clock,
                              policy: Policy) -> Outcome:
-    reason = (reason or "").strip()
-    if not reason:
-        raise InputError("accepting a misclassification needs a written reason", field="reason",
-                         form='/release accept REL-12 reason="…"')
+    reason = required_reason(reason, "accepting a misclassification needs a written reason",
+                             '/release accept REL-12 reason="…"')
     now = clock.now()
     with transaction(db) as session:
         release = load(session, release_id, lock=True)

@@ -14,7 +14,7 @@ from typing import Mapping
 from sqlalchemy.engine import Engine
 
 from commands import announce
-from commands.approval import GO, NOGO, WITHDRAWN, ApprovalStatus, RoleStatus
+from commands.approval import GO, NOGO, WITHDRAWN, ApprovalStatus
 from commands.clock import Clock
 from commands.errors import InputError
 from commands.outcome import Actor, Outcome
@@ -26,15 +26,12 @@ from storage.db import transaction
 from storage.models import Release, Vote
 
 
-_NONE = RoleStatus("", 0, ())
-
-
 def choose_role(required: Mapping[str, int], st: ApprovalStatus, actor: Actor, decision: str,
                 role_hint: str | None) -> str:
     """The role this vote fills, or a refusal saying why none fits."""
     held = [r for r in required if r in actor.roles]
     unknown = [r for r in required if r in actor.unresolved]
-    if unknown and (not held or decision == GO and all((st.role(r) or _NONE).filled for r in held)):
+    if unknown and (not held or decision == GO and all(st.role(r).filled for r in held)):
         # Not a refusal: we could not check. Nothing is written; trying again will work.
         raise InputError(f"Slack could not confirm whether you hold {', '.join(unknown)} right now; nothing was "
                          "recorded. Please try again in a minute.")

@@ -80,6 +80,3 @@ def mark_retry(engine: Engine, row: Outbox, due_at: datetime, error: str) -> Non
     with transaction(engine) as session:
         session.execute(_RETRY, {"row_id": row.id, "token": row.claim_token, "at": due_at, "error": error[:2000]})
 
-
-def pending(session: Session) -> list[Outbox]:
-    return list(session.scalars(select(Outbox).where(Outbox.sent_at.is_(None)).order_by(Outbox.id)))

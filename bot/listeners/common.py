@@ -41,6 +41,11 @@ def run(svc: Services, tell: Callable[[str], None], work: Callable[[], Outcome |
         kick(svc)
 
 
+def ephemeral(client, channel: str, user: str) -> Callable[[str], None]:
+    """Tell one person something in a channel, visible to them only."""
+    return lambda text: client.chat_postEphemeral(channel=channel, user=user, text=text)
+
+
 def just_ack(ack) -> None:
     """The ack half of a listener whose work is all in its lazy half."""
     ack()

@@ -12,7 +12,7 @@ from commands.deploy import CHECKLIST, Deployer, finish_deployment, start_deploy
 from commands.errors import InputError
 from commands.release import show_release
 
-from bot.listeners.common import just_ack, run
+from bot.listeners.common import ephemeral, just_ack, run
 from bot.messages import aftercare as msg
 from bot.services import Services
 
@@ -39,9 +39,6 @@ def open_form(svc: Services, client, trigger_id: str, release_id: int, channel: 
 
 
 def register(app: App, svc: Services) -> None:
-    def ephemeral(client, channel: str, user: str):
-        return lambda text: client.chat_postEphemeral(channel=channel, user=user, text=text)
-
     def from_button(kind: str):
         def lazy(body, action, client):
             release_id = int(action["value"].split(":")[0])

@@ -19,7 +19,7 @@ from commands.deploy import Deployer, decide_rollback, finish_deployment
 from commands.vote import cast_vote, withdraw_vote
 
 from bot.listeners import calendar, deploy
-from bot.listeners.common import just_ack, run
+from bot.listeners.common import ephemeral, just_ack, run
 from bot.messages import modal
 from bot.messages.release import error_text, help_text, list_message, record_message
 from bot.services import Services
@@ -93,7 +93,7 @@ def register(app: App, svc: Services) -> None:
         if not done:
             return
         channel = json.loads(view.get("private_metadata") or "{}").get("channel") or svc.config.release_channel
-        run(svc, lambda text: client.chat_postEphemeral(channel=channel, user=body["user"]["id"], text=text),
+        run(svc, ephemeral(client, channel, body["user"]["id"]),
             lambda: Outcome(done["message"], changed=done["changed"]))
 
     app.view(modal.REQUEST_CALLBACK)(ack=ack_request_form, lazy=[after_request_form])

@@ -9,7 +9,7 @@ from slack_sdk.errors import SlackApiError
 
 from commands.vote import cast_vote
 
-from bot.listeners.common import just_ack, run
+from bot.listeners.common import ephemeral, just_ack, run
 from bot.messages import modal
 from bot.messages.release import GO_ACTION, NOGO_ACTION
 from bot.services import Services
@@ -18,9 +18,6 @@ log = logging.getLogger(__name__)
 
 
 def register(app: App, svc: Services) -> None:
-    def ephemeral(client, channel: str, user: str):
-        return lambda text: client.chat_postEphemeral(channel=channel, user=user, text=text)
-
     def go(body, action, client):
         user, channel = body["user"]["id"], body["channel"]["id"]
         run(svc, ephemeral(client, channel, user),
