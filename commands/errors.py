@@ -34,3 +34,18 @@ def required_reason(text: str | None, message: str, form: str) -> str:
     if not text:
         raise InputError(message, field="reason", form=form)
     return text
+
+
+class Refused(Exception):
+    """A rule said no. The refusal itself is audited (commands.decision)."""
+
+    def __init__(self, message: str, code: str):
+        super().__init__(message)
+        self.message, self.code = message, code
+
+
+class CouldNotCheck(InputError):
+    """A rule could not be checked just now (Slack did not answer a role lookup).
+
+    Not a refusal: nothing is written and nothing is audited, and trying again
+    will work. It is an InputError so every listener already tells the person."""

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
+from commands.errors import CouldNotCheck, Refused
 from storage.models import Release
 
 
@@ -13,6 +14,26 @@ class Actor:
     roles: frozenset[str] = frozenset()
     # roles Slack could not confirm or deny just now (a user group lookup failed)
     unresolved: frozenset[str] = frozenset()
+
+    def require(self, roles: Iterable[str], refusal: str, code: str = "wrong_role") -> str:
+        """The first of `roles` this person holds.
+
+        Holding none is a refusal (Refused: audited by the caller). Holding none
+        that Slack could confirm, while a lookup for one of them failed, is
+        "could not check" (CouldNotCheck: nothing written, nothing audited)."""
+        roles = tuple(roles)
+        held = next((r for r in roles if r in self.roles), None)
+        if held is not None:
+            return held
+        unknown = [r for r in roles if r in self.unresolved]
+        if unknown:
+            raise CouldNotCheck(could_not_check(unknown))
+        raise Refused(refusal, code)
+
+
+def could_not_check(roles: Iterable[str]) -> str:
+    return (f"Slack could not confirm whether you hold {', '.join(roles)} right now; nothing was recorded. "
+            "Please try again in a minute.")
 
 
 @dataclass(frozen=True)

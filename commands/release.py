@@ -18,9 +18,10 @@ from sqlmodel import Session, select
 from calendars.timeparse import zone
 from commands import announce, planning
 from commands.approval import ApprovalStatus, CastVote, status
+from commands.decision import decide, refuse
 from commands.classification import Answers, classify, required_roles
 from commands.clock import Clock
-from commands.errors import FieldErrors, InputError, NotFound, required_reason
+from commands.errors import FieldErrors, InputError, NotFound, Refused, required_reason
 from commands.outcome import Actor, Outcome
 from commands.policy import Policy
 from commands.request import Draft, validate
@@ -28,14 +29,6 @@ from commands.states import APPROVED, CANCELLED, LIVE_STATES, PENDING
 from storage import audit
 from storage.db import is_postgres, transaction
 from storage.models import AuditEvent, Deployment, NonConformance, Release, ReleaseFlag, SignOff, Task, Vote
-
-
-class Refused(Exception):
-    """A rule said no. The refusal itself is audited."""
-
-    def __init__(self, message: str, code: str):
-        super().__init__(message)
-        self.message, self.code = message, code
 
 
 def snapshot(r: Release) -> dict[str, Any]:
@@ -259,14 +252,6 @@ def _new_release(d: Draft, actor: Actor, policy: Policy, now: datetime, request_
     )
 
 
-def refuse(session: Session, release: Release, who: str, action: str, exc: Refused, now: datetime,
-           detail: dict[str, Any] | None = None) -> Outcome:
-    """Say no, and keep the refusal in the audit log: an auditor asks who tried what, too."""
-    audit.record(session, actor=who, action=f"{action}_refused", release_id=release.id, at=now,
-                 after={"code": exc.code, **(detail or {})}, reason=exc.message)
-    return Outcome(exc.message, release, refused=True)
-
-
 def _require_owner_or_manager(release: Release, actor: Actor, what: str) -> None:
     if actor.user_id != release.requester_id and "release_manager" not in actor.roles:
         raise Refused(f"Only the requester or a release manager can {what} {release.ref}.", "not_owner")
@@ -279,22 +264,20 @@ def _require_live(release: Release, what: str) -> None:
 
 def cancel_release(db: Engine, actor: Actor, release_id: int, reason: str, clock: Clock) -> Outcome:
     reason = required_reason(reason, "a cancellation needs a reason", '/release cancel REL-12 reason="…"')
-    now = clock.now()
-    with transaction(db) as session:
-        release = load(session, release_id, lock=True)
-        try:
-            _require_owner_or_manager(release, actor, "cancel")
-            _require_live(release, "cancelled")
-        except Refused as exc:
-            return refuse(session, release, actor.user_id, "cancel", exc, now)
-        before = snapshot(release)
+
+    def check(d) -> None:
+        _require_owner_or_manager(d.release, actor, "cancel")
+        _require_live(d.release, "cancelled")
+
+    def change(d) -> Outcome:
+        release = d.release
         release.state, release.cancel_reason = CANCELLED, reason
-        touch(release, now)
-        ev = audit.record(session, actor=actor.user_id, action="cancelled", release_id=release.id, at=now,
-                          before=before, after=snapshot(release), reason=reason)
-        announce.approval_update(session, release, now, ev)
-        announce.note(session, release, "cancelled", now)
-    return Outcome(f"{release.ref} is cancelled.", release, changed=True)
+        ev = d.record("cancelled", reason=reason)
+        announce.approval_update(d.session, release, d.now, ev)
+        announce.note(d.session, release, "cancelled", d.now)
+        return Outcome(f"{release.ref} is cancelled.", release, changed=True)
+
+    return decide(db, release_id, actor.user_id, "cancel", clock.now(), check=check, change=change)
 
 
 def edit_release(db: Engine, actor: Actor, release_id: int, changes: Mapping[str, str], clock: Clock,
