@@ -1,4 +1,4 @@
-"""`releasebot serve | migrate | audit REL-n`."""
+"""`releasebot serve | migrate | audit REL-n | outbox [--dead] [--retry ID]`."""
 from __future__ import annotations
 
 import argparse
@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("migrate", help="apply pending database migrations and exit")
     audit = sub.add_parser("audit", help="print a release's full record as JSON, for auditors")
     audit.add_argument("release", help="REL-n")
+    box = sub.add_parser("outbox", help="list the Slack messages not yet sent (read-only), or retry a dead letter")
+    box.add_argument("--dead", action="store_true", help="only dead letters: messages Slack would not take")
+    box.add_argument("--retry", type=int, metavar="ID", help="put dead letter ID back for one more try")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line every tick says nothing
@@ -30,19 +33,26 @@ def main(argv: list[str] | None = None) -> int:
             return _migrate()
         if args.cmd == "audit":
             return _audit(args.release)
+        if args.cmd == "outbox":
+            return _outbox(args.dead, args.retry)
         return _serve()
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
 
 
-def _database():
+def _database(migrate: bool = True):
     from storage.db import DEFAULT_URL, make_engine
     from storage.migrate import upgrade
     url = os.environ.get("DATABASE_URL") or DEFAULT_URL
     try:
         engine = make_engine(url)
-        upgrade(engine)
+        if migrate:
+            upgrade(engine)
+        else:
+            _require_latest_schema(engine)
+    except ConfigError:
+        raise
     except OperationalError as exc:
         raise ConfigError(f"releasebot cannot start: the database at DATABASE_URL cannot be used "
                           f"({exc.orig}). Check that it is running and the URL is right.") from None
@@ -50,6 +60,47 @@ def _database():
         raise ConfigError(f"releasebot cannot start: DATABASE_URL is not usable ({exc}). Use sqlite:///path.db "
                           "or postgresql://user@host:5432/db.") from None
     return engine
+
+
+def _require_latest_schema(engine) -> None:
+    """For commands that only look (or change one row): never migrate, refuse an out-of-date schema."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from storage.migrate import alembic_config
+    with engine.connect() as conn:
+        current = set(MigrationContext.configure(conn).get_current_heads())
+    heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
+    if current != heads:
+        raise ConfigError(f"the database at DATABASE_URL is at schema {', '.join(sorted(current)) or 'none'}, "
+                          f"not {', '.join(sorted(heads))}. Run `releasebot migrate` first.")
+
+
+def _outbox(dead_only: bool, retry: int | None) -> int:
+    from storage import outbox
+    engine = _database(migrate=False)
+    if retry is not None:
+        if not outbox.requeue_dead(engine, retry):
+            print(f"outbox {retry} is not a dead letter (no such row, pending, or already sent); nothing changed.",
+                  file=sys.stderr)
+            return 1
+        print(f"outbox {retry} is pending again for one more try; a running releasebot sends it at its next tick.")
+        return 0
+    rows = outbox.unsent(engine, dead_only=dead_only)
+    if not rows:
+        print("no dead letters" if dead_only else "nothing waiting to be sent")
+        return 0
+    print(f"{'ID':>6}  {'STATE':<8} {'TRIES':>5}  {'DUE (UTC)':<19}  {'KIND':<16}  {'KEY':<32}  LAST ERROR")
+    for r in rows:
+        if r.dead_at is not None:
+            state = "dead"
+            error = f"{r.dead_reason} (dead since {r.dead_at:%Y-%m-%d %H:%M:%S}; {r.result or 'nothing sent instead'})"
+        else:
+            state = "retry" if r.dead_reason else "pending"
+            error = r.last_error or ""
+        print(f"{r.id:>6}  {state:<8} {r.attempts:>5}  {r.due_at:%Y-%m-%d %H:%M:%S}  {r.kind:<16}  {r.key:<32}  "
+              f"{error}")
+    return 0
 
 
 def _migrate() -> int:

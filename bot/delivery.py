@@ -1,8 +1,17 @@
 """Delivery: take due outbox rows, render them, call Slack, mark them sent.
 
-A row is marked sent only after Slack accepted it; anything else (429, 5xx,
-timeouts, refused connections, ok:false) leaves it for a later try with
-backoff. So an outage delays announcements and never drops them.
+A row is marked sent only after Slack accepted it. What happens otherwise
+depends on whose fault the refusal is (classify):
+- retryable (429, 5xx, timeouts, refused connections, ratelimited,
+  internal_error, unknown codes): tried again with backoff, and dead-lettered
+  once it has failed for [delivery] dead_letter_after since its first try;
+- permanent for this message (invalid_blocks, not_in_channel, is_archived,
+  msg_too_long, …): dead-lettered at once. A message whose blocks or length
+  Slack refused goes out once more as plain text with a pointer to
+  `/release show REL-n`; into a channel the bot cannot post in, nothing goes;
+- bot-wide (the token was rejected): no message's fault, so never
+  dead-lettered; logged as an error and retried with backoff until it is fixed.
+A dead letter no longer holds up its release's later messages.
 
 Claims are leased. A row is sent only while at least half its lease is left, so
 a send finishes (or times out) before another process may claim the row again;
@@ -37,16 +46,77 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(minutes=15)
 
 
-def _message(text: str, blocks: list[dict]) -> dict:
-    return {"text": text, "blocks": blocks}
-
-
 class Undeliverable(Exception):
     pass
 
 
+class DeadLetter(Exception):
+    """Slack will never take this row as written; `result` says what went instead, if anything."""
+
+    def __init__(self, reason: str, result: str | None = None, response=None):
+        super().__init__(reason)
+        self.reason, self.result, self.response = reason, result, response
+
+
+PERMANENT, RETRYABLE, BOT_WIDE = "permanent", "retryable", "bot-wide"
+# Slack answered and said no to this message: the same call will be refused again.
+_PERMANENT_CODES = frozenset({
+    "invalid_blocks", "invalid_blocks_format", "msg_too_long", "no_text", "invalid_arguments", "invalid_payload",
+    "invalid_attachments", "too_many_attachments", "channel_not_found", "not_in_channel", "is_archived",
+    "message_not_found", "cant_update_message", "edit_window_closed", "restricted_action",
+    "restricted_action_read_only_channel", "restricted_action_thread_only_channel",
+    "restricted_action_non_threadable_channel", "cannot_reply_to_message", "invalid_ts",
+})
+# Wrong for every message (the token, the app's scopes): dead-lettering would throw all of them away.
+_BOT_WIDE_CODES = frozenset({
+    "invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired", "missing_scope",
+    "not_allowed_token_type", "team_access_not_granted", "ekm_access_denied", "no_permission",
+})
+# Refusals a plain-text copy of the same message gets past.
+_CONTENT_CODES = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_too_long"})
+FALLBACK_LIMIT = 3000  # well under Slack's 40,000 characters, and what one section block shows whole
+
+
+def classify(status: int, code: str | None) -> str:
+    if status == 429 or code == "ratelimited":
+        return RETRYABLE
+    if code in _BOT_WIDE_CODES:
+        return BOT_WIDE
+    if status >= 500:
+        return RETRYABLE
+    # Codes not known to be permanent (internal_error, fatal_error, service_unavailable,
+    # request_timeout, anything new) are retried: dead_letter_after bounds them.
+    return PERMANENT if code in _PERMANENT_CODES else RETRYABLE
+
+
+def _code(exc: SlackApiError) -> str | None:
+    data = exc.response.data
+    return data.get("error") if isinstance(data, dict) else None
+
+
+def plain_fallback(text: str, ref: str | None) -> str:
+    """The message's own (already escaped) text, cut so no mention, link or entity is left half open."""
+    pointer = ("\n_(Plain text: Slack refused the full message."
+               + (f" `/release show {ref}` has everything.)_" if ref else ")_"))
+    room = FALLBACK_LIMIT - len(pointer)
+    if len(text) > room:
+        cut = text[:room - 1]
+        lt, amp = cut.rfind("<"), cut.rfind("&")
+        if lt > cut.rfind(">"):
+            cut = cut[:lt]
+        if amp > cut.rfind(";") and len(cut) - amp <= 6:
+            cut = cut[:amp]
+        text = cut + "…"
+    return text + pointer
+
+
 def backoff(attempts: int) -> timedelta:
     return min(timedelta(seconds=2 ** min(attempts, 12)), MAX_BACKOFF)
+
+
+def _span(d: timedelta) -> str:
+    hours, rest = divmod(int(d.total_seconds()), 3600)
+    return f"{hours}h{rest // 60:02d}m" if rest else f"{hours}h"
 
 
 def _retry_after(headers) -> int:
@@ -99,25 +169,60 @@ class Delivery:
             outbox.mark_retry(self._db, row, row.due_at, row.last_error or "")
 
     def _deliver(self, row: Outbox) -> int:
+        kind, reason = RETRYABLE, None
         try:
             self._send(row)
             return 1
+        except DeadLetter as exc:
+            self._bury(row, exc.reason, exc.result)
+            return 0
         except SlackApiError as exc:
-            resp = exc.response
+            resp, code = exc.response, _code(exc)
             if resp.status_code == 429:
                 delay = timedelta(seconds=_retry_after(resp.headers))
             else:
                 delay = backoff(row.attempts)
-            error = f"{resp.status_code} {resp.get('error') if isinstance(resp.data, dict) else resp.data}"
+            error = f"{resp.status_code} {code if code is not None else resp.data}"
+            kind = classify(resp.status_code, code)
+            reason = f"{code or 'no error code'}" + ("" if resp.status_code == 200 else f" (HTTP {resp.status_code})")
         except (OSError, TimeoutError, Undeliverable) as exc:  # refused, reset, timed out
             delay, error = backoff(row.attempts), f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # noqa: BLE001 - one bad row must not strand the rest of its batch
             log.exception("outbox %s (%s) failed", row.key, row.kind)
             delay, error = backoff(row.attempts), f"{type(exc).__name__}: {exc}"
-        log.warning("outbox %s (%s) not delivered: %s; retry in %ss", row.key, row.kind, error,
-                    int(delay.total_seconds()))
+        reason = reason or error
+        if kind == PERMANENT:
+            self._bury(row, reason)
+            return 0
+        if kind == BOT_WIDE:
+            log.error("Slack rejected the bot token (%s): nothing can be sent until SLACK_BOT_TOKEN is fixed; "
+                      "outbox %s (%s) kept, retry in %ss", error, row.key, row.kind, int(delay.total_seconds()))
+        elif row.dead_reason is not None:
+            # An operator asked for one more try (`releasebot outbox --retry`), not another dead_letter_after.
+            self._bury(row, f"{reason}, on the one more try asked for")
+            return 0
+        else:
+            limit = self._policy.delivery.dead_letter_after
+            since = row.first_attempt_at or row.due_at
+            if self._clock.now() - since >= limit:
+                self._bury(row, f"{reason}, still failing {_span(limit)} after the first try at {since.isoformat()}")
+                return 0
+            log.warning("outbox %s (%s) not delivered: %s; retry in %ss", row.key, row.kind, error,
+                        int(delay.total_seconds()))
         outbox.mark_retry(self._db, row, self._clock.now() + delay, error)
         return 0
+
+    def _bury(self, row: Outbox, reason: str, result: str | None = None) -> None:
+        """Dead-letter the row: its release's later messages go on without it."""
+        now = self._clock.now()
+        with transaction(self._db) as session:
+            if not outbox.mark_dead(session, row, now, reason, result):
+                return  # another process holds it now
+            if row.kind == announce.REMINDER:
+                reminders.after_sent(session, row, now, self._policy)  # the next nudge is still owed
+        log.error("outbox %s (%s, id %s) is a dead letter: %s%s. Later messages of its release go on; "
+                  "`releasebot outbox --dead` lists it, `--retry %s` tries it once more.", row.key, row.kind,
+                  row.id, reason, f"; {result}" if result else "; nothing sent instead", row.id)
 
     def _send(self, row: Outbox) -> None:
         # Each kind loads only what its message shows: reminders and notes are
@@ -154,11 +259,20 @@ class Delivery:
                 if exc.response.get("error") != "message_not_found":
                     raise
                 log.warning("approval message of %s was deleted; posting it again", release.ref)
-        resp = self._client.chat_postMessage(channel=self._channel, text=text, blocks=blocks)
+        try:
+            resp, dead = self._post(self._channel, text, blocks, ref=release.ref), None
+        except DeadLetter as exc:
+            if exc.response is None:
+                raise
+            # The plain-text stand-in anchors the thread; a later update may bring the buttons back.
+            resp, dead = exc.response, exc
         with transaction(self._db) as session:
             fresh = load(session, release.id)
             fresh.channel_id, fresh.message_ts = resp["channel"], resp["ts"]
-            outbox.mark_sent(session, row, self._clock.now())
+            if dead is None:
+                outbox.mark_sent(session, row, self._clock.now())
+        if dead is not None:
+            raise dead
 
     def _thread_note(self, row: Outbox) -> None:
         with transaction(self._db) as session:
@@ -173,7 +287,7 @@ class Delivery:
             self._done(row, result=f"skipped: {notice.reason}")
             return
         if notice.release is None:
-            self._client.chat_postMessage(channel=self._channel, **_message(*calendar.blackout_warning(notice.detail)))
+            self._post(self._channel, *calendar.blackout_warning(notice.detail))
         else:
             self._post_in_thread(notice.release, *aftercare.reminder(notice, self._policy))
         with transaction(self._db) as session:
@@ -187,5 +301,18 @@ class Delivery:
     def _post_in_thread(self, release, text: str, blocks: list[dict] | None) -> None:
         # Before the approval message exists (its post still retrying), a reply
         # would have no thread; it goes to the channel rather than wait.
-        self._client.chat_postMessage(channel=release.channel_id or self._channel, thread_ts=release.message_ts,
-                                      text=text, **({"blocks": blocks} if blocks else {}))
+        self._post(release.channel_id or self._channel, text, blocks, thread_ts=release.message_ts, ref=release.ref)
+
+    def _post(self, channel: str, text: str, blocks: list[dict] | None, thread_ts: str | None = None,
+              ref: str | None = None):
+        """chat.postMessage. If Slack refuses the blocks or the length, once more as plain text, and the
+        row is a dead letter either way (DeadLetter carries the stand-in's response)."""
+        try:
+            return self._client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text,
+                                                 **({"blocks": blocks} if blocks else {}))
+        except SlackApiError as exc:
+            code = _code(exc)
+            if code not in _CONTENT_CODES:
+                raise
+        resp = self._client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=plain_fallback(text, ref))
+        raise DeadLetter(code, "plain-text fallback sent", resp)

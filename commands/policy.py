@@ -65,6 +65,9 @@ DEFAULTS: dict[str, Any] = {
         "max_concurrent": {"production": 1},  # environments not named here: no limit
         "windows": {},  # e.g. production = { days = "Mon-Thu", start = "09:00", end = "16:00", tz = "Europe/London" }
     },
+    # How long a message Slack keeps refusing with a retryable error (5xx, 429, timeouts) is retried
+    # before it is dead-lettered and stops holding up the release's later messages.
+    "delivery": {"dead_letter_after": "24h"},
 }
 # tables whose keys are names the operator chooses (people's roles, environments)
 _OPEN_TABLES = ("roles.", "calendar.max_concurrent.", "calendar.windows.")
@@ -111,6 +114,15 @@ class CalendarPolicy:
 
 
 @dataclass(frozen=True)
+class DeliveryPolicy:
+    dead_letter_after: timedelta = timedelta(hours=24)
+
+    # Shorter would give up within a few backoff steps (they grow to 15 minutes); longer
+    # would hold a release's announcements back for weeks.
+    BOUNDS = (timedelta(minutes=15), timedelta(days=30))
+
+
+@dataclass(frozen=True)
 class Policy:
     types: Mapping[str, TypePolicy]
     roles: Mapping[str, tuple[str, ...]]  # role -> Slack user ids (U/W) and user group ids (S)
@@ -118,6 +130,7 @@ class Policy:
     environments: tuple[str, ...]
     deployment: DeploymentPolicy = None  # type: ignore[assignment]  (always set by from_mapping)
     calendar: CalendarPolicy = None  # type: ignore[assignment]  (always set by from_mapping)
+    delivery: DeliveryPolicy = None  # type: ignore[assignment]  (always set by from_mapping)
     source: str = "built-in defaults"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -164,6 +177,7 @@ class Policy:
                    deployment=_deployment_policy(merged["deployment"], source),
                    calendar=_calendar_policy(merged["calendar"], tuple(envs), source,
                                              set((data.get("calendar") or {}).get("max_concurrent") or {})),
+                   delivery=_delivery_policy(merged["delivery"], source),
                    source=source,
                    raw=MappingProxyType(dict(merged)))
 
@@ -220,6 +234,14 @@ def _deployment_policy(spec: Mapping[str, Any], source: str) -> DeploymentPolicy
         followup_escalate_after=_duration(spec, "deployment", "followup_escalate_after", source),
         retrospective_types=tuple(retro_types), retrospective_business_days=days,
         retrospective_remind_before=_duration(spec, "deployment", "retrospective_remind_before", source))
+
+
+def _delivery_policy(spec: Mapping[str, Any], source: str) -> DeliveryPolicy:
+    after = _duration(spec, "delivery", "dead_letter_after", source)
+    low, high = DeliveryPolicy.BOUNDS
+    if not low <= after <= high:
+        raise PolicyError(source, "delivery.dead_letter_after", "must be from 15m to 30d")
+    return DeliveryPolicy(dead_letter_after=after)
 
 
 def _calendar_policy(spec: Mapping[str, Any], envs: tuple[str, ...], source: str,

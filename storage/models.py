@@ -127,7 +127,8 @@ class Outbox(SQLModel, table=True):
     """Something Slack must be told, written with the decision that caused it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_pending", "sent_at", "due_at"),)
+    # Dead letters keep sent_at NULL: with dead_at in the index the due scan still skips them.
+    __table_args__ = (Index("ix_outbox_pending", "sent_at", "dead_at", "due_at"),)
 
     id: Optional[int] = Field(default=None, primary_key=True)
     key: str = Field(unique=True, max_length=255)  # stable: a replay hits the constraint
@@ -145,6 +146,12 @@ class Outbox(SQLModel, table=True):
     sent_at: Optional[datetime] = _ts(nullable=True)
     last_error: Optional[str] = _text()
     result: Optional[str] = Field(default=None, max_length=200)  # "sent", or why it was skipped
+    # A retryable failure is dead-lettered once this is [delivery] dead_letter_after old.
+    first_attempt_at: Optional[datetime] = _ts(nullable=True)
+    # Dead letter: Slack will not take this row. It no longer holds up its stream; dead_reason
+    # stays when an operator re-queues it (`releasebot outbox --retry`), marking its one more try.
+    dead_at: Optional[datetime] = _ts(nullable=True)
+    dead_reason: Optional[str] = _text()
 
 
 class Deployment(SQLModel, table=True):

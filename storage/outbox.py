@@ -6,6 +6,11 @@ the conditional UPDATE makes a stale read harmless. A row whose claimer died
 becomes claimable again when its lease runs out. Rows of one stream (a
 release's announcements) go out in order: a row waits while an earlier one of
 its stream is unsent. Reminders have no stream and go out when due.
+
+A dead letter (a row Slack will never take, or would not take for
+[delivery] dead_letter_after) is neither sent nor pending: it no longer holds
+up its stream, keeps when and why it was given up on, and goes out again only
+when an operator re-queues it (`releasebot outbox --retry ID`).
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any, Optional
 
-from sqlalchemy import and_, bindparam, exists, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -42,21 +47,26 @@ _earlier = _t.alias("earlier")
 _now = bindparam("now", type_=UTCDateTime())
 _claimable = or_(_t.c.claimed_until.is_(None), _t.c.claimed_until < _now)
 _DUE = (select(_t.c.id)
-        .where(_t.c.sent_at.is_(None), _t.c.due_at <= _now, _claimable,
+        .where(_t.c.sent_at.is_(None), _t.c.dead_at.is_(None), _t.c.due_at <= _now, _claimable,
                or_(_t.c.stream.is_(None),
                    ~exists().where(and_(_earlier.c.stream == _t.c.stream, _earlier.c.id < _t.c.id,
-                                        _earlier.c.sent_at.is_(None)))))
+                                        _earlier.c.sent_at.is_(None), _earlier.c.dead_at.is_(None)))))
         .order_by(_t.c.id).limit(bindparam("limit")))
 _DUE_SKIP_LOCKED = _DUE.with_for_update(skip_locked=True, of=_t)
 _CLAIM = (update(_t).where(_t.c.id.in_(bindparam("ids", expanding=True)), _claimable)
           .values(claimed_until=bindparam("lease_until", type_=UTCDateTime()), claim_token=bindparam("token"),
-                  attempts=_t.c.attempts + 1))
+                  attempts=_t.c.attempts + 1, first_attempt_at=func.coalesce(_t.c.first_attempt_at, _now)))
 _CLAIMED = select(Outbox).where(Outbox.claim_token == bindparam("token")).order_by(Outbox.id)
 _SENT = (update(_t).where(_t.c.id == bindparam("row_id"), _t.c.claim_token == bindparam("token"))
          .values(sent_at=bindparam("at", type_=UTCDateTime()), claimed_until=None, last_error=None,
                  result=bindparam("outcome")))
 _RETRY = (update(_t).where(_t.c.id == bindparam("row_id"), _t.c.claim_token == bindparam("token"))
           .values(due_at=bindparam("at", type_=UTCDateTime()), claimed_until=None, last_error=bindparam("error")))
+_DEAD = (update(_t).where(_t.c.id == bindparam("row_id"), _t.c.claim_token == bindparam("token"))
+         .values(dead_at=bindparam("at", type_=UTCDateTime()), claimed_until=None, dead_reason=bindparam("reason"),
+                 last_error=bindparam("reason"), result=bindparam("outcome")))
+_REQUEUE = (update(_t).where(_t.c.id == bindparam("row_id"), _t.c.dead_at.is_not(None), _t.c.sent_at.is_(None))
+            .values(dead_at=None, claimed_until=None, claim_token=None))
 
 
 def claim_due(engine: Engine, now: datetime, limit: int = 50, lease: timedelta = LEASE) -> list[Outbox]:
@@ -80,3 +90,26 @@ def mark_retry(engine: Engine, row: Outbox, due_at: datetime, error: str) -> Non
     with transaction(engine) as session:
         session.execute(_RETRY, {"row_id": row.id, "token": row.claim_token, "at": due_at, "error": error[:2000]})
 
+
+
+def mark_dead(session: Session, row: Outbox, now: datetime, reason: str, result: Optional[str] = None) -> bool:
+    """Give up on this row: it stops holding up its stream. `result` says what went instead, if anything."""
+    res = session.execute(_DEAD, {"row_id": row.id, "token": row.claim_token, "at": now,
+                                  "reason": reason[:2000], "outcome": result[:200] if result else None})
+    return res.rowcount == 1
+
+
+def requeue_dead(engine: Engine, row_id: int) -> bool:
+    """A dead letter goes back to pending for one more try (due at once: its due time has passed).
+    False if it is not a dead letter."""
+    with transaction(engine) as session:
+        return session.execute(_REQUEUE, {"row_id": row_id}).rowcount == 1
+
+
+def unsent(engine: Engine, dead_only: bool = False, limit: int = 500) -> list[Outbox]:
+    """Rows not sent (pending, claimed and dead letters), oldest first; only dead letters with dead_only."""
+    query = select(Outbox).where(Outbox.sent_at.is_(None))
+    if dead_only:
+        query = query.where(Outbox.dead_at.is_not(None))
+    with Session(engine) as session:
+        return list(session.scalars(query.order_by(Outbox.id).limit(limit)))
