@@ -110,6 +110,20 @@ def plain_fallback(text: str, ref: str | None) -> str:
     return text + pointer
 
 
+def _assess(exc: Exception, row: Outbox) -> tuple[str, timedelta, str, str]:
+    """(kind, delay before the next try, error for last_error, reason for a dead letter)."""
+    if isinstance(exc, SlackApiError):
+        resp, code = exc.response, _code(exc)
+        delay = timedelta(seconds=_retry_after(resp.headers)) if resp.status_code == 429 else backoff(row.attempts)
+        error = f"{resp.status_code} {code if code is not None else resp.data}"
+        reason = (code or "no error code") + ("" if resp.status_code == 200 else f" (HTTP {resp.status_code})")
+        return classify(resp.status_code, code), delay, error, reason
+    if not isinstance(exc, (OSError, TimeoutError, Undeliverable)):  # refused, reset, timed out are expected
+        log.error("outbox %s (%s) failed", row.key, row.kind, exc_info=exc)
+    error = f"{type(exc).__name__}: {exc}"
+    return RETRYABLE, backoff(row.attempts), error, error
+
+
 def backoff(attempts: int) -> timedelta:
     return min(timedelta(seconds=2 ** min(attempts, 12)), MAX_BACKOFF)
 
@@ -169,28 +183,14 @@ class Delivery:
             outbox.mark_retry(self._db, row, row.due_at, row.last_error or "")
 
     def _deliver(self, row: Outbox) -> int:
-        kind, reason = RETRYABLE, None
         try:
             self._send(row)
             return 1
         except DeadLetter as exc:
             self._bury(row, exc.reason, exc.result)
             return 0
-        except SlackApiError as exc:
-            resp, code = exc.response, _code(exc)
-            if resp.status_code == 429:
-                delay = timedelta(seconds=_retry_after(resp.headers))
-            else:
-                delay = backoff(row.attempts)
-            error = f"{resp.status_code} {code if code is not None else resp.data}"
-            kind = classify(resp.status_code, code)
-            reason = f"{code or 'no error code'}" + ("" if resp.status_code == 200 else f" (HTTP {resp.status_code})")
-        except (OSError, TimeoutError, Undeliverable) as exc:  # refused, reset, timed out
-            delay, error = backoff(row.attempts), f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # noqa: BLE001 - one bad row must not strand the rest of its batch
-            log.exception("outbox %s (%s) failed", row.key, row.kind)
-            delay, error = backoff(row.attempts), f"{type(exc).__name__}: {exc}"
-        reason = reason or error
+            kind, delay, error, reason = _assess(exc, row)
         if kind == PERMANENT:
             self._bury(row, reason)
             return 0
@@ -202,8 +202,7 @@ class Delivery:
             self._bury(row, f"{reason}, on the one more try asked for")
             return 0
         else:
-            limit = self._policy.delivery.dead_letter_after
-            since = row.first_attempt_at or row.due_at
+            limit, since = self._policy.delivery.dead_letter_after, row.first_attempt_at or row.due_at
             if self._clock.now() - since >= limit:
                 self._bury(row, f"{reason}, still failing {_span(limit)} after the first try at {since.isoformat()}")
                 return 0

@@ -109,3 +109,14 @@ def test_outbox_listing_never_migrates(tmp_path, monkeypatch, capsys):
         assert inspect(engine).get_table_names() == []
     finally:
         engine.dispose()
+
+
+def test_plain_fallback_is_cut_under_the_limit_without_half_a_token():
+    from bot.delivery import FALLBACK_LIMIT, plain_fallback
+    short = plain_fallback("REL-3 is *approved*", "REL-3")
+    assert short.startswith("REL-3 is *approved*") and "`/release show REL-3`" in short
+    for tail in ("<@U0RM>", "&amp;", "<!date^1700000000^{date}|x>"):
+        text = plain_fallback("x" * 2990 + tail * 20, "REL-3")
+        assert len(text) <= FALLBACK_LIMIT and text.endswith("has everything.)_")
+        body = text.split("…")[0]
+        assert body.count("<") == body.count(">") and body.count("&") == body.count(";")
