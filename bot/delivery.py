@@ -218,7 +218,11 @@ class Delivery:
             if not outbox.mark_dead(session, row, now, reason, result):
                 return  # another process holds it now
             if row.kind == announce.REMINDER:
-                reminders.after_sent(session, row, now, self._policy)  # the next nudge is still owed
+                try:
+                    with session.begin_nested():  # the next nudge is still owed; the burial stands without it
+                        reminders.after_sent(session, row, now, self._policy)
+                except Exception:  # noqa: BLE001 - a failure here must not strand the rest of the batch
+                    log.exception("outbox %s: scheduling the reminder after it failed", row.key)
         log.error("outbox %s (%s, id %s) is a dead letter: %s%s. Later messages of its release go on; "
                   "`releasebot outbox --dead` lists it, `--retry %s` tries it once more.", row.key, row.kind,
                   row.id, reason, f"; {result}" if result else "; nothing sent instead", row.id)

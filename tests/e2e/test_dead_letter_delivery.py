@@ -184,3 +184,15 @@ def test_a_retried_dead_letter_gets_one_more_try_only(bot, db, clock, monkeypatc
     assert bot.deliver() == 0
     post = row(db, "approval:1:post")
     assert post.dead_at == clock.now() and "503" in post.dead_reason  # not another 24 hours of retries
+
+
+def test_a_dead_lettered_approval_nudge_still_schedules_the_next_one(bot, db, clock):
+    bot.command(LINE, user="U0DEV")
+    bot.emulator.fail_next("chat.postMessage", error="is_archived")
+    clock.advance(hours=4)
+    bot.deliver()
+    with Session(db) as s:
+        nudges = list(s.exec(select(Outbox).where(Outbox.kind == "reminder").order_by(Outbox.id)))
+    nudges = [r for r in nudges if r.payload.get("reminder") == "approval_nudge"]
+    assert nudges[0].dead_reason.startswith("is_archived") and nudges[0].payload.get("n", 1) == 1
+    assert nudges[-1].payload["n"] == 2 and nudges[-1].sent_at is None and nudges[-1].dead_at is None
