@@ -68,6 +68,10 @@ def _require_latest_schema(engine) -> None:
     from alembic.script import ScriptDirectory
 
     from storage.migrate import alembic_config
+    from sqlalchemy.engine import make_url
+    path = make_url(str(engine.url)).database if engine.dialect.name == "sqlite" else None
+    if path and path != ":memory:" and not os.path.exists(path):
+        raise ConfigError(f"there is no database at {path} (DATABASE_URL). Run `releasebot migrate` to create it.")
     with engine.connect() as conn:
         current = set(MigrationContext.configure(conn).get_current_heads())
     heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
@@ -77,8 +81,15 @@ def _require_latest_schema(engine) -> None:
 
 
 def _outbox(dead_only: bool, retry: int | None) -> int:
-    from storage import outbox
     engine = _database(migrate=False)
+    try:
+        return _outbox_on(engine, dead_only, retry)
+    finally:
+        engine.dispose()
+
+
+def _outbox_on(engine, dead_only: bool, retry: int | None) -> int:
+    from storage import outbox
     if retry is not None:
         if not outbox.requeue_dead(engine, retry):
             print(f"outbox {retry} is not a dead letter (no such row, pending, or already sent); nothing changed.",

@@ -103,10 +103,14 @@ def test_outbox_lists_dead_rows_and_retry_requeues_one(db, db_url, clock, monkey
 def test_outbox_listing_never_migrates(tmp_path, monkeypatch, capsys):
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     code, _, err = _cli(monkeypatch, capsys, url, "--dead")
+    assert code == 2 and "releasebot migrate" in err and not (tmp_path / "fresh.db").exists()
+    engine = make_engine(url)  # an empty database: not migrated either
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE unrelated (id INTEGER)")
+    code, _, err = _cli(monkeypatch, capsys, url)
     assert code == 2 and "releasebot migrate" in err
-    engine = make_engine(url)
     try:
-        assert inspect(engine).get_table_names() == []
+        assert inspect(engine).get_table_names() == ["unrelated"]
     finally:
         engine.dispose()
 
