@@ -66,9 +66,10 @@ def _require_latest_schema(engine) -> None:
     """For commands that only look (or change one row): never migrate, refuse an out-of-date schema."""
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
+    from sqlalchemy.engine import make_url
 
     from storage.migrate import alembic_config
-    from sqlalchemy.engine import make_url
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # only looking: its "Context impl" lines say nothing
     path = make_url(str(engine.url)).database if engine.dialect.name == "sqlite" else None
     if path and path != ":memory:" and not os.path.exists(path):
         raise ConfigError(f"there is no database at {path} (DATABASE_URL). Run `releasebot migrate` to create it.")
@@ -89,6 +90,7 @@ def _outbox(dead_only: bool, retry: int | None) -> int:
 
 
 def _outbox_on(engine, dead_only: bool, retry: int | None) -> int:
+    from commands.clock import SystemClock
     from storage import outbox
     if retry is not None:
         if not outbox.requeue_dead(engine, retry):
@@ -97,7 +99,7 @@ def _outbox_on(engine, dead_only: bool, retry: int | None) -> int:
             return 1
         print(f"outbox {retry} is pending again for one more try; a running releasebot sends it at its next tick.")
         return 0
-    rows = outbox.unsent(engine, dead_only=dead_only)
+    rows, now = outbox.unsent(engine, dead_only=dead_only), SystemClock().now()
     if not rows:
         print("no dead letters" if dead_only else "nothing waiting to be sent")
         return 0
@@ -107,7 +109,8 @@ def _outbox_on(engine, dead_only: bool, retry: int | None) -> int:
             state = "dead"
             error = f"{r.dead_reason} (dead since {r.dead_at:%Y-%m-%d %H:%M:%S}; {r.result or 'nothing sent instead'})"
         else:
-            state = "retry" if r.dead_reason else "pending"
+            state = ("claimed" if r.claimed_until and r.claimed_until > now
+                     else "retry" if r.dead_reason else "pending")
             error = r.last_error or ""
         print(f"{r.id:>6}  {state:<8} {r.attempts:>5}  {r.due_at:%Y-%m-%d %H:%M:%S}  {r.kind:<16}  {r.key:<32}  "
               f"{error}")
