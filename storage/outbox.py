@@ -91,7 +91,6 @@ def mark_retry(engine: Engine, row: Outbox, due_at: datetime, error: str) -> Non
         session.execute(_RETRY, {"row_id": row.id, "token": row.claim_token, "at": due_at, "error": error[:2000]})
 
 
-
 def mark_dead(session: Session, row: Outbox, now: datetime, reason: str, result: Optional[str] = None) -> bool:
     """Give up on this row: it stops holding up its stream. `result` says what went instead, if anything."""
     res = session.execute(_DEAD, {"row_id": row.id, "token": row.claim_token, "at": now,
