@@ -88,8 +88,8 @@ _REMINDER_TEXT = {
                        "sign-off closes it (QMS 4.4 step 6).",
     "stuck_deployment": ":hourglass: {ref} is still {state} past its window (it ended {end}). Record how it ended "
                         "below or with `/release done {ref} outcome=…`.",
-    "stuck_escalation": ":rotating_light: {ref} is still {state} past its window (it ended {end}), and the deployer "
-                        "was reminded. Escalated to the release managers.",
+    "stuck_escalation": ":rotating_light: {ref} is still {state} past its window (it ended {end}), a grace period "
+                        "after its deployer was asked. Escalated to the release managers.",
 }
 
 
