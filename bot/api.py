@@ -182,7 +182,7 @@ def _report(svc: Services, pipeline: str, release_id: int, environ) -> Response:
 
     if status == "started":
         out = start_deployment(svc.db, who, release_id, checklist, svc.clock, artifact=artifact, commit=commit,
-                               pipeline_url=pipeline_url)
+                               pipeline_url=pipeline_url, policy=svc.policy)
         if out.refused:
             return Response(409, {"release": ref, "allowed": False, "reasons": out.data.get("reasons", [])})
         code = 201 if out.changed else 200  # 200: this deployer had already started it

@@ -1,7 +1,15 @@
 """After the deployment: post-deployment sign-offs (QMS §4.4 step 5), the
-24-hour follow-up (§4.6) and the retrospective (§6.1)."""
+24-hour follow-up (§4.6), the retrospective (§6.1), and closure (§4.4 step 6).
+
+A release closes when its release record is complete and signed: every sign-off
+role has signed, every aftercare task it owes is recorded, and then the closing
+role (the release manager) signs off. The closing sign-off is refused while
+anything else is open, so the release manager signs the complete record and the
+release always closes at that sign-off.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 from sqlalchemy.engine import Engine
@@ -9,103 +17,157 @@ from sqlmodel import Session, select
 
 from commands import announce
 from commands.clock import Clock
+from commands.decision import Decision, decide
 from commands.deploy import deployment_of
-from commands.states import CLOSED, STABILISING
-from commands.errors import InputError
-from commands.outcome import Actor, Outcome
+from commands.errors import CouldNotCheck, InputError, Refused
+from commands.outcome import Actor, Outcome, could_not_check
 from commands.policy import Policy
-from commands.release import Refused, refuse, load, snapshot, touch
-from storage import audit
-from storage.db import transaction
+from commands.release import snapshot
+from commands.states import CLOSED, STABILISING
 from storage.models import Release, SignOff, Task
 
 TASKS = {"followup": "24-hour follow-up", "retrospective": "retrospective"}
+CLOSING_REMINDER = "closing_signoff"
 
 
 def signoffs(session: Session, release: Release) -> list[SignOff]:
     return list(session.exec(select(SignOff).where(SignOff.release_id == release.id).order_by(SignOff.id)))
 
 
+def tasks(session: Session, release: Release) -> list[Task]:
+    return list(session.exec(select(Task).where(Task.release_id == release.id).order_by(Task.id)))
+
+
+@dataclass(frozen=True)
+class Open:
+    """What still stands between a stabilising release and its closure."""
+
+    signoff_roles: tuple[str, ...]  # sign-offs owed before the closing one
+    tasks: tuple[str, ...]  # aftercare tasks owed and not recorded
+    closing: bool  # the closing sign-off itself
+
+    @property
+    def only_closing(self) -> bool:
+        return self.closing and not self.signoff_roles and not self.tasks
+
+    def before_closing(self) -> str:
+        parts = ([f"sign-off from {', '.join(self.signoff_roles)}"] if self.signoff_roles else []) + \
+                [f"the {TASKS[k]}" for k in self.tasks]
+        return ", ".join(parts)
+
+
+def still_open(session: Session, release: Release, policy: Policy) -> Open:
+    taken = {s.role for s in signoffs(session, release)}
+    return Open(signoff_roles=tuple(r for r in policy.deployment.signoff_roles if r not in taken),
+                tasks=tuple(t.kind for t in tasks(session, release) if t.done_at is None),
+                closing=policy.deployment.closing_role not in taken)
+
+
+def _remind_closing_role(d: Decision, policy: Policy) -> None:
+    """Only the closing sign-off is left: tell its role holders, once (a stable key)."""
+    if d.release.state == STABILISING and still_open(d.session, d.release, policy).only_closing:
+        announce.reminder(d.session, d.release, CLOSING_REMINDER, d.now, d.now)
+
+
 def sign_off(db: Engine, actor: Actor, release_id: int, clock: Clock, policy: Policy,
              role_hint: str | None = None) -> Outcome:
-    now = clock.now()
-    roles = policy.deployment.signoff_roles
-    with transaction(db) as session:
-        release = load(session, release_id, lock=True)
-        done = signoffs(session, release)
-        mine = next((s for s in done if s.user_id == actor.user_id), None)
-        if mine and (role_hint in (None, mine.role)):
-            return Outcome(f"Your sign-off of {release.ref} as {mine.role} is already recorded.", release)
-        try:
-            dep = deployment_of(session, release)
-            if release.state != STABILISING or dep is None:
-                raise Refused(f"{release.ref} is {release.state}; sign-off comes after a successful deployment's "
-                              "stabilisation window.", "not_stabilising")
-            if now < dep.stabilisation_ends_at:
-                raise Refused(f"The stabilisation window of {release.ref} runs until "
-                              f"{dep.stabilisation_ends_at:%Y-%m-%d %H:%M} UTC; sign off after it.", "too_early")
-            if mine:
-                raise Refused(f"You already signed off as {mine.role}; one person signs off once.", "one_person_one_role")
-            taken = {s.role for s in done}
-            open_roles = [r for r in roles if r not in taken and r in actor.roles and role_hint in (None, r)]
-            if not open_roles:
-                needed = ", ".join(r for r in roles if r not in taken) or "none"
-                raise Refused(f"{release.ref} still needs sign-off from: {needed}; you hold none of those roles.",
-                              "no_signoff_role")
-        except Refused as exc:
-            return refuse(session, release, actor.user_id, "signoff", exc, now)
-        before = snapshot(release)
-        role = open_roles[0]
-        session.add(SignOff(release_id=release.id, role=role, user_id=actor.user_id, at=now))
-        session.flush()
-        complete = {s.role for s in signoffs(session, release)} >= set(roles)
-        if complete:
+    closing_role = policy.deployment.closing_role
+
+    def replay(d: Decision) -> Outcome | None:
+        mine = next((s for s in signoffs(d.session, d.release) if s.user_id == actor.user_id), None)
+        if mine and role_hint in (None, mine.role):
+            return Outcome(f"Your sign-off of {d.release.ref} as {mine.role} is already recorded.", d.release)
+        return None
+
+    def check(d: Decision) -> str:
+        release = d.release
+        dep = deployment_of(d.session, release)
+        if release.state != STABILISING or dep is None:
+            raise Refused(f"{release.ref} is {release.state}; sign-off comes after a successful deployment's "
+                          "stabilisation window.", "not_stabilising")
+        if d.now < dep.stabilisation_ends_at:
+            raise Refused(f"The stabilisation window of {release.ref} runs until "
+                          f"{dep.stabilisation_ends_at:%Y-%m-%d %H:%M} UTC; sign off after it.", "too_early")
+        mine = next((s for s in signoffs(d.session, release) if s.user_id == actor.user_id), None)
+        if mine:
+            raise Refused(f"You already signed off as {mine.role}; one person signs off once.", "one_person_one_role")
+        left = still_open(d.session, release, policy)
+        # The sign-offs owed first come first: a release manager who is also QA lead signs as QA lead.
+        needed = [*left.signoff_roles, *([closing_role] if left.closing else [])]
+        offered = [r for r in needed if role_hint in (None, r)]
+        role = actor.require(offered, f"{release.ref} still needs sign-off from: {', '.join(needed) or 'none'}; "
+                                      "you hold none of those roles.", "no_signoff_role")
+        if role == closing_role:
+            unsure = [r for r in offered if r in left.signoff_roles and r in actor.unresolved]
+            if unsure:  # they may owe an earlier sign-off: not a refusal we can stand behind
+                raise CouldNotCheck(could_not_check(unsure))
+            if not left.only_closing:
+                raise Refused(f"The release manager signs off {release.ref} last; still open: "
+                              f"{left.before_closing()}.", "closing_not_last")
+        return role
+
+    def change(d: Decision) -> Outcome:
+        release, role = d.release, d.context
+        d.session.add(SignOff(release_id=release.id, role=role, user_id=actor.user_id, at=d.now))
+        d.session.flush()
+        closes = role == closing_role  # the check let it through only when nothing else was open
+        if closes:
             release.state = CLOSED
-        touch(release, now)
-        ev = audit.record(session, actor=actor.user_id, action="signed_off", release_id=release.id, at=now,
-                          before=before, after={**snapshot(release), "role": role})
-        if complete:
-            audit.record(session, actor=actor.user_id, action="closed", release_id=release.id, at=now,
-                         before=before, after=snapshot(release), reason="all post-deployment sign-offs are in")
-            announce.note(session, release, "closed", now)
-        announce.approval_update(session, release, now, ev)
-    msg = f"Your sign-off of {release.ref} as {role} is recorded."
-    if complete:
-        msg += f" {release.ref} is closed."
-    return Outcome(msg, release, changed=True)
+        ev = d.record("signed_off", after={**snapshot(release), "role": role})
+        msg = f"Your sign-off of {release.ref} as {role} is recorded."
+        if closes:
+            d.record("closed", reason="the release manager signed off after every post-deployment sign-off and "
+                                      "aftercare record was in", touch=False)
+            announce.note(d.session, release, "closed", d.now)
+            msg += f" {release.ref} is closed."
+        else:
+            _remind_closing_role(d, policy)
+        announce.approval_update(d.session, release, d.now, ev)
+        return Outcome(msg, release, changed=True)
+
+    return decide(db, release_id, actor.user_id, "signoff", clock.now(), check=check, change=change, replay=replay)
 
 
 # who may record the follow-up or the retrospective, besides the deployer and requester
-_TASK_ROLES = {"release_manager", "engineering_lead", "operations"}
+_TASK_ROLES = ("release_manager", "engineering_lead", "operations")
 
 
 def record_task(db: Engine, actor: Actor, release_id: int, kind: str, details: Mapping[str, str],
-                clock: Clock) -> Outcome:
+                clock: Clock, policy: Policy) -> Outcome:
     if kind not in TASKS:
         raise InputError(f"'{kind}' is not something to record; use followup or retrospective")
     details = {k: (v or "").strip() for k, v in details.items()}
     if not any(details.values()):
         raise InputError(f"the {TASKS[kind]} needs its notes", field=next(iter(details), "notes"))
-    now = clock.now()
-    with transaction(db) as session:
-        release = load(session, release_id, lock=True)
-        task = session.exec(select(Task).where(Task.release_id == release.id, Task.kind == kind)).first()
+
+    def owed(d: Decision) -> Task | None:
+        return d.session.exec(select(Task).where(Task.release_id == d.release.id, Task.kind == kind)).first()
+
+    def replay(d: Decision) -> Outcome | None:
+        task = owed(d)
         if task and task.done_at:
-            return Outcome(f"The {TASKS[kind]} of {release.ref} was already recorded by {task.done_by} at "
-                           f"{task.done_at:%Y-%m-%d %H:%M} UTC.", release)
-        try:
-            if task is None:
-                raise Refused(f"{release.ref} owes no {TASKS[kind]}.", "no_task")
-            dep = deployment_of(session, release)
-            owners = {release.requester_id, dep.deployer_id if dep else ""}
-            if actor.user_id not in owners and not actor.roles & _TASK_ROLES:
-                raise Refused(f"The {TASKS[kind]} is recorded by the deployer, the requester, a release manager, an "
-                              "engineering lead or operations.", "not_owner")
-        except Refused as exc:
-            return refuse(session, release, actor.user_id, kind, exc, now)
-        task.done_by, task.done_at, task.details = actor.user_id, now, dict(details)
-        touch(release, now)
-        audit.record(session, actor=actor.user_id, action=f"{kind}_recorded", release_id=release.id, at=now,
-                     after={"kind": kind, **details, "due_at": task.due_at, "late": now > task.due_at})
-        announce.note(session, release, f"{kind}_recorded", now, by=actor.user_id)
-    return Outcome(f"The {TASKS[kind]} of {release.ref} is recorded.", release, changed=True)
+            return Outcome(f"The {TASKS[kind]} of {d.release.ref} was already recorded by {task.done_by} at "
+                           f"{task.done_at:%Y-%m-%d %H:%M} UTC.", d.release)
+        return None
+
+    def check(d: Decision) -> Task:
+        task = owed(d)
+        if task is None:
+            raise Refused(f"{d.release.ref} owes no {TASKS[kind]}.", "no_task")
+        dep = deployment_of(d.session, d.release)
+        if actor.user_id not in {d.release.requester_id, dep.deployer_id if dep else ""}:
+            actor.require(_TASK_ROLES, f"The {TASKS[kind]} is recorded by the deployer, the requester, a release "
+                                       "manager, an engineering lead or operations.", "not_owner")
+        return task
+
+    def change(d: Decision) -> Outcome:
+        task = d.context
+        task.done_by, task.done_at, task.details = actor.user_id, d.now, dict(details)
+        d.record(f"{kind}_recorded",
+                 after={"kind": kind, **details, "due_at": task.due_at, "late": d.now > task.due_at})
+        announce.note(d.session, d.release, f"{kind}_recorded", d.now, by=actor.user_id)
+        d.session.flush()
+        _remind_closing_role(d, policy)
+        return Outcome(f"The {TASKS[kind]} of {d.release.ref} is recorded.", d.release, changed=True)
+
+    return decide(db, release_id, actor.user_id, kind, clock.now(), check=check, change=change, replay=replay)

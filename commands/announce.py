@@ -6,7 +6,7 @@ The bot renders the rows; nothing here knows Slack.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
@@ -47,3 +47,14 @@ def reminder(session: Session, release: Release, what: str, due_at: datetime, no
     decided when it comes due, so finishing the work early needs no cancelling."""
     outbox.enqueue(session, key=f"reminder:{release.id}:{what}:{key_suffix}", kind=REMINDER,
                    release_id=release.id, payload={"reminder": what, **payload}, at=now, due_at=due_at)
+
+
+STUCK_REMINDERS = ("stuck_deployment", "stuck_escalation")
+
+
+def stuck_deployment(session: Session, release: Release, grace: timedelta, now: datetime) -> None:
+    """A deployment still running a grace period after its window ends reminds the deployer, and one more
+    grace period later escalates to the release managers. Both are written when it starts; a deployment
+    that has finished by then skips them (commands.reminders.due)."""
+    reminder(session, release, "stuck_deployment", release.end_at + grace, now)
+    reminder(session, release, "stuck_escalation", release.end_at + 2 * grace, now)

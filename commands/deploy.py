@@ -83,7 +83,7 @@ def check_gate(db: Engine, release_id: int, deployer_id: str, clock: Clock,
 
 def start_deployment(db: Engine, who: Deployer, release_id: int, checklist: Mapping[str, bool], clock: Clock,
                      *, artifact: str | None = None, commit: str | None = None,
-                     pipeline_url: str | None = None) -> Outcome:
+                     pipeline_url: str | None = None, policy: Policy | None = None) -> Outcome:
     now = clock.now()
     with transaction(db) as session:
         release = load(session, release_id, lock=True)
@@ -111,6 +111,7 @@ def start_deployment(db: Engine, who: Deployer, release_id: int, checklist: Mapp
                                                         "commit": commit, "pipeline_url": pipeline_url})
         announce.approval_update(session, release, now, ev)
         announce.note(session, release, "deployment_started", now, deployer=who.user_id)
+        announce.stuck_deployment(session, release, (policy or Policy.default()).deployment.stuck_grace, now)
     return Outcome(f"{release.ref} deployment started; you are recorded as the deployer. Record how it ends with "
                    f"/release done {release.ref} outcome=success|rolled_back|failed.", release, changed=True,
                    data={"reasons": []})

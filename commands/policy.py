@@ -53,6 +53,8 @@ DEFAULTS: dict[str, Any] = {
     # QMS §4.4 step 5 (sign-offs), §4.6 (24-hour follow-up), §6.1 (retrospectives).
     "deployment": {
         "signoff_roles": ["qa_lead", "operations"],
+        "closing_role": "release_manager",  # §4.4 step 6: signs off the release record, last
+        "stuck_grace": "30m",  # a deployment still running this long after its window: remind, then escalate
         "followup_after": "24h",
         "followup_escalate_after": "24h",
         "retrospective_types": ["major", "emergency"],  # §6.1; §4.6: emergencies within 5 business days
@@ -100,6 +102,8 @@ class DeploymentPolicy:
     retrospective_types: tuple[str, ...]
     retrospective_business_days: int
     retrospective_remind_before: timedelta
+    closing_role: str = "release_manager"
+    stuck_grace: timedelta = timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
@@ -221,6 +225,13 @@ def _deployment_policy(spec: Mapping[str, Any], source: str) -> DeploymentPolicy
     roles = spec.get("signoff_roles")
     if not isinstance(roles, list) or not roles or any(r not in ROLES for r in roles):
         raise PolicyError(source, "deployment.signoff_roles", f"must be a non-empty list of roles from {', '.join(ROLES)}")
+    closing = spec.get("closing_role")
+    if not isinstance(closing, str) or closing not in ROLES:
+        raise PolicyError(source, "deployment.closing_role", f"must be one role from {', '.join(ROLES)}")
+    if closing in roles:
+        # the closing sign-off comes after the others; one role cannot be both
+        raise PolicyError(source, "deployment.closing_role", f"'{closing}' is already in deployment.signoff_roles; "
+                                                             "the closing sign-off needs a role of its own")
     retro_types = spec.get("retrospective_types")
     if not isinstance(retro_types, list) or any(t not in RELEASE_TYPES for t in retro_types):
         raise PolicyError(source, "deployment.retrospective_types",
@@ -233,7 +244,8 @@ def _deployment_policy(spec: Mapping[str, Any], source: str) -> DeploymentPolicy
         followup_after=_duration(spec, "deployment", "followup_after", source),
         followup_escalate_after=_duration(spec, "deployment", "followup_escalate_after", source),
         retrospective_types=tuple(retro_types), retrospective_business_days=days,
-        retrospective_remind_before=_duration(spec, "deployment", "retrospective_remind_before", source))
+        retrospective_remind_before=_duration(spec, "deployment", "retrospective_remind_before", source),
+        closing_role=closing, stuck_grace=_duration(spec, "deployment", "stuck_grace", source))
 
 
 def _delivery_policy(spec: Mapping[str, Any], source: str) -> DeliveryPolicy:

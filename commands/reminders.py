@@ -12,9 +12,9 @@ from datetime import datetime
 from sqlmodel import Session, select
 
 from commands import announce, planning
-from commands.aftercare import signoffs
+from commands.aftercare import CLOSING_REMINDER, signoffs, still_open
 from commands.deploy import deployment_of
-from commands.states import STABILISING
+from commands.states import IN_FLIGHT, STABILISING
 from commands.policy import Policy
 from commands.release import PENDING, approval_of, load
 from storage.models import Blackout, BlackoutOccurrence, Outbox, Release, Task
@@ -60,8 +60,31 @@ def due(session: Session, row: Outbox, policy: Policy) -> Notice | Skip:
             return Skip(f"release is {release.state}")
         taken = {s.role for s in signoffs(session, release)}
         needed = tuple(r for r in policy.deployment.signoff_roles if r not in taken)
+        if not needed:  # the closing sign-off has its own reminder, once the aftercare is in too
+            return Skip("every post-deployment sign-off is in")
         return Notice(release, what, roles=needed, detail={"needed": list(needed)})
+    if what == CLOSING_REMINDER:
+        if release.state != STABILISING:
+            return Skip(f"release is {release.state}")
+        if not still_open(session, release, policy).only_closing:
+            return Skip("more than the closing sign-off is open")
+        role = policy.deployment.closing_role
+        return Notice(release, what, roles=(role,), detail={"needed": [role]})
+    if what in announce.STUCK_REMINDERS:
+        return _stuck(session, release, what)
     return Skip(f"unknown reminder '{what}'")
+
+
+def _stuck(session: Session, release: Release, what: str) -> Notice | Skip:
+    """Still deploying (or rolling back) past the window and its grace: the deployer is asked first,
+    the release managers once after that. A deployment recorded as ended is not chased."""
+    dep = deployment_of(session, release)
+    if dep is None or release.state not in IN_FLIGHT:
+        return Skip(f"deployment finished ({release.state})")
+    detail = {"state": release.state, "window_end": release.end_at, "started_at": dep.started_at}
+    if what == "stuck_escalation":
+        return Notice(release, what, roles=("release_manager",), detail=detail)
+    return Notice(release, what, users=(dep.deployer_id,), detail=detail)
 
 
 def after_sent(session: Session, row: Outbox, sent_at: datetime, policy: Policy) -> None:

@@ -25,7 +25,7 @@ USAGE: dict[str, str] = {
     "deploy": "/release deploy REL-12   (opens the pre-deployment checklist)",
     "rollback": '/release rollback REL-12 reason="…"',
     "done": "/release done REL-12 outcome=success|rolled_back|failed [note=…] [link=…]",
-    "signoff": "/release signoff REL-12 [role=qa_lead|operations]",
+    "signoff": "/release signoff REL-12 [role=qa_lead|operations|release_manager]",
     "followup": '/release followup REL-12 evidence="…" [actions="…"]',
     "retro": '/release retro REL-12 notes="…" [actions="…"]',
     "override": '/release override REL-12 kind=lead_time|blackout|conflict reason="…"',

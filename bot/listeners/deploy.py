@@ -57,7 +57,7 @@ def register(app: App, svc: Services) -> None:
         user = body["user"]["id"]
         run(svc, ephemeral(client, meta.get("channel") or svc.config.release_channel, user),
             lambda: start_deployment(svc.db, deployer(svc, user), int(meta["release"]),
-                                     {key: key in ticked for key, _ in CHECKLIST}, svc.clock))
+                                     {key: key in ticked for key, _ in CHECKLIST}, svc.clock, policy=svc.policy))
 
     # The gate's answer (every failed condition) goes to the deployer as a
     # message they can read in full, so the form closes on submit.
@@ -94,7 +94,8 @@ def register(app: App, svc: Services) -> None:
             meta = json.loads(view.get("private_metadata") or "{}")
             user = body["user"]["id"]
             run(svc, ephemeral(client, meta.get("channel") or svc.config.release_channel, user),
-                lambda: record_task(svc.db, svc.actor(user), int(meta["release"]), kind, values, svc.clock))
+                lambda: record_task(svc.db, svc.actor(user), int(meta["release"]), kind, values, svc.clock,
+                                    svc.policy))
         return ack_form, lazy
 
     ack_f, lazy_f = task_form("followup", ("evidence", "actions"))

@@ -194,8 +194,9 @@ def _change(svc: Services, cmd: ParsedCommand, user: str) -> Outcome:
         return sign_off(svc.db, actor, rid, svc.clock, svc.policy, role_hint=a.get("role"))
     if cmd.name == "followup":
         return record_task(svc.db, actor, rid, "followup", {"evidence": a.get("evidence", ""),
-                                                           "actions": a.get("actions", "")}, svc.clock)
+                                                           "actions": a.get("actions", "")}, svc.clock, svc.policy)
     if cmd.name == "retro":
         return record_task(svc.db, actor, rid, "retrospective", {"notes": a.get("notes", ""),
-                                                                "actions": a.get("actions", "")}, svc.clock)
+                                                                "actions": a.get("actions", "")}, svc.clock,
+                           svc.policy)
     raise InputError(f"/release {cmd.name} is not available", form=USAGE["help"])

@@ -48,11 +48,21 @@ THREAD_NOTES = {
     "deployment_success": ":white_check_mark: {ref} deployed successfully. Stabilisation window running.",
     "deployment_rolled_back": ":leftwards_arrow_with_hook: {ref} rolled back; service restored.",
     "deployment_failed": ":x: {ref} deployment failed.",
-    "closed": ":lock: {ref} is closed: all post-deployment sign-offs are in.",
+    "closed": ":lock: {ref} is closed: every post-deployment sign-off and aftercare record is in, and the release "
+              "manager signed off the release record.",
     "nonconformance": ":warning: *Non-conformance (QMS 6.2)*: {detail}",
     "followup_recorded": "The 24-hour follow-up of {ref} was recorded by {by}.",
     "retrospective_recorded": "The retrospective of {ref} was recorded by {by}.",
 }
+
+
+def outcome_buttons(r: Release, state: str = "deploying") -> dict:
+    """How the deployment ended; a rollback under way can only end rolled back."""
+    if state == "rolling_back":
+        return actions(f"outcome:{r.id}", button("Rolled back", OUTCOME_ACTION, f"{r.id}:rolled_back", "primary"))
+    return actions(f"outcome:{r.id}", button("Succeeded", OUTCOME_ACTION, f"{r.id}:success", "primary"),
+                   button("Rolled back", OUTCOME_ACTION, f"{r.id}:rolled_back"),
+                   button("Failed", OUTCOME_ACTION, f"{r.id}:failed", "danger"))
 
 
 def thread_note(event: str, r: Release, payload: dict) -> tuple[str, list[dict] | None]:
@@ -61,10 +71,7 @@ def thread_note(event: str, r: Release, payload: dict) -> tuple[str, list[dict] 
                            deployer=mention(payload.get("deployer", "")), by=mention(payload.get("by", "")),
                            why=esc(payload.get("reason", "")), detail=esc(payload.get("detail", "")))
     if event == "deployment_started":
-        return text, [section(text), actions(f"outcome:{r.id}",
-                                             button("Succeeded", OUTCOME_ACTION, f"{r.id}:success", "primary"),
-                                             button("Rolled back", OUTCOME_ACTION, f"{r.id}:rolled_back"),
-                                             button("Failed", OUTCOME_ACTION, f"{r.id}:failed", "danger"))]
+        return text, [section(text), outcome_buttons(r)]
     return text, None
 
 
@@ -77,6 +84,12 @@ _REMINDER_TEXT = {
     "retrospective_soon": "The retrospective of {ref} is due {due}.",
     "retrospective_due": ":alarm_clock: The retrospective of {ref} is due now ({due}).",
     "signoff_request": "The stabilisation window of {ref} is over. Post-deployment sign-off needed from: {needed}.",
+    "closing_signoff": "Every post-deployment sign-off and aftercare record of {ref} is in: the release manager's "
+                       "sign-off closes it (QMS 4.4 step 6).",
+    "stuck_deployment": ":hourglass: {ref} is still {state} past its window (it ended {end}). Record how it ended "
+                        "below or with `/release done {ref} outcome=…`.",
+    "stuck_escalation": ":rotating_light: {ref} is still {state} past its window (it ended {end}), a grace period "
+                        "after its deployer was asked. Escalated to the release managers.",
 }
 
 
@@ -84,16 +97,20 @@ def reminder(n: Notice, policy: Policy) -> tuple[str, list[dict]]:
     r = n.release
     due = n.detail.get("due_at")
     missing = n.detail.get("missing") or {}
+    end = n.detail.get("window_end")
     text = _REMINDER_TEXT.get(n.what, "{ref}: reminder").format(
         ref=r.ref, due=date(due) if due else "", needed=", ".join(n.detail.get("needed", [])),
-        missing=", ".join(f"{role} ×{count}" for role, count in missing.items()))
+        missing=", ".join(f"{role} ×{count}" for role, count in missing.items()),
+        state=esc(str(n.detail.get("state", "")).replace("_", " ")), end=date(end) if end else "")
     who = " ".join([*(mention(u) for u in n.users), role_mentions(policy, n.roles) if n.roles else ""]).strip()
     blocks = [section(f"{who}\n{text}" if who else text)]
     if n.what.startswith("followup"):
         blocks.append(actions(f"followup:{r.id}", button("Record follow-up", FOLLOWUP_ACTION, str(r.id), "primary")))
     elif n.what.startswith("retrospective"):
         blocks.append(actions(f"retro:{r.id}", button("Record retrospective", RETRO_ACTION, str(r.id), "primary")))
-    elif n.what == "signoff_request":
+    elif n.what.startswith("stuck_"):
+        blocks.append(outcome_buttons(r, n.detail.get("state", "deploying")))
+    elif n.what in ("signoff_request", "closing_signoff"):
         blocks.append(actions(f"signoff:{r.id}", *(button(f"Sign off as {role}", SIGNOFF_ACTION, f"{r.id}:{role}")
                                                    for role in n.detail.get("needed", []))))
     return f"{r.ref}: {text}", blocks

@@ -99,11 +99,61 @@ def test_happy_path_to_closed_with_signoffs_after_stabilisation(bot, db, clock):
     click_in_thread(bot, "signoff", "1:qa_lead", "U0QA")
     assert release(db).state == "stabilising"
     click_in_thread(bot, "signoff", "1:operations", "U0OPS")
+    assert release(db).state == "stabilising"  # the follow-up and the release manager's sign-off are still open
+    assert not [c for c in thread_posts(bot) if "is closed" in c.args["text"]]
+
+    clock.advance(hours=22)
+    bot.command('followup REL-1 evidence="error rate flat"', user="U0DEV")
+    [ask_rm] = [c for c in thread_posts(bot) if "release manager's sign-off closes" in c.args["text"]]
+    shown = json.dumps(ask_rm.args["blocks"])
+    assert "<@U0RM>" in shown and "Sign off as release_manager" in shown
+    click_in_thread(bot, "signoff", "1:release_manager", "U0RM")
     assert release(db).state == "closed"
     with Session(db) as s:
-        assert {(x.role, x.user_id) for x in s.exec(select(SignOff))} == {("qa_lead", "U0QA"), ("operations", "U0OPS")}
-    assert actions(db)[-3:] == ["signed_off", "signed_off", "closed"]
-    assert "closed" in thread_posts(bot)[-1].args["text"]
+        assert {(x.role, x.user_id) for x in s.exec(select(SignOff))} == {
+            ("qa_lead", "U0QA"), ("operations", "U0OPS"), ("release_manager", "U0RM")}
+    assert actions(db)[-2:] == ["signed_off", "closed"]
+    assert "is closed" in thread_posts(bot)[-1].args["text"]
+    bot.deliver()
+    assert len([c for c in thread_posts(bot) if "release manager's sign-off closes" in c.args["text"]]) == 1
+
+
+def signed_and_followed_up(bot, db, clock):
+    approved(bot, db)
+    start(bot, clock)
+    bot.command("done REL-1 outcome=success", user="U0DEV")
+    clock.advance(hours=2)
+    bot.command("signoff REL-1", user="U0QA")
+    bot.command("signoff REL-1", user="U0OPS")
+
+
+def test_release_manager_signs_off_with_the_command_and_only_last(bot, db, clock):
+    signed_and_followed_up(bot, db, clock)
+    bot.command("signoff REL-1 role=release_manager", user="U0RM")
+    said = bot.emulator.calls_to("response_url")[-1].args["text"]
+    assert "The release manager signs off REL-1 last; still open: the 24-hour follow-up." in said
+    assert release(db).state == "stabilising"
+    bot.command('followup REL-1 evidence="p95 unchanged"', user="U0DEV")
+    bot.command("signoff REL-1 role=release_manager", user="U0RM")
+    assert "as release_manager is recorded. REL-1 is closed." in bot.emulator.calls_to("response_url")[-1].args["text"]
+    assert release(db).state == "closed"
+
+
+def test_a_failed_group_lookup_is_could_not_check_not_a_refusal(bot, db, clock):
+    # Slack cannot list S0QALEADS from the start, so the bot has no earlier (stale) answer to fall back on.
+    bot.emulator.fail_next("usergroups.users.list", 100, status=503)
+    approved(bot, db)
+    start(bot, clock)
+    bot.command("done REL-1 outcome=success", user="U0DEV")
+    clock.advance(hours=2)
+    click_in_thread(bot, "signoff", "1:qa_lead", "U0QAGROUP")
+    assert "could not confirm whether you hold qa_lead" in said_to(bot, "U0QAGROUP")
+    with Session(db) as s:
+        assert list(s.exec(select(SignOff))) == []
+    assert "signoff_refused" not in actions(db)
+    bot.emulator.heal()
+    click_in_thread(bot, "signoff", "1:qa_lead", "U0QAGROUP")
+    assert "as qa_lead is recorded" in said_to(bot, "U0QAGROUP")
 
 
 def test_gate_names_every_failed_condition(bot, db, clock):
@@ -259,3 +309,47 @@ def test_reminder_429_then_500_then_ok_gives_exactly_one_post(bot, db, clock):
     assert bot.deliver() == 1
     ok = [c for c in thread_posts(bot) if c.ok and "waiting for approval" in c.args["text"]]
     assert len(ok) == 1
+
+
+def stuck(bot, *what) -> list:
+    markers = {"remind": "is still", "escalate": "Escalated to the release managers"}
+    return [c for c in thread_posts(bot) if c.ok and "past its window" in c.args["text"]
+            and all(markers[w] in c.args["text"] for w in what)]
+
+
+def test_a_deployment_left_running_reminds_the_deployer_then_escalates_once(bot, db, clock):
+    approved(bot, db)
+    start(bot, clock)
+    window_end = release(db).end_at
+    clock.set(window_end + timedelta(minutes=29))
+    bot.deliver()
+    assert stuck(bot) == []
+    clock.set(window_end + timedelta(minutes=30))
+    bot.emulator.fail_next("chat.postMessage", status=500)  # Slack is down when it comes due
+    assert bot.deliver() == 0
+    clock.advance(minutes=5)
+    bot.deliver()
+    [first] = stuck(bot)
+    assert "REL-1 is still deploying" in first.args["text"]
+    blocks = json.dumps(first.args["blocks"])
+    assert "<@U0DEV>" in blocks and "<@U0RM>" not in blocks and "Succeeded" in blocks
+    clock.set(window_end + timedelta(minutes=60))
+    bot.deliver()
+    bot.deliver()
+    escalations = stuck(bot, "escalate")
+    assert len(escalations) == 1 and "<@U0RM>" in json.dumps(escalations[0].args["blocks"])
+    clock.advance(days=1)
+    bot.deliver()
+    assert len(stuck(bot)) == 2
+
+
+def test_a_finished_deployment_is_never_chased(bot, db, clock):
+    approved(bot, db)
+    start(bot, clock)
+    bot.command("done REL-1 outcome=success", user="U0DEV")
+    clock.set(release(db).end_at + timedelta(hours=2))
+    bot.deliver()
+    assert stuck(bot) == []
+    with Session(db) as s:
+        rows = s.exec(select(Outbox).where(Outbox.key.like("%stuck%"))).all()
+    assert len(rows) == 2 and all(r.result == "skipped: deployment finished (stabilising)" for r in rows)

@@ -63,6 +63,13 @@ def writes(db, rid):
     return counts(db), outbox_keys(db), signoffs(db, rid), release(db, rid).revision
 
 
+NOTES = {"evidence": "error rate flat, p95 within SLO", "actions": "none"}
+
+
+def followed_up(db, clock, policy, rid, user=DEPLOYER):
+    assert record_task(db, actor(user), rid, "followup", NOTES, clock, policy).changed
+
+
 def assert_refused(db, rid, out, user, action, code):
     assert out.refused and not out.changed
     ev = events(db, rid, action)[-1]
@@ -126,13 +133,14 @@ def test_sign_off_is_refused_before_any_deployment(db, clock, policy):
     assert_refused(db, rid, out, "U0QA", "signoff_refused", "not_stabilising")
 
 
-@pytest.mark.parametrize("user", ["U0DEV2", "U0RM", "U0EL", DEPLOYER, REQUESTER])
+@pytest.mark.parametrize("user", ["U0DEV2", "U0EL", DEPLOYER, REQUESTER])
 def test_sign_off_is_refused_without_a_sign_off_role(db, clock, policy, user):
     rid = deployed(db, clock, policy)
     clock.set(STABLE)
     out = sign_off(db, actor(user), rid, clock, policy)
     assert_refused(db, rid, out, user, "signoff_refused", "no_signoff_role")
-    assert out.message == f"REL-{rid} still needs sign-off from: qa_lead, operations; you hold none of those roles."
+    assert out.message == (f"REL-{rid} still needs sign-off from: qa_lead, operations, release_manager; you hold "
+                           "none of those roles.")
     assert signoffs(db, rid) == []
 
 
@@ -161,30 +169,6 @@ def test_role_hint_for_a_role_not_held_is_refused(db, clock, policy):
     assert signoffs(db, rid) == []
 
 
-def test_all_sign_offs_close_the_release(db, clock, policy):
-    rid = deployed(db, clock, policy)
-    clock.set(STABLE + timedelta(minutes=5))
-    first = sign_off(db, actor("U0OPS"), rid, clock, policy)
-    assert first.changed and "closed" not in first.message
-    assert row(db, f"note:{rid}:closed:") is None
-    assert "closed" not in actions(db, rid)
-    now = clock.advance(minutes=7)
-    out = sign_off(db, actor("U0QA"), rid, clock, policy)
-    assert out.changed
-    assert out.message == f"Your sign-off of REL-{rid} as qa_lead is recorded. REL-{rid} is closed."
-    assert release(db, rid).state == "closed"
-    assert signoffs(db, rid) == [("operations", "U0OPS"), ("qa_lead", "U0QA")]
-    assert actions(db, rid)[-3:] == ["signed_off", "signed_off", "closed"]
-    [closed] = events(db, rid, "closed")
-    assert (closed.actor, closed.at, closed.reason) == ("U0QA", now, "all post-deployment sign-offs are in")
-    assert (closed.before["state"], closed.after["state"]) == ("stabilising", "closed")
-    note = row(db, f"note:{rid}:closed:")
-    assert note.payload == {"event": "closed"} and note.kind == "thread_note"
-    # closed is final: a late third sign-off is refused
-    late = sign_off(db, actor("U0QAGROUP"), rid, clock, policy)
-    assert_refused(db, rid, late, "U0QAGROUP", "signoff_refused", "not_stabilising")
-
-
 def test_a_repeated_sign_off_is_idempotent(db, clock, policy):
     rid = deployed(db, clock, policy)
     clock.set(STABLE)
@@ -202,8 +186,10 @@ def test_a_repeated_final_sign_off_does_not_close_twice(db, clock, policy):
     clock.set(STABLE)
     sign_off(db, actor("U0QA"), rid, clock, policy)
     sign_off(db, actor("U0OPS"), rid, clock, policy)
+    followed_up(db, clock, policy, rid)
+    sign_off(db, actor("U0RM"), rid, clock, policy)
     before = writes(db, rid)
-    out = sign_off(db, actor("U0OPS"), rid, clock, policy, role_hint="operations")
+    out = sign_off(db, actor("U0RM"), rid, clock, policy, role_hint="release_manager")
     assert not out.changed and not out.refused
     assert writes(db, rid) == before
     assert len(events(db, rid, "closed")) == 1
@@ -232,6 +218,8 @@ def test_one_person_holding_both_roles_signs_off_once(db, clock, both_policy):
     assert signoffs(db, rid) == [("qa_lead", "U0BOTH")]
     assert release(db, rid).state == "stabilising"
     assert sign_off(db, actor("U0OPS"), rid, clock, both_policy).changed
+    followed_up(db, clock, both_policy, rid)
+    assert sign_off(db, actor("U0RM"), rid, clock, both_policy).changed
     assert release(db, rid).state == "closed"
 
 
@@ -243,14 +231,14 @@ def test_role_hint_chooses_which_role_is_signed_for(db, clock, both_policy):
     assert signoffs(db, rid) == [("operations", "U0BOTH")]
     assert events(db, rid, "signed_off")[0].after["role"] == "operations"
     assert sign_off(db, actor("U0QA"), rid, clock, both_policy).changed
-    assert release(db, rid).state == "closed"
+    assert [r for r, _ in signoffs(db, rid)] == ["operations", "qa_lead"]
 
 
 def test_role_hint_outside_the_sign_off_roles_is_refused(db, clock, policy):
     rid = deployed(db, clock, policy)
     clock.set(STABLE)
-    out = sign_off(db, actor("U0RM"), rid, clock, policy, role_hint="release_manager")
-    assert_refused(db, rid, out, "U0RM", "signoff_refused", "no_signoff_role")
+    out = sign_off(db, actor("U0EL"), rid, clock, policy, role_hint="engineering_lead")
+    assert_refused(db, rid, out, "U0EL", "signoff_refused", "no_signoff_role")
 
 
 def test_sign_off_roles_come_from_the_policy(db, clock):
@@ -260,21 +248,21 @@ def test_sign_off_roles_come_from_the_policy(db, clock):
     clock.set(STABLE)
     sign_off(db, actor("U0QA"), rid, clock, three)
     sign_off(db, actor("U0OPS"), rid, clock, three)
-    assert release(db, rid).state == "stabilising"
+    assert sign_off(db, actor("U0RM"), rid, clock, three).refused  # security has not signed yet
     assert sign_off(db, actor("U0SEC"), rid, clock, three).changed
+    followed_up(db, clock, three, rid)
+    assert sign_off(db, actor("U0RM"), rid, clock, three).changed
     assert release(db, rid).state == "closed"
 
 
 # --- the follow-up and the retrospective ------------------------------------------------------------------------------
-
-NOTES = {"evidence": "error rate flat, p95 within SLO", "actions": "none"}
 
 
 @pytest.mark.parametrize("user", [DEPLOYER, REQUESTER, "U0RM", "U0EL", "U0OPS"])
 def test_who_may_record_the_follow_up(db, clock, policy, user):
     rid = deployed(db, clock, policy)
     now = clock.advance(hours=3)
-    out = record_task(db, actor(user), rid, "followup", {"evidence": "  all green ", "actions": ""}, clock)
+    out = record_task(db, actor(user), rid, "followup", {"evidence": "  all green ", "actions": ""}, clock, policy)
     assert out.changed and out.message == f"The 24-hour follow-up of REL-{rid} is recorded."
     t = task(db, rid, "followup")
     assert (t.done_by, t.done_at, t.details) == (user, now, {"evidence": "all green", "actions": ""})
@@ -290,7 +278,7 @@ def test_who_may_record_the_follow_up(db, clock, policy, user):
 def test_others_may_not_record_the_follow_up(db, clock, policy, user):
     rid = deployed(db, clock, policy)
     before = outbox_keys(db)
-    out = record_task(db, actor(user), rid, "followup", NOTES, clock)
+    out = record_task(db, actor(user), rid, "followup", NOTES, clock, policy)
     assert_refused(db, rid, out, user, "followup_refused", "not_owner")
     assert task(db, rid, "followup").done_at is None
     assert outbox_keys(db) == before
@@ -306,7 +294,7 @@ def test_the_record_needs_its_notes(db, clock, policy, details, field):
     before = writes(db, rid)
     kind = "followup" if "evidence" in details else "retrospective"
     with pytest.raises(InputError) as exc:
-        record_task(db, actor(DEPLOYER), rid, kind, details, clock)
+        record_task(db, actor(DEPLOYER), rid, kind, details, clock, policy)
     assert exc.value.field == field
     assert writes(db, rid) == before
     assert task(db, rid, kind).done_at is None
@@ -315,16 +303,16 @@ def test_the_record_needs_its_notes(db, clock, policy, details, field):
 def test_an_unknown_task_kind_is_an_input_error(db, clock, policy):
     rid = deployed(db, clock, policy)
     with pytest.raises(InputError):
-        record_task(db, actor(DEPLOYER), rid, "postmortem", {"notes": "x"}, clock)
+        record_task(db, actor(DEPLOYER), rid, "postmortem", {"notes": "x"}, clock, policy)
 
 
 def test_a_task_is_recorded_once(db, clock, policy):
     rid = deployed(db, clock, policy)
     first_at = clock.advance(hours=2)
-    record_task(db, actor(DEPLOYER), rid, "followup", NOTES, clock)
+    record_task(db, actor(DEPLOYER), rid, "followup", NOTES, clock, policy)
     before = writes(db, rid)
     clock.advance(hours=1)
-    out = record_task(db, actor("U0RM"), rid, "followup", {"evidence": "something else"}, clock)
+    out = record_task(db, actor("U0RM"), rid, "followup", {"evidence": "something else"}, clock, policy)
     assert not out.changed and not out.refused
     assert out.message == (f"The 24-hour follow-up of REL-{rid} was already recorded by {DEPLOYER} at "
                            f"{first_at:%Y-%m-%d %H:%M} UTC.")
@@ -339,7 +327,7 @@ def test_a_task_is_recorded_once(db, clock, policy):
 def test_a_record_after_the_due_time_is_flagged_late(db, clock, policy, after, late):
     rid = deployed(db, clock, policy)
     clock.set(FINISHED + timedelta(hours=24) + after)
-    record_task(db, actor(DEPLOYER), rid, "followup", NOTES, clock)
+    record_task(db, actor(DEPLOYER), rid, "followup", NOTES, clock, policy)
     assert events(db, rid, "followup_recorded")[0].after["late"] is late
 
 
@@ -348,7 +336,7 @@ def test_the_retrospective_of_a_major_release(db, clock, policy):
     due = task(db, rid, "retrospective").due_at
     clock.set(due + timedelta(hours=1))
     out = record_task(db, actor(REQUESTER), rid, "retrospective", {"notes": "went fine", "actions": "automate X"},
-                      clock)
+                      clock, policy)
     assert out.changed and out.message == f"The retrospective of REL-{rid} is recorded."
     ev = events(db, rid, "retrospective_recorded")[0]
     assert ev.after == {"kind": "retrospective", "notes": "went fine", "actions": "automate X",
@@ -360,7 +348,7 @@ def test_the_retrospective_of_a_major_release(db, clock, policy):
 
 def test_a_retrospective_not_owed_is_refused(db, clock, policy):
     rid = deployed(db, clock, policy, "minor")  # a successful minor release owes none
-    out = record_task(db, actor(DEPLOYER), rid, "retrospective", {"notes": "anyway"}, clock)
+    out = record_task(db, actor(DEPLOYER), rid, "retrospective", {"notes": "anyway"}, clock, policy)
     assert_refused(db, rid, out, DEPLOYER, "retrospective_refused", "no_task")
     assert out.message == f"REL-{rid} owes no retrospective."
     assert task(db, rid, "retrospective") is None
@@ -368,5 +356,5 @@ def test_a_retrospective_not_owed_is_refused(db, clock, policy):
 
 def test_nothing_is_owed_before_the_deployment_ends(db, clock, policy):
     rid = deploying(db, clock, policy)
-    out = record_task(db, actor(DEPLOYER), rid, "followup", NOTES, clock)
+    out = record_task(db, actor(DEPLOYER), rid, "followup", NOTES, clock, policy)
     assert_refused(db, rid, out, DEPLOYER, "followup_refused", "no_task")

@@ -296,12 +296,15 @@ def test_start_records_the_deployment(db, clock, policy):
     assert (ev.after["artifact"], ev.after["commit"], ev.after["pipeline_url"]) == (
         "ghcr.io/acme/pay@sha256:ab", "0123abcd", "https://ci.test/p/42")
     new = [row for row in outbox(db) if row.key not in keys0]
-    assert [row.key for row in new] == [f"approval:{rid}:event:{ev.id}", f"note:{rid}:deployment_started:"]
+    assert [row.key for row in new] == [f"approval:{rid}:event:{ev.id}", f"note:{rid}:deployment_started:",
+                                        f"reminder:{rid}:stuck_deployment:", f"reminder:{rid}:stuck_escalation:"]
     assert new[0].kind == "approval_message"
     assert new[1].kind == "thread_note"
     assert new[1].payload == {"event": "deployment_started", "deployer": DEPLOYER}
-    assert {row.stream for row in new} == {f"release:{rid}"}
-    assert {row.due_at for row in new} == {IN_WINDOW}
+    assert {row.stream for row in new[:2]} == {f"release:{rid}"}
+    assert {row.due_at for row in new[:2]} == {IN_WINDOW}
+    # the stuck-deployment reminders are due after the window (tests/unit/test_reminders.py)
+    assert [row.kind for row in new[2:]] == ["reminder", "reminder"]
 
 
 def test_start_through_a_pipeline_names_the_pipeline_in_the_audit(db, clock, policy):

@@ -384,7 +384,8 @@ def test_a_successful_minor_release_owes_no_retrospective(db, clock, policy):
     finish(db, clock, policy, rid, "success")
     assert set(tasks(db, rid)) == {"followup"}
     assert reminder_keys(db, rid) == [f"reminder:{rid}:followup:", f"reminder:{rid}:followup_escalation:",
-                                      f"reminder:{rid}:signoff_request:"]
+                                      f"reminder:{rid}:signoff_request:", f"reminder:{rid}:stuck_deployment:",
+                                      f"reminder:{rid}:stuck_escalation:"]
 
 
 def test_a_successful_emergency_release_owes_a_retrospective(db, clock, policy):

@@ -52,12 +52,17 @@ def go(db, clock, user, rid):
     assert cast_vote(db, actor(user), rid, "go", clock).changed
 
 
-def deployed(db, clock, policy, type_="minor", outcome="success") -> int:
+def deploying(db, clock, policy, type_="minor") -> int:
     rid = new_release(db, clock, policy, type=type_, **WINDOW)
     for user in VOTERS[type_]:
         go(db, clock, user, rid)
     clock.set(IN_WINDOW)
-    assert start_deployment(db, Deployer(DEPLOYER), rid, ALL_CHECKED, clock).changed
+    assert start_deployment(db, Deployer(DEPLOYER), rid, ALL_CHECKED, clock, policy=policy).changed
+    return rid
+
+
+def deployed(db, clock, policy, type_="minor", outcome="success") -> int:
+    rid = deploying(db, clock, policy, type_)
     clock.set(FINISHED)
     assert finish_deployment(db, Deployer(DEPLOYER), rid, outcome, clock, policy).changed
     return rid
@@ -167,7 +172,8 @@ def test_after_sent_twice_for_one_row_schedules_one_next_nudge(db, clock, policy
 def test_after_sent_of_other_reminders_schedules_nothing(db, clock, policy):
     rid = deployed(db, clock, policy, "major")
     before = outbox_keys(db)
-    for what in ("followup", "followup_escalation", "retrospective_soon", "retrospective_due", "signoff_request"):
+    for what in ("followup", "followup_escalation", "retrospective_soon", "retrospective_due", "signoff_request",
+                 "stuck_deployment", "stuck_escalation"):
         sent(db, policy, f"reminder:{rid}:{what}:", FINISHED + timedelta(days=3))
     assert outbox_keys(db) == before
 
@@ -193,7 +199,7 @@ def test_follow_up_escalation_names_only_the_release_managers(db, clock, policy)
 def test_follow_up_reminders_are_skipped_once_recorded(db, clock, policy):
     rid = deployed(db, clock, policy)
     clock.advance(hours=5)
-    record_task(db, actor(DEPLOYER), rid, "followup", {"evidence": "all green"}, clock)
+    record_task(db, actor(DEPLOYER), rid, "followup", {"evidence": "all green"}, clock, policy)
     for what in ("followup", "followup_escalation"):
         skip = due(db, policy, f"reminder:{rid}:{what}:")
         assert isinstance(skip, reminders.Skip)
@@ -211,7 +217,7 @@ def test_retrospective_reminders_go_to_the_deployer_and_the_requester(db, clock,
 
 def test_retrospective_reminders_are_skipped_once_recorded_and_the_follow_up_is_not(db, clock, policy):
     rid = deployed(db, clock, policy, "minor", outcome="rolled_back")
-    record_task(db, actor(REQUESTER), rid, "retrospective", {"notes": "root cause: config"}, clock)
+    record_task(db, actor(REQUESTER), rid, "retrospective", {"notes": "root cause: config"}, clock, policy)
     for what in ("retrospective_soon", "retrospective_due"):
         skip = due(db, policy, f"reminder:{rid}:{what}:")
         assert isinstance(skip, reminders.Skip) and skip.reason == "retrospective already recorded"
@@ -236,11 +242,15 @@ def test_signoff_request_lists_only_the_roles_still_needed(db, clock, policy):
     assert n.roles == ("operations",) and n.detail == {"needed": ["operations"]}
 
 
-def test_signoff_request_is_skipped_once_closed(db, clock, policy):
+def test_signoff_request_is_skipped_once_every_sign_off_is_in(db, clock, policy):
     rid = deployed(db, clock, policy)
     clock.set(FINISHED + timedelta(hours=2))
     sign_off(db, actor("U0QA"), rid, clock, policy)
     sign_off(db, actor("U0OPS"), rid, clock, policy)
+    skip = due(db, policy, f"reminder:{rid}:signoff_request:")
+    assert isinstance(skip, reminders.Skip) and skip.reason == "every post-deployment sign-off is in"
+    record_task(db, actor(DEPLOYER), rid, "followup", {"evidence": "all green"}, clock, policy)
+    sign_off(db, actor("U0RM"), rid, clock, policy)
     skip = due(db, policy, f"reminder:{rid}:signoff_request:")
     assert isinstance(skip, reminders.Skip) and skip.reason == "release is closed"
 
@@ -259,3 +269,95 @@ def test_an_unknown_reminder_is_skipped(db, clock, policy):
         announce.reminder(s, load(s, rid), "horoscope", START, START)
     skip = due(db, policy, f"reminder:{rid}:horoscope:")
     assert isinstance(skip, reminders.Skip) and skip.reason == "unknown reminder 'horoscope'"
+
+
+# --- the release manager's closing sign-off ----------------------------------------------------------------------
+
+CLOSING = "reminder:{}:closing_signoff:"
+
+
+def all_but_closing(db, clock, policy) -> int:
+    rid = deployed(db, clock, policy)
+    clock.set(FINISHED + timedelta(hours=2))
+    sign_off(db, actor("U0QA"), rid, clock, policy)
+    sign_off(db, actor("U0OPS"), rid, clock, policy)
+    record_task(db, actor(DEPLOYER), rid, "followup", {"evidence": "all green"}, clock, policy)
+    return rid
+
+
+def test_closing_signoff_reminder_names_the_release_managers(db, clock, policy):
+    rid = all_but_closing(db, clock, policy)
+    n = due(db, policy, CLOSING.format(rid))
+    assert isinstance(n, reminders.Notice)
+    assert (n.what, n.users, n.roles) == ("closing_signoff", (), ("release_manager",))
+    assert n.detail == {"needed": ["release_manager"]}
+
+
+def test_closing_signoff_reminder_is_skipped_once_closed(db, clock, policy):
+    rid = all_but_closing(db, clock, policy)
+    assert sign_off(db, actor("U0RM"), rid, clock, policy).changed
+    skip = due(db, policy, CLOSING.format(rid))
+    assert isinstance(skip, reminders.Skip) and skip.reason == "release is closed"
+
+
+def test_closing_signoff_reminder_is_skipped_after_a_rollback(db, clock, policy):
+    rid = all_but_closing(db, clock, policy)
+    decide_rollback(db, Deployer("U0OPS", frozenset({"operations"})), rid, "error rate +20%", clock)
+    skip = due(db, policy, CLOSING.format(rid))
+    assert isinstance(skip, reminders.Skip) and skip.reason == "release is rolling_back"
+
+
+# --- deployments left running past their window ---------------------------------------------------------------------
+
+WINDOW_END = datetime(2026, 12, 9, 11, 0, tzinfo=UTC)
+
+
+def test_starting_a_deployment_schedules_the_stuck_reminder_and_its_escalation(db, clock, policy):
+    rid = deploying(db, clock, policy)
+    first, second = row(db, f"reminder:{rid}:stuck_deployment:"), row(db, f"reminder:{rid}:stuck_escalation:")
+    assert (first.kind, first.due_at, first.created_at, first.payload) == (
+        "reminder", WINDOW_END + timedelta(minutes=30), IN_WINDOW, {"reminder": "stuck_deployment"})
+    assert (second.kind, second.due_at, second.payload) == (
+        "reminder", WINDOW_END + timedelta(minutes=60), {"reminder": "stuck_escalation"})
+
+
+def test_the_grace_period_comes_from_the_policy(db, clock):
+    from conftest import ROLES
+    from commands.policy import Policy
+    pol = Policy.from_mapping({"roles": ROLES, "deployment": {"stuck_grace": "2h"}})
+    rid = deploying(db, clock, pol)
+    assert row(db, f"reminder:{rid}:stuck_deployment:").due_at == WINDOW_END + timedelta(hours=2)
+    assert row(db, f"reminder:{rid}:stuck_escalation:").due_at == WINDOW_END + timedelta(hours=4)
+
+
+def test_a_stuck_deployment_reminds_the_deployer(db, clock, policy):
+    rid = deploying(db, clock, policy)
+    n = due(db, policy, f"reminder:{rid}:stuck_deployment:")
+    assert isinstance(n, reminders.Notice)
+    assert (n.what, n.users, n.roles) == ("stuck_deployment", (DEPLOYER,), ())
+    assert n.detail == {"state": "deploying", "window_end": WINDOW_END, "started_at": IN_WINDOW}
+
+
+def test_a_stuck_deployment_escalates_to_the_release_managers(db, clock, policy):
+    rid = deploying(db, clock, policy)
+    n = due(db, policy, f"reminder:{rid}:stuck_escalation:")
+    assert isinstance(n, reminders.Notice)
+    assert (n.what, n.users, n.roles) == ("stuck_escalation", (), ("release_manager",))
+    assert n.detail["state"] == "deploying"
+
+
+def test_a_rollback_still_running_is_stuck_too(db, clock, policy):
+    rid = deploying(db, clock, policy)
+    decide_rollback(db, Deployer(DEPLOYER), rid, "error rate +20%", clock)
+    for what in ("stuck_deployment", "stuck_escalation"):
+        n = due(db, policy, f"reminder:{rid}:{what}:")
+        assert isinstance(n, reminders.Notice) and n.detail["state"] == "rolling_back"
+
+
+@pytest.mark.parametrize("outcome", ["success", "rolled_back", "failed"])
+def test_stuck_reminders_are_skipped_once_the_deployment_finished(db, clock, policy, outcome):
+    rid = deployed(db, clock, policy, outcome=outcome)
+    for what in ("stuck_deployment", "stuck_escalation"):
+        skip = due(db, policy, f"reminder:{rid}:{what}:")
+        state = {"success": "stabilising"}.get(outcome, outcome)
+        assert isinstance(skip, reminders.Skip) and skip.reason == f"deployment finished ({state})"
