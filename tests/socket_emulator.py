@@ -11,7 +11,6 @@ token. `lose_ack_of` makes an ack go missing and the connection drop, as a netwo
 """
 from __future__ import annotations
 
-import itertools
 import json
 import secrets
 import threading
@@ -44,7 +43,6 @@ class SocketEmulator:
         self._pending: dict[str, dict] = {}  # envelope_id -> envelope, until acknowledged
         self._lose: set[str] = set()
         self._tickets: set[str] = set()
-        self._seq = itertools.count(1)
         self._cond = threading.Condition()
         slack.valid_tokens.add(app_token)
         slack.connections_url = self._issue_url  # apps.connections.open answers with this

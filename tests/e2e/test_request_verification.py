@@ -7,6 +7,7 @@ and /healthz have their own credentials and work the same in both modes.
 from __future__ import annotations
 
 import contextlib
+import json
 from urllib.parse import urlencode
 
 import httpx
@@ -124,7 +125,6 @@ def test_in_http_mode_a_signed_go_vote_counts(bot, db, clock, policy):
     {"type": "event_callback", "team_id": "T0001", "event": {"type": "app_home_opened", "user": "U0RM"}},
 ])
 def test_in_http_mode_unsigned_events_and_challenges_get_401(bot, db, clock, policy, body):
-    import json
     requested(db, clock, policy)
     r = bot.slack.post_raw(json.dumps(body), {"Content-Type": "application/json"})
     bot.idle()
