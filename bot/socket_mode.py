@@ -18,8 +18,8 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 
 from bot.services import Services
 
-# How often the connection is pinged and checked: a connection that dropped without a word is re-opened
-# within this many seconds. Bolt's default is 10.
+# How often the connection is pinged and checked (Bolt's default is 10): a closed or reset connection is
+# re-opened at the next check, one that merely goes silent after four intervals without a pong.
 PING_SECONDS = 5
 log = logging.getLogger(__name__)
 
