@@ -1,6 +1,7 @@
 """The Bolt app: one App, its listeners, nothing else."""
 from __future__ import annotations
 
+import secrets
 from concurrent.futures import Executor
 
 from slack_bolt import App
@@ -11,12 +12,14 @@ from bot.services import Services
 
 
 def build_app(svc: Services, listener_executor: Executor | None = None) -> App:
-    socket_mode = bool(svc.config.app_token)
     app = App(
         client=svc.client,
-        signing_secret=svc.config.signing_secret or "unused-in-socket-mode",
-        # Socket Mode frames are authenticated by the app token, not signed.
-        request_verification_enabled=not socket_mode,
+        # Verification stays on in both modes. Bolt itself lets Socket Mode envelopes through (they arrive on
+        # the connection the bot opened with its app token); every HTTP request must be signed. In Socket
+        # Mode no HTTP request reaches this app at all (bot/server.py), and without a configured secret a
+        # random one stands in, so that nothing anyone sends could pass as signed.
+        signing_secret=svc.config.signing_secret or secrets.token_hex(32),
+        request_verification_enabled=True,
         # A single-workspace bot knows its token. Bolt's default would call
         # auth.test on the first request, making that request fail whenever
         # Slack's Web API is down even though the event itself arrived fine.

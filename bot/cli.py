@@ -185,17 +185,18 @@ def _serve() -> int:
     try:
         scheduler.start()
         if config.app_token:
-            from slack_bolt.adapter.socket_mode import SocketModeHandler
+            from bot import socket_mode
             try:
-                # connect() returns once connected; Slack's events then arrive on its own threads,
-                # and the HTTP server below still serves the pipeline API, the feed and /healthz.
-                SocketModeHandler(app, config.app_token, web_client=svc.client).connect()
+                # Returns once connected; Slack's requests then arrive on the client's own threads, and
+                # the HTTP server below serves the pipeline API, the feed and /healthz (not /slack/events).
+                socket_mode.connect(app, svc)
             except SlackApiError as exc:
                 raise ConfigError(f"releasebot cannot start: Slack refused the Socket Mode connection "
                                   f"({exc.response.get('error')}). Check SLACK_APP_TOKEN: an app-level token "
                                   "(xapp-…) with the connections:write scope.") from None
             logging.info("releasebot connected to Slack over Socket Mode")
-        logging.info("releasebot listening on :%s (/slack/events, /api/v1/, /calendar.ics, /healthz)", config.port)
+        logging.info("releasebot listening on :%s (%s/api/v1/, /calendar.ics, /healthz)", config.port,
+                     "" if config.app_token else "/slack/events, ")
         waitress.serve(wsgi_app(app, engine, svc), host="0.0.0.0", port=config.port, threads=8,
                        ident="releasebot")
     except KeyboardInterrupt:

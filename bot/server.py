@@ -1,4 +1,5 @@
-"""HTTP: Slack's events endpoint, the pipeline API and a health check, as one WSGI app for waitress."""
+"""HTTP: Slack's events endpoint (HTTP mode only), the pipeline API, the feed and a health check, as one WSGI
+app for waitress."""
 from __future__ import annotations
 
 from typing import Callable, Iterable
@@ -14,13 +15,15 @@ from bot.services import Services
 
 
 def wsgi_app(app: App, db: Engine, svc: Services) -> Callable:
-    slack = SlackRequestHandler(app, path="/slack/events")
+    # In Socket Mode Slack's requests arrive over the WebSocket (bot/socket_mode.py), so /slack/events is not
+    # served: whatever comes there over HTTP is not from Slack, signed or not.
+    slack = None if svc.config.app_token else SlackRequestHandler(app, path="/slack/events")
     api = api_app(svc)  # bearer tokens, not Slack signatures
     calendar = feed_app(svc)  # a per-person token in the URL, for calendar clients
 
     def application(environ, start_response) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if path == "/slack/events":
+        if path == "/slack/events" and slack is not None:
             return slack(environ, start_response)
         if path.startswith("/api/"):
             return api(environ, start_response)

@@ -17,6 +17,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import itertools
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
@@ -73,6 +74,8 @@ class SlackEmulator:
         self.user_groups: dict[str, list[str]] = {}
         self.valid_tokens: set[str] = {"xoxb-test"}
         self.messages: dict[tuple[str, str], dict] = {}
+        # apps.connections.open answers with connections_url() when set (tests/socket_emulator.py does).
+        self.connections_url: Callable[[], str] | None = None
         self._failures: dict[str, list[_Failure]] = {}
         self._delays: dict[str, float] = {}
         self._in_flight: Counter[str] = Counter()  # calls received, still being delayed
@@ -389,8 +392,10 @@ class SlackEmulator:
         return {"channel": {"id": _require_channel(args)}}
 
     def _apps_connections_open(self, args: dict) -> dict:
-        # Only the token check matters here (an app-level token must be in
-        # valid_tokens); no WebSocket server stands behind this URL.
+        # An app-level token must be in valid_tokens. Without a SocketEmulator no WebSocket server stands
+        # behind the URL.
+        if self.connections_url is not None:
+            return {"url": self.connections_url()}
         return {"url": f"ws://{self.host}:{self.port}/link/?ticket=emulated"}
 
 
