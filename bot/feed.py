@@ -17,7 +17,12 @@ from bot.services import Services
 
 
 def _secret(svc: Services) -> bytes:
-    configured = svc.config.feed_secret or ("feed:" + svc.config.signing_secret)
+    # In Socket Mode there may be no signing secret; the app token is then the
+    # server secret. Never derive from an empty string: anyone could compute it.
+    base = svc.config.signing_secret or svc.config.app_token
+    if not (svc.config.feed_secret or base):
+        raise RuntimeError("no secret to derive calendar feed tokens from")
+    configured = svc.config.feed_secret or ("feed:" + base)
     return hashlib.sha256(configured.encode()).digest()
 
 
