@@ -153,3 +153,26 @@ def test_a_pipeline_report_of_the_outcome_obeys_the_finisher_rule(pbot, db, cloc
     assert release(db).state == "deploying"
     assert [e.actor for e in events(db, "finish_refused")] == ["U0DEV via pipeline:deploy-pipeline",
                                                                "U0QA via pipeline:deploy-pipeline"]
+
+
+def test_a_deploying_role_slack_could_not_check_is_502_try_again(db, clock, emulator):
+    from commands.policy import Policy
+    from conftest import ROLES
+    policy = Policy.from_mapping({"roles": {**ROLES, "operations": ["U0OPS", "S0ONCALL"]}})
+    running = start_bot(db, clock, policy, emulator, env_overrides={"RELEASEBOT_API_TOKENS": TOKENS})
+    try:
+        approved(running, db)  # the on-call group is not listed yet, so nothing about it is cached
+        emulator.user_groups["S0ONCALL"] = ["U0ONCALL"]
+        emulator.fail_next("usergroups.users.list", 10, status=500)  # every group lookup of this request
+        before = counts(db)
+        with client(running, PEOPLE_TOKEN) as c:
+            r = started(c, clock, "U0ONCALL")
+            assert r.status_code == 502 and "try again" in r.json()["error"], r.text
+            assert counts(db) == before  # no refusal audited
+            emulator.heal()
+            assert started(c, clock, "U0ONCALL").status_code == 201  # Slack answers again: they deploy
+    finally:
+        running.slack.close()
+        running.server.close()
+        running.thread.join(timeout=5)
+        running.executor.shutdown(wait=True)
