@@ -1,8 +1,11 @@
 """The deployment gate, the deployment itself, rollback, and its outcome.
 
 QMS §3.4: the person who executes a deployment is never one of its go/no-go
-approvers; that is the one structural rule no team size relaxes. §4.4 step 4:
-monitoring, rollback readiness and on-call are confirmed before it starts.
+approvers; that is the one structural rule no team size relaxes. It is a
+DevOps / Platform Engineer: only the policy's deploying roles deploy. §4.4
+step 4: monitoring, rollback readiness and on-call are confirmed before it
+starts. A pipeline is held to the same rules as a click, within what its
+token allows.
 """
 from __future__ import annotations
 
@@ -152,6 +155,8 @@ def check_gate(db: Engine, release_id: int, who: Deployer, clock: Clock, checkli
 # ---- the steps of each decision, so a pipeline's report can chain them in one transaction ----
 
 def start_replay(d: Decision, who: Deployer) -> Outcome | None:
+    if pipeline_scope(d.release, who):
+        return None  # outside the token's allow-list: refused, not answered as a repeat
     existing = deployment_of(d.session, d.release)
     if existing and existing.deployer_id == who.user_id and d.release.state in IN_FLIGHT:
         return Outcome(f"{d.release.ref} is already being deployed by you since "
@@ -222,7 +227,9 @@ def rollback_change(d: Decision, who: Deployer, dep: Deployment, reason: str) ->
                    f"/release done {release.ref} outcome=rolled_back.", release, changed=True)
 
 
-def finish_replay(d: Decision, outcome: str) -> Outcome | None:
+def finish_replay(d: Decision, who: Deployer, outcome: str) -> Outcome | None:
+    if pipeline_scope(d.release, who):
+        return None
     dep = deployment_of(d.session, d.release)
     if dep and dep.outcome == outcome and dep.finished_at and d.release.state not in IN_FLIGHT:
         return Outcome(f"{d.release.ref} already finished: {outcome}.", d.release)
@@ -313,7 +320,7 @@ def finish_deployment(db: Engine, who: Deployer, release_id: int, outcome: str, 
                       note: str | None = None, link: str | None = None) -> Outcome:
     valid_outcome(outcome)
     return decide(db, release_id, who.audit_name, "finish", clock.now(),
-                  replay=lambda d: finish_replay(d, outcome),
+                  replay=lambda d: finish_replay(d, who, outcome),
                   check=lambda d: finish_check(d, who, outcome),
                   change=lambda d: finish_change(d, who, d.context, outcome, policy, note, link),
                   refusal_detail={"outcome": outcome})

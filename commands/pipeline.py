@@ -55,7 +55,7 @@ def report_deployment(db: Engine, who: Deployer, release_id: int, report: Report
     def replay(d: Decision) -> Outcome | None:
         if d.release.approval_seq == 0:
             return None
-        return start_replay(d, who) if outcome is None else finish_replay(d, outcome)
+        return start_replay(d, who) if outcome is None else finish_replay(d, who, outcome)
 
     def check(d: Decision):
         if d.release.approval_seq == 0:
