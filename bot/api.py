@@ -6,11 +6,14 @@
                                                "checklist": {"monitoring": true, …}, "note": …}
 
 Each pipeline has its own bearer token (RELEASEBOT_API_TOKENS); only the
-tokens' sha256 digests are kept, and the pipeline's name goes into every
-event it reports ("U123 via pipeline:nightly"). The same use cases as the
-Slack buttons do the work, so a pipeline gets the same gate and leaves the
-same record. Answers are JSON; errors are {"error": "…"} with the status that
-says what went wrong, never a traceback.
+tokens' sha256 digests are kept, with what each token allows (environments,
+and whether it may name a person or acts only as pipeline:<name>). The
+pipeline's name goes into every event it reports ("U123 via pipeline:nightly").
+A named person must be an active member of the workspace (bot/people.py).
+The same use cases as the Slack buttons decide (commands.deploy,
+commands.pipeline); this module only authenticates, parses and maps their
+Outcome to a status. Answers are JSON; errors are {"error": "…"} with the
+status that says what went wrong, never a traceback.
 """
 from __future__ import annotations
 
@@ -23,14 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import parse_qs
 
-from slack_sdk.errors import SlackApiError
-
-from commands.deploy import (CHECKLIST, Deployer, check_gate, decide_rollback, finish_deployment,
-                             never_approved, release_state, report_unapproved, start_deployment)
-from commands.errors import InputError, NotFound
-from commands.states import STABILISING
+from commands.deploy import CHECKLIST, Deployer, check_gate, pipeline_identity, release_state
+from commands.errors import CouldNotCheck, InputError, NotFound
+from commands.pipeline import STATUSES, Report, report_deployment
 from commands.text import parse_ref
 
+from bot.config import ApiToken
+from bot.people import EMAIL, USER_ID, NotAMember, SlackUnavailable
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -38,13 +40,8 @@ log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
 _ROUTE = re.compile(r"^/api/v1/releases/([^/]+)/(gate|deployments)/?$")
 _METHOD = {"gate": "GET", "deployments": "POST"}
-# API status -> the outcome finish_deployment records (None: start_deployment)
-STATUSES: dict[str, str | None] = {"started": None, "succeeded": "success", "failed": "failed",
-                                   "rolled_back": "rolled_back"}
 CHECK_KEYS = tuple(key for key, _ in CHECKLIST)
 _BODY_FIELDS = {"status", "actor", "artifact", "commit", "pipeline_url", "checklist", "note"}
-_USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _URL = re.compile(r"https?://\S+")
 _TRUE, _FALSE = {"1", "true", "yes"}, {"0", "false", "no"}
 _AUTH_HEADERS = (("WWW-Authenticate", 'Bearer realm="releasebot"'),)
@@ -80,13 +77,14 @@ def api_app(svc: Services) -> Callable:
         except ApiError as exc:
             response = Response(exc.status, {"error": exc.message}, exc.headers)
         except Exception:  # noqa: BLE001 - the caller gets a status, the log gets the traceback
-            log.exception("pipeline API: %s %s (pipeline %s) failed", method, path, pipeline)
+            log.exception("pipeline API: %s %s (pipeline %s) failed", method, path, pipeline and pipeline.name)
             response = Response(500, {"error": "internal error"})
         if response.status == 401:
             log.warning("pipeline API: %s %s from %s refused: %s", method, path, environ.get("REMOTE_ADDR"),
                         response.body.get("error"))
         else:
-            log.info("pipeline API: %s %s by pipeline %s -> %s", method, path, pipeline, response.status)
+            log.info("pipeline API: %s %s by pipeline %s -> %s", method, path, pipeline and pipeline.name,
+                     response.status)
         payload = json.dumps(response.body, ensure_ascii=False).encode("utf-8")
         start_response(f"{response.status} {_REASON.get(response.status, '')}".strip(),
                        [("Content-Type", "application/json; charset=utf-8"), ("Cache-Control", "no-store"),
@@ -96,8 +94,8 @@ def api_app(svc: Services) -> Callable:
     return application
 
 
-def authenticate(token_hashes: Mapping[str, str], header: str) -> str:
-    """The name of the pipeline whose token this Authorization header carries."""
+def authenticate(token_hashes: Mapping[str, ApiToken], header: str) -> ApiToken:
+    """The pipeline (and what it may do) whose token this Authorization header carries."""
     scheme, _, token = header.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
@@ -112,7 +110,7 @@ def authenticate(token_hashes: Mapping[str, str], header: str) -> str:
     return found
 
 
-def _route(svc: Services, pipeline: str, method: str, path: str, environ) -> Response:
+def _route(svc: Services, pipeline: ApiToken, method: str, path: str, environ) -> Response:
     m = _ROUTE.match(path)
     if not m:
         raise ApiError(404, f"no such endpoint: {path}; use /api/v1/releases/REL-n/gate or "
@@ -126,30 +124,31 @@ def _route(svc: Services, pipeline: str, method: str, path: str, environ) -> Res
         raise ApiError(400, f"'{ref}' is not a release id; a release id looks like REL-12") from None
     try:
         if what == "gate":
-            return _gate(svc, release_id, environ)
+            return _gate(svc, pipeline, release_id, environ)
         return _report(svc, pipeline, release_id, environ)
     except NotFound:
         raise ApiError(404, f"REL-{release_id} does not exist") from None
+    except CouldNotCheck as exc:  # a user group lookup failed: nothing was written
+        raise ApiError(502, exc.message) from None
     except InputError as exc:
         raise ApiError(400, exc.message) from None
 
 
-def _gate(svc: Services, release_id: int, environ) -> Response:
+def _gate(svc: Services, pipeline: ApiToken, release_id: int, environ) -> Response:
     params = _query(environ)
     unknown = sorted(set(params) - {"actor", *CHECK_KEYS})
     if unknown:
         raise ApiError(400, f"unknown parameter {', '.join(unknown)}; the gate takes actor, "
                             f"{', '.join(CHECK_KEYS)}")
     checklist = {key: _flag(key, params[key]) for key in CHECK_KEYS if key in params}
-    actor = _required_actor(params.get("actor"))
-    never_approved(svc.db, release_id)  # 404 before asking Slack about the actor
-    user = resolve_actor(svc, actor)
-    reasons = check_gate(svc.db, release_id, user, svc.clock, checklist)
-    return Response(200, {"release": f"REL-{release_id}", "actor": user, "allowed": not reasons,
+    release_state(svc.db, release_id)  # 404 before asking Slack about the actor
+    who = deployer(svc, pipeline, params.get("actor"))
+    reasons = check_gate(svc.db, release_id, who, svc.clock, checklist, svc.policy)
+    return Response(200, {"release": f"REL-{release_id}", "actor": who.user_id, "allowed": not reasons,
                           "reasons": reasons})
 
 
-def _report(svc: Services, pipeline: str, release_id: int, environ) -> Response:
+def _report(svc: Services, pipeline: ApiToken, release_id: int, environ) -> Response:
     body = _json_body(environ)
     unknown = sorted(set(body) - _BODY_FIELDS)
     if unknown:
@@ -157,79 +156,48 @@ def _report(svc: Services, pipeline: str, release_id: int, environ) -> Response:
     status = body.get("status")
     if status not in STATUSES:
         raise ApiError(400, f"status must be one of {', '.join(STATUSES)}, not {json.dumps(status)}")
-    actor = _required_actor(body.get("actor"))
-    artifact = _text(body, "artifact", 1000)
-    commit = _text(body, "commit", 80)
+    actor = body.get("actor")
     pipeline_url = _text(body, "pipeline_url", 2000)
     if pipeline_url and not _URL.fullmatch(pipeline_url):
         raise ApiError(400, "pipeline_url must be an http(s) URL")
-    note = _text(body, "note", 2000)
-    checklist = _checklist(body.get("checklist"))
-    ref = f"REL-{release_id}"
-    unapproved = never_approved(svc.db, release_id)
-    user = resolve_actor(svc, actor)
-    who = Deployer(user, svc.roles.roles_of(user), pipeline=pipeline)
-
-    if unapproved:
-        detail = " ".join(f"{k}={v}." for k, v in (("artifact", artifact), ("commit", commit),
-                                                   ("pipeline_url", pipeline_url), ("note", note)) if v)
-        reasons = check_gate(svc.db, release_id, user, svc.clock, checklist) if status == "started" else []
-        nc = report_unapproved(svc.db, who, release_id, status, svc.clock, detail)
-        _kick(svc)
-        reasons.append(f"{ref} was never approved: a deployment reported for it is a non-conformance (QMS 6.2), "
-                       f"recorded as non-conformance {nc.id} and posted to the release channel")
-        return Response(409, {"release": ref, "allowed": False, "nonconformance": nc.id, "reasons": reasons})
-
-    if status == "started":
-        out = start_deployment(svc.db, who, release_id, checklist, svc.clock, artifact=artifact, commit=commit,
-                               pipeline_url=pipeline_url, policy=svc.policy)
-        if out.refused:
-            return Response(409, {"release": ref, "allowed": False, "reasons": out.data.get("reasons", [])})
-        code = 201 if out.changed else 200  # 200: this deployer had already started it
-    else:
-        if status == "rolled_back" and release_state(svc.db, release_id) == STABILISING:
-            # A pipeline that rolls back on its own after a success reports only the end: the
-            # decision and the restoration are then one moment, as in a one-step Slack rollback.
-            decided = decide_rollback(svc.db, who, release_id, note or "reported rolled back by the pipeline",
-                                      svc.clock)
-            if decided.refused:
-                return Response(409, {"release": ref, "error": decided.message})
-        out = finish_deployment(svc.db, who, release_id, STATUSES[status], svc.clock, svc.policy, note=note,
-                                link=pipeline_url)
-        if out.refused:
-            return Response(409, {"release": ref, "error": out.message})
-        code = 200
+    report = Report(status, _checklist(body.get("checklist")), artifact=_text(body, "artifact", 1000),
+                    commit=_text(body, "commit", 80), pipeline_url=pipeline_url, note=_text(body, "note", 2000))
+    if actor is not None or pipeline.act_for_people:
+        _required_actor(actor)  # a malformed body is a 400 before anything is looked up
+    release_state(svc.db, release_id)  # 404 before asking Slack about the actor
+    who = deployer(svc, pipeline, actor)
+    out = report_deployment(svc.db, who, release_id, report, svc.clock, svc.policy)
     if out.changed:
         _kick(svc)
+    ref = f"REL-{release_id}"
+    if "nonconformance" in out.data:
+        return Response(409, {"release": ref, "allowed": False, "nonconformance": out.data["nonconformance"],
+                              "reasons": out.data["reasons"]})
+    if out.refused and status == "started":
+        return Response(409, {"release": ref, "allowed": False, "reasons": out.data.get("reasons", [])})
+    if out.refused:
+        return Response(409, {"release": ref, "error": out.message})
+    code = 201 if status == "started" and out.changed else 200  # 200: a repeat, already recorded
     return Response(code, {"release": ref, "state": out.release.state, "message": out.message})
 
 
-def resolve_actor(svc: Services, actor: str) -> str:
-    """A Slack user id as given, or the user an email address belongs to."""
-    if _USER_ID.fullmatch(actor):
-        return actor
-    if not _EMAIL.fullmatch(actor):
-        raise ApiError(400, "actor must be a Slack user id (U… or W…) or an email address")
+def deployer(svc: Services, pipeline: ApiToken, actor: Any) -> Deployer:
+    """Who the request deploys as: the pipeline itself, or the workspace member it names."""
+    itself = pipeline_identity(pipeline.name)
+    if actor is None and not pipeline.act_for_people or actor == itself:
+        return Deployer.itself(pipeline.name, pipeline.environments)
+    actor = _required_actor(actor)
+    if actor.startswith("pipeline:"):
+        raise ApiError(400, f"a pipeline acts only as itself ({itself}), not as {actor}")
     try:
-        user = svc.client.users_lookupByEmail(email=actor).get("user") or {}
-    except SlackApiError as exc:
-        error = exc.response.get("error") if isinstance(exc.response.data, dict) else exc.response.status_code
-        if error == "users_not_found":
-            raise ApiError(422, f"no Slack user has the email address {actor}; give the actor's Slack user id "
-                                "or an address Slack knows") from None
-        log.warning("users.lookupByEmail failed: %s", error)
-        raise ApiError(502, f"Slack could not look up {actor} ({error}); try again, or give the Slack user "
-                            "id") from None
-    except OSError as exc:
-        log.warning("users.lookupByEmail failed: %s", exc)
-        raise ApiError(502, f"Slack could not be reached to look up {actor}; try again, or give the Slack user "
-                            "id") from None
-    user_id = str(user.get("id") or "")
-    if user.get("deleted"):
-        raise ApiError(422, f"the Slack user with the email address {actor} is deactivated")
-    if not _USER_ID.fullmatch(user_id):
-        raise ApiError(502, f"Slack answered the lookup of {actor} without a user id")
-    return user_id
+        user = svc.people.member(actor)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    except NotAMember as exc:
+        raise ApiError(422, str(exc)) from None
+    except SlackUnavailable as exc:
+        raise ApiError(502, str(exc)) from None
+    return Deployer.of(svc.actor(user), pipeline.name, pipeline.environments, pipeline.act_for_people)
 
 
 def _kick(svc: Services) -> None:
@@ -286,7 +254,10 @@ def _required_actor(value: Any) -> str:
         raise ApiError(400, "actor is required: the Slack user id (U…) or email address of the person deploying")
     if not isinstance(value, str) or len(value) > 254:
         raise ApiError(400, "actor must be a Slack user id (U… or W…) or an email address")
-    return value.strip()
+    value = value.strip()
+    if not (USER_ID.fullmatch(value) or EMAIL.fullmatch(value) or value.startswith("pipeline:")):
+        raise ApiError(400, "actor must be a Slack user id (U… or W…) or an email address")
+    return value
 
 
 def _text(body: Mapping[str, Any], key: str, limit: int) -> str | None:

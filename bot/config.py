@@ -35,9 +35,18 @@ class Config:
     app_token: str | None
     public_url: str | None
     feed_secret: str | None = None
-    # Pipeline API: sha256 hex digest of each bearer token -> the pipeline's name.
+    # Pipeline API: sha256 hex digest of each bearer token -> what that pipeline may do.
     # The tokens themselves are not kept.
-    api_tokens: Mapping[str, str] = field(default_factory=dict)
+    api_tokens: Mapping[str, "ApiToken"] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """One pipeline's allow-list: where it may deploy, and whether it may name the person it runs for."""
+
+    name: str
+    environments: frozenset[str] | None = None  # None: every environment
+    act_for_people: bool = False  # False: it acts only as itself, pipeline:<name>
 
 
 def load_config(env: Mapping[str, str] | None = None) -> Config:
@@ -80,21 +89,28 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
 
 
 _PIPELINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
+_ENVIRONMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
 MIN_API_TOKEN_LENGTH = 16
-API_TOKENS_FORM = ('RELEASEBOT_API_TOKENS="deploy-pipeline=<token>,nightly=<token>": name=token pairs separated '
-                   "by commas; a name is up to 40 letters, digits, '.', '_' or '-'; a token is at least "
-                   f"{MIN_API_TOKEN_LENGTH} characters with no spaces or commas")
+API_TOKENS_FORM = ('RELEASEBOT_API_TOKENS="deploy-pipeline=<token>;envs=production+staging;act_for=people,'
+                   'nightly=<token>": entries separated by commas, each name=token and then optional '
+                   "';envs=<environment>+<environment>' (default: every environment) and ';act_for=people' "
+                   "(it may name the person it deploys for) or ';act_for=self' (the default: it acts only as "
+                   "pipeline:<name>); a name is up to 40 letters, digits, '.', '_' or '-'; a token is at least "
+                   f"{MIN_API_TOKEN_LENGTH} characters with no spaces, commas or semicolons")
 
 
-def _api_tokens(value: str, problems: list[str]) -> dict[str, str]:
-    """`name=token,…` -> {sha256 hex of token: name}. Problems never quote a token: they end up in logs."""
-    tokens: dict[str, str] = {}
+def _api_tokens(value: str, problems: list[str]) -> dict[str, ApiToken]:
+    """`name=token[;envs=a+b][;act_for=people|self],…` -> {sha256 hex of token: ApiToken}.
+
+    Problems never quote a token: they end up in logs."""
+    tokens: dict[str, ApiToken] = {}
     names: set[str] = set()
     wrong = []
     for n, entry in enumerate((e.strip() for e in value.split(",")), start=1):
         if not entry:
             continue  # a trailing comma
-        name, eq, token = (part.strip() for part in entry.partition("="))
+        head, *options = (part.strip() for part in entry.split(";"))
+        name, eq, token = (part.strip() for part in head.partition("="))
         if not eq or not name or not token:
             wrong.append(f"entry {n} is not name=token")
         elif not _PIPELINE_NAME.fullmatch(name):
@@ -105,15 +121,51 @@ def _api_tokens(value: str, problems: list[str]) -> dict[str, str]:
         elif len(token) < MIN_API_TOKEN_LENGTH or any(c.isspace() for c in token):
             wrong.append(f"the token of '{name}' is shorter than {MIN_API_TOKEN_LENGTH} characters or has spaces")
         else:
+            names.add(name)
+            grant = _grant(name, options, wrong)
             digest = hashlib.sha256(token.encode("utf-8")).hexdigest()
             if digest in tokens:
-                wrong.append(f"'{tokens[digest]}' and '{name}' have the same token")
-            else:
-                tokens[digest] = name
-            names.add(name)
+                wrong.append(f"'{tokens[digest].name}' and '{name}' have the same token")
+            elif grant is not None:
+                tokens[digest] = grant
     if wrong:
         problems.append(f"RELEASEBOT_API_TOKENS is malformed ({'; '.join(wrong)}); use {API_TOKENS_FORM}")
     return tokens
+
+
+def _grant(name: str, options: list[str], wrong: list[str]) -> ApiToken | None:
+    seen: dict[str, str] = {}
+    for option in options:
+        key, eq, val = (part.strip() for part in option.partition("="))
+        if key not in ("envs", "act_for") or not eq:
+            wrong.append(f"'{name}' has an option other than envs=… or act_for=…")
+            return None
+        if key in seen:
+            wrong.append(f"'{name}' sets {key} twice")
+            return None
+        seen[key] = val
+    envs = None
+    if "envs" in seen:
+        listed = [e.strip() for e in seen["envs"].split("+")]
+        if not all(_ENVIRONMENT.fullmatch(e) for e in listed):
+            wrong.append(f"'{name}' has envs that are not environment names joined by '+'")
+            return None
+        envs = frozenset(listed)
+    act_for = seen.get("act_for", "self")
+    if act_for not in ("people", "self"):
+        wrong.append(f"'{name}' has act_for={act_for}; it is people or self")
+        return None
+    return ApiToken(name, envs, act_for == "people")
+
+
+def check_api_environments(config: Config, policy: Policy) -> None:
+    """A token allowed an environment the policy does not have is a typo that would refuse every deployment."""
+    unknown = sorted({f"'{t.name}' names {e}" for t in config.api_tokens.values() for e in (t.environments or ())
+                      if e not in policy.environments})
+    if unknown:
+        raise ConfigError(f"releasebot cannot start: RELEASEBOT_API_TOKENS allows environments the release policy "
+                          f"does not have ({'; '.join(unknown)}); the environments are "
+                          f"{', '.join(policy.environments)}. Fix the setting and start again.")
 
 
 def load_policy(path: str, *, required: bool) -> Policy:

@@ -11,8 +11,9 @@ from commands.clock import Clock
 from commands.outcome import Actor
 from commands.policy import Policy
 
-from bot.config import Config
+from bot.config import Config, check_api_environments
 from bot.delivery import Delivery
+from bot.people import People
 from bot.roles import RoleDirectory
 
 
@@ -25,6 +26,7 @@ class Services:
     client: WebClient
     roles: RoleDirectory
     delivery: Delivery
+    people: People
 
     def refresh_calendars(self) -> None:
         from bot.calendar_sync import sync
@@ -36,10 +38,12 @@ class Services:
 
 
 def build_services(config: Config, db: Engine, clock: Clock, policy: Policy) -> Services:
+    check_api_environments(config, policy)
     # Retries of 429/5xx are the outbox's job (it reschedules instead of blocking a
     # thread); the client only retries a dropped connection once.
     client = WebClient(token=config.bot_token, base_url=config.api_url, timeout=10,
                        retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=1)])
     return Services(config=config, db=db, clock=clock, policy=policy, client=client,
                     roles=RoleDirectory(policy, client, clock),
-                    delivery=Delivery(db, client, clock, config.release_channel, policy))
+                    delivery=Delivery(db, client, clock, config.release_channel, policy),
+                    people=People(client, clock))

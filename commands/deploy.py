@@ -1,8 +1,11 @@
 """The deployment gate, the deployment itself, rollback, and its outcome.
 
 QMS §3.4: the person who executes a deployment is never one of its go/no-go
-approvers; that is the one structural rule no team size relaxes. §4.4 step 4:
-monitoring, rollback readiness and on-call are confirmed before it starts.
+approvers; that is the one structural rule no team size relaxes. It is a
+DevOps / Platform Engineer: only the policy's deploying roles deploy. §4.4
+step 4: monitoring, rollback readiness and on-call are confirmed before it
+starts. A pipeline is held to the same rules as a click, within what its
+token allows.
 """
 from __future__ import annotations
 
@@ -17,14 +20,14 @@ from calendars.business import add_business_days
 from commands import announce
 from commands.approval import GO, NOGO
 from commands.clock import Clock
-from commands.errors import InputError, required_reason
-from commands.outcome import Outcome
+from commands.decision import Decision, decide
+from commands.errors import InputError, Refused, required_reason
+from commands.outcome import Actor, Outcome
 from commands.policy import Policy
-from commands.release import APPROVED, Refused, current_votes, load, refuse, snapshot, touch
+from commands.release import APPROVED, current_votes, load, snapshot
 from commands.states import DEPLOYING, FAILED, IN_FLIGHT, ROLLED_BACK, ROLLING_BACK, STABILISING
-from storage import audit
 from storage.db import transaction
-from storage.models import Deployment, NonConformance, Release, Task
+from storage.models import Deployment, Release, Task
 
 OUTCOMES = ("success", "rolled_back", "failed")
 # who may record how a deployment ended, besides the deployer: on-call and release management
@@ -38,20 +41,81 @@ CHECKLIST: tuple[tuple[str, str], ...] = (
 
 
 @dataclass(frozen=True)
-class Deployer:
-    """Who is deploying: a Slack user, possibly through a pipeline that reported it."""
+class Deployer(Actor):
+    """Who is deploying: a Slack user (clicking, or named by a pipeline), or a pipeline acting as itself.
 
-    user_id: str
-    roles: frozenset[str] = frozenset()
+    The roles Slack could not resolve come along (Actor.unresolved), so a role
+    check can tell "does not hold it" from "could not check"."""
+
     pipeline: str | None = None
+    # what the pipeline's token allows (bot/config.ApiToken): its environments (None: every one), and
+    # whether it may name the person it runs for or acts only as itself
+    environments: frozenset[str] | None = None
+    act_for_people: bool = True
+
+    @classmethod
+    def of(cls, actor: Actor, pipeline: str | None = None, environments: frozenset[str] | None = None,
+           act_for_people: bool = True) -> "Deployer":
+        return cls(actor.user_id, actor.roles, actor.unresolved, pipeline, environments, act_for_people)
+
+    @classmethod
+    def itself(cls, pipeline: str, environments: frozenset[str] | None = None) -> "Deployer":
+        """A pipeline deploying under its own identity, pipeline:<name>, for no named person."""
+        return cls(pipeline_identity(pipeline), pipeline=pipeline, environments=environments, act_for_people=False)
+
+    @property
+    def as_itself(self) -> bool:
+        return self.pipeline is not None and self.user_id == pipeline_identity(self.pipeline)
+
+    @property
+    def identities(self) -> tuple[str, ...]:
+        """Everyone this deployment is by: the person, and the pipeline that carries it."""
+        if self.pipeline is None or self.as_itself:
+            return (self.user_id,)
+        return self.user_id, pipeline_identity(self.pipeline)
 
     @property
     def audit_name(self) -> str:
-        return f"{self.user_id} via pipeline:{self.pipeline}" if self.pipeline else self.user_id
+        if self.pipeline is None or self.as_itself:
+            return self.user_id
+        return f"{self.user_id} via pipeline:{self.pipeline}"
 
 
-def gate_reasons(release: Release, session: Session, deployer_id: str, now: datetime,
-                 checklist: Mapping[str, bool]) -> list[str]:
+def pipeline_identity(name: str) -> str:
+    return f"pipeline:{name}"
+
+
+def pipeline_scope(release: Release, who: Deployer) -> str | None:
+    """What the pipeline's token does not allow for this release, if anything."""
+    if who.pipeline is None:
+        return None
+    if not who.as_itself and not who.act_for_people:
+        return (f"pipeline:{who.pipeline} acts only as itself: its token may not name a person "
+                f"({who.user_id}); leave out actor, or give the pipeline act_for=people")
+    if who.environments is not None and release.environment not in who.environments:
+        return (f"pipeline:{who.pipeline} may deploy only to {', '.join(sorted(who.environments))}; "
+                f"{release.ref} is for {release.environment}")
+    return None
+
+
+def deployer_role(who: Deployer, policy: Policy) -> str | None:
+    """Why this deployer may not execute a deployment, if it may not (QMS 3.4).
+
+    A pipeline acting as itself is authorised by its token's allow-list. Raises
+    CouldNotCheck when Slack could not say whether a person holds a deploying role."""
+    if who.as_itself:
+        return None
+    roles = policy.deployment.deployers
+    try:
+        who.require(roles, f"{who.user_id} holds no deploying role ({' or '.join(roles)}); QMS 3.4: a DevOps / "
+                           "Platform Engineer executes the deployment", "not_a_deployer")
+    except Refused as exc:
+        return exc.message
+    return None
+
+
+def gate_reasons(release: Release, session: Session, who: Deployer, now: datetime,
+                 checklist: Mapping[str, bool], policy: Policy) -> list[str]:
     """Every reason the deployment may not start now; empty means it may."""
     reasons = []
     votes = current_votes(session, release)
@@ -65,56 +129,179 @@ def gate_reasons(release: Release, session: Session, deployer_id: str, now: date
         reasons.append(f"now ({now:%Y-%m-%d %H:%M} UTC) is outside the planned window "
                        f"{release.start_at:%Y-%m-%d %H:%M}–{release.end_at.strftime(end_fmt)} UTC; reschedule it with "
                        f"/release reschedule {release.ref} start=… (rescheduling resets the votes)")
-    mine = next((v for v in votes if v.voter_id == deployer_id and v.decision in (GO, NOGO)), None)
-    if mine:
-        reasons.append(f"{deployer_id} voted {'Go' if mine.decision == GO else 'No-go'} as {mine.role}; a go/no-go "
-                       "approver never executes the deployment (QMS 3.4)")
+    for identity in who.identities:  # the person and the pipeline carrying it
+        mine = next((v for v in votes if v.voter_id == identity and v.decision in (GO, NOGO)), None)
+        if mine:
+            reasons.append(f"{identity} voted {'Go' if mine.decision == GO else 'No-go'} as {mine.role}; a go/no-go "
+                           "approver never executes the deployment (QMS 3.4)")
+    scope = pipeline_scope(release, who)
+    if scope:
+        reasons.append(scope)
+    role = deployer_role(who, policy)
+    if role:
+        reasons.append(role)
     for key, text in CHECKLIST:
         if not checklist.get(key):
             reasons.append(f"not confirmed: {text}")
     return reasons
 
 
-def check_gate(db: Engine, release_id: int, deployer_id: str, clock: Clock,
-               checklist: Mapping[str, bool]) -> list[str]:
+def check_gate(db: Engine, release_id: int, who: Deployer, clock: Clock, checklist: Mapping[str, bool],
+               policy: Policy) -> list[str]:
     with transaction(db) as session:
-        return gate_reasons(load(session, release_id), session, deployer_id, clock.now(), checklist)
+        return gate_reasons(load(session, release_id), session, who, clock.now(), checklist, policy)
 
 
-def start_deployment(db: Engine, who: Deployer, release_id: int, checklist: Mapping[str, bool], clock: Clock,
-                     *, artifact: str | None = None, commit: str | None = None,
-                     pipeline_url: str | None = None, policy: Policy | None = None) -> Outcome:
-    now = clock.now()
-    with transaction(db) as session:
-        release = load(session, release_id, lock=True)
-        existing = session.exec(select(Deployment).where(Deployment.release_id == release.id)).first()
-        if existing and existing.deployer_id == who.user_id and release.state in IN_FLIGHT:
-            return Outcome(f"{release.ref} is already being deployed by you since "
-                           f"{existing.started_at:%H:%M} UTC.", release, data={"reasons": []})
-        reasons = gate_reasons(release, session, who.user_id, now, checklist)
-        if reasons:
-            audit.record(session, actor=who.audit_name, action="deploy_refused", release_id=release.id, at=now,
-                         after={"reasons": reasons, "checklist": dict(checklist)}, reason="; ".join(reasons))
-            text = f"{release.ref} cannot be deployed now:\n" + "\n".join(f"• {r}" for r in reasons)
-            return Outcome(text, release, refused=True, data={"reasons": reasons})
-        before = snapshot(release)
-        release.state = DEPLOYING
-        touch(release, now)
-        dep = Deployment(release_id=release.id, deployer_id=who.user_id, pipeline=who.pipeline,
-                         checklist={k: bool(checklist.get(k)) for k, _ in CHECKLIST}, artifact=artifact,
-                         commit=commit, pipeline_url=pipeline_url, started_at=now)
-        session.add(dep)
-        session.flush()
-        ev = audit.record(session, actor=who.audit_name, action="deployment_started", release_id=release.id,
-                          at=now, before=before, after={**snapshot(release), "deployer": who.user_id,
-                                                        "checklist": dep.checklist, "artifact": artifact,
-                                                        "commit": commit, "pipeline_url": pipeline_url})
-        announce.approval_update(session, release, now, ev)
-        announce.note(session, release, "deployment_started", now, deployer=who.user_id)
-        announce.stuck_deployment(session, release, (policy or Policy.default()).deployment.stuck_grace, now)
+# ---- the steps of each decision, so a pipeline's report can chain them in one transaction ----
+
+def start_replay(d: Decision, who: Deployer) -> Outcome | None:
+    if pipeline_scope(d.release, who):
+        return None  # outside the token's allow-list: refused, not answered as a repeat
+    existing = deployment_of(d.session, d.release)
+    if existing and existing.deployer_id == who.user_id and d.release.state in IN_FLIGHT:
+        return Outcome(f"{d.release.ref} is already being deployed by you since "
+                       f"{existing.started_at:%H:%M} UTC.", d.release, data={"reasons": []})
+    return None
+
+
+def start_check(d: Decision, who: Deployer, checklist: Mapping[str, bool], policy: Policy,
+                refusal: dict) -> None:
+    reasons = gate_reasons(d.release, d.session, who, d.now, checklist, policy)
+    if reasons:
+        refusal["reasons"] = reasons  # audited with the refusal and handed back to the caller
+        raise Refused(f"{d.release.ref} cannot be deployed now:\n" + "\n".join(f"• {r}" for r in reasons), "gate")
+
+
+def start_change(d: Decision, who: Deployer, checklist: Mapping[str, bool], artifact: str | None,
+                 commit: str | None, pipeline_url: str | None, policy: Policy) -> Outcome:
+    release = d.release
+    release.state = DEPLOYING
+    dep = Deployment(release_id=release.id, deployer_id=who.user_id, pipeline=who.pipeline,
+                     checklist={k: bool(checklist.get(k)) for k, _ in CHECKLIST}, artifact=artifact,
+                     commit=commit, pipeline_url=pipeline_url, started_at=d.now)
+    d.session.add(dep)
+    d.session.flush()
+    ev = d.record("deployment_started", after={**snapshot(release), "deployer": who.user_id,
+                                               "checklist": dep.checklist, "artifact": artifact,
+                                               "commit": commit, "pipeline_url": pipeline_url})
+    announce.approval_update(d.session, release, d.now, ev)
+    announce.note(d.session, release, "deployment_started", d.now, deployer=who.user_id)
+    announce.stuck_deployment(d.session, release, policy.deployment.stuck_grace, d.now)
     return Outcome(f"{release.ref} deployment started; you are recorded as the deployer. Record how it ends with "
                    f"/release done {release.ref} outcome=success|rolled_back|failed.", release, changed=True,
                    data={"reasons": []})
+
+
+def _deployer_or(who: Deployer, dep: Deployment, refusal: str) -> None:
+    """The deployer themself, or someone holding a finishing role (Actor.require: "could not check" is no refusal)."""
+    if who.user_id != dep.deployer_id:
+        who.require(sorted(_FINISHERS), refusal, "not_deployer")
+
+
+def _in_scope(release: Release, who: Deployer) -> None:
+    scope = pipeline_scope(release, who)
+    if scope:
+        raise Refused(scope, "pipeline_scope")
+
+
+def rollback_check(d: Decision, who: Deployer) -> Deployment:
+    release = d.release
+    dep = deployment_of(d.session, release)
+    if release.state not in (DEPLOYING, STABILISING) or dep is None:
+        raise Refused(f"{release.ref} is {release.state}; only a deployment in progress or in its "
+                      "stabilisation window can be rolled back.", "not_deployed")
+    _in_scope(release, who)
+    _deployer_or(who, dep, f"A rollback of {release.ref} is decided by the deploying engineer or on-call "
+                           "(operations), or a release manager (QMS 4.5).")
+    return dep
+
+
+def rollback_change(d: Decision, who: Deployer, dep: Deployment, reason: str) -> Outcome:
+    release = d.release
+    before = snapshot(release)
+    release.state = ROLLING_BACK
+    dep.rollback_decided_at, dep.rollback_decided_by = d.now, who.user_id
+    ev = d.record("rollback_decided", before=before, reason=reason)
+    announce.approval_update(d.session, release, d.now, ev)
+    announce.note(d.session, release, "rollback_decided", d.now, by=who.user_id, reason=reason)
+    return Outcome(f"Rollback of {release.ref} decided at {d.now:%H:%M} UTC. When service is restored: "
+                   f"/release done {release.ref} outcome=rolled_back.", release, changed=True)
+
+
+def finish_replay(d: Decision, who: Deployer, outcome: str) -> Outcome | None:
+    if pipeline_scope(d.release, who):
+        return None
+    dep = deployment_of(d.session, d.release)
+    if dep and dep.outcome == outcome and dep.finished_at and d.release.state not in IN_FLIGHT:
+        return Outcome(f"{d.release.ref} already finished: {outcome}.", d.release)
+    return None
+
+
+def finish_check(d: Decision, who: Deployer, outcome: str) -> Deployment:
+    release = d.release
+    dep = deployment_of(d.session, release)
+    if dep is None or release.state not in IN_FLIGHT:
+        raise Refused(f"{release.ref} has no deployment in progress (it is {release.state}).", "not_deploying")
+    if release.state == ROLLING_BACK and outcome != "rolled_back":
+        raise Refused(f"{release.ref} is rolling back; record outcome=rolled_back when service is restored.",
+                      "rolling_back")
+    _in_scope(release, who)
+    _deployer_or(who, dep, f"Only the deployer, operations or a release manager can record how {release.ref} "
+                           "ended.")
+    return dep
+
+
+def finish_change(d: Decision, who: Deployer, dep: Deployment, outcome: str, policy: Policy,
+                  note: str | None, link: str | None) -> Outcome:
+    release, now = d.release, d.now
+    before = snapshot(release)
+    dep.finished_at, dep.outcome, dep.note, dep.link = now, outcome, note, link
+    if outcome == "rolled_back":
+        if dep.rollback_decided_at is None:  # decided and done in one step
+            dep.rollback_decided_at, dep.rollback_decided_by = now, who.user_id
+        dep.restored_at = now
+        release.state = ROLLED_BACK
+    elif outcome == "failed":
+        release.state = FAILED
+    else:
+        dep.stabilisation_ends_at = now + policy.type(release.effective_type).stabilisation
+        release.state = STABILISING
+        announce.reminder(d.session, release, "signoff_request", dep.stabilisation_ends_at, now)
+    ev = d.record(f"deployment_{outcome}", before=before,
+                  after={**snapshot(release), "note": note, "link": link,
+                         "rollback_decided_at": dep.rollback_decided_at, "restored_at": dep.restored_at,
+                         "stabilisation_ends_at": dep.stabilisation_ends_at})
+    announce.approval_update(d.session, release, now, ev)
+    announce.note(d.session, release, f"deployment_{outcome}", now)
+    _owe_aftercare(d.session, release, dep, outcome, now, policy)
+    msg = f"{release.ref} recorded as {outcome.replace('_', ' ')}."
+    if outcome == "success":
+        msg += (f" Stabilisation runs until {dep.stabilisation_ends_at:%Y-%m-%d %H:%M} UTC; then the sign-offs "
+                "are asked for in the thread.")
+    return Outcome(msg, release, changed=True)
+
+
+def valid_outcome(outcome: str) -> str:
+    if outcome not in OUTCOMES:
+        raise InputError(f"'{outcome}' is not an outcome; use success, rolled_back or failed", field="outcome",
+                         form="/release done REL-12 outcome=success|rolled_back|failed [note=…] [link=…]")
+    return outcome
+
+
+# ---- the use cases ----
+
+def start_deployment(db: Engine, who: Deployer, release_id: int, checklist: Mapping[str, bool], clock: Clock,
+                     policy: Policy, *, artifact: str | None = None, commit: str | None = None,
+                     pipeline_url: str | None = None) -> Outcome:
+    refusal: dict = {"checklist": dict(checklist)}
+    out = decide(db, release_id, who.audit_name, "deploy", clock.now(),
+                 replay=lambda d: start_replay(d, who),
+                 check=lambda d: start_check(d, who, checklist, policy, refusal),
+                 change=lambda d: start_change(d, who, checklist, artifact, commit, pipeline_url, policy),
+                 refusal_detail=refusal)
+    if out.refused:
+        return Outcome(out.message, out.release, refused=True, data={"reasons": refusal.get("reasons", [])})
+    return out
 
 
 def deployment_of(session: Session, release: Release) -> Deployment | None:
@@ -125,80 +312,19 @@ def decide_rollback(db: Engine, who: Deployer, release_id: int, reason: str, clo
     """QMS §4.5: the on-call or deploying engineer decides a rollback without further approval."""
     reason = required_reason(reason, "a rollback decision needs a reason (the trigger)",
                              '/release rollback REL-12 reason="error rate +20% for 5 min"')
-    now = clock.now()
-    with transaction(db) as session:
-        release = load(session, release_id, lock=True)
-        dep = deployment_of(session, release)
-        try:
-            if release.state not in (DEPLOYING, STABILISING) or dep is None:
-                raise Refused(f"{release.ref} is {release.state}; only a deployment in progress or in its "
-                              "stabilisation window can be rolled back.", "not_deployed")
-            if who.pipeline is None and who.user_id != dep.deployer_id and not who.roles & _FINISHERS:
-                raise Refused(f"A rollback of {release.ref} is decided by the deploying engineer or on-call "
-                              "(operations), or a release manager (QMS 4.5).", "not_deployer")
-        except Refused as exc:
-            return refuse(session, release, who.audit_name, "rollback", exc, now)
-        before = snapshot(release)
-        release.state = ROLLING_BACK
-        dep.rollback_decided_at, dep.rollback_decided_by = now, who.user_id
-        touch(release, now)
-        ev = audit.record(session, actor=who.audit_name, action="rollback_decided", release_id=release.id, at=now,
-                          before=before, after=snapshot(release), reason=reason)
-        announce.approval_update(session, release, now, ev)
-        announce.note(session, release, "rollback_decided", now, by=who.user_id, reason=reason)
-    return Outcome(f"Rollback of {release.ref} decided at {now:%H:%M} UTC. When service is restored: "
-                   f"/release done {release.ref} outcome=rolled_back.", release, changed=True)
+    return decide(db, release_id, who.audit_name, "rollback", clock.now(),
+                  check=lambda d: rollback_check(d, who),
+                  change=lambda d: rollback_change(d, who, d.context, reason))
 
 
 def finish_deployment(db: Engine, who: Deployer, release_id: int, outcome: str, clock: Clock, policy: Policy,
                       note: str | None = None, link: str | None = None) -> Outcome:
-    if outcome not in OUTCOMES:
-        raise InputError(f"'{outcome}' is not an outcome; use success, rolled_back or failed", field="outcome",
-                         form="/release done REL-12 outcome=success|rolled_back|failed [note=…] [link=…]")
-    now = clock.now()
-    with transaction(db) as session:
-        release = load(session, release_id, lock=True)
-        dep = deployment_of(session, release)
-        if dep and dep.outcome == outcome and dep.finished_at and release.state not in IN_FLIGHT:
-            return Outcome(f"{release.ref} already finished: {outcome}.", release)
-        try:
-            if dep is None or release.state not in IN_FLIGHT:
-                raise Refused(f"{release.ref} has no deployment in progress (it is {release.state}).", "not_deploying")
-            if release.state == ROLLING_BACK and outcome != "rolled_back":
-                raise Refused(f"{release.ref} is rolling back; record outcome=rolled_back when service is restored.",
-                              "rolling_back")
-            if who.pipeline is None and who.user_id != dep.deployer_id and not who.roles & _FINISHERS:
-                raise Refused(f"Only the deployer, operations or a release manager can record how {release.ref} "
-                              "ended.", "not_deployer")
-        except Refused as exc:
-            return refuse(session, release, who.audit_name, "finish", exc, now, {"outcome": outcome})
-        before = snapshot(release)
-        dep.finished_at, dep.outcome, dep.note, dep.link = now, outcome, note, link
-        if outcome == "rolled_back":
-            if dep.rollback_decided_at is None:  # decided and done in one step
-                dep.rollback_decided_at, dep.rollback_decided_by = now, who.user_id
-            dep.restored_at = now
-            release.state = ROLLED_BACK
-        elif outcome == "failed":
-            release.state = FAILED
-        else:
-            dep.stabilisation_ends_at = now + policy.type(release.effective_type).stabilisation
-            release.state = STABILISING
-            announce.reminder(session, release, "signoff_request", dep.stabilisation_ends_at, now)
-        touch(release, now)
-        ev = audit.record(session, actor=who.audit_name, action=f"deployment_{outcome}", release_id=release.id,
-                          at=now, before=before, after={**snapshot(release), "note": note, "link": link,
-                                                        "rollback_decided_at": dep.rollback_decided_at,
-                                                        "restored_at": dep.restored_at,
-                                                        "stabilisation_ends_at": dep.stabilisation_ends_at})
-        announce.approval_update(session, release, now, ev)
-        announce.note(session, release, f"deployment_{outcome}", now)
-        _owe_aftercare(session, release, dep, outcome, now, policy)
-    msg = f"{release.ref} recorded as {outcome.replace('_', ' ')}."
-    if outcome == "success":
-        msg += (f" Stabilisation runs until {dep.stabilisation_ends_at:%Y-%m-%d %H:%M} UTC; then the sign-offs "
-                "are asked for in the thread.")
-    return Outcome(msg, release, changed=True)
+    valid_outcome(outcome)
+    return decide(db, release_id, who.audit_name, "finish", clock.now(),
+                  replay=lambda d: finish_replay(d, who, outcome),
+                  check=lambda d: finish_check(d, who, outcome),
+                  change=lambda d: finish_change(d, who, d.context, outcome, policy, note, link),
+                  refusal_detail={"outcome": outcome})
 
 
 def _owe_aftercare(session: Session, release: Release, dep: Deployment, outcome: str, now: datetime,
@@ -218,30 +344,6 @@ def _owe_aftercare(session: Session, release: Release, dep: Deployment, outcome:
         session.add(Task(release_id=release.id, kind="retrospective", due_at=due, created_at=now))
         announce.reminder(session, release, "retrospective_soon", due - p.retrospective_remind_before, now)
         announce.reminder(session, release, "retrospective_due", due, now)
-
-
-def report_unapproved(db: Engine, who: Deployer, release_id: int, status: str, clock: Clock,
-                      detail: str) -> NonConformance:
-    """QMS §6.2: a production deployment without an approved release record."""
-    now = clock.now()
-    with transaction(db) as session:
-        release = load(session, release_id, lock=True)
-        text = (f"{who.audit_name} reported '{status}' for {release.ref} ({release.state}, never approved). "
-                f"{detail}").strip()
-        # A pipeline retrying after a timeout reports the same thing again: one record, one post.
-        same = session.exec(select(NonConformance).where(NonConformance.release_id == release.id,
-                                                         NonConformance.reported_by == who.audit_name,
-                                                         NonConformance.detail == text)).first()
-        if same:
-            return same
-        nc = NonConformance(release_id=release.id, kind="deployment_without_approval", detail=text,
-                            reported_by=who.audit_name, at=now)
-        session.add(nc)
-        session.flush()
-        audit.record(session, actor=who.audit_name, action="nonconformance", release_id=release.id, at=now,
-                     after={"kind": nc.kind, "status": status, "nonconformance": nc.id}, reason=nc.detail)
-        announce.note(session, release, "nonconformance", now, key_suffix=str(nc.id), detail=nc.detail)
-        return nc
 
 
 def release_state(db: Engine, release_id: int) -> str:

@@ -52,6 +52,7 @@ DEFAULTS: dict[str, Any] = {
     "release": {"default_environment": "production", "environments": list(ENVIRONMENTS_DEFAULT)},
     # QMS §4.4 step 5 (sign-offs), §4.6 (24-hour follow-up), §6.1 (retrospectives).
     "deployment": {
+        "deployers": ["operations", "platform_lead"],  # §3.4: the DevOps / Platform Engineer executes
         "signoff_roles": ["qa_lead", "operations"],
         "closing_role": "release_manager",  # §4.4 step 6: signs off the release record, last
         "stuck_grace": "30m",  # a deployment still running this long after its window: remind, then escalate
@@ -104,6 +105,7 @@ class DeploymentPolicy:
     retrospective_remind_before: timedelta
     closing_role: str = "release_manager"
     stuck_grace: timedelta = timedelta(minutes=30)
+    deployers: tuple[str, ...] = ("operations", "platform_lead")  # the roles that may start a deployment
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,9 @@ def _duration(spec: Mapping[str, Any], key: str, dkey: str, source: str) -> time
 
 
 def _deployment_policy(spec: Mapping[str, Any], source: str) -> DeploymentPolicy:
+    deployers = spec.get("deployers")
+    if not isinstance(deployers, list) or not deployers or any(r not in ROLES for r in deployers):
+        raise PolicyError(source, "deployment.deployers", f"must be a non-empty list of roles from {', '.join(ROLES)}")
     roles = spec.get("signoff_roles")
     if not isinstance(roles, list) or not roles or any(r not in ROLES for r in roles):
         raise PolicyError(source, "deployment.signoff_roles", f"must be a non-empty list of roles from {', '.join(ROLES)}")
@@ -245,7 +250,8 @@ def _deployment_policy(spec: Mapping[str, Any], source: str) -> DeploymentPolicy
         followup_escalate_after=_duration(spec, "deployment", "followup_escalate_after", source),
         retrospective_types=tuple(retro_types), retrospective_business_days=days,
         retrospective_remind_before=_duration(spec, "deployment", "retrospective_remind_before", source),
-        closing_role=closing, stuck_grace=_duration(spec, "deployment", "stuck_grace", source))
+        closing_role=closing, stuck_grace=_duration(spec, "deployment", "stuck_grace", source),
+        deployers=tuple(deployers))
 
 
 def _delivery_policy(spec: Mapping[str, Any], source: str) -> DeliveryPolicy:

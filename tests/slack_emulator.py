@@ -72,6 +72,10 @@ class SlackEmulator:
         self.port = port
         self.calls: list[Call] = []
         self.user_groups: dict[str, list[str]] = {}
+        # Every user id is a member, except these: unknown to the workspace, deactivated, or bot users.
+        self.missing_users: set[str] = set()
+        self.deleted_users: set[str] = set()
+        self.bot_users: set[str] = set()
         self.valid_tokens: set[str] = {"xoxb-test"}
         self.messages: dict[tuple[str, str], dict] = {}
         # apps.connections.open answers with connections_url() when set (tests/socket_emulator.py does).
@@ -370,13 +374,18 @@ class SlackEmulator:
             raise _SlackError("no_such_subteam")
         return {"users": list(self.user_groups[group])}
 
+    def _user(self, user: str) -> dict:
+        if user in self.missing_users:
+            raise _SlackError("user_not_found")
+        return {"id": user, "name": user.lower(), "deleted": user in self.deleted_users,
+                "is_bot": user in self.bot_users, "tz": "Europe/London",
+                "profile": {"email": f"{user.lower()}@example.com"}}
+
     def _users_info(self, args: dict) -> dict:
         user = str(args.get("user") or "")
         if not user:
             raise _SlackError("user_not_found")
-        return {
-            "user": {"id": user, "name": user.lower(), "tz": "Europe/London", "profile": {"email": f"{user.lower()}@example.com"}}
-        }
+        return {"user": self._user(user)}
 
     def _users_lookup_by_email(self, args: dict) -> dict:
         # The addresses users.info hands out, <lowercased user id>@example.com, are the known ones.
@@ -384,9 +393,9 @@ class SlackEmulator:
         local, at, domain = email.partition("@")
         if not at or domain != "example.com" or not re.fullmatch(r"[uw][a-z0-9]{2,}", local):
             raise _SlackError("users_not_found")
-        user = local.upper()
-        return {"user": {"id": user, "name": local, "deleted": False, "tz": "Europe/London",
-                         "profile": {"email": email}}}
+        if local.upper() in self.missing_users:
+            raise _SlackError("users_not_found")
+        return {"user": {**self._user(local.upper()), "name": local, "profile": {"email": email}}}
 
     def _conversations_info(self, args: dict) -> dict:
         return {"channel": {"id": _require_channel(args)}}

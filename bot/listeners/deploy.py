@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 
 def deployer(svc: Services, user_id: str) -> Deployer:
-    return Deployer(user_id, svc.roles.roles_of(user_id))
+    # with the roles Slack could not resolve, so a failed group lookup is "try again", not a refusal
+    return Deployer.of(svc.actor(user_id))
 
 
 def open_form(svc: Services, client, trigger_id: str, release_id: int, channel: str, tell, kind: str) -> None:
@@ -57,7 +58,7 @@ def register(app: App, svc: Services) -> None:
         user = body["user"]["id"]
         run(svc, ephemeral(client, meta.get("channel") or svc.config.release_channel, user),
             lambda: start_deployment(svc.db, deployer(svc, user), int(meta["release"]),
-                                     {key: key in ticked for key, _ in CHECKLIST}, svc.clock, policy=svc.policy))
+                                     {key: key in ticked for key, _ in CHECKLIST}, svc.clock, svc.policy))
 
     # The gate's answer (every failed condition) goes to the deployer as a
     # message they can read in full, so the form closes on submit.

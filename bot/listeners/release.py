@@ -182,7 +182,7 @@ def _change(svc: Services, cmd: ParsedCommand, user: str) -> Outcome:
         if "start" not in a:
             raise InputError("reschedule needs start=", field="start", form=USAGE["reschedule"])
         return edit_release(svc.db, actor, rid, a, svc.clock, svc.policy)
-    who = Deployer(actor.user_id, actor.roles)
+    who = Deployer.of(actor)  # keeps the unresolved roles: "could not check" is not a refusal
     if cmd.name == "done":
         if "outcome" not in a:
             raise InputError("done needs outcome=success, rolled_back or failed", field="outcome", form=USAGE["done"])

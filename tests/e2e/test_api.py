@@ -14,16 +14,16 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session, select
 
-from bot.config import ConfigError, load_config
-from commands.deploy import check_gate
+from bot.config import ApiToken, ConfigError, load_config
+from commands.deploy import Deployer, check_gate
 from storage.models import AuditEvent, Deployment, NonConformance, Release
 
-from conftest import CHANNEL, TABLES, start_bot
+from conftest import CHANNEL, TABLES, actor as role_holder, start_bot
 
 UTC = timezone.utc
 DEPLOY_TOKEN = "dp-0123456789abcdef0123"
 NIGHTLY_TOKEN = "nt-fedcba9876543210fedc"
-TOKENS = f"deploy-pipeline={DEPLOY_TOKEN}, nightly={NIGHTLY_TOKEN},"
+TOKENS = f"deploy-pipeline={DEPLOY_TOKEN};act_for=people, nightly={NIGHTLY_TOKEN};act_for=people,"
 # conftest's clock starts at 2026-11-23 09:00 UTC; the window, 10:00–11:00 UTC on 2026-12-15, is past any
 # lead time, and the tests move the clock into it.
 LINE = ('request service=payments version=2.3.1 type=minor start="2026-12-15 10:00" tz=UTC duration=60m '
@@ -149,7 +149,7 @@ def test_gate_allows_a_deployer_in_the_window_with_the_checklist_confirmed(api_b
     assert counts(db) == before  # asking writes nothing
 
 
-def test_gate_denies_with_every_reason_the_slack_gate_gives(api_bot, api, db, clock):
+def test_gate_denies_with_every_reason_the_slack_gate_gives(api_bot, api, db, clock, policy):
     requested(api_bot)
     api_bot.command("go REL-1", user="U0RM")  # still pending: qa_lead has not voted
     r = api.get(GATE, params={"actor": "U0RM"})  # weeks before the window; nothing confirmed
@@ -157,9 +157,9 @@ def test_gate_denies_with_every_reason_the_slack_gate_gives(api_bot, api, db, cl
     body = r.json()
     assert body["allowed"] is False
     reasons = body["reasons"]
-    assert reasons == check_gate(db, 1, "U0RM", clock, {})  # the very same gate as Slack's
+    assert reasons == check_gate(db, 1, Deployer.of(role_holder("U0RM")), clock, {}, policy)  # Slack's very gate
     expected = ["REL-1 is pending, not approved", "outside the planned window", "voted Go as release_manager",
-                "not confirmed: monitoring", "not confirmed: the rollback plan", "not confirmed: on-call"]
+                "U0RM holds no deploying role (operations or platform_lead)", "not confirmed: monitoring", "not confirmed: the rollback plan", "not confirmed: on-call"]
     assert len(reasons) == len(expected)
     for reason, fragment in zip(reasons, expected):
         assert fragment in reason
@@ -179,8 +179,9 @@ def test_gate_refuses_an_approver_as_deployer(api_bot, api, db, clock):
     clock.set(IN_WINDOW)
     r = api.get(GATE, params={"actor": "U0QA", **ALL_CHECKED_QUERY})
     assert r.json()["allowed"] is False
-    [reason] = r.json()["reasons"]
-    assert "U0QA voted Go as qa_lead" in reason and "QMS 3.4" in reason
+    voted, role = r.json()["reasons"]
+    assert "U0QA voted Go as qa_lead" in voted and "QMS 3.4" in voted
+    assert "U0QA holds no deploying role" in role
 
 
 def test_gate_resolves_an_email_actor(api_bot, api, db, clock):
@@ -227,8 +228,8 @@ def test_a_start_that_fails_the_gate_gets_409_with_the_reasons(api_bot, api, db,
     r = start(api, clock, actor="U0RM")
     assert r.status_code == 409
     assert r.json()["allowed"] is False
-    [reason] = r.json()["reasons"]
-    assert "U0RM voted Go as release_manager" in reason
+    voted, role = r.json()["reasons"]
+    assert "U0RM voted Go as release_manager" in voted and "U0RM holds no deploying role" in role
     # no checklist at all: each item is a reason
     r = report(api, "started", "U0OPS")
     assert r.status_code == 409
@@ -429,13 +430,18 @@ BASE_ENV = {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "s", "RELEAS
 
 def test_api_tokens_are_kept_only_as_hashes_naming_their_pipeline():
     config = load_config({**BASE_ENV, "RELEASEBOT_API_TOKENS": TOKENS})
-    assert dict(config.api_tokens) == {hashlib.sha256(DEPLOY_TOKEN.encode()).hexdigest(): "deploy-pipeline",
-                                       hashlib.sha256(NIGHTLY_TOKEN.encode()).hexdigest(): "nightly"}
+    assert dict(config.api_tokens) == {
+        hashlib.sha256(DEPLOY_TOKEN.encode()).hexdigest(): ApiToken("deploy-pipeline", None, act_for_people=True),
+        hashlib.sha256(NIGHTLY_TOKEN.encode()).hexdigest(): ApiToken("nightly", None, act_for_people=True)}
     assert DEPLOY_TOKEN not in repr(config) and NIGHTLY_TOKEN not in repr(config)
     assert load_config(BASE_ENV).api_tokens == {}
-    # a token may contain '=' (base64 padding): only the first one separates the name
+    # a token may contain '=' (base64 padding): only the first one separates the name. Without options a
+    # token acts only as itself, in every environment.
     padded = load_config({**BASE_ENV, "RELEASEBOT_API_TOKENS": "ci=abcdefghijklmnopqrstuv=="})
-    assert dict(padded.api_tokens) == {hashlib.sha256(b"abcdefghijklmnopqrstuv==").hexdigest(): "ci"}
+    assert dict(padded.api_tokens) == {hashlib.sha256(b"abcdefghijklmnopqrstuv==").hexdigest(): ApiToken("ci")}
+    scoped = load_config({**BASE_ENV, "RELEASEBOT_API_TOKENS": "ci=abcdefghijklmnopqrstuv; envs=staging+qa ;"
+                                                                "act_for=self"})
+    assert list(scoped.api_tokens.values()) == [ApiToken("ci", frozenset({"staging", "qa"}), act_for_people=False)]
 
 
 @pytest.mark.parametrize("value,problem", [
@@ -448,13 +454,28 @@ def test_api_tokens_are_kept_only_as_hashes_naming_their_pipeline():
     ("ci=sekret token 0123456789", "has spaces"),
     ("ci=sekret-token-0123456789,ci=other-token-0123456789", "'ci' is named twice"),
     ("a=sekret-token-0123456789,b=sekret-token-0123456789", "'a' and 'b' have the same token"),
+    ("ci=sekret-token-0123456789;envs=", "'ci' has envs that are not environment names"),
+    ("ci=sekret-token-0123456789;envs=production staging", "'ci' has envs that are not environment names"),
+    ("ci=sekret-token-0123456789;act_for=anyone", "'ci' has act_for=anyone; it is people or self"),
+    ("ci=sekret-token-0123456789;as=people", "'ci' has an option other than envs"),
+    ("ci=sekret-token-0123456789;act_for=self;act_for=people", "'ci' sets act_for twice"),
+    ("ci=sekret-token-0123;456789", "'ci' has an option other than envs"),
 ])
 def test_a_malformed_api_tokens_setting_is_a_config_error(value, problem):
     with pytest.raises(ConfigError) as err:
         load_config({**BASE_ENV, "RELEASEBOT_API_TOKENS": value})
     message = str(err.value)
     assert "RELEASEBOT_API_TOKENS is malformed" in message and problem in message
-    assert 'RELEASEBOT_API_TOKENS="deploy-pipeline=<token>,nightly=<token>"' in message  # the right form
+    assert 'RELEASEBOT_API_TOKENS="deploy-pipeline=<token>;envs=production+staging;act_for=people,' in message
+    assert "sekret" not in message  # a secret never reaches the log
+
+
+def test_a_token_allowed_an_environment_the_policy_lacks_stops_start_up(db, clock, policy, emulator):
+    with pytest.raises(ConfigError) as err:
+        start_bot(db, clock, policy, emulator,
+                  env_overrides={"RELEASEBOT_API_TOKENS": "ci=sekret-token-0123456789;envs=prod"})
+    message = str(err.value)
+    assert "'ci' names prod" in message and "production, staging, qa, development" in message
     assert "sekret" not in message  # a secret never reaches the log
 
 

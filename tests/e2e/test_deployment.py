@@ -48,7 +48,8 @@ def approved(bot, db, type_="minor"):
     assert release(db).state == "approved"
 
 
-def start(bot, clock, user="U0DEV", values=ALL_CHECKED):
+def start(bot, clock, user="U0PL", values=ALL_CHECKED):
+    # U0PL: a platform lead, who holds a deploying role (QMS 3.4) and votes on none of these releases
     post = bot.emulator.calls_to("chat.postMessage")[0]
     bot.click("deploy_start", "1", user=user, channel=post.response["channel"], message_ts=post.response["ts"])
     view = bot.emulator.calls_to("views.open")[-1].args["view"]
@@ -75,13 +76,13 @@ def test_happy_path_to_closed_with_signoffs_after_stabilisation(bot, db, clock):
     approved(bot, db)
     start(bot, clock)
     dep = deployment(db)
-    assert release(db).state == "deploying" and dep.deployer_id == "U0DEV" and dep.started_at == IN_WINDOW
+    assert release(db).state == "deploying" and dep.deployer_id == "U0PL" and dep.started_at == IN_WINDOW
     assert dep.checklist == {"monitoring": True, "rollback": True, "oncall": True}
     started = thread_posts(bot)[-1]
     assert "deployment started" in started.args["text"]
     assert [b["text"]["text"] for b in started.args["blocks"][1]["elements"]] == ["Succeeded", "Rolled back", "Failed"]
 
-    click_in_thread(bot, "deploy_outcome", "1:success", "U0DEV")
+    click_in_thread(bot, "deploy_outcome", "1:success", "U0PL")
     dep = deployment(db)
     assert release(db).state == "stabilising" and dep.outcome == "success"
     assert dep.stabilisation_ends_at == IN_WINDOW + timedelta(hours=2)  # minor: 2 h (QMS 4.4 step 5)
@@ -167,6 +168,7 @@ def test_gate_names_every_failed_condition(bot, db, clock):
     text = said_to(bot, "U0RM")
     assert "outside the planned window" in text and "/release reschedule REL-1" in text
     assert "voted Go as release_manager" in text and "QMS 3.4" in text
+    assert "U0RM holds no deploying role (operations or platform_lead)" in text
     assert "not confirmed: the rollback plan is ready and tested" in text
     assert "not confirmed: on-call is confirmed" in text
     assert "not confirmed: monitoring" not in text
@@ -174,7 +176,7 @@ def test_gate_names_every_failed_condition(bot, db, clock):
     with Session(db) as s:
         assert list(s.exec(select(Deployment))) == []
         [refusal] = s.exec(select(AuditEvent).where(AuditEvent.action == "deploy_refused")).all()
-    assert len(refusal.after["reasons"]) == 4
+    assert len(refusal.after["reasons"]) == 5
 
 
 def test_gate_refuses_a_release_that_is_not_approved(bot, db, clock):
@@ -198,7 +200,7 @@ def test_reschedule_resets_votes_and_moves_the_window(bot, db, clock):
 def test_followup_reminder_fires_after_24_hours_and_escalates_once_if_open(bot, db, clock):
     approved(bot, db)
     start(bot, clock)
-    bot.command("done REL-1 outcome=success note=\"smoke tests green\"", user="U0DEV")
+    bot.command("done REL-1 outcome=success note=\"smoke tests green\"", user="U0PL")
     finished = deployment(db).finished_at
     before = len(thread_posts(bot))
     clock.set(finished + timedelta(hours=23, minutes=59))
@@ -207,7 +209,7 @@ def test_followup_reminder_fires_after_24_hours_and_escalates_once_if_open(bot, 
     clock.set(finished + timedelta(hours=24))
     bot.deliver()
     [followup] = [c for c in thread_posts(bot) if "24 hours since" in c.args["text"]]
-    assert "<@U0DEV>" in json.dumps(followup.args["blocks"]) and "<@U0RM>" in json.dumps(followup.args["blocks"])
+    assert "<@U0PL>" in json.dumps(followup.args["blocks"]) and "<@U0RM>" in json.dumps(followup.args["blocks"])
     clock.set(finished + timedelta(hours=48))
     bot.deliver()
     bot.deliver()
@@ -221,19 +223,19 @@ def test_followup_reminder_fires_after_24_hours_and_escalates_once_if_open(bot, 
 def test_recorded_followup_stops_the_escalation(bot, db, clock):
     approved(bot, db)
     start(bot, clock)
-    click_in_thread(bot, "deploy_outcome", "1:success", "U0DEV")
+    click_in_thread(bot, "deploy_outcome", "1:success", "U0PL")
     finished = deployment(db).finished_at
     clock.set(finished + timedelta(hours=24))
     bot.deliver()
-    click_in_thread(bot, "record_followup", "1", "U0DEV")
+    click_in_thread(bot, "record_followup", "1", "U0PL")
     view = bot.emulator.calls_to("views.open")[-1].args["view"]
     assert view["callback_id"] == "followup_form"
     bot.submit("followup_form", {"evidence": {"evidence": {"value": "error rate flat, p99 unchanged"}},
                                  "actions": {"actions": {"value": "tune alert"}}},
-               user="U0DEV", private_metadata=view["private_metadata"])
+               user="U0PL", private_metadata=view["private_metadata"])
     with Session(db) as s:
         task = s.exec(select(Task).where(Task.kind == "followup")).one()
-    assert task.done_by == "U0DEV" and task.details["evidence"] == "error rate flat, p99 unchanged"
+    assert task.done_by == "U0PL" and task.details["evidence"] == "error rate flat, p99 unchanged"
     clock.set(finished + timedelta(hours=48))
     bot.deliver()
     assert not [c for c in thread_posts(bot) if "Escalated" in c.args["text"]]
@@ -245,11 +247,11 @@ def test_recorded_followup_stops_the_escalation(bot, db, clock):
 def test_rollback_records_decision_and_restoration_and_owes_a_retrospective(bot, db, clock):
     approved(bot, db)
     start(bot, clock)
-    bot.command('rollback REL-1 reason="error rate +12% for 5 min"', user="U0DEV")
+    bot.command('rollback REL-1 reason="error rate +12% for 5 min"', user="U0PL")
     decided = clock.now()
     assert release(db).state == "rolling_back"
     clock.advance(minutes=9)
-    bot.command("done REL-1 outcome=rolled_back link=https://ci/run/7", user="U0DEV")
+    bot.command("done REL-1 outcome=rolled_back link=https://ci/run/7", user="U0PL")
     dep = deployment(db)
     assert (dep.rollback_decided_at, dep.restored_at, dep.outcome) == (decided, clock.now(), "rolled_back")
     assert release(db).state == "rolled_back"

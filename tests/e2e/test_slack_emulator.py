@@ -262,3 +262,17 @@ def test_bolt_rejects_forged_and_stale_requests(bolt_url):
         assert slack.post_raw(body, {"Content-Type": "application/x-www-form-urlencoded"}).status_code == 401
         assert slack.command("v1", timestamp=1_000_000).status_code == 401
     assert "command" not in seen
+
+
+def test_users_can_be_missing_deactivated_or_bots(emu, web):
+    emu.missing_users.add("U0GONE")
+    emu.deleted_users.add("U0LEFT")
+    emu.bot_users.add("U0BOT")
+    with pytest.raises(SlackApiError) as exc:
+        web.users_info(user="U0GONE")
+    assert exc.value.response["error"] == "user_not_found"
+    with pytest.raises(SlackApiError):
+        web.users_lookupByEmail(email="u0gone@example.com")
+    assert web.users_info(user="U0LEFT")["user"]["deleted"] is True
+    assert web.users_lookupByEmail(email="u0bot@example.com")["user"]["is_bot"] is True
+    assert web.users_info(user="U_ALICE")["user"]["deleted"] is False

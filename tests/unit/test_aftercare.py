@@ -24,6 +24,7 @@ FINISHED = datetime(2026, 12, 9, 10, 30, tzinfo=UTC)
 STABLE = FINISHED + timedelta(hours=2)  # a minor release's stabilisation window
 ALL_CHECKED = {key: True for key, _ in CHECKLIST}
 DEPLOYER = "U0DEPL"
+DEPLOYING = frozenset({"platform_lead"})  # only a deploying role starts a deployment (QMS 3.4)
 VOTERS = {"minor": ("U0RM", "U0QA"), "major": ("U0CAB1", "U0CAB2", "U0RM", "U0SEC")}
 
 
@@ -32,7 +33,7 @@ def deploying(db, clock, policy, type_="minor") -> int:
     for user in VOTERS[type_]:
         assert cast_vote(db, actor(user), rid, "go", clock).changed
     clock.set(IN_WINDOW)
-    assert start_deployment(db, Deployer(DEPLOYER), rid, ALL_CHECKED, clock).changed
+    assert start_deployment(db, Deployer(DEPLOYER, DEPLOYING), rid, ALL_CHECKED, clock, policy).changed
     return rid
 
 

@@ -8,10 +8,12 @@ import pytest
 from sqlmodel import Session, select
 
 from commands.deploy import CHECKLIST, Deployer, check_gate, gate_reasons, start_deployment
-from commands.errors import NotFound
+from commands.errors import CouldNotCheck, NotFound
+from commands.outcome import Actor
 from commands.release import cancel_release, edit_release, load
 from commands.vote import cast_vote, withdraw_vote
-from conftest import START, actor
+from commands.policy import Policy
+from conftest import ROLES, START, actor
 from storage.models import Deployment
 from unit_support import REQUESTER, actions, counts, dev, events, new_release, outbox, outbox_keys, release
 
@@ -22,7 +24,11 @@ OPENS = datetime(2026, 12, 9, 10, 0, tzinfo=UTC)
 CLOSES = OPENS + timedelta(minutes=60)
 IN_WINDOW = OPENS + timedelta(minutes=5)
 ALL_CHECKED = {key: True for key, _ in CHECKLIST}
-DEPLOYER = "U0DEPL"  # holds no role and never votes
+DEPLOYER = "U0DEPL"  # never votes
+# Only a deploying role may deploy (QMS 3.4); every deployer below holds one, platform_lead, on top of
+# whatever conftest gives them, so that each test sees only the rule it is about.
+DEPLOYING = frozenset({"platform_lead"})
+POLICY = Policy.from_mapping({"roles": ROLES}, source="test policy")
 VOTERS = {"minor": ("U0RM", "U0QA"), "patch": ("U0EL", "U0QA"), "major": ("U0CAB1", "U0CAB2", "U0RM", "U0SEC")}
 
 
@@ -55,11 +61,12 @@ def deployments(db, rid=None) -> list[Deployment]:
 
 
 def gate(db, clock, rid, deployer=DEPLOYER, checklist=None) -> list[str]:
-    return check_gate(db, rid, deployer, clock, ALL_CHECKED if checklist is None else checklist)
+    who = globals()["deployer"](deployer) if isinstance(deployer, str) else deployer
+    return check_gate(db, rid, who, clock, ALL_CHECKED if checklist is None else checklist, POLICY)
 
 
 def deployer(user=DEPLOYER, pipeline=None) -> Deployer:
-    return Deployer(user, actor(user).roles, pipeline=pipeline)
+    return Deployer(user, actor(user).roles | DEPLOYING, pipeline=pipeline)
 
 
 def written(db) -> tuple:
@@ -163,7 +170,7 @@ def test_a_voter_of_an_earlier_reset_round_may_deploy(db, clock, policy):
     clock.set(IN_WINDOW)
     assert gate(db, clock, rid, deployer="U0QA") == []
     assert "U0QAGROUP voted Go as qa_lead" in gate(db, clock, rid, deployer="U0QAGROUP")[0]
-    out = start_deployment(db, deployer("U0QA"), rid, ALL_CHECKED, clock)
+    out = start_deployment(db, deployer("U0QA"), rid, ALL_CHECKED, clock, POLICY)
     assert out.changed and not out.refused
     assert deployments(db, rid)[0].deployer_id == "U0QA"
 
@@ -212,8 +219,8 @@ def test_gate_reasons_reads_the_current_round_only(db, clock, policy):
     rid = approved(db, clock, policy)
     with Session(db) as s:
         r = load(s, rid)
-        assert gate_reasons(r, s, "U0RM", IN_WINDOW, ALL_CHECKED) != []
-        assert gate_reasons(r, s, DEPLOYER, IN_WINDOW, ALL_CHECKED) == []
+        assert gate_reasons(r, s, deployer("U0RM"), IN_WINDOW, ALL_CHECKED, POLICY) != []
+        assert gate_reasons(r, s, deployer(), IN_WINDOW, ALL_CHECKED, POLICY) == []
 
 
 def test_check_gate_writes_nothing(db, clock, policy):
@@ -231,7 +238,7 @@ def test_refused_start_records_only_a_deploy_refused_event(db, clock, policy):
     clock.set(CLOSES + timedelta(minutes=1))
     r0 = release(db, rid)
     (releases, vote_rows, audit_rows, outbox_rows, deployment_rows), keys0 = written(db)
-    out = start_deployment(db, deployer(pipeline="gitlab"), rid, {"monitoring": True}, clock)
+    out = start_deployment(db, deployer(pipeline="gitlab"), rid, {"monitoring": True}, clock, POLICY)
     assert out.refused and not out.changed
     reasons = out.data["reasons"]
     assert len(reasons) == 3
@@ -244,8 +251,8 @@ def test_refused_start_records_only_a_deploy_refused_event(db, clock, policy):
     [ev] = events(db, rid, "deploy_refused")
     assert ev.actor == f"{DEPLOYER} via pipeline:gitlab"
     assert ev.at == clock.now()
-    assert ev.after == {"reasons": reasons, "checklist": {"monitoring": True}}
-    assert ev.reason == "; ".join(reasons)
+    assert ev.after == {"code": "gate", "reasons": reasons, "checklist": {"monitoring": True}}
+    assert ev.reason == out.message
     # ... and nothing else: no deployment, no state change, no announcement
     assert deployments(db) == []
     r = release(db, rid)
@@ -256,7 +263,7 @@ def test_refused_start_records_only_a_deploy_refused_event(db, clock, policy):
 def test_refusal_by_an_approver_names_them(db, clock, policy):
     rid = approved(db, clock, policy)
     clock.set(IN_WINDOW)
-    out = start_deployment(db, deployer("U0QA"), rid, ALL_CHECKED, clock)
+    out = start_deployment(db, deployer("U0QA"), rid, ALL_CHECKED, clock, POLICY)
     assert out.refused
     [ev] = events(db, rid, "deploy_refused")
     assert ev.actor == "U0QA"
@@ -272,7 +279,7 @@ def test_start_records_the_deployment(db, clock, policy):
     clock.set(IN_WINDOW)
     r0 = release(db, rid)
     keys0 = outbox_keys(db)
-    out = start_deployment(db, deployer(), rid, {**ALL_CHECKED, "extra": True}, clock,
+    out = start_deployment(db, deployer(), rid, {**ALL_CHECKED, "extra": True}, clock, POLICY,
                            artifact="ghcr.io/acme/pay@sha256:ab", commit="0123abcd",
                            pipeline_url="https://ci.test/p/42")
     assert out.changed and not out.refused
@@ -310,7 +317,7 @@ def test_start_records_the_deployment(db, clock, policy):
 def test_start_through_a_pipeline_names_the_pipeline_in_the_audit(db, clock, policy):
     rid = approved(db, clock, policy)
     clock.set(IN_WINDOW)
-    out = start_deployment(db, deployer(pipeline="deploy-prod"), rid, ALL_CHECKED, clock, commit="beef")
+    out = start_deployment(db, deployer(pipeline="deploy-prod"), rid, ALL_CHECKED, clock, POLICY, commit="beef")
     assert out.changed
     [dep] = deployments(db)
     assert (dep.deployer_id, dep.pipeline, dep.commit) == (DEPLOYER, "deploy-prod", "beef")
@@ -322,11 +329,11 @@ def test_start_through_a_pipeline_names_the_pipeline_in_the_audit(db, clock, pol
 def test_a_second_start_by_the_same_deployer_is_idempotent(db, clock, policy):
     rid = approved(db, clock, policy)
     clock.set(IN_WINDOW)
-    assert start_deployment(db, deployer(), rid, ALL_CHECKED, clock).changed
+    assert start_deployment(db, deployer(), rid, ALL_CHECKED, clock, POLICY).changed
     before = (actions(db, rid), outbox_keys(db), release(db, rid).revision)
     clock.advance(minutes=2)
     # a retried delivery; even with a different checklist it is the same deployment
-    out = start_deployment(db, deployer(pipeline="gitlab"), rid, {}, clock)
+    out = start_deployment(db, deployer(pipeline="gitlab"), rid, {}, clock, POLICY)
     assert not out.changed and not out.refused
     assert out.message == f"REL-{rid} is already being deployed by you since 10:05 UTC."
     assert out.data == {"reasons": []}
@@ -338,8 +345,8 @@ def test_a_second_start_by_the_same_deployer_is_idempotent(db, clock, policy):
 def test_a_second_start_by_someone_else_is_refused(db, clock, policy):
     rid = approved(db, clock, policy)
     clock.set(IN_WINDOW)
-    start_deployment(db, deployer(), rid, ALL_CHECKED, clock)
-    out = start_deployment(db, deployer("U0DEV2"), rid, ALL_CHECKED, clock)
+    start_deployment(db, deployer(), rid, ALL_CHECKED, clock, POLICY)
+    out = start_deployment(db, deployer("U0DEV2"), rid, ALL_CHECKED, clock, POLICY)
     assert out.refused
     assert out.data["reasons"] == [f"REL-{rid} is deploying, not approved"]
     [dep] = deployments(db)
@@ -349,5 +356,60 @@ def test_a_second_start_by_someone_else_is_refused(db, clock, policy):
 
 def test_start_on_a_missing_release_is_not_found(db, clock, policy):
     with pytest.raises(NotFound):
-        start_deployment(db, deployer(), 999, ALL_CHECKED, clock)
+        start_deployment(db, deployer(), 999, ALL_CHECKED, clock, POLICY)
     assert deployments(db) == []
+
+
+# --- only a deploying role deploys (QMS 3.4) ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("user", [DEPLOYER, REQUESTER, "U0EXEC"])
+def test_a_person_without_a_deploying_role_is_refused_and_the_role_named(db, clock, policy, user):
+    rid = approved(db, clock, policy)
+    clock.set(IN_WINDOW)
+    who = Deployer(user, actor(user).roles)  # no platform_lead granted here
+    reason = (f"{user} holds no deploying role (operations or platform_lead); QMS 3.4: a DevOps / Platform "
+              "Engineer executes the deployment")
+    assert check_gate(db, rid, who, clock, ALL_CHECKED, POLICY) == [reason]
+    out = start_deployment(db, who, rid, ALL_CHECKED, clock, POLICY)
+    assert out.refused and out.data["reasons"] == [reason]
+    [ev] = events(db, rid, "deploy_refused")
+    assert ev.actor == user and ev.after["reasons"] == [reason]
+    assert deployments(db) == [] and release(db, rid).state == "approved"
+
+
+@pytest.mark.parametrize("user", ["U0OPS", "U0PL"])
+def test_operations_and_platform_leads_deploy(db, clock, policy, user):
+    rid = approved(db, clock, policy)
+    clock.set(IN_WINDOW)
+    assert start_deployment(db, Deployer(user, actor(user).roles), rid, ALL_CHECKED, clock, POLICY).changed
+
+
+def test_the_deploying_roles_are_policy(db, clock, policy):
+    rid = approved(db, clock, policy)
+    clock.set(IN_WINDOW)
+    ops_only = Policy.from_mapping({"roles": ROLES, "deployment": {"deployers": ["operations"]}})
+    [reason] = check_gate(db, rid, Deployer("U0PL", actor("U0PL").roles), clock, ALL_CHECKED, ops_only)
+    assert "U0PL holds no deploying role (operations)" in reason
+
+
+def test_a_role_slack_could_not_check_is_try_again_not_a_refusal(db, clock, policy):
+    rid = approved(db, clock, policy)
+    clock.set(IN_WINDOW)
+    before = written(db)
+    who = Deployer.of(Actor("U0OPSGROUP", frozenset(), frozenset({"operations"})))
+    with pytest.raises(CouldNotCheck) as exc:
+        start_deployment(db, who, rid, ALL_CHECKED, clock, POLICY)
+    assert "could not confirm whether you hold operations" in exc.value.message
+    assert written(db) == before  # nothing written, nothing audited
+
+
+def test_the_pipeline_identity_is_held_to_the_approver_rule_too(db, clock, policy):
+    rid = new_release(db, clock, policy, **WINDOW)
+    # an identity that voted (here a pipeline's, as any id could be) never executes the deployment
+    assert cast_vote(db, Actor("pipeline:ci", frozenset({"release_manager"})), rid, "go", clock).changed
+    go(db, clock, "U0QA", rid)
+    clock.set(IN_WINDOW)
+    reasons = gate(db, clock, rid, deployer(pipeline="ci"))
+    assert reasons == ["pipeline:ci voted Go as release_manager; a go/no-go approver never executes the deployment "
+                       "(QMS 3.4)"]
+    assert gate(db, clock, rid, deployer(pipeline="nightly")) == []

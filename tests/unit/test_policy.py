@@ -295,3 +295,14 @@ def test_two_types_with_the_same_rank_are_refused():
     with _pytest.raises(_PolicyError) as err:
         _Policy.from_mapping({"types": {"minor": {"rank": 1}}}, source="p.toml")
     assert err.value.key == "types.*.rank" and "minor, patch share rank 1" in str(err.value)
+
+
+def test_deployers_default_to_operations_and_platform_leads_qms_3_4():
+    assert Policy.default().deployment.deployers == ("operations", "platform_lead")
+    assert Policy.from_mapping({"deployment": {"deployers": ["operations"]}}).deployment.deployers == ("operations",)
+
+
+@pytest.mark.parametrize("value", [[], ["devops"], "operations", [1]])
+def test_deployers_must_be_known_roles(value):
+    err = refused({"deployment": {"deployers": value}})
+    assert err.key == "deployment.deployers" and "non-empty list of roles" in err.problem

@@ -23,6 +23,7 @@ IN_WINDOW = datetime(2026, 12, 9, 10, 5, tzinfo=UTC)
 FINISHED = datetime(2026, 12, 9, 10, 30, tzinfo=UTC)
 ALL_CHECKED = {key: True for key, _ in CHECKLIST}
 DEPLOYER = "U0DEPL"
+DEPLOYING = frozenset({"platform_lead"})  # only a deploying role starts a deployment (QMS 3.4)
 VOTERS = {"minor": ("U0RM", "U0QA"), "major": ("U0CAB1", "U0CAB2", "U0RM", "U0SEC")}
 FOUR_HOURS = timedelta(hours=4)
 
@@ -57,7 +58,7 @@ def deploying(db, clock, policy, type_="minor") -> int:
     for user in VOTERS[type_]:
         go(db, clock, user, rid)
     clock.set(IN_WINDOW)
-    assert start_deployment(db, Deployer(DEPLOYER), rid, ALL_CHECKED, clock, policy=policy).changed
+    assert start_deployment(db, Deployer(DEPLOYER, DEPLOYING), rid, ALL_CHECKED, clock, policy).changed
     return rid
 
 

@@ -1,0 +1,98 @@
+"""A pipeline's report as one decision (commands.pipeline.report_deployment), and "could not check" in the
+rollback and finish role checks (issue 7 items 11 and the API's workflow rules)."""
+from __future__ import annotations
+
+import pytest
+
+from commands.deploy import Deployer, decide_rollback, finish_deployment
+from commands.errors import CouldNotCheck
+from commands.outcome import Actor
+from commands.pipeline import Report, report_deployment
+from test_deployment_outcomes import (ALL_CHECKED, DEPLOYER, IN_WINDOW, WINDOW, deploying, deployment, finish,
+                                      nonconformances, row, snapshot_of_writes, who)
+from unit_support import actions, events, new_release, outbox_keys, release
+
+
+def unapproved_report(db, clock, policy, rid, status, reporter, **fields):
+    return report_deployment(db, reporter, rid, Report(status, **fields), clock, policy)
+
+
+def test_a_report_for_a_never_approved_release_is_a_non_conformance(db, clock, policy):
+    rid = new_release(db, clock, policy, **WINDOW)
+    clock.set(IN_WINDOW)
+    keys0 = outbox_keys(db)
+    out = unapproved_report(db, clock, policy, rid, "started", who(pipeline="nightly"), checklist=ALL_CHECKED,
+                            commit="abc123")
+    assert out.refused and not out.data.get("moved")
+    [stored] = nonconformances(db)
+    assert out.data["nonconformance"] == stored.id
+    assert out.data["reasons"] == [f"REL-{rid} is pending, not approved",
+                                   f"REL-{rid} was never approved: a deployment reported for it is a "
+                                   f"non-conformance (QMS 6.2), recorded as non-conformance {stored.id} and posted "
+                                   "to the release channel"]
+    assert (stored.release_id, stored.kind) == (rid, "deployment_without_approval")
+    assert (stored.reported_by, stored.at) == (f"{DEPLOYER} via pipeline:nightly", IN_WINDOW)
+    assert stored.detail == (f"{DEPLOYER} via pipeline:nightly reported 'started' for REL-{rid} (pending, never "
+                             "approved). commit=abc123.")
+    [ev] = events(db, rid, "nonconformance")
+    assert (ev.actor, ev.at, ev.reason) == (f"{DEPLOYER} via pipeline:nightly", IN_WINDOW, stored.detail)
+    assert ev.after == {"kind": "deployment_without_approval", "status": "started", "nonconformance": stored.id}
+    assert actions(db, rid)[-1] == "nonconformance"  # no deploy_refused besides it: one record of one report
+    new = [k for k in outbox_keys(db) if k not in keys0]
+    assert new == [f"note:{rid}:nonconformance:{stored.id}"]
+    note = row(db, new[0])
+    assert note.kind == "thread_note" and note.stream == f"release:{rid}"
+    assert note.payload == {"event": "nonconformance", "detail": stored.detail}
+    # it changes nothing about the release itself
+    assert release(db, rid).state == "pending"
+
+
+def test_each_unapproved_report_is_its_own_non_conformance_and_a_retry_is_not(db, clock, policy):
+    rid = new_release(db, clock, policy, **WINDOW)
+    a = unapproved_report(db, clock, policy, rid, "started", who())
+    b = unapproved_report(db, clock, policy, rid, "succeeded", who())
+    again = unapproved_report(db, clock, policy, rid, "succeeded", who())
+    assert a.data["nonconformance"] != b.data["nonconformance"] == again.data["nonconformance"]
+    assert [n.detail for n in nonconformances(db)] == [
+        f"{DEPLOYER} reported 'started' for REL-{rid} (pending, never approved).",
+        f"{DEPLOYER} reported 'succeeded' for REL-{rid} (pending, never approved).",
+    ]
+    assert len(events(db, rid, "nonconformance")) == 2
+
+
+def test_rolled_back_reported_while_stabilising_is_decided_and_restored_in_one_step(db, clock, policy):
+    rid = deploying(db, clock, policy)
+    assert finish(db, clock, policy, rid, "success").changed
+    now = clock.advance(minutes=20)
+    out = report_deployment(db, who(pipeline="ci"), rid, Report("rolled_back", note="canary red"), clock, policy)
+    assert out.changed and release(db, rid).state == "rolled_back"
+    dep = deployment(db, rid)
+    assert dep.rollback_decided_at == dep.restored_at == now and dep.rollback_decided_by == DEPLOYER
+    assert actions(db, rid)[-2:] == ["rollback_decided", "deployment_rolled_back"]
+    assert events(db, rid, "rollback_decided")[0].reason == "canary red"
+
+
+def test_rolled_back_reported_while_stabilising_by_a_bystander_changes_nothing(db, clock, policy):
+    rid = deploying(db, clock, policy)
+    assert finish(db, clock, policy, rid, "success").changed
+    out = report_deployment(db, who("U0DEV2", "ci"), rid, Report("rolled_back"), clock, policy)
+    assert out.refused and release(db, rid).state == "stabilising"
+    assert actions(db, rid)[-1] == "finish_refused"
+    assert deployment(db, rid).rollback_decided_at is None
+
+
+# --- "could not check" is not a refusal ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("step", ["finish", "rollback"])
+def test_a_finisher_role_slack_could_not_check_is_try_again_not_a_refusal(db, clock, policy, step):
+    rid = deploying(db, clock, policy)
+    before = snapshot_of_writes(db, rid)
+    # not the deployer; holds operations only through a user group Slack did not answer for
+    unsure = Deployer.of(Actor("U0ONCALL", frozenset(), frozenset({"operations"})))
+    with pytest.raises(CouldNotCheck):
+        if step == "finish":
+            finish_deployment(db, unsure, rid, "success", clock, policy)
+        else:
+            decide_rollback(db, unsure, rid, "error rate +20%", clock)
+    assert snapshot_of_writes(db, rid) == before  # nothing written, nothing audited
+    assert release(db, rid).state == "deploying"
