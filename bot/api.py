@@ -168,7 +168,7 @@ def _report(svc: Services, pipeline: str, release_id: int, environ) -> Response:
     ref = f"REL-{release_id}"
     unapproved = never_approved(svc.db, release_id)
     user = resolve_actor(svc, actor)
-    who = Deployer(user, svc.roles.roles_of(user), pipeline=pipeline)
+    who = Deployer(user, svc.actor(user).roles, pipeline=pipeline)
 
     if unapproved:
         detail = " ".join(f"{k}={v}." for k, v in (("artifact", artifact), ("commit", commit),

@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 
 def deployer(svc: Services, user_id: str) -> Deployer:
-    return Deployer(user_id, svc.roles.roles_of(user_id))
+    actor = svc.actor(user_id)  # the one way roles are looked up (bot.services)
+    return Deployer(actor.user_id, actor.roles)
 
 
 def open_form(svc: Services, client, trigger_id: str, release_id: int, channel: str, tell, kind: str) -> None:
