@@ -7,6 +7,7 @@ from concurrent.futures import Executor
 from slack_bolt import App
 from slack_bolt.authorization import AuthorizeResult
 
+from bot import replay
 from bot.listeners import deploy, release, vote
 from bot.services import Services
 
@@ -30,6 +31,7 @@ def build_app(svc: Services, listener_executor: Executor | None = None) -> App:
         process_before_response=True,
         **({"listener_executor": listener_executor} if listener_executor else {}),
     )
+    replay.register(app, svc)  # a second delivery of one click, command or submission never reaches a listener
     release.register(app, svc)
     vote.register(app, svc)
     deploy.register(app, svc)

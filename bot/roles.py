@@ -49,9 +49,6 @@ class RoleDirectory:
                     unresolved.add(role)
         return frozenset(roles), frozenset(unresolved - roles)
 
-    def roles_of(self, user_id: str) -> frozenset[str]:
-        return self.resolve(user_id)[0]
-
     def _group(self, group_id: str) -> frozenset[str]:
         now = self._clock.now()
         with self._lock:

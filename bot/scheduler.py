@@ -10,10 +10,13 @@ from datetime import datetime, timezone
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from storage import replay
+
 from bot.calendar_sync import REFRESH_HOURS
 from bot.services import Services
 
 TICK_SECONDS = 3
+PRUNE_MINUTES = 5
 
 
 def build_scheduler(svc: Services) -> BackgroundScheduler:
@@ -24,5 +27,8 @@ def build_scheduler(svc: Services) -> BackgroundScheduler:
     # at start and then every few hours; warnings for the next days are queued then.
     scheduler.add_job(svc.refresh_calendars, "interval", hours=REFRESH_HOURS, id="calendars",
                       max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
+    # Deliveries seen (bot.replay) are kept only while Slack's signature check could let them in again.
+    scheduler.add_job(lambda: replay.prune(svc.db, svc.clock.now()), "interval", minutes=PRUNE_MINUTES,
+                      id="seen_deliveries", max_instances=1, coalesce=True)
     return scheduler
 

@@ -33,6 +33,8 @@ class Services:
         sync(self)
 
     def actor(self, user_id: str) -> Actor:
+        """The one way a listener learns who someone is: the roles Slack confirmed, and those it
+        could not check just now (so a use case can say "try again" instead of refusing)."""
         roles, unresolved = self.roles.resolve(user_id)
         return Actor(user_id, roles, unresolved)
 

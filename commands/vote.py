@@ -12,40 +12,36 @@ from __future__ import annotations
 from typing import Mapping
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from commands import announce
 from commands.approval import GO, NOGO, WITHDRAWN, ApprovalStatus
 from commands.clock import Clock
-from commands.errors import InputError
-from commands.outcome import Actor, Outcome
+from commands.decision import Decision, decide
+from commands.errors import CouldNotCheck, InputError, Refused
+from commands.outcome import Actor, Outcome, could_not_check
 from commands.policy import ROLES
-from commands.release import (LIVE_STATES, Refused, refuse, approval_of, current_votes, load, settle, snapshot,
-                              touch)
-from storage import audit
-from storage.db import transaction
+from commands.release import LIVE_STATES, approval_of, current_votes, snapshot
 from storage.models import Release, Vote
 
 
 def choose_role(required: Mapping[str, int], st: ApprovalStatus, actor: Actor, decision: str,
                 role_hint: str | None) -> str:
-    """The role this vote fills, or a refusal saying why none fits."""
+    """The role this vote fills, or a refusal saying why none fits.
+
+    A role Slack could not confirm just now (a user group lookup failed) is CouldNotCheck when it
+    matters: no confirmed role fits without it. That is "try again", never an audited refusal."""
     held = [r for r in required if r in actor.roles]
     unknown = [r for r in required if r in actor.unresolved]
     if unknown and (not held or decision == GO and all(st.role(r).filled for r in held)):
-        # Not a refusal: we could not check. Nothing is written; trying again will work.
-        raise InputError(f"Slack could not confirm whether you hold {', '.join(unknown)} right now; nothing was "
-                         "recorded. Please try again in a minute.")
+        raise CouldNotCheck(could_not_check(unknown))
     if not held:
         needed = ", ".join(f"{r} ×{n}" for r, n in required.items())
         raise Refused(f"This release needs {needed}; you hold none of those roles.", "no_required_role")
     if role_hint:
-        if role_hint in actor.unresolved and role_hint not in actor.roles:
-            raise InputError(f"Slack could not confirm whether you hold {role_hint} right now; nothing was "
-                             "recorded. Please try again in a minute.")
         if role_hint not in required:
             raise Refused(f"{role_hint} is not a role this release needs.", "role_not_required")
-        if role_hint not in actor.roles:
-            raise Refused(f"You do not hold the {role_hint} role.", "role_not_held")
+        actor.require([role_hint], f"You do not hold the {role_hint} role.", "role_not_held")
         held = [role_hint]
     if decision == NOGO:
         return held[0]
@@ -56,6 +52,10 @@ def choose_role(required: Mapping[str, int], st: ApprovalStatus, actor: Actor, d
     return open_roles[0]
 
 
+def _mine(session: Session, release: Release, user_id: str) -> Vote | None:
+    return next((v for v in current_votes(session, release) if v.voter_id == user_id), None)
+
+
 def cast_vote(db: Engine, actor: Actor, release_id: int, decision: str, clock: Clock,
               note: str | None = None, role_hint: str | None = None) -> Outcome:
     note = (note or "").strip() or None
@@ -63,64 +63,74 @@ def cast_vote(db: Engine, actor: Actor, release_id: int, decision: str, clock: C
         raise InputError("a No-go needs a reason", field="reason", form='/release nogo REL-12 reason="…"')
     if role_hint and role_hint not in ROLES:
         raise InputError(f"'{role_hint}' is not a role; roles are {', '.join(ROLES)}", field="role")
-    now = clock.now()
-    with transaction(db) as session:
-        release = load(session, release_id, lock=True)
-        mine = next((v for v in current_votes(session, release) if v.voter_id == actor.user_id), None)
+
+    def replay(d: Decision) -> Outcome | None:
+        mine = d.context = _mine(d.session, d.release, actor.user_id)
         if mine and mine.decision == decision:
             # A double click or Slack's retried delivery: the vote stands once.
-            return Outcome(f"Your {_word(decision)} on {release.ref} as {mine.role} is already recorded.", release)
-        try:
-            _check_can_vote(release, actor)
-            st = approval_of(session, release)
-            if mine and mine.decision == GO and decision == NOGO:
-                role = mine.role  # changing one's mind keeps the seat
-            else:
-                role = choose_role(release.required_roles, st, actor, decision, role_hint)
-        except Refused as exc:
-            return refuse(session, release, actor.user_id, "vote", exc, now, {"decision": decision})
-        before = snapshot(release) | {"vote": _vote_dict(mine)}
+            return Outcome(f"Your {_word(decision)} on {d.release.ref} as {mine.role} is already recorded.",
+                           d.release)
+        return None
+
+    def check(d: Decision) -> tuple[Vote | None, str]:
+        mine = d.context
+        _check_can_vote(d.release, actor)
+        if mine and mine.decision == GO and decision == NOGO:
+            return mine, mine.role  # changing one's mind keeps the seat
+        return mine, choose_role(d.release.required_roles, approval_of(d.session, d.release), actor, decision,
+                                 role_hint)
+
+    def change(d: Decision) -> Outcome:
+        mine, role = d.context
+        before = d.before | {"vote": _vote_dict(mine)}
         if mine is None:
-            mine = Vote(release_id=release.id, round=release.round, voter_id=actor.user_id, role=role,
-                        decision=decision, note=note, decided_at=now)
-            session.add(mine)
+            mine = Vote(release_id=d.release.id, round=d.release.round, voter_id=actor.user_id, role=role,
+                        decision=decision, note=note, decided_at=d.now)
+            d.session.add(mine)
         else:
-            mine.role, mine.decision, mine.note, mine.decided_at = role, decision, note, now
-        session.flush()
-        touch(release, now)
-        ev = audit.record(session, actor=actor.user_id, action=f"vote_{decision}", release_id=release.id, at=now,
-                          before=before, after=snapshot(release) | {"vote": _vote_dict(mine)}, reason=note)
-        announce.approval_update(session, release, now, ev)
-        moved = settle(session, release, actor.user_id, now)
-    msg = f"Your {_word(decision)} on {release.ref} is recorded as {role}."
+            mine.role, mine.decision, mine.note, mine.decided_at = role, decision, note, d.now
+        d.session.flush()
+        ev = d.record(f"vote_{decision}", before=before, after=snapshot(d.release) | {"vote": _vote_dict(mine)},
+                      reason=note)
+        announce.approval_update(d.session, d.release, d.now, ev)
+        return Outcome("", d.release, changed=True, data={"role": role})
+
+    out = decide(db, release_id, actor.user_id, "vote", clock.now(), check=check, change=change, replay=replay,
+                 refusal_detail={"decision": decision}, settle=True)
+    if not out.changed:
+        return out
+    ref, role, moved = out.release.ref, out.data["role"], out.data.get("moved")
+    msg = f"Your {_word(decision)} on {ref} is recorded as {role}."
     if moved == "approved":
-        msg += f" {release.ref} is now approved."
+        msg += f" {ref} is now approved."
     elif decision == NOGO:
-        msg += f" {release.ref} is blocked until you withdraw it (/release withdraw {release.ref})."
-    return Outcome(msg, release, changed=True, data={"role": role, "moved": moved})
+        msg += f" {ref} is blocked until you withdraw it (/release withdraw {ref})."
+    return Outcome(msg, out.release, changed=True, data={"role": role, "moved": moved})
 
 
 def withdraw_vote(db: Engine, actor: Actor, release_id: int, clock: Clock) -> Outcome:
-    now = clock.now()
-    with transaction(db) as session:
-        release = load(session, release_id, lock=True)
-        mine = next((v for v in current_votes(session, release) if v.voter_id == actor.user_id), None)
+    def replay(d: Decision) -> Outcome | None:
+        mine = d.context = _mine(d.session, d.release, actor.user_id)
         if mine is None or mine.decision == WITHDRAWN:
-            return Outcome(f"You have no vote on {release.ref} to withdraw.", release)
-        try:
-            if release.state not in LIVE_STATES:
-                raise Refused(f"{release.ref} is {release.state}; its votes are final.", "not_live")
-        except Refused as exc:
-            return refuse(session, release, actor.user_id, "withdraw", exc, now)
-        before = snapshot(release) | {"vote": _vote_dict(mine)}
-        mine.decision, mine.decided_at = WITHDRAWN, now
-        session.flush()
-        touch(release, now)
-        ev = audit.record(session, actor=actor.user_id, action="vote_withdrawn", release_id=release.id, at=now,
-                          before=before, after=snapshot(release) | {"vote": _vote_dict(mine)})
-        announce.approval_update(session, release, now, ev)
-        settle(session, release, actor.user_id, now)
-    return Outcome(f"Your vote on {release.ref} is withdrawn.", release, changed=True)
+            return Outcome(f"You have no vote on {d.release.ref} to withdraw.", d.release)
+        return None
+
+    def check(d: Decision) -> Vote:
+        if d.release.state not in LIVE_STATES:
+            raise Refused(f"{d.release.ref} is {d.release.state}; its votes are final.", "not_live")
+        return d.context
+
+    def change(d: Decision) -> Outcome:
+        mine = d.context
+        before = d.before | {"vote": _vote_dict(mine)}
+        mine.decision, mine.decided_at = WITHDRAWN, d.now
+        d.session.flush()
+        ev = d.record("vote_withdrawn", before=before, after=snapshot(d.release) | {"vote": _vote_dict(mine)})
+        announce.approval_update(d.session, d.release, d.now, ev)
+        return Outcome(f"Your vote on {d.release.ref} is withdrawn.", d.release, changed=True)
+
+    return decide(db, release_id, actor.user_id, "withdraw", clock.now(), check=check, change=change,
+                  replay=replay, settle=True)
 
 
 def _check_can_vote(release: Release, actor: Actor) -> None:

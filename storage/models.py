@@ -294,3 +294,15 @@ class ReleaseFlag(SQLModel, table=True):
     overridden_by: Optional[str] = Field(default=None, max_length=40)
     override_reason: Optional[str] = _text()
     overridden_at: Optional[datetime] = _ts(nullable=True)
+
+
+class SeenDelivery(SQLModel, table=True):
+    """One delivery from Slack, by its identity (bot.replay.identity), kept for the replay window.
+
+    Inserting the row is the claim: the primary key makes a second delivery of the
+    same click, command or submission (a replay, or Slack's retry) fail to insert."""
+
+    __tablename__ = "seen_delivery"
+
+    key: str = Field(primary_key=True, max_length=255)
+    seen_at: datetime = _ts(nullable=False, index=True)

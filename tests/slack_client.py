@@ -87,6 +87,10 @@ class SlackClient:
     def _trigger_id(self) -> str:
         return f"{next(self._seq)}.{secrets.randbelow(10**9)}.{secrets.token_hex(16)}"
 
+    def _action_ts(self) -> str:
+        # Slack's action_ts tells one click from the next; two clicks in a test may share a microsecond.
+        return f"{int(time.time())}.{next(self._seq):06d}"
+
     def _response_url(self, kind: str) -> str:
         name = f"{kind}-{next(self._seq)}"
         if self.emulator is not None:
@@ -167,7 +171,7 @@ class SlackClient:
                     "text": {"type": "plain_text", "text": value, "emoji": True},
                     "value": value,
                     "type": "button",
-                    "action_ts": f"{time.time():.6f}",
+                    "action_ts": self._action_ts(),
                 }
             ],
         }
@@ -187,7 +191,7 @@ class SlackClient:
             "trigger_id": self._trigger_id(),
             "view": view,
             "actions": [{"action_id": action_id, "block_id": block_id or action_id, "type": "checkboxes",
-                         "action_ts": f"{int(time.time())}.000001"}],
+                         "action_ts": self._action_ts()}],
         }
         return self._send_payload(payload, None, None)
 

@@ -116,7 +116,15 @@ def test_retried_delivery_of_a_request_creates_one_release(bot, db):
     bot.command(LINE, user="U0DEV", trigger_id="111.222.abc", retry_num=1)
     assert count(db, Release) == 1
     assert len(bot.emulator.calls_to("chat.postMessage")) == 1
-    assert "already created" in reply(bot)
+    # the retry is the same delivery: dropped before the listener, so the person is answered once
+    [answer] = bot.emulator.calls_to("response_url")
+    assert answer.args["text"].startswith("REL-1 requested")
+
+
+def test_a_retry_whose_first_delivery_never_arrived_is_handled(bot, db):
+    bot.command(LINE, user="U0DEV", trigger_id="333.444.def", retry_num=1)
+    assert count(db, Release) == 1
+    assert reply(bot).startswith("REL-1 requested")
 
 
 def test_unexpected_failure_is_a_sentence_not_a_traceback(bot, db, monkeypatch):

@@ -9,7 +9,8 @@ from sqlmodel import Session, select
 
 from commands import planning
 from commands.blackout import add_blackout, remove_blackout
-from commands.errors import InputError
+from commands.errors import CouldNotCheck, InputError
+from commands.outcome import Actor
 from commands.policy import Policy
 from commands.classification import Answers
 from commands.release import accept_misclassification, cancel_release, edit_release, override_flags
@@ -326,6 +327,20 @@ def test_the_wrong_role_is_refused_and_audited(db, clock, policy, kind, user, ne
     assert (ev.actor, ev.after, ev.reason) == (user, {"code": "wrong_role", "kind": kind}, out.message)
     assert all(f.overridden_at is None for f in open_flags(db, rid))
     assert counts(db)[2] == before[2] + 1  # the refusal is the only thing written
+
+
+@pytest.mark.parametrize("kind,needed", [("lead_time", "release_manager"), ("blackout", "executive")])
+def test_an_override_slack_could_not_check_asks_to_try_again_and_writes_nothing(db, clock, policy, kind, needed):
+    """The override role may come through a user group Slack could not list just now: we do not know
+    that the person lacks it, so it is "try again", not an audited refusal."""
+    rid = flagged_three_ways(db, clock, policy)
+    before = counts(db)
+    with pytest.raises(CouldNotCheck) as info:
+        override_flags(db, Actor("U0X", frozenset({"qa_lead"}), frozenset({needed})), rid, kind, "please", clock,
+                       policy)
+    assert needed in info.value.message and "try again" in info.value.message
+    assert counts(db) == before
+    assert events(db, rid, "override_refused") == []
 
 
 @pytest.mark.parametrize("kind,user", [("lead_time", "U0RM"), ("blackout", "U0EXEC")])

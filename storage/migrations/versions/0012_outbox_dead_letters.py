@@ -9,7 +9,7 @@ from alembic import op
 import storage.models
 
 revision = "0012_outbox_dead_letters"
-down_revision = "0006"
+down_revision = "0007_delivery_replays"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,140 @@
+"""Each Slack delivery counts once: a replay, or Slack's own retry, is dropped before any listener runs.
+
+A signed request stays valid for Slack's five-minute signature window, so
+whoever captures one (a proxy log, a browser extension) could send it again: a
+replayed Go click would bring back a withdrawn vote, a replayed `blackout add`
+would make a second blackout. Each delivery has an identity Slack gives it; the
+first delivery claims it (storage.replay), and a second one is answered "already
+done" without reaching a listener. Slack's retries (X-Slack-Retry-Num) are the
+same delivery again and are dropped without a second answer.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Callable
+
+from slack_bolt import Ack, App, BoltRequest, BoltResponse
+from slack_sdk.errors import SlackApiError
+from slack_sdk.webhook import WebhookClient
+from sqlalchemy.exc import SQLAlchemyError
+
+from storage import replay as seen
+
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+ALREADY_DONE = (":information_source: Already done: Slack delivered this request again, and it was handled the "
+                "first time; nothing changed.")
+MAX_KEY = 255  # storage.models.SeenDelivery.key
+
+
+def identity(body: dict) -> str | None:
+    """What makes this delivery the same as another one, or None when it is not claimed.
+
+    Slash command: its trigger_id. Button or menu: the person and the action's action_ts
+    (Slack's timestamp of that click). Modal submission: the view id and the view's hash,
+    which Slack changes whenever the view is redrawn. Event: its event_id. Shortcut: its trigger_id."""
+    kind = body.get("type")
+    if body.get("command"):
+        key = f"command:{body['trigger_id']}" if body.get("trigger_id") else None
+    elif kind == "block_actions":
+        user = (body.get("user") or {}).get("id")
+        ts = next((a.get("action_ts") for a in body.get("actions") or [] if a.get("action_ts")), None)
+        key = f"action:{user}:{ts}" if user and ts else None
+    elif kind == "view_submission":
+        view = body.get("view") or {}
+        key = f"view:{view['id']}:{view.get('hash', '')}" if view.get("id") else None
+    elif kind == "event_callback":
+        key = f"event:{body['event_id']}" if body.get("event_id") else None
+    elif kind in ("shortcut", "message_action"):
+        key = f"shortcut:{body['trigger_id']}" if body.get("trigger_id") else None
+    else:
+        key = None  # options loads, url_verification, view_closed: nothing to do twice
+    if key and len(key) > MAX_KEY:
+        key = f"{key.split(':', 1)[0]}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
+    return key
+
+
+def register(app: App, svc: Services) -> None:
+    """Install the guard as the first global middleware (after Bolt's signature check)."""
+    executor = app.listener_runner.listener_executor
+
+    def guard(req: BoltRequest, body: dict, next_: Callable[[], None]) -> BoltResponse | None:
+        if req.lazy_only:  # a lazy listener re-dispatched (FaaS): its delivery was claimed already
+            return next_()
+        key = identity(body)
+        if key is None:
+            return next_()
+        try:
+            first = seen.claim(svc.db, key, svc.clock.now())
+        except SQLAlchemyError:
+            # No database, no work either: let the listener fail and say so in its own words.
+            log.exception("could not record delivery %s", key)
+            return next_()
+        if first:
+            req.context["ack"] = _ReleasingAck(lambda: _forget(svc, key))
+            return next_()
+        if req.headers.get("x-slack-retry-num"):
+            log.info("dropped Slack's retry of %s", key)
+            return BoltResponse(status=200, body="")
+        log.warning("dropped a second delivery of %s", key)
+        return _already_done(svc, body, executor)
+
+    app.middleware(guard)
+
+
+class _ReleasingAck(Ack):
+    """An ack that gives the claim back when the listener sent the form back with errors:
+    nothing was done, and Slack may carry the same view hash on the corrected submission."""
+
+    def __init__(self, forget: Callable[[], None]):
+        super().__init__()
+        self._forget = forget
+
+    def __call__(self, *args, **kwargs) -> BoltResponse:
+        response = super().__call__(*args, **kwargs)
+        if kwargs.get("response_action") == "errors":
+            self._forget()
+        return response
+
+
+def _forget(svc: Services, key: str) -> None:
+    try:
+        seen.release(svc.db, key)
+    except SQLAlchemyError:
+        log.exception("could not release delivery %s", key)
+
+
+def _already_done(svc: Services, body: dict, executor) -> BoltResponse:
+    """Tell the person their request was already handled, the way this kind of delivery allows."""
+    if body.get("command"):
+        return Ack()(text=ALREADY_DONE, response_type="ephemeral")  # the ack text is the answer
+    user = (body.get("user") or {}).get("id")
+    if body.get("response_url"):
+        url = body["response_url"]
+        executor.submit(_tell_safely, lambda: WebhookClient(url).send(
+            text=ALREADY_DONE, response_type="ephemeral", replace_original=False))
+    elif body.get("type") == "view_submission" and user:
+        # The modal closed the first time; say it where the modal was opened from.
+        channel = _metadata(body).get("channel") or svc.config.release_channel
+        executor.submit(_tell_safely, lambda: svc.client.chat_postEphemeral(
+            channel=channel, user=user, text=ALREADY_DONE))
+    return BoltResponse(status=200, body="")
+
+
+def _metadata(body: dict) -> dict:
+    try:
+        meta = json.loads((body.get("view") or {}).get("private_metadata") or "{}")
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _tell_safely(send: Callable[[], object]) -> None:
+    try:
+        send()
+    except (SlackApiError, OSError) as exc:
+        log.warning("could not tell the user their request was already done: %s", exc)
