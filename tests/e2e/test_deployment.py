@@ -122,7 +122,7 @@ def test_happy_path_to_closed_with_signoffs_after_stabilisation(bot, db, clock):
 def signed_and_followed_up(bot, db, clock):
     approved(bot, db)
     start(bot, clock)
-    bot.command("done REL-1 outcome=success", user="U0DEV")
+    bot.command("done REL-1 outcome=success", user="U0PL")
     clock.advance(hours=2)
     bot.command("signoff REL-1", user="U0QA")
     bot.command("signoff REL-1", user="U0OPS")
@@ -145,7 +145,7 @@ def test_a_failed_group_lookup_is_could_not_check_not_a_refusal(bot, db, clock):
     bot.emulator.fail_next("usergroups.users.list", 100, status=503)
     approved(bot, db)
     start(bot, clock)
-    bot.command("done REL-1 outcome=success", user="U0DEV")
+    bot.command("done REL-1 outcome=success", user="U0PL")
     clock.advance(hours=2)
     click_in_thread(bot, "signoff", "1:qa_lead", "U0QAGROUP")
     assert "could not confirm whether you hold qa_lead" in said_to(bot, "U0QAGROUP")
@@ -334,7 +334,7 @@ def test_a_deployment_left_running_reminds_the_deployer_then_escalates_once(bot,
     [first] = stuck(bot)
     assert "REL-1 is still deploying" in first.args["text"]
     blocks = json.dumps(first.args["blocks"])
-    assert "<@U0DEV>" in blocks and "<@U0RM>" not in blocks and "Succeeded" in blocks
+    assert "<@U0PL>" in blocks and "<@U0RM>" not in blocks and "Succeeded" in blocks
     clock.set(window_end + timedelta(minutes=60))
     bot.deliver()
     bot.deliver()
@@ -348,7 +348,7 @@ def test_a_deployment_left_running_reminds_the_deployer_then_escalates_once(bot,
 def test_a_finished_deployment_is_never_chased(bot, db, clock):
     approved(bot, db)
     start(bot, clock)
-    bot.command("done REL-1 outcome=success", user="U0DEV")
+    bot.command("done REL-1 outcome=success", user="U0PL")
     clock.set(release(db).end_at + timedelta(hours=2))
     bot.deliver()
     assert stuck(bot) == []
