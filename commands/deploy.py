@@ -17,6 +17,7 @@ from calendars.business import add_business_days
 from commands import announce
 from commands.approval import GO, NOGO
 from commands.clock import Clock
+from commands.classification import controls
 from commands.errors import InputError, required_reason
 from commands.outcome import Outcome
 from commands.policy import Policy
@@ -181,7 +182,7 @@ def finish_deployment(db: Engine, who: Deployer, release_id: int, outcome: str, 
         elif outcome == "failed":
             release.state = FAILED
         else:
-            dep.stabilisation_ends_at = now + policy.type(release.effective_type).stabilisation
+            dep.stabilisation_ends_at = now + controls(policy, release).stabilisation
             release.state = STABILISING
             announce.reminder(session, release, "signoff_request", dep.stabilisation_ends_at, now)
         touch(release, now)
@@ -211,7 +212,7 @@ def _owe_aftercare(session: Session, release: Release, dep: Deployment, outcome:
         session.add(Task(release_id=release.id, kind="followup", due_at=followup_due, created_at=now))
         announce.reminder(session, release, "followup", followup_due, now)
         announce.reminder(session, release, "followup_escalation", followup_due + p.followup_escalate_after, now)
-    retro = release.effective_type in p.retrospective_types or outcome in ("rolled_back", "failed")
+    retro = controls(policy, release).retrospective or outcome in ("rolled_back", "failed")
     if retro and "retrospective" not in owed:
         due = add_business_days(now, p.retrospective_business_days, release.tz)
         session.add(Task(release_id=release.id, kind="retrospective", due_at=due, created_at=now))
