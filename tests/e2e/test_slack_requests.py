@@ -54,7 +54,8 @@ def test_signed_request_just_inside_five_minutes_is_accepted(bot, db):
 
 
 def test_user_text_is_escaped_so_nobody_can_ping_the_channel(bot, db):
-    bot.command('request service=payments version=2.3.1 type=minor flags=feature start="2026-12-01 14:00" tz=Europe/London '
+    bot.command('request service=payments version=2.3.1 type=minor flags=feature '
+                'start="2026-12-01 14:00" tz=Europe/London '
                 'duration=60m summary="<!channel> & <@U0RM> <https://evil|click>"', user="U0DEV")
     with Session(db) as s:
         assert s.exec(select(Release)).one().summary == "<!channel> & <@U0RM> <https://evil|click>"
@@ -66,7 +67,8 @@ def test_user_text_is_escaped_so_nobody_can_ping_the_channel(bot, db):
 
 def test_slack_escaped_input_is_stored_as_typed(bot, db):
     # Slack itself sends & < > escaped in slash command text.
-    bot.command('request service=payments version=2.3.1 type=minor flags=feature start="2026-12-01 14:00" tz=Europe/London '
+    bot.command('request service=payments version=2.3.1 type=minor flags=feature '
+                'start="2026-12-01 14:00" tz=Europe/London '
                 'duration=60m summary="R&amp;D &lt;b&gt;"', user="U0DEV")
     with Session(db) as s:
         assert s.exec(select(Release)).one().summary == "R&D <b>"
