@@ -22,7 +22,8 @@ USAGE: dict[str, str] = {
     "edit": '/release edit REL-12 [version=…] [summary="…"] [start="YYYY-MM-DD HH:MM"] [tz=…] [duration=…] '
             '[risk=…] [rollback=…] [links=…] [reason="…"]   (any change starts a new round of votes; '
             "after approval it needs reason=)",
-    "accept": '/release accept REL-12 reason="…"   (release manager accepts a less-controlled type)',
+    "accept": '/release accept REL-12 reason="…"   (a release manager accepts a misclassification; '
+              "the requested type's controls then apply alone)",
     "reschedule": '/release reschedule REL-12 start="YYYY-MM-DD HH:MM" [tz=…] [duration=…] [reason="…"]',
     "deploy": "/release deploy REL-12   (opens the pre-deployment checklist)",
     "rollback": '/release rollback REL-12 reason="…"',

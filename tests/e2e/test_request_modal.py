@@ -136,6 +136,14 @@ def test_bad_fields_come_back_inline_and_nothing_is_written(bot, db):
     assert bot.emulator.calls_to("chat.postMessage") == []
 
 
+def test_emergency_chosen_in_the_form_without_an_incident_is_an_inline_error(bot, db):
+    r = bot.submit("release_request", values(answers=answers("cve"), type=chosen_type("emergency")), user="U0DEV",
+                   private_metadata=META)
+    body = r.json()
+    assert body["response_action"] == "errors" and "QMS 4.6" in body["errors"]["type"]
+    assert rows(db, Release) == [] and rows(db, AuditEvent) == []
+
+
 def test_past_or_nonexistent_start_is_an_inline_error(bot, db):
     r = bot.submit("release_request", values(start_date={"start_date": {"selected_date": "2027-03-28"}},
                                              start_time={"start_time": {"selected_time": "01:30"}}),
