@@ -30,6 +30,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.engine import Engine
 
 from commands import announce, planning, reminders
+from commands.classification import track
 from commands.states import LIVE_STATES
 from commands.clock import Clock
 from commands.policy import Policy
@@ -247,7 +248,7 @@ class Delivery:
             st, dep = approval_of(session, release), deployment_of(session, release)
             flags = planning.open_flags(session, release.id)
             slots = (planning.next_free_slots(session, self._policy, service=release.service,
-                                              environment=release.environment, release_type=release.effective_type,
+                                              environment=release.environment, release_type=track(release),
                                               duration=release.end_at - release.start_at, now=self._clock.now(),
                                               exclude=release.id)
                      if planning.blocking(flags) and release.state in LIVE_STATES else [])

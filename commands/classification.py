@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from datetime import timedelta
+from typing import Iterable
 
+from calendars.timeparse import format_duration
 from commands.policy import Policy
+from storage.models import Release
 
 # (key, question as asked, command-line flag). The order is the order asked.
 QUESTIONS: tuple[tuple[str, str, str], ...] = (
@@ -61,33 +65,95 @@ def derive_type(a: Answers) -> str:
 
 def needs_security(a: Answers) -> bool:
     # QMS §3.6: security approves anything touching auth, crypto, data handling or
-    # network policy; §3.7: infrastructure changes to network or IAM.
-    return a.sensitive or a.network_iam
+    # network policy; §3.7: infrastructure changes to network or IAM, and every
+    # vulnerability fix, on whichever track it ships (an incident makes a CVE fix an emergency).
+    return a.sensitive or a.network_iam or a.cve
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What a release is held to. A requested type can add control, never remove it,
+    so the controls of several types are their union."""
+
+    required_roles: dict[str, int]
+    lead_time: timedelta
+    stabilisation: timedelta
+    retrospective: bool
+    approval_sla: timedelta  # the shorter one: it only times the nudges
+
+    def missing(self, other: "Controls") -> tuple[str, ...]:
+        """What `other` asks for that these controls do not: empty when these include all of it."""
+        out = [f"{n} {role} approval{'s' if n > 1 else ''}" for role, n in other.required_roles.items()
+               if self.required_roles.get(role, 0) < n]
+        if self.lead_time < other.lead_time:
+            out.append(f"lead time {format_duration(other.lead_time)}")
+        if self.stabilisation < other.stabilisation:
+            out.append(f"stabilisation {format_duration(other.stabilisation)}")
+        if other.retrospective and not self.retrospective:
+            out.append("a retrospective")
+        return tuple(out)
+
+
+def applied_types(release: Release) -> tuple[str, ...]:
+    """The types whose controls hold a release: the derived and the requested one,
+    or the requested one alone once a release manager has accepted the misclassification."""
+    if release.misclassification_accepted_by:
+        return (release.requested_type,)
+    return tuple(dict.fromkeys((release.derived_type, release.requested_type)))
+
+
+def track(release: Release) -> str:
+    """The applied types as one name, e.g. "minor" or "minor+patch" (planning checks take a type name)."""
+    return "+".join(applied_types(release))
+
+
+def controls(policy: Policy, what: "Release | str | Iterable[str]", answers: Answers | None = None) -> Controls:
+    """The controls that apply to a release, to one type, or to several types at once.
+
+    A release brings its own answers; a name may join several types with "+" (see track)."""
+    if isinstance(what, Release):
+        answers = Answers(**what.answers) if what.classification_answered and what.answers else None
+        names: tuple[str, ...] = applied_types(what)
+    elif isinstance(what, str):
+        names = tuple(what.split("+"))
+    else:
+        names = tuple(what)
+    types = [policy.type(n) for n in names]
+    roles: dict[str, int] = {}
+    for t in types:
+        for role, n in t.approvers.items():
+            roles[role] = max(roles.get(role, 0), n)
+    if answers is not None and needs_security(answers):
+        roles.setdefault("security", 1)
+    return Controls(required_roles=roles, lead_time=max(t.lead_time for t in types),
+                    stabilisation=max(t.stabilisation for t in types),
+                    retrospective=any(n in policy.deployment.retrospective_types for n in names),
+                    approval_sla=min(t.approval_sla for t in types))
 
 
 @dataclass(frozen=True)
 class Classification:
     derived: str
     requested: str
-    effective: str  # the type whose approvals apply
-    misclassified: bool
-    required_roles: dict[str, int]
+    effective: str  # the type the release goes by: the requested one unless it is a misclassification
+    misclassified: bool  # the requested type alone would drop some of the derived type's controls
+    controls: Controls  # the union of both types' controls
+    missing: tuple[str, ...] = ()  # what the requested type alone would drop
+
+    @property
+    def required_roles(self) -> dict[str, int]:
+        return dict(self.controls.required_roles)
 
 
 def classify(policy: Policy, answers: Answers | None, requested: str | None) -> Classification:
-    """answers=None means the requester declared a type without answering the
-    questions (one-line requests); then the declared type is all we know."""
+    """answers=None only for releases recorded before answers were required: the declared type is all we know."""
     derived = derive_type(answers) if answers is not None else (requested or "patch")
     requested = requested or derived
-    rank = lambda t: policy.type(t).rank  # noqa: E731
-    misclassified = requested != derived and rank(requested) <= rank(derived)
-    effective = derived if misclassified else requested
-    return Classification(derived, requested, effective, misclassified,
-                          required_roles(policy, effective, answers))
+    missing = controls(policy, requested).missing(controls(policy, derived))
+    misclassified = requested != derived and bool(missing)
+    return Classification(derived, requested, derived if misclassified else requested, misclassified,
+                          controls(policy, (derived, requested), answers), missing)
 
 
-def required_roles(policy: Policy, effective: str, answers: Answers | None) -> dict[str, int]:
-    roles = dict(policy.type(effective).approvers)
-    if answers is not None and needs_security(answers):
-        roles.setdefault("security", 1)
-    return roles
+def required_roles(policy: Policy, types: str | Iterable[str], answers: Answers | None) -> dict[str, int]:
+    return dict(controls(policy, types, answers).required_roles)

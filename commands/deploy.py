@@ -23,6 +23,7 @@ from commands.clock import Clock
 from commands.decision import Decision, decide
 from commands.errors import InputError, Refused, required_reason
 from commands.outcome import Actor, Outcome
+from commands.classification import controls
 from commands.policy import Policy
 from commands.release import APPROVED, current_votes, load, snapshot
 from commands.states import DEPLOYING, FAILED, IN_FLIGHT, ROLLED_BACK, ROLLING_BACK, STABILISING
@@ -264,7 +265,7 @@ def finish_change(d: Decision, who: Deployer, dep: Deployment, outcome: str, pol
     elif outcome == "failed":
         release.state = FAILED
     else:
-        dep.stabilisation_ends_at = now + policy.type(release.effective_type).stabilisation
+        dep.stabilisation_ends_at = now + controls(policy, release).stabilisation
         release.state = STABILISING
         announce.reminder(d.session, release, "signoff_request", dep.stabilisation_ends_at, now)
     ev = d.record(f"deployment_{outcome}", before=before,
@@ -338,7 +339,7 @@ def _owe_aftercare(session: Session, release: Release, dep: Deployment, outcome:
         session.add(Task(release_id=release.id, kind="followup", due_at=followup_due, created_at=now))
         announce.reminder(session, release, "followup", followup_due, now)
         announce.reminder(session, release, "followup_escalation", followup_due + p.followup_escalate_after, now)
-    retro = release.effective_type in p.retrospective_types or outcome in ("rolled_back", "failed")
+    retro = controls(policy, release).retrospective or outcome in ("rolled_back", "failed")
     if retro and "retrospective" not in owed:
         due = add_business_days(now, p.retrospective_business_days, release.tz)
         session.add(Task(release_id=release.id, kind="retrospective", due_at=due, created_at=now))

@@ -16,6 +16,7 @@ from sqlmodel import Session
 
 from calendars.timeparse import format_duration
 from calendars.windows import free_slots
+from commands.classification import controls
 from commands.policy import Policy
 from commands.states import SCHEDULED
 from storage.models import Blackout, BlackoutOccurrence, Release, ReleaseFlag, UTCDateTime
@@ -113,7 +114,7 @@ def releases_over_all(session: Session, start: datetime, end: datetime) -> list[
 def check(session: Session, policy: Policy, *, service: str, environment: str, release_type: str,
           start: datetime, end: datetime, requested_at: datetime, exclude: int | None = None) -> list[Flag]:
     flags = []
-    lead = policy.type(release_type).lead_time
+    lead = controls(policy, release_type).lead_time
     if start - requested_at < lead:
         flags.append(Flag("lead_time", f"starts {format_duration(max(start - requested_at, timedelta(0)))} after "
                                        f"it was planned; a {release_type} release needs at least "
@@ -184,7 +185,7 @@ def next_free_slots(session: Session, policy: Policy, *, service: str, environme
     fall inside the environment's deployment windows if policy sets them.
 
     Months of calendar are read here, so only the columns needed, not whole rows."""
-    earliest = now + policy.type(release_type).lead_time
+    earliest = now + controls(policy, release_type).lead_time
     until = earliest + SLOT_HORIZON
     window = {"start": earliest, "end": until, "exclude": exclude or 0}
     busy = [(s, e) for s, e, services, envs in session.execute(_BUSY_BLACKOUTS, {**window,

@@ -31,21 +31,21 @@ ROLES = (
 )
 ENVIRONMENTS_DEFAULT = ("production", "staging", "qa", "development")
 
-# rank orders how controlled a type is. Choosing a lower rank than the answers
-# derive is the under-controlled misclassification QMS §3.7 calls a non-conformance.
+# Types are not ranked: the type a requester asks for adds its controls to those the
+# answers derive (commands.classification.controls), so no type is "stricter" than another.
 DEFAULTS: dict[str, Any] = {
     "types": {
-        "major": {"lead_time": "14d", "stabilisation": "24h", "rank": 6, "approval_sla": "4h",
+        "major": {"lead_time": "14d", "stabilisation": "24h", "approval_sla": "4h",
                   "approvers": {"cab": 2, "release_manager": 1, "security": 1}},
-        "minor": {"lead_time": "7d", "stabilisation": "2h", "rank": 2, "approval_sla": "4h",
+        "minor": {"lead_time": "7d", "stabilisation": "2h", "approval_sla": "4h",
                   "approvers": {"release_manager": 1, "qa_lead": 1}},
-        "patch": {"lead_time": "2d", "stabilisation": "30m", "rank": 1, "approval_sla": "4h",
+        "patch": {"lead_time": "2d", "stabilisation": "30m", "approval_sla": "4h",
                   "approvers": {"engineering_lead": 1, "qa_lead": 1}},
-        "security": {"lead_time": "4h", "stabilisation": "30m", "rank": 4, "approval_sla": "4h",
+        "security": {"lead_time": "4h", "stabilisation": "30m", "approval_sla": "4h",
                      "approvers": {"security": 1, "release_manager": 1}},
-        "emergency": {"lead_time": "1h", "stabilisation": "30m", "rank": 5, "approval_sla": "30m",
+        "emergency": {"lead_time": "1h", "stabilisation": "30m", "approval_sla": "30m",
                       "approvers": {"release_manager": 1, "engineering_lead": 1}},
-        "infrastructure": {"lead_time": "3d", "stabilisation": "24h", "rank": 3, "approval_sla": "4h",
+        "infrastructure": {"lead_time": "3d", "stabilisation": "24h", "approval_sla": "4h",
                            "approvers": {"platform_lead": 1}},
     },
     "roles": {role: [] for role in ROLES},
@@ -75,7 +75,7 @@ DEFAULTS: dict[str, Any] = {
 # tables whose keys are names the operator chooses (people's roles, environments)
 _OPEN_TABLES = ("roles.", "calendar.max_concurrent.", "calendar.windows.")
 
-_TYPE_KEYS = {"lead_time", "stabilisation", "rank", "approvers", "approval_sla"}
+_TYPE_KEYS = {"lead_time", "stabilisation", "approvers", "approval_sla"}
 _SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
 
 
@@ -90,7 +90,6 @@ class TypePolicy:
     name: str
     lead_time: timedelta
     stabilisation: timedelta
-    rank: int
     approvers: Mapping[str, int]
     approval_sla: timedelta = timedelta(hours=4)
 
@@ -154,12 +153,6 @@ class Policy:
     def from_mapping(cls, data: Mapping[str, Any], source: str = "built-in defaults") -> "Policy":
         merged = _merge(DEFAULTS, data, source)
         types = {name: _type_policy(name, spec, source) for name, spec in merged["types"].items()}
-        ranks = sorted(t.rank for t in types.values())
-        if len(set(ranks)) != len(ranks):
-            # Misclassification compares ranks; a tie would make "stricter" meaningless.
-            dup = next(r for r in ranks if ranks.count(r) > 1)
-            tied = ", ".join(sorted(n for n, t in types.items() if t.rank == dup))
-            raise PolicyError(source, "types.*.rank", f"{tied} share rank {dup}; every type needs its own rank")
         roles = {}
         for role, members in merged["roles"].items():
             if role not in ROLES:
@@ -197,6 +190,11 @@ def _merge(defaults: Mapping[str, Any], data: Mapping[str, Any], source: str, pr
                 raise PolicyError(source, path, f"unknown section; sections are {', '.join(defaults)}")
             if prefix == "types.":
                 raise PolicyError(source, path, f"unknown release type; types are {', '.join(RELEASE_TYPES)}")
+            if prefix.startswith("types.") and prefix.count(".") == 2 and key == "rank":
+                # Refused rather than ignored: an operator who ranked types meant something by it.
+                raise PolicyError(source, path, "ranks are gone: the requested and the derived type's controls "
+                                                "now combine as a union (each role's larger count, the longer "
+                                                "lead time and stabilisation), so nothing is ranked; remove this key")
             if prefix.startswith("types.") and prefix.count(".") == 2:
                 raise PolicyError(source, path, f"unknown key; a type takes {', '.join(sorted(_TYPE_KEYS))}")
             if prefix not in _OPEN_TABLES:
@@ -296,9 +294,6 @@ def _calendar_policy(spec: Mapping[str, Any], envs: tuple[str, ...], source: str
 def _type_policy(name: str, spec: Mapping[str, Any], source: str) -> TypePolicy:
     key = f"types.{name}"
     durations = {d: _duration(spec, key, d, source) for d in ("lead_time", "stabilisation", "approval_sla")}
-    rank = spec.get("rank")
-    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 0:
-        raise PolicyError(source, f"{key}.rank", "must be a whole number (higher = more controlled)")
     approvers = spec.get("approvers")
     if not isinstance(approvers, dict) or not approvers:
         raise PolicyError(source, f"{key}.approvers", "must be a table like { release_manager = 1, qa_lead = 1 }")
@@ -308,4 +303,4 @@ def _type_policy(name: str, spec: Mapping[str, Any], source: str) -> TypePolicy:
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise PolicyError(source, f"{key}.approvers.{role}", "must be a whole number of people, 1 or more")
     return TypePolicy(name=name, lead_time=durations["lead_time"], stabilisation=durations["stabilisation"],
-                      rank=rank, approvers=MappingProxyType(dict(approvers)), approval_sla=durations["approval_sla"])
+                      approvers=MappingProxyType(dict(approvers)), approval_sla=durations["approval_sla"])

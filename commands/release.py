@@ -19,7 +19,7 @@ from calendars.timeparse import zone
 from commands import announce, planning
 from commands.approval import ApprovalStatus, CastVote, status
 from commands.decision import decide, refuse
-from commands.classification import Answers, classify, required_roles
+from commands.classification import Answers, Classification, classify, controls, track
 from commands.clock import Clock
 from commands.errors import FieldErrors, InputError, NotFound, Refused, required_reason
 from commands.outcome import Actor, Outcome
@@ -106,7 +106,7 @@ def recheck(session: Session, release: Release, actor: str, now: datetime, polic
     Lead time counts from when the window was planned: the request, or the
     reschedule (planned_at defaults to now)."""
     flags = planning.check(session, policy, service=release.service, environment=release.environment,
-                           release_type=release.effective_type, start=release.start_at, end=release.end_at,
+                           release_type=track(release), start=release.start_at, end=release.end_at,
                            requested_at=planned_at or now, exclude=release.id)
     had = planning.open_flags(session, release.id)
     planning.record_flags(session, release, flags, now, keep_overrides=same_window)
@@ -188,7 +188,7 @@ def _emergency_frequency(session: Session, release: Release, actor: str, now: da
 
 def schedule_nudge(session: Session, release: Release, now: datetime, policy: Policy) -> None:
     """QMS §4.2 approval SLA: the first nudge of this round of votes; each one sent schedules the next."""
-    sla = policy.type(release.effective_type).approval_sla
+    sla = controls(policy, release).approval_sla
     announce.reminder(session, release, "approval_nudge", now + sla, now, key_suffix=f"{release.round}:1",
                       round=release.round, n=1)
 
@@ -203,19 +203,24 @@ def request_release(db: Engine, actor: Actor, raw: Mapping[str, str | None], ans
                 existing = session.exec(select(Release).where(Release.request_key == request_key)).first()
                 if existing:
                     return Outcome(f"{existing.ref} was already created from this request.", existing)
-            release = _new_release(draft, actor, policy, now, request_key)
+            c = classify(policy, draft.answers, draft.requested_type)
+            release = _new_release(draft, c, actor, now, request_key)
             session.add(release)
             session.flush()
+            # The answers are the requester's, "none" included: a wrong answer is a misclassification with an owner.
             audit.record(session, actor=actor.user_id, action="requested", release_id=release.id, at=now,
                          after={**snapshot(release), "answers": release.answers,
-                                "classification_answered": release.classification_answered})
+                                "classification_answered": release.classification_answered,
+                                "answered_by": actor.user_id})
             if release.misclassified:
                 audit.record(session, actor=actor.user_id, action="misclassified", release_id=release.id, at=now,
                              before={"derived_type": release.derived_type},
                              after={"requested_type": release.requested_type,
-                                    "effective_type": release.effective_type},
-                             reason=f"requested {release.requested_type} is less controlled than the derived "
-                                    f"{release.derived_type}; {release.derived_type} approvals apply")
+                                    "effective_type": release.effective_type,
+                                    "required_roles": dict(release.required_roles)},
+                             reason=f"requested {release.requested_type}'s controls do not include all of the "
+                                    f"derived {release.derived_type}'s (alone it would drop {', '.join(c.missing)}); "
+                                    "both types' controls apply")
             flags = recheck(session, release, actor.user_id, now, policy)
             announce.approval_message(session, release, now)
             schedule_nudge(session, release, now, policy)
@@ -233,14 +238,13 @@ def request_release(db: Engine, actor: Actor, raw: Mapping[str, str | None], ans
         msg += (" Planning checks flagged it, so it cannot be approved until it moves to a clean window or the "
                 "flags are overridden: " + "; ".join(f.detail for f in flags) + ".")
     if release.misclassified:
-        msg += (f" The answers make it {release.derived_type}, which is stricter than {release.requested_type}:"
-                f" this is recorded as a misclassification and {release.derived_type} approvals apply"
-                f" unless a release manager accepts it (/release accept {release.ref} reason=…).")
+        msg += (f" The answers make it {release.derived_type}; {release.requested_type} alone would drop "
+                f"{', '.join(c.missing)}. This is recorded as a misclassification and the controls of both types "
+                f"apply unless a release manager accepts it (/release accept {release.ref} reason=…).")
     return Outcome(msg, release, changed=True)
 
 
-def _new_release(d: Draft, actor: Actor, policy: Policy, now: datetime, request_key: str | None) -> Release:
-    c = classify(policy, d.answers, d.requested_type)
+def _new_release(d: Draft, c: Classification, actor: Actor, now: datetime, request_key: str | None) -> Release:
     return Release(
         request_key=request_key, service=d.service, version=d.version, environment=d.environment,
         requested_type=c.requested, derived_type=c.derived, effective_type=c.effective,
@@ -281,95 +285,118 @@ def cancel_release(db: Engine, actor: Actor, release_id: int, reason: str, clock
     return decide(db, release_id, actor.user_id, "cancel", clock.now(), check=check, change=change)
 
 
-def edit_release(db: Engine, actor: Actor, release_id: int, changes: Mapping[str, str], clock: Clock,
+EDITABLE = ("version", "summary", "start", "tz", "duration", "risk", "rollback", "links")
+_EDIT_FORM = '/release edit REL-12 [version=…] [summary="…"] … reason="…"'
+
+
+def edit_release(db: Engine, actor: Actor, release_id: int, changes: Mapping[str, str | None], clock: Clock,
                  policy: Policy) -> Outcome:
+    """Change what was requested. Approvers approved what they saw, so any change to the
+    release package starts a new round of votes, and after approval it needs a written reason.
+    Type, environment and answers set the controls and are not edited: cancel and request again."""
+    changes = dict(changes)
+    reason = (changes.pop("reason", None) or "").strip() or None
+    fixed = sorted(set(changes) - set(EDITABLE))
+    if fixed:
+        raise InputError(f"'{fixed[0]}' cannot be edited (fields: {', '.join(EDITABLE)}); the type, environment "
+                         "and answers set the controls, so to change them cancel the release and request it again",
+                         field=fixed[0], form=_EDIT_FORM)
     if not changes:
         raise InputError("nothing to change", form="/release edit REL-12 version=2.3.2")
     now = clock.now()
-    with transaction(db) as session:
-        release = load(session, release_id, lock=True)
-        try:
-            _require_owner_or_manager(release, actor, "edit")
-            _require_live(release, "edited")
-        except Refused as exc:
-            return refuse(session, release, actor.user_id, "edit", exc, now)
+
+    def check(d) -> Draft | None:
+        release = d.release
+        _require_owner_or_manager(release, actor, "edit")
+        _require_live(release, "edited")
         raw = {"service": release.service, "version": release.version, "type": release.requested_type,
                "env": release.environment, "start": release.start_at.astimezone(zone(release.tz))
                .strftime("%Y-%m-%d %H:%M"), "tz": release.tz, "duration": f"{release.duration_minutes}m",
                "summary": release.summary, "risk": release.risk, "rollback": release.rollback_plan,
-               "links": release.links}
-        raw.update({k: v for k, v in changes.items()})
+               "links": release.links, **changes}
         try:
-            draft = validate(raw, None, policy, now, allow_past_start=not {"start", "tz"} & set(changes))
+            draft = validate(raw, None, policy, now, allow_past_start=not {"start", "tz"} & set(changes),
+                             classify=False)
         except FieldErrors as exc:
-            raise InputError(f"{exc.field}: {exc.errors[exc.field]}", field=exc.field) from None
-        before = snapshot(release)
-        release.version, release.summary = draft.version, draft.summary
-        release.risk, release.rollback_plan, release.links = draft.risk, draft.rollback, draft.links
-        release.start_at, release.end_at, release.tz = draft.start_at, draft.end_at, draft.tz
-        release.duration_minutes = int(draft.duration.total_seconds() // 60)
-        after = snapshot(release)
-        changed = {k for k in after if after[k] != before[k]}
-        if not changed:
+            raise InputError(f"{exc.field}: {exc.errors[exc.field]}", field=exc.field, form=_EDIT_FORM) from None
+        if _package(draft) == _package_of(release):
+            return None
+        # An InputError, not a refusal: nothing is written, and the person is shown the form.
+        if release.state == APPROVED and reason is None:
+            raise InputError(f"{release.ref} is approved; an edit after approval needs a written reason "
+                             "(reason=\"…\"), and its approvers will vote again", field="reason", form=_EDIT_FORM)
+        return draft
+
+    def change(d) -> Outcome:
+        release, draft = d.release, d.context
+        if draft is None:
             return Outcome(f"{release.ref} already has those values; nothing changed.", release)
-        # Approvers approved what they saw, not what it became: a new version,
-        # scope or window starts a new round of votes.
-        reset = bool(changed & {"version", "summary", "start_at", "end_at", "tz"})
-        votes_cast = bool(current_votes(session, release))
-        if reset:
-            release.round += 1
-            if release.state == APPROVED:
-                release.state = PENDING
-        touch(release, now)
-        ev = audit.record(session, actor=actor.user_id, action="edited", release_id=release.id, at=now,
-                          before=before, after=snapshot(release),
-                          reason="votes reset: version, scope or window changed" if reset and votes_cast else None)
-        announce.approval_update(session, release, now, ev)
-        if reset and votes_cast:
-            announce.note(session, release, "votes_reset", now, key_suffix=str(release.round))
-        if reset:
-            schedule_nudge(session, release, now, policy)
-        if changed & {"start_at", "end_at"}:
-            recheck(session, release, actor.user_id, now, policy)
-    msg = f"{release.ref} updated ({', '.join(sorted(changed))})."
-    if reset and votes_cast:
-        msg += " Earlier votes no longer count; approvers must vote again."
-    return Outcome(msg, release, changed=True)
+        (release.version, release.summary, release.risk, release.rollback_plan, release.links,
+         release.start_at, release.end_at, release.tz, release.duration_minutes) = _package(draft)
+        changed = sorted(k for k, v in snapshot(release).items() if v != d.before[k])
+        votes_cast = bool(current_votes(d.session, release))
+        release.round += 1
+        if release.state == APPROVED:
+            release.state = PENDING
+        why = "; ".join(filter(None, [reason, "votes reset: the release changed after votes were cast"
+                                      if votes_cast else None])) or None
+        ev = d.record("edited", reason=why)
+        announce.approval_update(d.session, release, d.now, ev)
+        if votes_cast:
+            announce.note(d.session, release, "votes_reset", d.now, key_suffix=str(release.round))
+        schedule_nudge(d.session, release, d.now, policy)
+        if {"start_at", "end_at"} & set(changed):
+            recheck(d.session, release, actor.user_id, d.now, policy)
+        msg = f"{release.ref} updated ({', '.join(changed)})."
+        if votes_cast:
+            msg += " Earlier votes no longer count; approvers must vote again."
+        return Outcome(msg, release, changed=True)
+
+    return decide(db, release_id, actor.user_id, "edit", now, check=check, change=change)
+
+
+def _package(d: Draft) -> tuple:
+    """What approvers approve, as a draft has it: every editable field."""
+    return (d.version, d.summary, d.risk, d.rollback, d.links, d.start_at, d.end_at, d.tz,
+            int(d.duration.total_seconds() // 60))
+
+
+def _package_of(r: Release) -> tuple:
+    return (r.version, r.summary, r.risk, r.rollback_plan, r.links, r.start_at, r.end_at, r.tz, r.duration_minutes)
 
 
 def accept_misclassification(db: Engine, actor: Actor, release_id: int, reason: str, clock: Clock,
                              policy: Policy) -> Outcome:
+    """A release manager accepts, in writing, that the requested type's controls suffice: they then apply alone."""
     reason = required_reason(reason, "accepting a misclassification needs a written reason",
                              '/release accept REL-12 reason="…"')
-    now = clock.now()
-    with transaction(db) as session:
-        release = load(session, release_id, lock=True)
-        try:
-            if "release_manager" not in actor.roles:
-                raise Refused("Only a release manager can accept a less-controlled release type.", "not_release_manager")
-            if actor.user_id == release.requester_id:
-                raise Refused("You requested this release, so you cannot accept its classification.", "requester")
-            if not release.misclassified or release.misclassification_accepted_by:
-                raise Refused(f"{release.ref} has no open misclassification to accept.", "nothing_to_accept")
-            _require_live(release, "reclassified")
-        except Refused as exc:
-            return refuse(session, release, actor.user_id, "accept_misclassification", exc, now)
-        before = snapshot(release)
-        answers = Answers(**release.answers) if release.classification_answered else None
+
+    def check(d) -> None:
+        release = d.release
+        actor.require(("release_manager",), "Only a release manager can accept a less-controlled release type.",
+                      "not_release_manager")
+        if actor.user_id == release.requester_id:
+            raise Refused("You requested this release, so you cannot accept its classification.", "requester")
+        if not release.misclassified or release.misclassification_accepted_by:
+            raise Refused(f"{release.ref} has no open misclassification to accept.", "nothing_to_accept")
+        _require_live(release, "reclassified")
+
+    def change(d) -> Outcome:
+        release = d.release
         release.effective_type = release.requested_type
-        release.required_roles = required_roles(policy, release.requested_type, answers)
         release.misclassification_accepted_by, release.misclassification_reason = actor.user_id, reason
-        touch(release, now)
-        ev = audit.record(session, actor=actor.user_id, action="misclassification_accepted",
-                          release_id=release.id, at=now, before=before, after=snapshot(release), reason=reason)
+        release.required_roles = dict(controls(policy, release).required_roles)
+        ev = d.record("misclassification_accepted", reason=reason)
         # Another type means another lead time; the window was planned when the release was requested,
         # unless it has been rescheduled since.
-        recheck(session, release, actor.user_id, now, policy, planned_at=_planned_at(session, release),
+        recheck(d.session, release, actor.user_id, d.now, policy, planned_at=_planned_at(d.session, release),
                 same_window=True)
-        announce.approval_update(session, release, now, ev)
-        settle(session, release, actor.user_id, now)
-    return Outcome(f"{release.ref} now follows {release.effective_type} approvals; your reason is recorded.",
-                   release, changed=True)
+        announce.approval_update(d.session, release, d.now, ev)
+        return Outcome(f"{release.ref} now follows {release.effective_type} controls alone; your reason is "
+                       "recorded.", release, changed=True)
+
+    return decide(db, release_id, actor.user_id, "accept_misclassification", clock.now(), check=check,
+                  change=change, settle=True)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from sqlmodel import Session, select
 
 from commands import announce, planning
 from commands.aftercare import CLOSING_REMINDER, signoffs, still_open
+from commands.classification import controls
 from commands.deploy import deployment_of
 from commands.states import IN_FLIGHT, STABILISING
 from commands.policy import Policy
@@ -93,7 +94,7 @@ def after_sent(session: Session, row: Outbox, sent_at: datetime, policy: Policy)
         return
     release = load(session, row.release_id)
     n = int(row.payload.get("n", 1)) + 1
-    sla = policy.type(release.effective_type).approval_sla
+    sla = controls(policy, release).approval_sla
     announce.reminder(session, release, "approval_nudge", row.due_at + sla, sent_at,
                       key_suffix=f"{release.round}:{n}", round=release.round, n=n)
 

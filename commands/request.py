@@ -32,33 +32,46 @@ class Draft:
     risk: str | None
     rollback: str | None
     links: str | None
-    answers: Answers | None  # None: a one-line request that declared a type without answering
+    answers: Answers | None  # None only for an edit, which leaves the classification alone
 
     @property
     def end_at(self) -> datetime:
         return self.start_at + self.duration
 
 
+_ANSWER = ("answer the classification questions: flags=feature,sensitive,… for each yes, or flags=none "
+           "if every answer is no")
+
+
 def missing_fields(raw: Mapping[str, str | None]) -> list[str]:
-    return [f for f in REQUIRED if not (raw.get(f) or "").strip()]
+    """What a one-line request lacks; the form opens for any of it. The answers
+    (flags=) are required like any field: with none, nothing could be misclassified."""
+    return [f for f in (*REQUIRED, "flags") if not (raw.get(f) or "").strip()]
 
 
 def parse_flags(text: str) -> Answers:
+    """The yes answers, comma-separated; "none" is the requester's answer that every one is no."""
+    given = [f for f in (f.strip().lower() for f in text.split(",")) if f]
+    if given == ["none"]:
+        return Answers()
+    if not given or "none" in given:
+        raise FieldErrors({"flags": _ANSWER})
     keys = []
-    for flag in filter(None, (f.strip().lower() for f in text.split(","))):
+    for flag in given:
         if flag not in FLAG_TO_KEY:
             raise FieldErrors({"flags": f"'{flag}' is not a classification flag; flags are "
-                                        f"{', '.join(FLAG_TO_KEY)}"})
+                                        f"{', '.join(FLAG_TO_KEY)}, or none"})
         keys.append(FLAG_TO_KEY[flag])
     return Answers.from_keys(keys)
 
 
 def validate(raw: Mapping[str, str | None], answers: Answers | None, policy: Policy, now: datetime,
-             *, allow_past_start: bool = False) -> Draft:
+             *, allow_past_start: bool = False, classify: bool = True) -> Draft:
     """Every wrong field at once, keyed by field name, so a modal can show them all inline.
 
     allow_past_start: an edit that leaves the window alone must not be refused
-    because the window has since begun."""
+    because the window has since begun. classify=False: an edit, which changes
+    neither the answers nor the type."""
     get = lambda k: (raw.get(k) or "").strip()  # noqa: E731
     errors: dict[str, str] = {}
     for f in REQUIRED:
@@ -71,6 +84,11 @@ def validate(raw: Mapping[str, str | None], answers: Answers | None, policy: Pol
         errors["version"] = "a version or artifact reference has no spaces, e.g. 2.3.1 or ghcr.io/acme/pay@sha256:…"
     if rtype and rtype not in RELEASE_TYPES:
         errors["type"] = f"'{rtype}' is not a release type; types are {', '.join(RELEASE_TYPES)}"
+    if classify and answers is None:
+        errors["flags"] = _ANSWER
+    elif classify and rtype == "emergency" and not answers.incident:
+        errors["type"] = ("emergency is reserved for incident response (QMS 4.6): answer yes to "
+                          "'Responds to a production incident or outage?' (flag incident), or choose another type")
     env = get("env") or policy.default_environment
     if env not in policy.environments:
         errors["env"] = f"'{env}' is not an environment; environments are {', '.join(policy.environments)}"

@@ -11,7 +11,8 @@ from commands.errors import InputError
 USAGE: dict[str, str] = {
     "request": '/release request service=payments version=2.3.1 type=minor start="2026-12-01 14:00" '
                'tz=Europe/London duration=60m summary="Add refunds" '
-               "[env=production] [flags=feature,sensitive,…] [risk=…] [rollback=…] [links=…]",
+               "flags=feature,sensitive,…|none [env=production] [risk=…] [rollback=…] [links=…]"
+               "   (flags: the yes answers, or none; without them the form opens)",
     "go": "/release go REL-12 [note=…] [role=qa_lead]",
     "nogo": '/release nogo REL-12 reason="…" [role=qa_lead]',
     "withdraw": "/release withdraw REL-12",
@@ -19,9 +20,11 @@ USAGE: dict[str, str] = {
     "list": "/release list [pending|upcoming|mine]",
     "cancel": '/release cancel REL-12 reason="…"',
     "edit": '/release edit REL-12 [version=…] [summary="…"] [start="YYYY-MM-DD HH:MM"] [tz=…] [duration=…] '
-            "[risk=…] [rollback=…] [links=…]",
-    "accept": '/release accept REL-12 reason="…"   (release manager accepts a less-controlled type)',
-    "reschedule": '/release reschedule REL-12 start="YYYY-MM-DD HH:MM" [tz=…] [duration=…]',
+            '[risk=…] [rollback=…] [links=…] [reason="…"]   (any change starts a new round of votes; '
+            "after approval it needs reason=)",
+    "accept": '/release accept REL-12 reason="…"   (a release manager accepts a misclassification; '
+              "the requested type's controls then apply alone)",
+    "reschedule": '/release reschedule REL-12 start="YYYY-MM-DD HH:MM" [tz=…] [duration=…] [reason="…"]',
     "deploy": "/release deploy REL-12   (opens the pre-deployment checklist)",
     "rollback": '/release rollback REL-12 reason="…"',
     "done": "/release done REL-12 outcome=success|rolled_back|failed [note=…] [link=…]",
@@ -46,9 +49,9 @@ _KEYS: dict[str, set[str]] = {
     "show": set(),
     "list": set(),
     "cancel": {"reason"},
-    "edit": {"version", "summary", "start", "tz", "duration", "risk", "rollback", "links"},
+    "edit": {"version", "summary", "start", "tz", "duration", "risk", "rollback", "links", "reason"},
     "accept": {"reason"},
-    "reschedule": {"start", "tz", "duration"},
+    "reschedule": {"start", "tz", "duration", "reason"},
     "deploy": set(),
     "rollback": {"reason"},
     "done": {"outcome", "note", "link"},

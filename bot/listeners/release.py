@@ -115,11 +115,14 @@ def _request(svc: Services, cmd: ParsedCommand, body: dict, tell, client) -> Non
     args = dict(cmd.args)
     user = body["user_id"]
     try:
-        answers = parse_flags(args.pop("flags")) if "flags" in args else None
+        answers = parse_flags(args["flags"]) if (args.get("flags") or "").strip() else None
     except FieldErrors as exc:
         tell(error_text(f"{exc.field}: {exc.errors[exc.field]}", USAGE["request"]))
         return
-    if args.get("type") and not missing_fields(args):
+    # The answers are required like any field: without flags= (or flags=none) the form opens to ask them.
+    missing = missing_fields(args)
+    args.pop("flags", None)
+    if not missing:
         def work() -> Outcome:
             try:
                 return request_release(svc.db, Actor(user), args, answers, svc.clock, svc.policy,

@@ -56,8 +56,9 @@ def request_modal(policy: Policy, prefill: Mapping[str, str], answers: Answers, 
     blocks = [
         {"type": "input", "block_id": "answers", "optional": True, "dispatch_action": True,
          "label": plain("Classification: tick every answer that is yes"), "element": answer_el},
-        context(f"Derived release type: *{derived}*. You may choose a stricter type; a less-controlled one is "
-                "recorded as a misclassification and the stricter approvals apply."),
+        context(f"Derived release type: *{derived}*. Nothing ticked is your answer that every question is no. "
+                "Another type adds its controls to the derived type's; if it would drop any of them, that is "
+                "recorded as a misclassification. Emergency is only for incident response (QMS 4.6)."),
         {"type": "input", "block_id": "type", "optional": True,
          "label": plain(f"Release type (blank = {derived})"), "element": type_el},
         _text_input("service", "Service", prefill.get("service"), placeholder="payments"),

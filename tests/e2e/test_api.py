@@ -26,7 +26,7 @@ NIGHTLY_TOKEN = "nt-fedcba9876543210fedc"
 TOKENS = f"deploy-pipeline={DEPLOY_TOKEN};act_for=people, nightly={NIGHTLY_TOKEN};act_for=people,"
 # conftest's clock starts at 2026-11-23 09:00 UTC; the window, 10:00–11:00 UTC on 2026-12-15, is past any
 # lead time, and the tests move the clock into it.
-LINE = ('request service=payments version=2.3.1 type=minor start="2026-12-15 10:00" tz=UTC duration=60m '
+LINE = ('request service=payments version=2.3.1 type=minor flags=feature start="2026-12-15 10:00" tz=UTC duration=60m '
         'summary="Add refunds"')
 IN_WINDOW = datetime(2026, 12, 15, 10, 5, tzinfo=UTC)
 ALL_CHECKED = {"monitoring": True, "rollback": True, "oncall": True}

@@ -27,7 +27,9 @@ def cal_bot(db, clock, policy, emulator):
 
 
 def req(service="payments", start="2026-12-01 14:00", type_="minor", tz="UTC", duration="60m"):
-    return (f'request service={service} version=1.0.0 type={type_} start="{start}" tz={tz} duration={duration} '
+    flags = {"minor": "feature", "patch": "none", "major": "breaking", "emergency": "incident"}[type_]
+    return (f'request service={service} version=1.0.0 type={type_} flags={flags} start="{start}" tz={tz} '
+            f'duration={duration} '
             f'summary="Change {service}"')
 
 

@@ -7,7 +7,7 @@ from sqlmodel import Session, select
 
 from storage.models import AuditEvent, Release, Vote
 
-LINE = ('request service=payments version=2.3.1 type=minor start="2026-12-01 14:00" tz=Europe/London '
+LINE = ('request service=payments version=2.3.1 type=minor flags=feature start="2026-12-01 14:00" tz=Europe/London '
         'duration=60m summary="Add refunds"')
 
 
@@ -45,7 +45,8 @@ def test_go_and_nogo_from_the_command_line(bot, db):
 
 
 def test_requester_cannot_vote_and_the_refusal_is_audited(bot, db):
-    bot.command('request service=payments version=2.3.1 type=minor start="2026-12-01 14:00" tz=UTC duration=1h '
+    bot.command('request service=payments version=2.3.1 type=minor flags=feature start="2026-12-01 14:00" tz=UTC '
+                'duration=1h '
                 'summary=x', user="U0RM")
     bot.command("go REL-1", user="U0RM")
     assert "requester never approves" in reply(bot)
@@ -97,6 +98,10 @@ def test_edit_resets_votes_and_says_so_in_the_thread(bot, db):
     bot.command("go REL-1", user="U0QA")
     assert release(db).state == "approved"
     bot.command("edit REL-1 version=2.3.2", user="U0DEV")
+    said = reply(bot)
+    assert "needs a written reason" in said and 'reason="' in said
+    assert release(db).version == "2.3.1" and not [e for e in audit(db) if e.action.startswith("edit")]
+    bot.command('edit REL-1 version=2.3.2 reason="the build was rebuilt"', user="U0DEV")
     rel = release(db)
     assert (rel.state, rel.round, rel.version) == ("pending", 2, "2.3.2")
     assert "no longer count" in reply(bot)
@@ -106,6 +111,7 @@ def test_edit_resets_votes_and_says_so_in_the_thread(bot, db):
     assert release(db).state == "pending"  # the old QA Go no longer counts
     edited = [e for e in audit(db) if e.action == "edited"][0]
     assert (edited.before["version"], edited.after["version"]) == ("2.3.1", "2.3.2")
+    assert edited.reason.startswith("the build was rebuilt")
 
 
 def test_cancel_and_votes_after_it(bot, db):

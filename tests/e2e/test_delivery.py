@@ -8,7 +8,7 @@ from sqlmodel import Session, select
 
 from storage.models import Outbox, Release, Vote
 
-LINE = ('request service=payments version=2.3.1 type=minor start="2026-12-01 14:00" tz=Europe/London '
+LINE = ('request service=payments version=2.3.1 type=minor flags=feature start="2026-12-01 14:00" tz=Europe/London '
         'duration=60m summary="Add refunds"')
 
 

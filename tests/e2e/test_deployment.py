@@ -11,7 +11,7 @@ from storage.models import AuditEvent, Deployment, Outbox, Release, SignOff, Tas
 UTC = timezone.utc
 # conftest's clock starts at 2026-11-23 09:00 UTC (a Monday); the window opens 22 days later, past even
 # a major release's lead time, and the tests move the clock into it.
-LINE = ('request service=payments version=2.3.1 type={type} start="2026-12-15 10:00" tz=UTC duration=60m '
+LINE = ('request service=payments version=2.3.1 type={type} flags={flags} start="2026-12-15 10:00" tz=UTC duration=60m '
         'summary="Add refunds"')
 IN_WINDOW = datetime(2026, 12, 15, 10, 5, tzinfo=UTC)
 ALL_CHECKED = {"checklist": {"checklist": {"selected_options": [{"value": "monitoring"}, {"value": "rollback"},
@@ -42,7 +42,7 @@ def thread_posts(bot) -> list:
 
 
 def approved(bot, db, type_="minor"):
-    bot.command(LINE.format(type=type_), user="U0DEV")
+    bot.command(LINE.format(type=type_, flags={"minor": "feature", "major": "breaking"}[type_]), user="U0DEV")
     for user in {"minor": ("U0RM", "U0QA"), "major": ("U0CAB1", "U0CAB2", "U0RM", "U0SEC")}[type_]:
         bot.command("go REL-1", user=user)
     assert release(db).state == "approved"
@@ -64,7 +64,7 @@ def click_in_thread(bot, action_id, value, user):
 
 
 def test_start_deployment_button_appears_only_once_approved(bot, db):
-    bot.command(LINE.format(type="minor"), user="U0DEV")
+    bot.command(LINE.format(type="minor", flags="feature"), user="U0DEV")
     first = json.dumps(bot.emulator.calls_to("chat.postMessage")[0].args["blocks"])
     assert "Start deployment" not in first
     bot.command("go REL-1", user="U0RM")
@@ -180,7 +180,7 @@ def test_gate_names_every_failed_condition(bot, db, clock):
 
 
 def test_gate_refuses_a_release_that_is_not_approved(bot, db, clock):
-    bot.command(LINE.format(type="minor"), user="U0DEV")
+    bot.command(LINE.format(type="minor", flags="feature"), user="U0DEV")
     bot.command("deploy REL-1", user="U0DEV")
     view = bot.emulator.calls_to("views.open")[-1].args["view"]
     clock.set(IN_WINDOW)
@@ -192,6 +192,8 @@ def test_gate_refuses_a_release_that_is_not_approved(bot, db, clock):
 def test_reschedule_resets_votes_and_moves_the_window(bot, db, clock):
     approved(bot, db)
     bot.command('reschedule REL-1 start="2026-12-16 10:00"', user="U0DEV")
+    assert release(db).state == "approved"  # after approval a change needs a written reason
+    bot.command('reschedule REL-1 start="2026-12-16 10:00" reason="ops window moved"', user="U0DEV")
     r = release(db)
     assert (r.state, r.round) == ("pending", 2)
     assert r.start_at == datetime(2026, 12, 16, 10, 0, tzinfo=UTC)
@@ -269,7 +271,8 @@ def test_rollback_records_decision_and_restoration_and_owes_a_retrospective(bot,
 
 
 def test_approval_nudge_after_sla_then_once_per_period_until_approved(bot, db, clock):
-    bot.command('request service=payments version=2.3.1 type=minor start="2026-11-30 10:00" tz=UTC duration=60m '
+    bot.command('request service=payments version=2.3.1 type=minor flags=feature start="2026-11-30 10:00" tz=UTC '
+                'duration=60m '
                 'summary="Add refunds"', user="U0DEV")
     bot.command("go REL-1", user="U0RM")
     clock.advance(hours=3, minutes=59)
@@ -292,7 +295,8 @@ def test_approval_nudge_after_sla_then_once_per_period_until_approved(bot, db, c
 
 
 def test_emergency_nudge_after_30_minutes(bot, db, clock):
-    bot.command('request service=payments version=2.3.2 type=emergency start="2026-11-23 09:30" tz=UTC duration=30m '
+    bot.command('request service=payments version=2.3.2 type=emergency flags=incident '
+                'start="2026-11-23 09:30" tz=UTC duration=30m '
                 'summary="Fix outage"', user="U0DEV")
     clock.advance(minutes=30)
     bot.deliver()
@@ -300,7 +304,7 @@ def test_emergency_nudge_after_30_minutes(bot, db, clock):
 
 
 def test_reminder_429_then_500_then_ok_gives_exactly_one_post(bot, db, clock):
-    bot.command(LINE.format(type="minor"), user="U0DEV")
+    bot.command(LINE.format(type="minor", flags="feature"), user="U0DEV")
     clock.advance(hours=4)
     bot.emulator.fail_next("chat.postMessage", status=429, retry_after=30)
     assert bot.deliver() == 0

@@ -84,7 +84,8 @@ def test_migrate_then_serve_answers_slack_and_stops_on_sigterm(emulator, db_url)
             assert time.monotonic() < deadline, "releasebot serve did not start"
             time.sleep(0.1)
         with SlackClient(url, SIGNING_SECRET, emulator=emulator) as slack:
-            r = slack.command('request service=payments version=1.0.0 type=minor start="2027-01-05 10:00" '
+            r = slack.command('request service=payments version=1.0.0 type=minor flags=feature '
+                              'start="2027-01-05 10:00" '
                               'tz=UTC duration=30m summary="from a real process"', user="U0DEV")
             assert r.status_code == 200
             [post] = emulator.wait_for("chat.postMessage", timeout=15)

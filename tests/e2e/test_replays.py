@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 
 from storage.models import AuditEvent, Blackout, Release, Vote
 
-LINE = ('request service=payments version=2.3.1 type=minor start="2026-12-01 14:00" tz=Europe/London '
+LINE = ('request service=payments version=2.3.1 type=minor flags=feature start="2026-12-01 14:00" tz=Europe/London '
         'duration=60m summary="Add refunds"')
 BLACKOUT = 'blackout add name="Peak trading" start="2026-11-30 00:00" end="2026-12-03 00:00" tz=UTC'
 

@@ -70,6 +70,38 @@ def test_partial_line_opens_modal_prefilled(bot, db):
     assert rows(db, Release) == []
 
 
+COMPLETE = ('request service=payments version=2.3.1 type=patch start="2026-12-01 14:00" tz=Europe/London '
+            'duration=60m summary="Fix rounding"')
+
+
+def test_a_complete_line_without_flags_opens_the_form_to_ask_the_questions(bot, db):
+    bot.command(COMPLETE, user="U0DEV")
+    [opened] = bot.emulator.calls_to("views.open")
+    view = opened.args["view"]
+    initial = {b["block_id"]: b["element"].get("initial_value") for b in view["blocks"] if b["type"] == "input"}
+    assert initial["service"] == "payments" and initial["summary"] == "Fix rounding"
+    chosen = next(b for b in view["blocks"] if b.get("block_id") == "type")["element"]["initial_option"]["value"]
+    assert chosen == "patch"
+    assert rows(db, Release) == [] and rows(db, AuditEvent) == []
+
+
+def test_flags_none_is_the_requesters_answer_that_every_question_is_no(bot, db):
+    bot.command(COMPLETE + " flags=none", user="U0DEV")
+    assert bot.emulator.calls_to("views.open") == []
+    [rel] = rows(db, Release)
+    assert rel.classification_answered and not any(rel.answers.values())
+    assert (rel.derived_type, rel.effective_type, rel.misclassified) == ("patch", "patch", False)
+    [ev] = rows(db, AuditEvent)
+    assert (ev.action, ev.actor, ev.after["answered_by"]) == ("requested", "U0DEV", "U0DEV")
+
+
+def test_an_emergency_without_an_incident_is_refused_with_the_reason(bot, db):
+    bot.command(COMPLETE.replace("type=patch", "type=emergency") + " flags=cve", user="U0DEV")
+    said = bot.emulator.calls_to("response_url")[-1].args["text"]
+    assert "QMS 4.6" in said and "incident" in said
+    assert rows(db, Release) == []
+
+
 def test_ticking_answers_redraws_derived_type(bot):
     bot.command("request", user="U0DEV")
     view = bot.emulator.calls_to("views.open")[0].response["view"]
@@ -104,6 +136,14 @@ def test_bad_fields_come_back_inline_and_nothing_is_written(bot, db):
     assert bot.emulator.calls_to("chat.postMessage") == []
 
 
+def test_emergency_chosen_in_the_form_without_an_incident_is_an_inline_error(bot, db):
+    r = bot.submit("release_request", values(answers=answers("cve"), type=chosen_type("emergency")), user="U0DEV",
+                   private_metadata=META)
+    body = r.json()
+    assert body["response_action"] == "errors" and "QMS 4.6" in body["errors"]["type"]
+    assert rows(db, Release) == [] and rows(db, AuditEvent) == []
+
+
 def test_past_or_nonexistent_start_is_an_inline_error(bot, db):
     r = bot.submit("release_request", values(start_date={"start_date": {"selected_date": "2027-03-28"}},
                                              start_time={"start_time": {"selected_time": "01:30"}}),
@@ -115,15 +155,18 @@ def test_past_or_nonexistent_start_is_an_inline_error(bot, db):
     assert rows(db, Release) == []
 
 
-def test_stricter_choice_is_fine_but_weaker_choice_is_a_misclassification(bot, db):
+def test_a_chosen_type_adds_its_controls_and_one_that_drops_derived_controls_is_a_misclassification(bot, db):
     bot.submit("release_request", values(answers=answers("feature"), type=chosen_type("major")), user="U0DEV",
                private_metadata=META)
     bot.submit("release_request", values(answers=answers("breaking"), type=chosen_type("patch")), user="U0DEV",
                private_metadata=META)
     stricter, weaker = rows(db, Release)
-    assert (stricter.effective_type, stricter.misclassified) == ("major", False)
+    # major's approvers lack minor's QA lead: it stays, and the choice is recorded as a misclassification
+    assert stricter.misclassified and stricter.required_roles == {"cab": 2, "release_manager": 1, "security": 1,
+                                                                  "qa_lead": 1}
     assert (weaker.requested_type, weaker.derived_type, weaker.effective_type) == ("patch", "major", "major")
-    assert weaker.misclassified and weaker.required_roles == {"cab": 2, "release_manager": 1, "security": 1}
+    assert weaker.misclassified and weaker.required_roles == {"cab": 2, "release_manager": 1, "security": 1,
+                                                              "engineering_lead": 1, "qa_lead": 1}
     with Session(db) as s:
         acts = [e.action for e in s.exec(select(AuditEvent).where(AuditEvent.release_id == weaker.id))]
     # major needs 14 days' lead time; this window is 8 days out, so planning flags it too

@@ -17,13 +17,14 @@ from sqlmodel import Session, select
 from bot.feed import token_for
 from commands.outcome import Actor
 from commands.release import request_release
+from commands.request import parse_flags
 from commands.text import parse_command
 from storage.models import AuditEvent, Release, Vote
 
 from conftest import CHANNEL, SIGNING_SECRET, start_bot
 from slack_client import SlackClient
 
-LINE = ('request service=payments version=2.3.1 type=minor start="2026-12-01 14:00" tz=Europe/London '
+LINE = ('request service=payments version=2.3.1 type=minor flags=feature start="2026-12-01 14:00" tz=Europe/London '
         'duration=60m summary="Add refunds"')
 API_TOKEN = "dp-0123456789abcdef0123"
 SOCKET = {"SLACK_APP_TOKEN": "xapp-test"}
@@ -55,7 +56,9 @@ def rows(db, model) -> list:
 
 def requested(db, clock, policy) -> Release:
     """REL-1, made directly through commands/: the tests here are about what reaches the listeners."""
-    return request_release(db, Actor("U0DEV"), parse_command(LINE).args, None, clock, policy).release
+    args = parse_command(LINE).args
+    answers = parse_flags(args.pop("flags"))
+    return request_release(db, Actor("U0DEV"), args, answers, clock, policy).release
 
 
 def forger(bot, how: str) -> SlackClient:

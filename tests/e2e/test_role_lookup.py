@@ -9,9 +9,9 @@ from commands.policy import Policy
 from conftest import ROLES, start_bot
 from storage.models import AuditEvent, ReleaseFlag, Vote
 
-LINE = ('request service=payments version=2.3.1 type=minor start="2026-12-01 14:00" tz=Europe/London '
+LINE = ('request service=payments version=2.3.1 type=minor flags=feature start="2026-12-01 14:00" tz=Europe/London '
         'duration=60m summary="Add refunds"')
-SOON = ('request service=payments version=1.0.0 type=minor start="2026-11-25 14:00" tz=UTC duration=60m '
+SOON = ('request service=payments version=1.0.0 type=minor flags=feature start="2026-11-25 14:00" tz=UTC duration=60m '
         'summary="Change payments"')  # 2 days out: a lead_time flag
 OVERRIDE = 'override REL-1 kind=lead_time reason="customer commitment"'
 

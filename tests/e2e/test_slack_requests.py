@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 
 from storage.models import AuditEvent, Outbox, Release
 
-LINE = ('request service=payments version=2.3.1 type=minor start="2026-12-01 14:00" tz=Europe/London '
+LINE = ('request service=payments version=2.3.1 type=minor flags=feature start="2026-12-01 14:00" tz=Europe/London '
         'duration=60m summary="Add refunds"')
 
 
@@ -54,7 +54,8 @@ def test_signed_request_just_inside_five_minutes_is_accepted(bot, db):
 
 
 def test_user_text_is_escaped_so_nobody_can_ping_the_channel(bot, db):
-    bot.command('request service=payments version=2.3.1 type=minor start="2026-12-01 14:00" tz=Europe/London '
+    bot.command('request service=payments version=2.3.1 type=minor flags=feature '
+                'start="2026-12-01 14:00" tz=Europe/London '
                 'duration=60m summary="<!channel> & <@U0RM> <https://evil|click>"', user="U0DEV")
     with Session(db) as s:
         assert s.exec(select(Release)).one().summary == "<!channel> & <@U0RM> <https://evil|click>"
@@ -66,7 +67,8 @@ def test_user_text_is_escaped_so_nobody_can_ping_the_channel(bot, db):
 
 def test_slack_escaped_input_is_stored_as_typed(bot, db):
     # Slack itself sends & < > escaped in slash command text.
-    bot.command('request service=payments version=2.3.1 type=minor start="2026-12-01 14:00" tz=Europe/London '
+    bot.command('request service=payments version=2.3.1 type=minor flags=feature '
+                'start="2026-12-01 14:00" tz=Europe/London '
                 'duration=60m summary="R&amp;D &lt;b&gt;"', user="U0DEV")
     with Session(db) as s:
         assert s.exec(select(Release)).one().summary == "R&D <b>"
@@ -74,13 +76,13 @@ def test_slack_escaped_input_is_stored_as_typed(bot, db):
 
 @pytest.mark.parametrize("text, says, form", [
     ("deploy-all", "'deploy-all' is not a /release command", "/release help"),
-    ('request service=payments version=1 type=huge start="2026-12-01 14:00" tz=UTC duration=1h summary=x',
+    ('request service=payments version=1 type=huge flags=none start="2026-12-01 14:00" tz=UTC duration=1h summary=x',
      "'huge' is not a release type", "/release request service="),
-    ('request service=payments version=1 type=minor start="2026-13-01 14:00" tz=UTC duration=1h summary=x',
+    ('request service=payments version=1 type=minor flags=feature start="2026-13-01 14:00" tz=UTC duration=1h summary=x',
      "is not a date and time", "/release request service="),
-    ('request service=payments version=1 type=minor start="2026-12-01 14:00" tz=Europe/Londn duration=1h summary=x',
+    ('request service=payments version=1 type=minor flags=feature start="2026-12-01 14:00" tz=Europe/Londn duration=1h summary=x',
      "not an IANA time zone", "/release request service="),
-    ('request service=payments version=1 type=minor start="2026-12-01 14:00" tz=UTC duration=1h summary=x colour=red',
+    ('request service=payments version=1 type=minor flags=feature start="2026-12-01 14:00" tz=UTC duration=1h summary=x colour=red',
      "'colour' is not a field", "/release request service="),
     ('request summary="unclosed', "a quote is not closed", None),
     ("go REL-1 role=janitor", "'janitor' is not a role", "/release go REL-12"),

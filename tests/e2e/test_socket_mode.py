@@ -21,7 +21,7 @@ from conftest import CHANNEL, TrackingExecutor
 from socket_emulator import APP_TOKEN, SocketEmulator, SocketSlack
 from test_process import ROOT, base_env, free_port
 
-LINE = ('request service=payments version=2.3.1 type=minor start="2026-12-01 14:00" tz=Europe/London '
+LINE = ('request service=payments version=2.3.1 type=minor flags=feature start="2026-12-01 14:00" tz=Europe/London '
         'duration=60m summary="Add refunds"')
 
 

@@ -42,11 +42,11 @@ def test_every_event_of_a_release_life(db, clock, policy):
         last_id = max([last_id] + [e.id for e in new])
 
     rm, qa, group, el, sec = (actor(u) for u in ("U0RM", "U0QA", "U0QAGROUP", "U0EL", "U0SEC"))
-    # feature + sensitive asked for as a patch: minor (+ security) approvals apply
+    # feature + sensitive asked for as a patch: minor's and patch's approvers (+ security) apply
     step([("requested", REQUESTER), ("misclassified", REQUESTER)],
          lambda: request(db, clock, policy, type="patch", answers=Answers(feature=True, sensitive=True)))
     step([("vote_refused", REQUESTER)], lambda: cast_vote(db, dev(), 1, "go", clock))
-    step([("vote_refused", "U0EL")], lambda: cast_vote(db, el, 1, "go", clock))
+    step([("vote_refused", "U0CAB1")], lambda: cast_vote(db, actor("U0CAB1"), 1, "go", clock))
     step([("accept_misclassification_refused", "U0QA")],
          lambda: accept_misclassification(db, qa, 1, "ok", clock, policy))
     step([("misclassification_accepted", "U0RM")],
@@ -60,6 +60,8 @@ def test_every_event_of_a_release_life(db, clock, policy):
          lambda: cast_vote(db, sec, 1, "nogo", clock, note="token leak"))
     step([("edit_refused", "U0QA")], lambda: edit_release(db, qa, 1, {"risk": "x"}, clock, policy))
     step([("edited", REQUESTER)], lambda: edit_release(db, dev(), 1, {"risk": "token scope"}, clock, policy))
+    # the edit started a new round of votes
+    step([("vote_nogo", "U0SEC")], lambda: cast_vote(db, sec, 1, "nogo", clock, note="still leaks"))
     step([("cancel_refused", "U0SEC")], lambda: cancel_release(db, sec, 1, "no", clock))
     step([("cancelled", "U0RM")], lambda: cancel_release(db, rm, 1, "replaced by REL-2", clock))
     step([("withdraw_refused", "U0SEC")], lambda: withdraw_vote(db, sec, 1, clock))  # its No-go is final

@@ -451,7 +451,7 @@ def test_rescheduling_an_approved_release_into_a_blackout_flags_it(db, clock, po
     go(db, clock, "U0QA", rid)
     assert release(db, rid).state == "approved"
     blackout(db, clock, policy, start="2026-12-09 00:00", end="2026-12-10 00:00")
-    edit_release(db, dev(), rid, {"start": "2026-12-09 14:00"}, clock, policy)
+    edit_release(db, dev(), rid, {"start": "2026-12-09 14:00", "reason": "ops asked"}, clock, policy)
     assert kinds(db, rid) == [("blackout", "blackout:1")]
     assert release(db, rid).state == "pending"
     go(db, clock, "U0RM", rid)
@@ -482,7 +482,7 @@ def test_accepting_a_misclassification_rechecks_lead_time_from_the_request(db, c
     rid = new_release(db, clock, policy, type="patch", answers=Answers(feature=True), start="2026-11-28 14:00",
                       tz="UTC")
     assert [f.detail for f in open_flags(db, rid)] == [
-        "starts 5d5h after it was planned; a minor release needs at least 7d (QMS 3.7)"]
+        "starts 5d5h after it was planned; a minor+patch release needs at least 7d (QMS 3.7)"]
     clock.set(utc(2026, 11, 27, 11))
     out = accept_misclassification(db, actor("U0RM"), rid, "really a patch", clock, policy)
     assert out.changed

@@ -65,14 +65,12 @@ def test_default_stabilisation_windows_match_qms_4_4(rtype, stabilisation):
     assert Policy.default().type(rtype).stabilisation == stabilisation
 
 
-def test_defaults_define_every_type_with_distinct_ranks():
+def test_defaults_define_every_type_and_no_ranks():
     p = Policy.default()
     assert set(p.types) == set(RELEASE_TYPES)
-    ranks = [p.type(t).rank for t in RELEASE_TYPES]
-    assert len(set(ranks)) == len(ranks)
-    # Under-control is judged by rank: patch is the least controlled, major the most.
-    assert p.type("patch").rank < p.type("minor").rank < p.type("major").rank
-    assert max(ranks) == p.type("major").rank and min(ranks) == p.type("patch").rank
+    # A requested type adds its controls to the derived type's; nothing is ordered by rank any more.
+    assert not any(hasattr(p.type(t), "rank") for t in RELEASE_TYPES)
+    assert not any("rank" in spec for spec in policy_module.DEFAULTS["types"].values())
 
 
 def test_defaults_have_no_role_members_and_production_as_default_environment():
@@ -125,7 +123,6 @@ def test_partial_override_keeps_every_other_default():
     assert minor.lead_time == timedelta(days=10)
     assert minor.stabilisation == timedelta(hours=2)
     assert dict(minor.approvers) == {"release_manager": 1, "qa_lead": 1}
-    assert minor.rank == Policy.default().type("minor").rank
     d = Policy.default()
     for name in RELEASE_TYPES:
         if name != "minor":
@@ -246,11 +243,11 @@ def test_unknown_role_in_roles():
     assert "unknown role" in err.problem
 
 
-@pytest.mark.parametrize("rank", [-1, "high", True, 2.5])
-def test_bad_rank(rank):
+@pytest.mark.parametrize("rank", [1, 10, "high"])
+def test_a_policy_that_still_sets_rank_is_told_ranks_are_gone(rank):
     err = refused({"types": {"minor": {"rank": rank}}})
     assert err.key == "types.minor.rank"
-    assert "whole number" in err.problem
+    assert "ranks are gone" in err.problem and "union" in err.problem
 
 
 @pytest.mark.parametrize("member", ["bob", "u0abc", "C0CHANNEL", "U0", "@U0RM", "<@U0RM>", "U0RM "])
@@ -287,14 +284,6 @@ def test_narrowing_environments_without_moving_the_default_is_refused():
 def test_bad_environments(envs):
     err = refused({"release": {"environments": envs}})
     assert err.key == "release.environments"
-
-
-def test_two_types_with_the_same_rank_are_refused():
-    import pytest as _pytest
-    from commands.policy import Policy as _Policy, PolicyError as _PolicyError
-    with _pytest.raises(_PolicyError) as err:
-        _Policy.from_mapping({"types": {"minor": {"rank": 1}}}, source="p.toml")
-    assert err.value.key == "types.*.rank" and "minor, patch share rank 1" in str(err.value)
 
 
 def test_deployers_default_to_operations_and_platform_leads_qms_3_4():

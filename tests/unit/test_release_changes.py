@@ -8,10 +8,10 @@ import pytest
 from commands.classification import Answers
 from commands.errors import FieldErrors, InputError, NotFound
 from commands.release import (accept_misclassification, cancel_release, edit_release, list_releases,
-                              show_release)
+                              request_release, show_release)
 from commands.vote import cast_vote
 from conftest import START, actor
-from unit_support import (REQUESTER, actions, counts, dev, events, new_release, outbox_keys, release, request,
+from unit_support import (RAW, REQUESTER, actions, counts, dev, events, new_release, outbox_keys, release, request,
                           votes)
 
 UTC = timezone.utc
@@ -36,7 +36,7 @@ def test_request_creates_a_pending_release(db, clock, policy):
     r = release(db, out.release.id)
     assert (r.ref, r.service, r.version, r.environment) == ("REL-1", "payments", "2.3.1", "production")
     assert (r.requested_type, r.derived_type, r.effective_type, r.misclassified) == ("minor", "minor", "minor", False)
-    assert r.classification_answered is False and r.answers == {}
+    assert r.classification_answered is True and r.answers == Answers(feature=True).as_dict()
     assert r.required_roles == {"release_manager": 1, "qa_lead": 1}
     assert r.start_at == datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
     assert r.end_at == datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
@@ -49,7 +49,7 @@ def test_request_creates_a_pending_release(db, clock, policy):
     assert (ev.action, ev.actor, ev.at, ev.before) == ("requested", REQUESTER, START, {})
     assert ev.after["version"] == "2.3.1" and ev.after["state"] == "pending"
     assert ev.after["start_at"] == "2026-12-01T14:00:00+00:00"
-    assert ev.after["classification_answered"] is False
+    assert ev.after["classification_answered"] is True and ev.after["answered_by"] == REQUESTER
     # the approval message, and the first approval nudge for when the SLA runs out
     assert outbox_keys(db) == ["approval:1:post", "reminder:1:approval_nudge:1:1"]
 
@@ -62,6 +62,31 @@ def test_request_with_answers_records_them(db, clock, policy):
     assert r.required_roles == {"release_manager": 1, "qa_lead": 1, "security": 1}
     [ev] = events(db, r.id)
     assert ev.after["answers"]["sensitive"] is True and ev.after["classification_answered"] is True
+
+
+def test_a_request_that_does_not_answer_the_questions_is_refused(db, clock, policy):
+    with pytest.raises(FieldErrors) as info:
+        request_release(db, dev(), dict(RAW), None, clock, policy)
+    assert set(info.value.errors) == {"flags"}
+    assert counts(db) == (0, 0, 0, 0)
+
+
+def test_flags_none_is_recorded_as_the_requesters_answer(db, clock, policy):
+    # "none" is an answer with an owner: if it is wrong, that is a misclassification found later.
+    out = request(db, clock, policy, type="patch", answers=Answers())
+    r = release(db, out.release.id)
+    assert r.classification_answered is True and not any(r.answers.values())
+    assert (r.derived_type, r.effective_type, r.misclassified) == ("patch", "patch", False)
+    [ev] = events(db, r.id, "requested")
+    assert ev.actor == REQUESTER and ev.after["answered_by"] == REQUESTER
+    assert ev.after["classification_answered"] is True and ev.after["answers"] == Answers().as_dict()
+
+
+def test_an_emergency_without_an_incident_is_refused(db, clock, policy):
+    with pytest.raises(FieldErrors) as info:
+        request(db, clock, policy, type="emergency", answers=Answers(cve=True))
+    assert set(info.value.errors) == {"type"} and "QMS 4.6" in info.value.errors["type"]
+    assert counts(db) == (0, 0, 0, 0)
 
 
 def test_invalid_request_writes_nothing(db, clock, policy):
@@ -96,23 +121,33 @@ def test_misclassification_is_recorded(db, clock, policy):
     out = request(db, clock, policy, type="patch", answers=Answers(feature=True))
     r = release(db, out.release.id)
     assert (r.requested_type, r.derived_type, r.effective_type, r.misclassified) == ("patch", "minor", "minor", True)
-    assert r.required_roles == {"release_manager": 1, "qa_lead": 1}
+    # both types' controls apply: minor's approvers and patch's engineering lead
+    assert r.required_roles == {"release_manager": 1, "qa_lead": 1, "engineering_lead": 1}
     assert actions(db, r.id) == ["requested", "misclassified"]
     [ev] = events(db, r.id, "misclassified")
     assert ev.actor == REQUESTER and ev.at == START
     assert ev.before == {"derived_type": "minor"}
-    assert ev.after == {"requested_type": "patch", "effective_type": "minor"}
-    assert "less controlled" in ev.reason
+    assert ev.after == {"requested_type": "patch", "effective_type": "minor",
+                        "required_roles": {"release_manager": 1, "qa_lead": 1, "engineering_lead": 1}}
+    assert "do not include" in ev.reason and "release_manager" in ev.reason
     assert "misclassification" in out.message and "/release accept REL-1" in out.message
 
 
-def test_stricter_choice_records_no_misclassification(db, clock, policy):
+def test_a_stricter_type_adds_its_controls_and_keeps_the_derived_ones(db, clock, policy):
     out = request(db, clock, policy, type="major", answers=Answers(feature=True), start="2026-12-15 14:00")
     r = release(db, out.release.id)
-    assert (r.derived_type, r.effective_type, r.misclassified) == ("minor", "major", False)
-    assert r.required_roles == {"cab": 2, "release_manager": 1, "security": 1}
-    assert actions(db, r.id) == ["requested"]
-    assert "misclassification" not in out.message
+    # major's approvers do not include minor's QA lead, so it stays, and the choice is recorded
+    assert r.required_roles == {"cab": 2, "release_manager": 1, "security": 1, "qa_lead": 1}
+    assert r.misclassified and actions(db, r.id) == ["requested", "misclassified"]
+
+
+def test_a_feature_requested_as_security_keeps_minor_lead_time(db, clock, policy):
+    # 4h is security's lead time; minor's 7 days still apply (QMS 3.7)
+    out = request(db, clock, policy, type="security", answers=Answers(feature=True), start="2026-11-24 14:00")
+    r = release(db, out.release.id)
+    assert r.required_roles == {"security": 1, "release_manager": 1, "qa_lead": 1}
+    [flag] = show_release(db, r.id).flags
+    assert flag.kind == "lead_time" and "7d" in flag.detail
 
 
 # --- edit -----------------------------------------------------------------------------------------------------------
@@ -123,12 +158,16 @@ def test_stricter_choice_records_no_misclassification(db, clock, policy):
     ({"start": "2026-12-02 14:00"}, "start_at"),
     ({"duration": "2h"}, "end_at"),
     ({"tz": "America/New_York"}, "tz"),
+    ({"risk": "medium: new table"}, "risk"),
+    ({"rollback": "flag off"}, "rollback_plan"),
+    ({"rollback": ""}, "rollback_plan"),
+    ({"links": "https://ci.test/2"}, "links"),
 ])
-def test_edit_of_what_was_approved_starts_a_new_round(db, clock, policy, changes, field):
-    rid = new_release(db, clock, policy)
+def test_any_edit_of_what_was_approved_starts_a_new_round(db, clock, policy, changes, field):
+    rid = new_release(db, clock, policy, rollback="redeploy 2.3.0")
     approve_minor(db, clock, rid)
     clock.advance(hours=1)
-    out = edit_release(db, dev(), rid, changes, clock, policy)
+    out = edit_release(db, dev(), rid, {**changes, "reason": " CAB asked for it "}, clock, policy)
     assert out.changed and "Earlier votes no longer count" in out.message
     r = release(db, rid)
     assert r.round == 2 and r.state == "pending"
@@ -139,7 +178,7 @@ def test_edit_of_what_was_approved_starts_a_new_round(db, clock, policy, changes
     assert ev.before[field] != ev.after[field]
     assert ev.before["round"] == 1 and ev.after["round"] == 2
     assert ev.before["state"] == "approved" and ev.after["state"] == "pending"
-    assert ev.reason == "votes reset: version, scope or window changed"
+    assert ev.reason == "CAB asked for it; votes reset: the release changed after votes were cast"
     assert f"note:{rid}:votes_reset:2" in outbox_keys(db)
     # old votes no longer count: one new Go is not enough, and the earlier voters may vote again
     out = go(db, clock, "U0RM", rid)
@@ -167,19 +206,38 @@ def test_edit_of_the_zone_alone_keeps_the_wall_clock_time(db, clock, policy):
     assert release(db, rid).start_at == datetime(2026, 12, 1, 19, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("changes", [{"risk": "medium: new table"}, {"rollback": "flag off"},
-                                     {"links": "https://ci.test/2"}])
-def test_edit_of_risk_rollback_or_links_keeps_the_votes(db, clock, policy, changes):
-    rid = new_release(db, clock, policy)
+@pytest.mark.parametrize("reason", [None, "", "   "])
+def test_an_edit_after_approval_needs_a_reason_and_writes_nothing(db, clock, policy, reason):
+    rid = new_release(db, clock, policy, rollback="redeploy 2.3.0")
     approve_minor(db, clock, rid)
-    out = edit_release(db, dev(), rid, changes, clock, policy)
-    assert out.changed and "Earlier votes" not in out.message
+    before = counts(db)
+    changes = {"rollback": ""} if reason is None else {"rollback": "", "reason": reason}
+    with pytest.raises(InputError) as info:
+        edit_release(db, dev(), rid, changes, clock, policy)
+    assert info.value.field == "reason" and "reason=" in info.value.form
+    assert counts(db) == before
     r = release(db, rid)
-    assert r.round == 1 and r.state == "approved"
-    assert show_release(db, rid).status.approved
+    assert (r.state, r.round, r.rollback_plan) == ("approved", 1, "redeploy 2.3.0")
+
+
+def test_an_edit_before_approval_may_give_a_reason(db, clock, policy):
+    rid = new_release(db, clock, policy)
+    go(db, clock, "U0QA", rid)
+    out = edit_release(db, dev(), rid, {"risk": "low", "reason": "forgot it"}, clock, policy)
+    assert out.changed and "Earlier votes no longer count" in out.message
     [ev] = events(db, rid, "edited")
-    assert ev.reason is None
-    assert not any(":votes_reset:" in k for k in outbox_keys(db))
+    assert ev.reason == "forgot it; votes reset: the release changed after votes were cast"
+    assert release(db, rid).round == 2
+
+
+@pytest.mark.parametrize("changes", [{"env": "staging"}, {"type": "patch"}, {"flags": "none"}, {"colour": "red"}])
+def test_type_environment_and_answers_cannot_be_edited(db, clock, policy, changes):
+    rid = new_release(db, clock, policy)
+    before = counts(db)
+    with pytest.raises(InputError) as info:
+        edit_release(db, dev(), rid, changes, clock, policy)
+    assert "cancel" in info.value.message and "request" in info.value.message
+    assert counts(db) == before
 
 
 def test_edit_before_any_vote_starts_a_round_but_announces_no_reset(db, clock, policy):
@@ -303,10 +361,10 @@ def misclassified(db, clock, policy, requester=None, answers=Answers(feature=Tru
 
 def test_release_manager_accepts_a_misclassification(db, clock, policy):
     rid = misclassified(db, clock, policy)
-    assert release(db, rid).required_roles == {"release_manager": 1, "qa_lead": 1}
+    assert release(db, rid).required_roles == {"release_manager": 1, "qa_lead": 1, "engineering_lead": 1}
     clock.advance(hours=1)
     out = accept_misclassification(db, actor("U0RM"), rid, "  a config-only change  ", clock, policy)
-    assert out.changed and "now follows patch approvals" in out.message
+    assert out.changed and "now follows patch controls alone" in out.message
     r = release(db, rid)
     assert r.effective_type == "patch"
     assert r.required_roles == {"engineering_lead": 1, "qa_lead": 1}
@@ -314,7 +372,7 @@ def test_release_manager_accepts_a_misclassification(db, clock, policy):
     [ev] = events(db, rid, "misclassification_accepted")
     assert ev.actor == "U0RM" and ev.at == clock.now() and ev.reason == "a config-only change"
     assert ev.before["effective_type"] == "minor" and ev.after["effective_type"] == "patch"
-    assert ev.before["required_roles"] == {"release_manager": 1, "qa_lead": 1}
+    assert ev.before["required_roles"] == {"release_manager": 1, "qa_lead": 1, "engineering_lead": 1}
     assert ev.after["required_roles"] == {"engineering_lead": 1, "qa_lead": 1}
     # the requested type's approvers now decide
     assert go(db, clock, "U0EL", rid).changed
@@ -447,7 +505,7 @@ def test_list_all_newest_first_with_a_limit(db, clock, four):
 def test_show_release_keeps_every_round_and_the_trail(db, clock, policy):
     rid = new_release(db, clock, policy)
     approve_minor(db, clock, rid)
-    edit_release(db, dev(), rid, {"version": "2.3.2"}, clock, policy)
+    edit_release(db, dev(), rid, {"version": "2.3.2", "reason": "hotfix in the build"}, clock, policy)
     go(db, clock, "U0QA", rid)
     rec = show_release(db, rid)
     assert rec.release.round == 2
@@ -462,10 +520,11 @@ def test_edit_of_risk_after_the_window_began_is_allowed(db, clock, policy):
     from commands.release import edit_release as _edit, request_release as _request
     from conftest import actor as _actor
     _request(db, _actor("U0DEV"), {"service": "pay", "version": "1", "type": "minor", "start": "2026-11-23 10:00",
-                                   "tz": "UTC", "duration": "2h", "summary": "s"}, None, clock, policy)
+                                   "tz": "UTC", "duration": "2h", "summary": "s"}, Answers(feature=True), clock,
+             policy)
     clock.advance(hours=2)
     out = _edit(db, _actor("U0DEV"), 1, {"risk": "low"}, clock, policy)
-    assert out.changed and out.release.risk == "low" and out.release.round == 1
+    assert out.changed and out.release.risk == "low" and out.release.round == 2
 
 
 def test_a_third_emergency_for_one_service_in_30_days_is_a_nonconformance(db, clock, policy):
@@ -479,3 +538,29 @@ def test_a_third_emergency_for_one_service_in_30_days_is_a_nonconformance(db, cl
         [nc] = list(s.exec(_sel(_NC)))
     assert nc.kind == "emergency_frequency" and nc.release_id == 3 and "REL-1, REL-2, REL-3" in nc.detail
     assert "note:3:nonconformance:1" in outbox_keys(db)
+
+
+# --- the union of controls holds wherever the type's controls are read --------------------------------------------
+
+def test_the_longer_stabilisation_of_the_union_holds_after_deploying(db, clock, policy):
+    from commands.deploy import CHECKLIST, Deployer, finish_deployment, start_deployment
+    # a feature asked for as security: minor's 2h stabilisation, not security's 30m
+    rid = new_release(db, clock, policy, type="security", answers=Answers(feature=True), start="2026-12-09 10:00",
+                      tz="UTC")
+    for user in ("U0SEC", "U0RM", "U0QA"):
+        go(db, clock, user, rid)
+    assert release(db, rid).state == "approved"
+    clock.set(datetime(2026, 12, 9, 10, 5, tzinfo=UTC))
+    deployer = Deployer("U0DEPL", frozenset({"platform_lead"}))
+    assert start_deployment(db, deployer, rid, {k: True for k, _ in CHECKLIST}, clock, policy).changed
+    finish_deployment(db, deployer, rid, "success", clock, policy)
+    [ev] = events(db, rid, "deployment_success")
+    assert ev.after["stabilisation_ends_at"] == (clock.now() + timedelta(hours=2)).isoformat()
+
+
+def test_the_shorter_approval_sla_of_the_union_times_the_nudges(db, clock, policy):
+    from unit_support import outbox
+    # an incident asked for as major: emergency's 30-minute SLA, not major's 4 hours
+    rid = new_release(db, clock, policy, type="major", answers=Answers(incident=True), start="2026-12-15 14:00")
+    [nudge] = [r for r in outbox(db) if r.key == f"reminder:{rid}:approval_nudge:1:1"]
+    assert nudge.due_at == START + timedelta(minutes=30)

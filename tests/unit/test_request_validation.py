@@ -20,7 +20,10 @@ def p() -> Policy:
     return Policy.default()
 
 
-def errors_of(raw, p, now=START, answers=None) -> dict[str, str]:
+FEATURE = Answers(feature=True)  # the answers that derive RAW's type
+
+
+def errors_of(raw, p, now=START, answers=FEATURE) -> dict[str, str]:
     with pytest.raises(FieldErrors) as info:
         validate(raw, answers, p, now)
     err = info.value
@@ -32,13 +35,13 @@ def errors_of(raw, p, now=START, answers=None) -> dict[str, str]:
 
 
 def test_a_good_request(p):
-    d = validate(RAW, None, p, START)
+    d = validate(RAW, FEATURE, p, START)
     assert (d.service, d.version, d.requested_type, d.environment) == ("payments", "2.3.1", "minor", "production")
     assert d.start_at == datetime(2026, 12, 1, 14, 0, tzinfo=timezone.utc)
     assert d.duration == timedelta(hours=1)
     assert d.end_at == datetime(2026, 12, 1, 15, 0, tzinfo=timezone.utc)
     assert d.tz == "Europe/London" and d.summary == "Add refunds"
-    assert d.risk is None and d.rollback is None and d.links is None and d.answers is None
+    assert d.risk is None and d.rollback is None and d.links is None and d.answers is FEATURE
 
 
 def test_values_are_trimmed_type_lowercased_and_optional_fields_kept(p):
@@ -52,7 +55,7 @@ def test_values_are_trimmed_type_lowercased_and_optional_fields_kept(p):
 
 
 def test_blank_optional_fields_become_none(p):
-    d = validate({**RAW, "risk": "   ", "rollback": "", "links": None}, None, p, START)
+    d = validate({**RAW, "risk": "   ", "rollback": "", "links": None}, FEATURE, p, START)
     assert (d.risk, d.rollback, d.links) == (None, None, None)
 
 
@@ -68,8 +71,32 @@ def test_blank_is_missing(p):
 
 
 def test_missing_fields_helper():
-    assert missing_fields(RAW) == []
-    assert missing_fields({**RAW, "tz": " ", "summary": None}) == ["tz", "summary"]
+    assert missing_fields({**RAW, "flags": "none"}) == []
+    assert missing_fields({**RAW, "flags": "feature", "tz": " ", "summary": None}) == ["tz", "summary"]
+
+
+def test_a_one_line_request_without_flags_is_missing_its_answers():
+    # A one-line request must answer the classification questions (flags=… or flags=none);
+    # without them the form opens, as for any other missing field.
+    assert missing_fields(RAW) == ["flags"]
+    assert missing_fields({**RAW, "flags": " "}) == ["flags"]
+
+
+def test_a_request_without_answers_is_refused(p):
+    errors = errors_of(RAW, p, answers=None)
+    assert set(errors) == {"flags"}
+    assert "flags=none" in errors["flags"]
+
+
+@pytest.mark.parametrize("answers", [Answers(), Answers(cve=True), Answers(feature=True, breaking=True)])
+def test_emergency_without_an_incident_is_refused(p, answers):
+    errors = errors_of({**RAW, "type": "emergency"}, p, answers=answers)
+    assert set(errors) == {"type"}
+    assert "QMS 4.6" in errors["type"] and "incident" in errors["type"]
+
+
+def test_emergency_for_an_incident_is_accepted(p):
+    assert validate({**RAW, "type": "emergency"}, Answers(incident=True), p, START).requested_type == "emergency"
 
 
 def test_many_wrong_fields_at_once(p):
@@ -94,13 +121,13 @@ def test_bad_service_names(p, service):
 
 @pytest.mark.parametrize("service", ["payments", "payments-api", "pay.v2_x", "a" * 80, "9lives"])
 def test_good_service_names(p, service):
-    assert validate({**RAW, "service": service}, None, p, START).service == service
+    assert validate({**RAW, "service": service}, FEATURE, p, START).service == service
 
 
 @pytest.mark.parametrize("field, limit", [("version", 200), ("summary", 2000), ("risk", 2000),
                                           ("rollback", 2000), ("links", 2000)])
 def test_text_limits(p, field, limit):
-    assert getattr(validate({**RAW, field: "v" * limit}, None, p, START), field) == "v" * limit
+    assert getattr(validate({**RAW, field: "v" * limit}, FEATURE, p, START), field) == "v" * limit
     errors = errors_of({**RAW, field: "v" * (limit + 1)}, p)
     assert errors == {field: f"is too long ({limit + 1} characters; at most {limit})"}
 
@@ -127,13 +154,13 @@ def test_nonexistent_dst_local_time(p):
 
 def test_same_local_time_in_another_zone_is_fine(p):
     now = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
-    d = validate({**RAW, "start": "2026-03-29 01:30", "tz": "America/New_York"}, None, p, now)
+    d = validate({**RAW, "start": "2026-03-29 01:30", "tz": "America/New_York"}, FEATURE, p, now)
     assert d.start_at == datetime(2026, 3, 29, 5, 30, tzinfo=timezone.utc)
 
 
 def test_ambiguous_local_time_takes_the_first_occurrence(p):
     now = datetime(2026, 10, 1, 9, 0, tzinfo=timezone.utc)
-    d = validate({**RAW, "start": "2026-10-25 01:30"}, None, p, now)
+    d = validate({**RAW, "start": "2026-10-25 01:30"}, FEATURE, p, now)
     assert d.start_at == datetime(2026, 10, 25, 0, 30, tzinfo=timezone.utc)
 
 
@@ -145,13 +172,13 @@ def test_past_start(p):
 
 
 def test_a_start_within_five_minutes_ago_is_someone_typing_now(p):
-    d = validate({**RAW, "start": "2026-11-23 08:55"}, None, p, START)
+    d = validate({**RAW, "start": "2026-11-23 08:55"}, FEATURE, p, START)
     assert d.start_at == START - timedelta(minutes=5)
 
 
 def test_past_is_judged_in_the_given_zone(p):
     # At 09:00 UTC, 08:30 in New York (13:30 UTC) is still ahead; 08:30 in Tokyo (23:30 UTC the day before) is past.
-    d = validate({**RAW, "start": "2026-11-23 08:30", "tz": "America/New_York"}, None, p, START)
+    d = validate({**RAW, "start": "2026-11-23 08:30", "tz": "America/New_York"}, FEATURE, p, START)
     assert d.start_at == datetime(2026, 11, 23, 13, 30, tzinfo=timezone.utc)
     errors = errors_of({**RAW, "start": "2026-11-23 08:30", "tz": "Asia/Tokyo"}, p)
     assert set(errors) == {"start"}
@@ -164,7 +191,7 @@ def test_bad_duration(p, duration):
 
 
 def test_longest_window_is_fourteen_days(p):
-    assert validate({**RAW, "duration": "14d"}, None, p, START).duration == timedelta(days=14)
+    assert validate({**RAW, "duration": "14d"}, FEATURE, p, START).duration == timedelta(days=14)
     errors = errors_of({**RAW, "duration": "14d1m"}, p)
     assert "split the release" in errors["duration"]
 
@@ -181,21 +208,21 @@ def test_start_at_the_edge_of_the_calendar_is_a_field_error_not_a_crash(p):
 
 
 def test_bare_number_duration_is_minutes(p):
-    assert validate({**RAW, "duration": "90"}, None, p, START).duration == timedelta(minutes=90)
+    assert validate({**RAW, "duration": "90"}, FEATURE, p, START).duration == timedelta(minutes=90)
 
 
 def test_environment_must_be_in_the_policy():
     p = Policy.from_mapping({"release": {"environments": ["prod", "stage"], "default_environment": "prod"}},
                             source="t")
-    assert validate(RAW, None, p, START).environment == "prod"
-    assert validate({**RAW, "env": "stage"}, None, p, START).environment == "stage"
+    assert validate(RAW, FEATURE, p, START).environment == "prod"
+    assert validate({**RAW, "env": "stage"}, FEATURE, p, START).environment == "stage"
     errors = errors_of({**RAW, "env": "production"}, p)
     assert errors == {"env": "'production' is not an environment; environments are prod, stage"}
 
 
 @pytest.mark.parametrize("rtype", ["major", "minor", "patch", "security", "emergency", "infrastructure"])
 def test_every_release_type_is_accepted(p, rtype):
-    assert validate({**RAW, "type": rtype}, None, p, START).requested_type == rtype
+    assert validate({**RAW, "type": rtype}, Answers(incident=True), p, START).requested_type == rtype
 
 
 # --- flags on a one-line request ----------------------------------------------------------------------------------
@@ -203,7 +230,17 @@ def test_every_release_type_is_accepted(p, rtype):
 def test_parse_flags():
     a = parse_flags(" Feature, sensitive ,network-iam,,iac, cross-system")
     assert a == Answers(feature=True, sensitive=True, network_iam=True, infrastructure=True, cross_system=True)
-    assert parse_flags("") == Answers()
+
+
+def test_flags_none_answers_every_question_no():
+    assert parse_flags("none") == Answers() and parse_flags(" NONE ") == Answers()
+
+
+@pytest.mark.parametrize("text", ["", " ", ",", "none,feature"])
+def test_empty_or_contradictory_flags_are_refused(text):
+    with pytest.raises(FieldErrors) as info:
+        parse_flags(text)
+    assert set(info.value.errors) == {"flags"} and "flags=none" in info.value.errors["flags"]
 
 
 def test_unknown_flag():

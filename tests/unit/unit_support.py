@@ -15,6 +15,10 @@ from storage.models import AuditEvent, Outbox, Release, Vote
 RAW = {"service": "payments", "version": "2.3.1", "type": "minor", "start": "2026-12-01 14:00",
        "tz": "Europe/London", "duration": "60m", "summary": "Add refunds"}
 REQUESTER = "U0DEV"  # holds no role
+# A request must answer the classification questions; by default a test answers them as its type derives.
+ANSWERS_FOR = {"patch": Answers(), "minor": Answers(feature=True), "major": Answers(breaking=True),
+               "security": Answers(cve=True), "emergency": Answers(incident=True),
+               "infrastructure": Answers(infrastructure=True)}
 
 
 def dev(user_id: str = REQUESTER) -> Actor:
@@ -24,6 +28,8 @@ def dev(user_id: str = REQUESTER) -> Actor:
 def request(db, clock: Clock, policy: Policy, *, requester: Actor | None = None, answers: Answers | None = None,
             request_key: str | None = None, **fields: Any) -> Outcome:
     raw = {**RAW, **fields}
+    if answers is None:
+        answers = ANSWERS_FOR.get(str(raw.get("type")).strip().lower(), Answers())
     return request_release(db, requester or dev(), raw, answers, clock, policy, request_key=request_key)
 
 
