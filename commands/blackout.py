@@ -269,7 +269,8 @@ def fetched(db: Engine, sub_id: int, now: datetime, policy: Policy, *, body: str
     return _apply_body(db, sub_id, body, now, policy, expansion) if body is not None else 0
 
 
-CUT_SHORT = "cut short: only its first {limit} occurrences up to {days} days ahead are blackouts"
+CUT_SHORT = ("cut short: it makes more occurrences than the bot keeps (at most {limit}, up to {days} days ahead); "
+             "the rest are not blackouts")
 
 
 def _expand(db: Engine, sub_id: int, body: str, now: datetime) -> ics.Expansion:
