@@ -101,3 +101,10 @@ def test_subscription_check_lets_an_unresolvable_name_through_but_not_a_forbidde
         policy.check_subscription("https://internal.example.com/c.ics")
     with pytest.raises(AddressRefused, match="not an http"):
         policy.check_subscription("ftp://internal.example.com/c.ics")
+
+
+@pytest.mark.parametrize("host", ["127.1", "2130706433", "0x7f000001", "0177.0.0.1", "localhost"])
+def test_odd_spellings_of_loopback_are_judged_by_what_they_resolve_to(host):
+    # getaddrinfo reads these numeric forms and /etc/hosts itself (no DNS); the check is on its answer
+    with pytest.raises(AddressRefused, match=NOT_ALLOWED):
+        NetPolicy.build().addresses(host, 80)
