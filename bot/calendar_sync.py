@@ -16,13 +16,15 @@ REFRESH_HOURS = 3
 
 
 def sync(svc) -> None:
-    now = svc.clock.now()
+    now, net = svc.clock.now(), svc.config.calendar_net
     for sub in blackout.due_subscriptions(svc.db):
         try:
-            got = fetch(sub.url, sub.etag, sub.last_modified)
+            got = fetch(sub.url, sub.etag, sub.last_modified, net=net)
             blackout.fetched(svc.db, sub.id, now, svc.policy, body=got.body, etag=got.etag,
                              last_modified=got.last_modified)
         except (FetchError, ics.CalendarError) as exc:
+            # str() of these is a category ("HTTP 404", "could not connect", …): it is stored and posted,
+            # so it never carries what the server sent.
             if blackout.fetch_failed(svc.db, sub.id, now, str(exc)):
                 log.warning("calendar %s (%s) failing: %s", sub.name, sub.url, exc)
     blackout.refresh_all(svc.db, now, svc.policy)

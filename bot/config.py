@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from calendars.netpolicy import AllowList, NetPolicy, parse_allow
 from commands.policy import Policy, PolicyError
 from storage.db import DEFAULT_URL
 
@@ -38,6 +39,13 @@ class Config:
     # Pipeline API: sha256 hex digest of each bearer token -> what that pipeline may do.
     # The tokens themselves are not kept.
     api_tokens: Mapping[str, "ApiToken"] = field(default_factory=dict)
+    # Internal hosts, addresses and ranges a subscribed calendar may be fetched from (public ones always may).
+    calendar_allow: AllowList = field(default_factory=AllowList)
+
+    @property
+    def calendar_net(self) -> NetPolicy:
+        """The address policy for subscribed calendars; the bot's own public host is never a source."""
+        return NetPolicy.build(self.calendar_allow, own_urls=[self.public_url])
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,12 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         problems.append(f"PORT '{port_text}' is not a TCP port number")
     api_tokens = _api_tokens(get("RELEASEBOT_API_TOKENS"), problems)
+    try:
+        calendar_allow = parse_allow(get("RELEASEBOT_CALENDAR_ALLOW"))
+    except ValueError as exc:
+        calendar_allow = AllowList()
+        problems.append(f"RELEASEBOT_CALENDAR_ALLOW is malformed ({exc}); use a comma-separated list of host "
+                        "names, addresses and CIDR ranges, e.g. calendar.corp.example,10.20.0.5,10.30.0.0/16")
     if problems:
         raise ConfigError("releasebot cannot start: " + "; ".join(problems) + ". Set these in the environment "
                           "(see README.md, Configuration) and start again.")
@@ -85,7 +99,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
                   database_url=get("DATABASE_URL") or DEFAULT_URL, release_channel=channel,
                   policy_path=get("RELEASE_POLICY") or "policy.toml", port=int(port_text), app_token=app_token,
                   public_url=get("RELEASEBOT_PUBLIC_URL") or None, api_tokens=api_tokens,
-                  feed_secret=get("RELEASEBOT_FEED_SECRET") or None)
+                  feed_secret=get("RELEASEBOT_FEED_SECRET") or None, calendar_allow=calendar_allow)
 
 
 _PIPELINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")

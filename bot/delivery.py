@@ -299,7 +299,7 @@ class Delivery:
             reminders.after_sent(session, row, self._clock.now(), self._policy)
 
     def _channel_note(self, row: Outbox) -> None:
-        self._client.chat_postMessage(channel=self._channel, text=calendar.subscription_failed(row.payload))
+        self._client.chat_postMessage(channel=self._channel, text=calendar.channel_note(row.payload))
         self._done(row)
 
     def _post_in_thread(self, release, text: str, blocks: list[dict] | None) -> None:

@@ -36,7 +36,9 @@ def local_to_utc(naive: datetime, tz: str) -> datetime:
 
 
 _UNTIL_UTC = re.compile(r"UNTIL=(\d{8}T\d{6})Z", re.IGNORECASE)
-_SUBDAILY = re.compile(r"FREQ=(SECONDLY|MINUTELY|HOURLY)", re.IGNORECASE)
+_SUBDAILY = ("SECONDLY", "MINUTELY", "HOURLY")
+AT_MOST_DAILY = ("a blackout repeats at most daily (no more than once a day): use FREQ=DAILY, WEEKLY, MONTHLY or YEARLY with at most "
+                 "one BYHOUR, BYMINUTE and BYSECOND value, e.g. FREQ=WEEKLY;BYDAY=FR")
 _DAYS_IN = {2: 29, 4: 30, 6: 30, 9: 30, 11: 30}
 
 
@@ -44,8 +46,7 @@ def parse_rrule(text: str, dtstart_local: datetime, tz: str | None = None):
     text = text.strip()
     if text.upper().startswith("RRULE:"):
         text = text[6:]
-    if _SUBDAILY.search(text):
-        raise TimeInputError("a blackout repeats at most daily; use FREQ=DAILY, WEEKLY, MONTHLY or YEARLY")
+    _refuse_more_than_daily(text)
     _refuse_impossible(text)
     if tz:
         # RFC 5545 wants UNTIL in UTC when DTSTART has a zone; dateutil wants it
@@ -58,6 +59,20 @@ def parse_rrule(text: str, dtstart_local: datetime, tz: str | None = None):
         return rrulestr(text, dtstart=dtstart_local)
     except (ValueError, TypeError) as exc:
         raise TimeInputError(f"'{text}' is not an RFC 5545 RRULE ({exc}); e.g. FREQ=WEEKLY;BYDAY=FR") from None
+
+
+def _refuse_more_than_daily(text: str) -> None:
+    """FREQ=DAILY;BYHOUR=0,…,23;BYMINUTE=0,10,… is 144 a day however its FREQ reads."""
+    parts = {k.strip(): v.strip() for k, _, v in (p.partition("=") for p in text.upper().split(";"))}
+    if parts.get("FREQ") in _SUBDAILY:
+        raise TimeInputError(AT_MOST_DAILY)
+    per_day = 1
+    for key in ("BYHOUR", "BYMINUTE", "BYSECOND"):
+        per_day *= len([v for v in parts.get(key, "").split(",") if v.strip()]) or 1
+    if "BYSETPOS" in parts:
+        per_day = min(per_day, len([v for v in parts["BYSETPOS"].split(",") if v.strip()]))
+    if per_day > 1:
+        raise TimeInputError(AT_MOST_DAILY)
 
 
 def _refuse_impossible(text: str) -> None:

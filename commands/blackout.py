@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from calendars import ics
+from calendars.netpolicy import AddressRefused, NetPolicy
 from calendars.recurrence import Occurrence, expand, parse_rrule
 from calendars.timeparse import TimeInputError, zone
 from commands import announce
@@ -27,6 +28,7 @@ from storage.models import Blackout, BlackoutOccurrence, CalendarSubscription
 
 HORIZON = timedelta(days=400)  # occurrences kept ahead; the scheduler's refresh rolls it forward
 WARN_AHEAD = timedelta(days=8)  # warnings are queued this far ahead of their due time
+INSERT_BATCH = 1000  # occurrence rows per INSERT, so no statement grows with a calendar
 FORM = ('/release blackout add name="Peak trading" start="2026-12-18 16:00" end="2027-01-04 08:00" tz=Europe/London '
         '[services=a,b] [environments=production] [repeat="FREQ=WEEKLY;BYDAY=FR"]')
 SUBSCRIBE_FORM = '/release blackout subscribe url=https://… name="Company holidays" [tz=Europe/London] [services=…]'
@@ -168,8 +170,8 @@ def materialize(session: Session, blackout: Blackout, now: datetime, policy: Pol
     rows = [{"blackout_id": blackout.id, "start_at": p.start, "end_at": p.end, "summary": summary,
              "occurrence_start": occ.start, "occurrence_end": occ.end}
             for occ, summary in occurrences for p in _pieces(occ)]
-    if rows:
-        session.execute(insert(BlackoutOccurrence), rows)
+    for i in range(0, len(rows), INSERT_BATCH):
+        session.execute(insert(BlackoutOccurrence), rows[i:i + INSERT_BATCH])
     lead = policy.calendar.blackout_warning_lead
     for occ, summary in occurrences:
         if now < occ.start and occ.start - lead < now + WARN_AHEAD:
@@ -207,11 +209,19 @@ def refresh_all(db: Engine, now: datetime, policy: Policy) -> int:
 
 # --- subscribed calendars ---------------------------------------------------------------------------------------
 
-def subscribe(db: Engine, actor: Actor, raw: Mapping[str, str], clock: Clock, policy: Policy) -> Outcome:
+def subscribe(db: Engine, actor: Actor, raw: Mapping[str, str], clock: Clock, policy: Policy,
+              net: NetPolicy | None = None) -> Outcome:
+    """`net`: the address policy (bot/config.py builds it from RELEASEBOT_CALENDAR_ALLOW); by default
+    public addresses only."""
     _require_manager(actor)
     url, name, tz = (raw.get("url") or "").strip(), (raw.get("name") or "").strip(), (raw.get("tz") or "UTC").strip()
     if not re.match(r"^https?://\S+$", url):
         raise InputError("url must be an http(s) address of an .ics calendar", field="url", form=SUBSCRIBE_FORM)
+    try:
+        (net or NetPolicy.build()).check_subscription(url)  # checked again at every fetch and redirect
+    except AddressRefused as exc:
+        raise InputError(f"url: {exc}; a calendar is fetched from public addresses, or internal ones the "
+                         "operators list in RELEASEBOT_CALENDAR_ALLOW", field="url", form=SUBSCRIBE_FORM) from None
     if not name:
         raise InputError("name is required", field="name", form=SUBSCRIBE_FORM)
     try:
@@ -247,25 +257,53 @@ def due_subscriptions(db: Engine) -> list[CalendarSubscription]:
 
 def fetched(db: Engine, sub_id: int, now: datetime, policy: Policy, *, body: str | None, etag: str | None,
             last_modified: str | None) -> int:
-    """A fetch succeeded (body None: 304 Not Modified). Parse before keeping: a feed
-    that does not parse is a failure, and the last good copy stays."""
-    if body is not None:
-        ics.occurrences(body, now - MAX_OCCURRENCE, now + HORIZON)  # raises ics.CalendarError; nothing kept
+    """A fetch succeeded (body None: 304 Not Modified). Expand before keeping: a feed
+    that does not expand is a failure, and the last good copy stays."""
+    expansion = _expand(db, sub_id, body, now) if body is not None else None  # raises ics.CalendarError
     with transaction(db) as session:
         sub = session.get(CalendarSubscription, sub_id)
         sub.fetched_at = sub.last_ok_at = now
         sub.last_error, sub.failing_since = None, None
         if body is not None:
             sub.body, sub.etag, sub.last_modified = body, etag, last_modified
-    return _apply_body(db, sub_id, body, now, policy) if body is not None else 0
+    return _apply_body(db, sub_id, body, now, policy, expansion) if body is not None else 0
 
 
-def _apply_body(db: Engine, sub_id: int, body: str, now: datetime, policy: Policy) -> int:
+CUT_SHORT = ("cut short: it makes more occurrences than the bot keeps (at most {limit}, up to {days} days ahead); "
+             "the rest are not blackouts")
+
+
+def _expand(db: Engine, sub_id: int, body: str, now: datetime) -> ics.Expansion:
+    """Outside any write transaction: a big calendar must not hold locks while it is expanded."""
+    with Session(db) as session:
+        tz = session.scalars(select(Blackout.tz).where(Blackout.subscription_id == sub_id)).one()
+    return ics.expand_calendar(body, now - MAX_OCCURRENCE, now + HORIZON, tz)
+
+
+def _apply_body(db: Engine, sub_id: int, body: str, now: datetime, policy: Policy,
+                expansion: ics.Expansion | None = None) -> int:
+    expansion = expansion or _expand(db, sub_id, body, now)
     with transaction(db) as session:
         carrier = session.scalars(select(Blackout).where(Blackout.subscription_id == sub_id)).one()
-        events = ics.occurrences(body, now - MAX_OCCURRENCE, now + HORIZON, carrier.tz)
+        sub = session.get(CalendarSubscription, sub_id)
+        if sub.failing_since is None:  # a failure's category stays until the next good fetch
+            sub.last_error = CUT_SHORT.format(limit=ics.MAX_OCCURRENCES, days=HORIZON.days) \
+                if expansion.cut_short else None
+        if expansion.cut_short:  # said once per subscription: the key makes a repeat a no-op
+            outbox.enqueue(session, key=f"subscription-cut-short:{sub_id}", kind=announce.CHANNEL_NOTE, at=now,
+                           payload={"event": "subscription_cut_short", "name": sub.name,
+                                    "limit": ics.MAX_OCCURRENCES, "days": HORIZON.days})
         return materialize(session, carrier, now, policy,
-                           occurrences=[(Occurrence(e.start, e.end), e.summary) for e in events])
+                           occurrences=[(Occurrence(e.start, e.end), e.summary) for e in expansion.events])
+
+
+def subscription_status(db: Engine) -> dict[int, str]:
+    """Carrier blackout id -> what people should know about its calendar (failing, cut short)."""
+    with Session(db) as session:
+        rows = session.execute(select(Blackout.id, CalendarSubscription.last_error)
+                               .join(CalendarSubscription, Blackout.subscription_id == CalendarSubscription.id)
+                               .where(CalendarSubscription.last_error.is_not(None)))
+        return {bid: error for bid, error in rows}
 
 
 def fetch_failed(db: Engine, sub_id: int, now: datetime, error: str) -> bool:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from commands.agenda import agenda
-from commands.blackout import add_blackout, list_blackouts, remove_blackout, subscribe
+from commands.blackout import add_blackout, list_blackouts, remove_blackout, subscribe, subscription_status
 from commands.errors import InputError
 from commands.outcome import Outcome
 from commands.text import USAGE, ParsedCommand
@@ -28,14 +28,15 @@ def handle(svc: Services, cmd: ParsedCommand, user: str, respond, tell) -> None:
             return None
         action = cmd.positional[0]
         if action == "list":
-            show(render.blackout_list(list_blackouts(svc.db, svc.clock.now())), "Blackouts")
+            show(render.blackout_list(list_blackouts(svc.db, svc.clock.now()), subscription_status(svc.db)),
+                 "Blackouts")
             return None
         actor = svc.actor(user)
         if action == "add":
             return add_blackout(svc.db, actor, cmd.args, svc.clock, svc.policy)
         if action == "remove":
             return remove_blackout(svc.db, actor, int(cmd.positional[1]), svc.clock)
-        outcome = subscribe(svc.db, actor, cmd.args, svc.clock, svc.policy)
+        outcome = subscribe(svc.db, actor, cmd.args, svc.clock, svc.policy, net=svc.config.calendar_net)
         svc.refresh_calendars()  # fetch it now rather than at the next refresh
         return outcome
 

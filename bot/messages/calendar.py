@@ -42,7 +42,7 @@ def agenda(items: list[Item], days: int, service: str | None, feed_url: str | No
     return blocks
 
 
-def blackout_list(rows: list[tuple[Blackout, list[Occurrence]]]) -> list[dict]:
+def blackout_list(rows: list[tuple[Blackout, list[Occurrence]]], status: dict[int, str] | None = None) -> list[dict]:
     if not rows:
         return [section("*Blackouts*\nNone. Add one with `/release blackout add …`.")]
     lines = []
@@ -51,6 +51,8 @@ def blackout_list(rows: list[tuple[Blackout, list[Occurrence]]]) -> list[dict]:
         kind = "subscribed calendar" if b.subscription_id else (f"repeats `{esc(b.rrule)}`" if b.rrule else "one-off")
         upcoming = ", ".join(f"{date(o.start)}–{date(o.end)}" for o in nxt) or "no upcoming occurrence"
         lines.append(f"*{b.id}* {esc(b.name)} ({kind}, {esc(b.tz)}) · {scope}\n    next: {upcoming}")
+        if (status or {}).get(b.id):  # a subscribed calendar failing or cut short: a category, never its text
+            lines.append(f"    :warning: {esc(status[b.id])}")
     return [section(clip("*Blackouts*\n" + "\n".join(lines)))]
 
 
@@ -85,6 +87,15 @@ def blackout_warning(detail: dict) -> tuple[str, list[dict]]:
     else:
         text = f"{head}\nNo release is scheduled inside it."
     return f"Blackout {detail['name']} starts soon", [section(clip(text))]
+
+
+def channel_note(payload: dict) -> str:
+    if payload.get("event") == "subscription_cut_short":
+        return (f":warning: The subscribed calendar *{esc(payload.get('name', ''))}* was cut short: it makes more "
+                f"occurrences than the bot keeps (at most {payload.get('limit')}, up to {payload.get('days')} days "
+                "ahead), so the rest are not blackouts. Check its repeating events; one that repeats every few "
+                "minutes is the usual cause. This is said once.")
+    return subscription_failed(payload)
 
 
 def subscription_failed(payload: dict) -> str:

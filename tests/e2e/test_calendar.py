@@ -12,7 +12,7 @@ from icalendar import Calendar
 from sqlmodel import Session, select
 
 from conftest import start_bot
-from storage.models import AuditEvent, Release, ReleaseFlag
+from storage.models import AuditEvent, CalendarSubscription, Outbox, Release, ReleaseFlag
 
 UTC = timezone.utc
 
@@ -275,7 +275,24 @@ def calendar_host():
     host.close()
 
 
-def test_subscribed_calendar_becomes_blackouts_with_overrides_and_cancellations(bot, db, calendar_host):
+@pytest.fixture
+def allow_bot(db, clock, policy, emulator):
+    """Calendar hosts in tests are on 127.0.0.1, which only the allow-list admits."""
+    running = start_bot(db, clock, policy, emulator, {"RELEASEBOT_CALENDAR_ALLOW": "127.0.0.1",
+                                                      "RELEASEBOT_PUBLIC_URL": "https://releases.example.com"})
+    yield running
+    running.slack.close()
+    running.server.close()
+    running.thread.join(timeout=5)
+    running.executor.shutdown(wait=True)
+
+
+def every_slack_call(bot) -> str:
+    return json.dumps([c.args for c in bot.emulator.calls], default=str)
+
+
+def test_subscribed_calendar_becomes_blackouts_with_overrides_and_cancellations(allow_bot, db, calendar_host):
+    bot = allow_bot
     bot.command(f'blackout subscribe url={calendar_host.url} name="Payroll" tz=Europe/London', user="U0RM")
     assert "Subscribed to 'Payroll'" in reply(bot)
     bot.command("blackout list", user="U0RM")
@@ -289,7 +306,8 @@ def test_subscribed_calendar_becomes_blackouts_with_overrides_and_cancellations(
     assert [f.kind for f in flags(db, 3)] == ["blackout"]
 
 
-def test_failed_fetch_keeps_the_last_copy_and_warns_once(bot, db, clock, calendar_host):
+def test_failed_fetch_keeps_the_last_copy_and_warns_once(allow_bot, db, clock, calendar_host):
+    bot = allow_bot
     bot.command(f'blackout subscribe url={calendar_host.url} name="Payroll" tz=Europe/London', user="U0RM")
     calendar_host.fail = True
     for _ in range(3):
@@ -305,6 +323,50 @@ def test_failed_fetch_keeps_the_last_copy_and_warns_once(bot, db, clock, calenda
     assert calendar_host.requests[-1].get("If-None-Match") == '"v1"'  # conditional GET: 304, copy kept
 
 
+def test_a_loopback_calendar_is_refused_without_the_allow_list(bot, db, calendar_host):
+    bot.command(f'blackout subscribe url={calendar_host.url} name="Payroll"', user="U0RM")
+    assert "refused by policy: address not allowed" in reply(bot) and "RELEASEBOT_CALENDAR_ALLOW" in reply(bot)
+    assert calendar_host.requests == []  # never contacted
+    with Session(db) as s:
+        assert s.exec(select(CalendarSubscription)).all() == []
+
+
+def test_the_bots_own_feed_cannot_be_subscribed(allow_bot, db):
+    allow_bot.command('blackout subscribe url=https://releases.example.com/calendar.ics?token=abc name="Loop"',
+                      user="U0RM")
+    assert "the bot's own address" in reply(allow_bot)
+    with Session(db) as s:
+        assert s.exec(select(CalendarSubscription)).all() == []
+
+
+def test_a_server_answering_with_secrets_never_has_them_quoted(allow_bot, db, calendar_host):
+    calendar_host.body = "DB_PASSWORD=secret\r\nAWS_SECRET_ACCESS_KEY=secret2\r\n"
+    allow_bot.command(f'blackout subscribe url={calendar_host.url} name="Payroll"', user="U0RM")
+    assert calendar_host.requests  # it was fetched (the allow-list admits 127.0.0.1)
+    [warning] = [c for c in allow_bot.emulator.calls_to("chat.postMessage") if "could not be fetched" in c.args["text"]]
+    assert "not an iCalendar file" in warning.args["text"]
+    assert "secret" not in every_slack_call(allow_bot).lower()
+    with Session(db) as s:
+        [sub] = s.exec(select(CalendarSubscription)).all()
+        assert sub.last_error == "not an iCalendar file" and sub.body is None
+        assert "secret" not in json.dumps([o.payload for o in s.exec(select(Outbox))]).lower()
+    allow_bot.command("blackout list", user="U0RM")
+    assert "not an iCalendar file" in json.dumps(allow_bot.emulator.calls_to("response_url")[-1].args["blocks"])
+
+
+def test_a_calendar_cut_at_the_cap_says_so_once_and_in_the_list(allow_bot, db, clock, calendar_host):
+    calendar_host.body = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\nUID:f@test\r\n"
+                          "DTSTAMP:20260101T000000Z\r\nDTSTART:20270601T000000Z\r\nDURATION:PT1M\r\n"
+                          "RRULE:FREQ=MINUTELY;COUNT=1000000000\r\nSUMMARY:Flood\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+    allow_bot.command(f'blackout subscribe url={calendar_host.url} name="Flood"', user="U0RM")
+    clock.advance(hours=3)
+    allow_bot.svc.refresh_calendars()  # a 304 and the kept copy applied again: no second note
+    notes = [c for c in allow_bot.emulator.calls_to("chat.postMessage") if "was cut short" in c.args["text"]]
+    assert len(notes) == 1 and "at most 5000" in notes[0].args["text"]
+    allow_bot.command("blackout list", user="U0RM")
+    assert "cut short" in json.dumps(allow_bot.emulator.calls_to("response_url")[-1].args["blocks"])
+
+
 def test_only_release_managers_manage_blackouts(bot, db):
     bot.command('blackout add name="x" start="2026-12-01 00:00" end="2026-12-02 00:00" tz=UTC', user="U0QA")
     assert "Only a release manager" in reply(bot)
@@ -313,6 +375,10 @@ def test_only_release_managers_manage_blackouts(bot, db):
     bot.command('blackout add name="x" start="2026-12-01 00:00" end="2026-12-02 00:00" tz=UTC repeat="FREQ=NEVER"',
                 user="U0RM")
     assert "repeat:" in reply(bot) and "RRULE" in reply(bot)
+    bot.command('blackout add name="x" start="2026-12-01 00:00" end="2026-12-01 00:05" tz=UTC '
+                'repeat="FREQ=DAILY;BYHOUR=0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23;'
+                'BYMINUTE=0,10,20,30,40,50"', user="U0RM")
+    assert "repeat: a blackout repeats at most daily" in reply(bot) and "BYHOUR" in reply(bot)
     bot.command("blackout remove 9", user="U0RM")
     assert "there is no blackout 9" in reply(bot)
 

@@ -246,3 +246,51 @@ def test_bot_feed_cancellations_keep_the_uid_and_raise_the_sequence(db, clock, p
     rel, bo = evs[f"release-{rid}@releasebot"], evs["blackout-1@releasebot"]
     assert (str(rel["STATUS"]), int(rel["SEQUENCE"])) == ("CANCELLED", 1)
     assert (str(bo["STATUS"]), int(bo["SEQUENCE"])) == ("CANCELLED", 1)
+
+
+# --- hostile calendars: nothing quoted, expansion capped ---------------------------------------------------------
+
+@pytest.mark.parametrize("text", ["DB_PASSWORD=secret\r\n", "BEGIN:VCALENDAR\r\nX-SECRET:secret\r\nBROKEN secret",
+                                  "<html>secret</html>"])
+def test_what_is_not_a_calendar_is_never_quoted(text):
+    with pytest.raises(CalendarError) as err:
+        occurrences(text, utc(2026, 1, 1), utc(2027, 1, 1))
+    assert str(err.value) == "not an iCalendar file"
+
+
+def test_a_broken_rrule_is_not_quoted_either():
+    text = vcalendar(vevent("UID:b@test", "DTSTART:20261201T100000Z", "DTEND:20261201T110000Z",
+                            "RRULE:FREQ=SOMETIMES;X-SECRET=secret", "SUMMARY:Bad"))
+    with pytest.raises(CalendarError) as err:
+        occurrences(text, utc(2026, 1, 1), utc(2027, 1, 1))
+    assert "secret" not in str(err.value).lower() and "SOMETIMES" not in str(err.value)
+
+
+def test_a_minutely_billion_count_rule_is_cut_at_the_cap():
+    text = vcalendar(vevent("UID:flood@test", "DTSTART:20261201T000000Z", "DTEND:20261201T000100Z",
+                            "RRULE:FREQ=MINUTELY;COUNT=1000000000", "SUMMARY:Flood"),
+                     vevent("UID:offsite@test", "DTSTART;VALUE=DATE:20270301", "SUMMARY:Offsite"))
+    got = ics.expand_calendar(text, utc(2026, 11, 1), utc(2027, 12, 31))
+    assert len(got.events) == ics.MAX_OCCURRENCES == 5000
+    assert got.cut_short
+    assert got.events[0].start == utc(2026, 12, 1) and got.events[-1].start == utc(2026, 12, 1) + timedelta(minutes=4999)
+    assert [e.start for e in got.events] == sorted(e.start for e in got.events)  # the earliest are kept
+
+
+def test_a_dense_rule_from_long_ago_is_dropped_without_walking_its_past():
+    # dateutil walks a rule from DTSTART: every minute since 1990 before reaching the horizon
+    text = vcalendar(vevent("UID:old@test", "DTSTART:19900101T000000Z", "DTEND:19900101T000100Z",
+                            "RRULE:FREQ=MINUTELY", "SUMMARY:Old flood"),
+                     vevent("UID:every-second@test", "DTSTART:20261201T000000Z", "DTEND:20261201T000001Z",
+                            "RRULE:FREQ=SECONDLY", "SUMMARY:Seconds"),
+                     vevent("UID:ok@test", "DTSTART:20261202T100000Z", "DTEND:20261202T110000Z", "SUMMARY:Fine"))
+    got = ics.expand_calendar(text, utc(2026, 11, 1), utc(2027, 12, 31))
+    assert [e.summary for e in got.events] == ["Fine"] and got.cut_short
+
+
+def test_a_calendar_within_the_caps_is_not_cut_short_and_the_horizon_bounds_it():
+    text = vcalendar(vevent("UID:daily@test", "DTSTART:20261201T100000Z", "DTEND:20261201T110000Z",
+                            "RRULE:FREQ=DAILY", "SUMMARY:Forever"))
+    got = ics.expand_calendar(text, utc(2026, 12, 1), utc(2027, 1, 1))
+    assert len(got.events) == 31 and not got.cut_short
+    assert occurrences(text, utc(2026, 12, 1), utc(2027, 1, 1)) == got.events

@@ -246,3 +246,34 @@ def test_occurrence_overlap_is_half_open():
     assert occ.overlaps(utc(2026, 1, 1, 9), utc(2026, 1, 1, 10, 1))
     assert not occ.overlaps(utc(2026, 1, 1, 11), utc(2026, 1, 1, 12))
     assert not occ.overlaps(utc(2026, 1, 1, 9), utc(2026, 1, 1, 10))
+
+
+@pytest.mark.parametrize("rule", [
+    "FREQ=DAILY;BYHOUR=" + ",".join(map(str, range(24))) + ";BYMINUTE=0,10,20,30,40,50",
+    "FREQ=DAILY;BYHOUR=9,17",
+    "FREQ=WEEKLY;BYDAY=FR;BYMINUTE=0,30",
+    "FREQ=DAILY;BYSECOND=0,1",
+    "RRULE:freq=daily;byhour=1,2",
+    "FREQ=Hourly",
+    "INTERVAL=2;FREQ=MINUTELY",
+])
+def test_rules_more_often_than_daily_are_refused_whatever_their_form(rule):
+    with pytest.raises(TimeInputError, match="at most daily"):
+        parse_rrule(rule, datetime(2026, 1, 1))
+
+
+@pytest.mark.parametrize("rule", ["FREQ=DAILY;BYHOUR=9;BYMINUTE=30", "FREQ=WEEKLY;BYDAY=MO,FR;BYHOUR=16",
+                                  "FREQ=DAILY;BYHOUR=9,17;BYSETPOS=1"])
+def test_one_time_of_day_is_still_fine(rule):
+    parse_rrule(rule, datetime(2026, 1, 1))
+
+
+def test_the_refusal_says_what_to_do():
+    from commands.blackout import parse_blackout
+    from commands.errors import FieldErrors
+    from commands.policy import Policy
+    raw = {"name": "x", "start": "2026-12-01 00:00", "end": "2026-12-01 00:05", "tz": "UTC",
+           "repeat": "FREQ=DAILY;BYHOUR=" + ",".join(map(str, range(24))) + ";BYMINUTE=0,10,20,30,40,50"}
+    with pytest.raises(FieldErrors) as err:
+        parse_blackout(raw, Policy.default())
+    assert "at most daily" in err.value.errors["repeat"] and "BYHOUR" in err.value.errors["repeat"]
