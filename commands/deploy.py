@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from calendars.business import add_business_days
-from commands import announce
+from commands import announce, planning
 from commands.approval import GO, NOGO
 from commands.clock import Clock
 from commands.errors import InputError, required_reason
@@ -65,6 +65,10 @@ def gate_reasons(release: Release, session: Session, deployer_id: str, now: date
         reasons.append(f"now ({now:%Y-%m-%d %H:%M} UTC) is outside the planned window "
                        f"{release.start_at:%Y-%m-%d %H:%M}–{release.end_at.strftime(end_fmt)} UTC; reschedule it with "
                        f"/release reschedule {release.ref} start=… (rescheduling resets the votes)")
+    for hit in planning.blackouts_not_overridden(session, release):
+        reasons.append(f"{release.ref} falls in blackout '{hit.name}' ({hit.start:%Y-%m-%d %H:%M}–"
+                       f"{hit.end:%Y-%m-%d %H:%M} UTC); deploying in it needs an executive override of its "
+                       "blackout flag (QMS 5.1)")
     mine = next((v for v in votes if v.voter_id == deployer_id and v.decision in (GO, NOGO)), None)
     if mine:
         reasons.append(f"{deployer_id} voted {'Go' if mine.decision == GO else 'No-go'} as {mine.role}; a go/no-go "

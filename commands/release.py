@@ -109,12 +109,18 @@ def recheck(session: Session, release: Release, actor: str, now: datetime, polic
                            release_type=release.effective_type, start=release.start_at, end=release.end_at,
                            requested_at=planned_at or now, exclude=release.id)
     had = planning.open_flags(session, release.id)
+    had = [{"kind": f.kind, "detail": f.detail} for f in had]  # before record_flags rewrites a kept row
     planning.record_flags(session, release, flags, now, keep_overrides=same_window)
     if flags or had:
         audit.record(session, actor=actor, action="planning_checked", release_id=release.id, at=now,
-                     before={"flags": [{"kind": f.kind, "detail": f.detail} for f in had]},
+                     before={"flags": had},
                      after={"flags": [{"kind": f.kind, "detail": f.detail, "ref": f.ref} for f in flags]},
                      reason="; ".join(f.detail for f in flags) or "window passes every planning check")
+    if not same_window and release.revision:
+        # The window moved (a new release, revision 0, displaced no one): releases whose conflict
+        # flags named it are re-checked, and only cleared.
+        from commands import replan
+        replan.release_moved(session, release, actor, now, policy)
     return flags
 
 
@@ -131,10 +137,10 @@ def _planned_at(session: Session, release: Release) -> datetime:
 def override_flags(db: Engine, actor: Actor, release_id: int, kind: str, reason: str, clock: Clock,
                    policy: Policy) -> Outcome:
     """Accept a flagged window as it is, in writing (QMS §5.1 for blackouts: VP-level approval)."""
-    form = '/release override REL-12 kind=lead_time|blackout|conflict reason="…"'
-    if kind not in policy.calendar.OVERRIDE_ROLE:
-        raise InputError(f"'{kind}' is not a flag kind; kinds are lead_time, blackout, conflict", field="kind",
-                         form=form)
+    kinds = policy.calendar.OVERRIDE_ROLE
+    form = f'/release override REL-12 kind={"|".join(kinds)} reason="…"'
+    if kind not in kinds:
+        raise InputError(f"'{kind}' is not a flag kind; kinds are {', '.join(kinds)}", field="kind", form=form)
     reason = required_reason(reason, "an override needs a written reason (the business justification)", form)
     now = clock.now()
     needed = policy.calendar.OVERRIDE_ROLE[kind]
@@ -262,7 +268,8 @@ def _require_live(release: Release, what: str) -> None:
         raise Refused(f"{release.ref} is {release.state}; it can no longer be {what}.", "not_live")
 
 
-def cancel_release(db: Engine, actor: Actor, release_id: int, reason: str, clock: Clock) -> Outcome:
+def cancel_release(db: Engine, actor: Actor, release_id: int, reason: str, clock: Clock,
+                   policy: Policy | None = None) -> Outcome:
     reason = required_reason(reason, "a cancellation needs a reason", '/release cancel REL-12 reason="…"')
 
     def check(d) -> None:
@@ -275,6 +282,9 @@ def cancel_release(db: Engine, actor: Actor, release_id: int, reason: str, clock
         ev = d.record("cancelled", reason=reason)
         announce.approval_update(d.session, release, d.now, ev)
         announce.note(d.session, release, "cancelled", d.now)
+        # Releases flagged for overlapping this one are re-checked; their conflict flags naming it clear.
+        from commands import replan
+        replan.release_moved(d.session, release, actor.user_id, d.now, policy)
         return Outcome(f"{release.ref} is cancelled.", release, changed=True)
 
     return decide(db, release_id, actor.user_id, "cancel", clock.now(), check=check, change=change)

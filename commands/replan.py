@@ -1,0 +1,151 @@
+"""Re-planning releases already planned when the calendar changes under them (QMS §4.4 step 1, §5.1).
+
+A blackout added, moved or removed, or a release cancelled or moved, changes
+what the planning checks say about other live releases. Each one touched is
+re-checked here, in the transaction that made the change, and its thread is
+told what changed; an approved release that gains a flag falls back to pending.
+
+Two rules keep the re-check from becoming a bypass: a blackout flag clears only
+when an executive removed the blackout (or the release moved to a clean
+window), never because a calendar refresh stopped covering it; and the re-check
+after a release is cancelled or moved only clears the conflict flags that named
+it, and raises nothing new on anyone else.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from commands import announce, planning
+from commands.policy import Policy
+from commands.states import LIVE_STATES
+from storage import audit
+from storage.models import Blackout, BlackoutOccurrence, Release, ReleaseFlag
+
+SYSTEM = "releasebot"  # the audit actor of a change no person made (a calendar refresh)
+
+
+def _flag_list(flags: list[ReleaseFlag]) -> list[dict]:
+    return [{"kind": f.kind, "detail": f.detail, "ref": f.ref} for f in flags]
+
+
+def covered_releases(session: Session, blackout_id: int) -> list[Release]:
+    """Live releases whose window the blackout, as stored now, covers in its scope, or that carry its flag."""
+    b = session.get(Blackout, blackout_id)
+    found: dict[int, Release] = {}
+    pieces = session.execute(select(BlackoutOccurrence.start_at, BlackoutOccurrence.end_at)
+                             .where(BlackoutOccurrence.blackout_id == blackout_id)).all()
+    for start, end in pieces:
+        for r in planning.releases_over_all(session, start, end):
+            if r.state in LIVE_STATES and planning.applies(b, r.service, r.environment):
+                found[r.id] = r
+    flagged = session.scalars(select(Release).join(ReleaseFlag, ReleaseFlag.release_id == Release.id)
+                              .where(ReleaseFlag.ref == f"blackout:{blackout_id}", ReleaseFlag.cleared_at.is_(None),
+                                     Release.state.in_(LIVE_STATES)))
+    for r in flagged:
+        found[r.id] = r
+    return sorted(found.values(), key=lambda r: r.id)
+
+
+def blackout_changed(session: Session, blackout_id: int, who: str, now: datetime, *, may_clear: bool,
+                     releases: list[Release] | None = None, reason: str | None = None) -> list[str]:
+    """Re-check the live releases this blackout touches; the refs whose flags changed.
+
+    may_clear: an executive removed or shortened the blackout, so a flag it no
+    longer justifies clears. Otherwise such a flag stands, and the thread is told why."""
+    from commands.release import settle, touch
+    ref = f"blackout:{blackout_id}"
+    changed = []
+    for r in releases if releases is not None else covered_releases(session, blackout_id):
+        hit = next((h for h in planning.blackouts_over(session, r.start_at, r.end_at, r.service, r.environment)
+                    if h.blackout_id == blackout_id), None)
+        mine = [f for f in planning.open_flags(session, r.id) if f.kind == "blackout" and f.ref == ref]
+        before = _flag_list(planning.open_flags(session, r.id))
+        payload: dict = {"blackout": blackout_id}
+        if hit is not None:
+            payload.update(name=hit.name, start=hit.start.isoformat(), end=hit.end.isoformat())
+            detail = planning.blackout_detail(hit)
+            if not mine:
+                session.add(ReleaseFlag(release_id=r.id, kind="blackout", detail=detail, ref=ref, raised_at=now))
+                event = "blackout_flagged"
+            elif mine[0].detail != detail:
+                mine[0].detail = detail
+                event = "blackout_moved"
+            else:
+                continue
+        elif mine and may_clear:
+            for f in mine:
+                f.cleared_at = now
+            payload.update(name=_name(mine[0]), by=who, reason=reason or "")
+            event = "blackout_cleared"
+        elif mine:
+            # Only once per flag: the refresh runs every few hours.
+            payload.update(name=_name(mine[0]))
+            if not announce.note(session, r, "blackout_held", now, key_suffix=str(mine[0].id), **payload):
+                continue
+            audit.record(session, actor=who, action="planning_checked", release_id=r.id, at=now, before={"flags": before},
+                         after={"flags": before}, reason=f"blackout {blackout_id} no longer covers the window, but "
+                                                         "shortening a blackout needs an executive: the flag stands")
+            changed.append(r.ref)
+            continue
+        else:
+            continue
+        session.flush()
+        touch(r, now)
+        after = planning.open_flags(session, r.id)
+        ev = audit.record(session, actor=who, action="planning_checked", release_id=r.id, at=now,
+                          before={"flags": before}, after={"flags": _flag_list(after)},
+                          reason=f"blackout {blackout_id} changed" + (f": {reason}" if reason else ""))
+        announce.approval_update(session, r, now, ev)
+        moved = settle(session, r, who, now)
+        announce.note(session, r, event, now, key_suffix=str(ev.id), revoked=moved == "revoked",
+                      approved=moved == "approved", **payload)
+        changed.append(r.ref)
+    return changed
+
+
+def _name(flag: ReleaseFlag) -> str:
+    # "falls in blackout 'Peak trading' (…)": the name as the flag recorded it
+    text = flag.detail
+    return text.split("'", 2)[1] if text.count("'") >= 2 else text
+
+
+def release_moved(session: Session, moved: Release, who: str, now: datetime, policy: Policy | None) -> list[str]:
+    """`moved` was cancelled or rescheduled: clear the conflict flags on other live releases that it
+    caused and that no longer hold. Nothing new is raised on them; the refs whose flags cleared.
+
+    Without the policy (a caller that has none) only the same-service overlap, which does not depend
+    on it, is judged: an environment's limit is the operator's to set."""
+    from commands.release import _planned_at, settle, touch
+    refs = (moved.ref, f"env:{moved.environment}") if policy is not None else (moved.ref,)
+    policy = policy or Policy.default()
+    others = session.scalars(select(Release).join(ReleaseFlag, ReleaseFlag.release_id == Release.id)
+                             .where(ReleaseFlag.kind == "conflict", ReleaseFlag.ref.in_(refs),
+                                    ReleaseFlag.cleared_at.is_(None), Release.state.in_(LIVE_STATES),
+                                    Release.id != moved.id).distinct())
+    cleared_on = []
+    for r in sorted(others, key=lambda r: r.id):
+        fresh = {(f.kind, f.ref) for f in planning.check(
+            session, policy, service=r.service, environment=r.environment, release_type=r.effective_type,
+            start=r.start_at, end=r.end_at, requested_at=_planned_at(session, r), exclude=r.id)}
+        before = planning.open_flags(session, r.id)
+        gone = [f for f in before if f.kind == "conflict" and f.ref in refs and (f.kind, f.ref) not in fresh]
+        if not gone:
+            continue
+        snapshot_before = _flag_list(before)
+        for f in gone:
+            f.cleared_at = now
+        touch(r, now)
+        ev = audit.record(session, actor=who, action="planning_checked", release_id=r.id, at=now,
+                          before={"flags": snapshot_before}, after={"flags": _flag_list(planning.open_flags(session, r.id))},
+                          reason=f"{moved.ref} was {'cancelled' if moved.state not in LIVE_STATES else 'moved'}; "
+                                 + "; ".join(f"cleared: {f.detail}" for f in gone))
+        announce.approval_update(session, r, now, ev)
+        state = settle(session, r, who, now)
+        announce.note(session, r, "conflict_cleared", now, key_suffix=str(ev.id), other=moved.ref,
+                      how="cancelled" if moved.state not in LIVE_STATES else "moved",
+                      details=[f.detail for f in gone], approved=state == "approved")
+        cleared_on.append(r.ref)
+    return cleared_on
