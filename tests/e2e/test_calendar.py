@@ -321,3 +321,73 @@ def test_show_lists_planning_flags_and_how_they_were_resolved(bot, db):
     bot.command("show REL-1", user="U0OPS")
     shown = json.dumps(bot.emulator.calls_to("response_url")[-1].args["blocks"])
     assert "Planning checks" in shown and "lead_time" in shown and "hotfix for a customer" in shown
+
+
+def thread_texts(bot) -> list[str]:
+    return [c.args.get("text") or "" for c in bot.emulator.calls_to("chat.postMessage") if c.args.get("thread_ts")]
+
+
+def test_a_blackout_added_over_an_approved_release_flags_it_and_only_an_executive_lifts_it(bot, db):
+    bot.command(req(), user="U0DEV")
+    bot.command("go REL-1", user="U0RM")
+    bot.command("go REL-1", user="U0QA")
+    assert state(db) == "approved"
+    bot.command('blackout add name="Peak trading" start="2026-11-30 00:00" end="2026-12-03 00:00" tz=UTC',
+                user="U0RM")
+    assert "It covers REL-1" in reply(bot)
+    assert state(db) == "pending" and [f.ref for f in flags(db)] == ["blackout:1"]
+    assert any("Blackout *Peak trading*" in t and "no longer approved" in t and "<!date^" in t
+               for t in thread_texts(bot))
+    assert "Peak trading" in approval_blocks(bot)
+    bot.command("blackout remove 1", user="U0RM")
+    assert "covers REL-1" in reply(bot) and "needs the executive role" in reply(bot)
+    bot.command('reschedule REL-1 start="2026-12-01 14:01"', user="U0RM")  # the old bypass
+    assert [f.ref for f in flags(db)] == ["blackout:1"]
+    bot.command("go REL-1", user="U0RM")
+    bot.command("go REL-1", user="U0QA")
+    assert state(db) == "pending"
+    bot.command("blackout remove 1", user="U0EXEC")
+    assert "needs a written reason" in reply(bot)
+    bot.command('blackout remove 1 reason="the board lifted the freeze"', user="U0EXEC")
+    assert "Its flag is cleared on REL-1" in reply(bot)
+    assert state(db) == "approved" and flags(db) == []
+    assert any("lifted by <@U0EXEC>" in t and "the board lifted the freeze" in t for t in thread_texts(bot))
+    with Session(db) as s:
+        refused = s.exec(select(AuditEvent).where(AuditEvent.action == "blackout_remove_refused")).one()
+    assert (refused.actor, refused.release_id, refused.after["releases"]) == ("U0RM", None, ["REL-1"])
+
+
+def test_cancelling_a_release_clears_the_conflict_it_caused_in_the_others_thread(bot, db):
+    bot.command(req(), user="U0DEV")
+    bot.command(req(start="2026-12-01 14:30", service="ledger"), user="U0DEV")
+    assert [f.ref for f in flags(db, 2)] == ["env:production"]
+    bot.command('cancel REL-1 reason="merged into REL-2"', user="U0DEV")
+    assert flags(db, 2) == []
+    assert any("REL-1 was cancelled, so it no longer conflicts with REL-2" in t for t in thread_texts(bot))
+
+
+@pytest.fixture
+def windowed_bot(db, clock, emulator):
+    from commands.policy import Policy
+    from conftest import ROLES
+    policy = Policy.from_mapping({"roles": ROLES, "calendar": {"windows": {"production": {
+        "days": "Mon-Thu", "start": "09:00", "end": "16:00", "tz": "Europe/London"}}}}, source="test policy")
+    running = start_bot(db, clock, policy, emulator)
+    yield running
+    running.slack.close()
+    running.server.close()
+    running.thread.join(timeout=5)
+
+
+def test_a_request_outside_the_deployment_windows_is_flagged_with_the_free_slots(windowed_bot, db):
+    bot = windowed_bot
+    bot.command(req(start="2026-12-05 10:00"), user="U0DEV")  # a Saturday
+    assert "falls outside the production deployment windows" in reply(bot)
+    shown = approval_blocks(bot)
+    assert "deployment windows" in shown and "Next free slots" in shown
+    bot.command("go REL-1", user="U0RM")
+    bot.command("go REL-1", user="U0QA")
+    assert state(db) == "pending"
+    bot.command('override REL-1 kind=window reason="weekend traffic is lowest"', user="U0RM")
+    assert state(db) == "approved"
+    assert "kind=lead_time|window|blackout|conflict" in bot.command("help", user="U0DEV").json()["text"]
