@@ -142,31 +142,30 @@ def override_flags(db: Engine, actor: Actor, release_id: int, kind: str, reason:
     if kind not in kinds:
         raise InputError(f"'{kind}' is not a flag kind; kinds are {', '.join(kinds)}", field="kind", form=form)
     reason = required_reason(reason, "an override needs a written reason (the business justification)", form)
-    now = clock.now()
-    needed = policy.calendar.OVERRIDE_ROLE[kind]
-    with transaction(db) as session:
-        release = load(session, release_id, lock=True)
-        flags = [f for f in planning.blocking(planning.open_flags(session, release.id)) if f.kind == kind]
-        try:
-            _require_live(release, "overridden")
-            if not flags:
-                raise Refused(f"{release.ref} has no open {kind} flag to override.", "no_flag")
-            if needed not in actor.roles:
-                raise Refused(f"Overriding a {kind} flag needs the {needed} role"
-                              + (" (QMS 5.1: VP-level approval)." if kind == "blackout" else "."), "wrong_role")
-            if actor.user_id == release.requester_id:
-                raise Refused("You requested this release, so you cannot override its checks.", "requester")
-        except Refused as exc:
-            return refuse(session, release, actor.user_id, "override", exc, now, {"kind": kind})
-        for f in flags:
-            f.overridden_by, f.override_reason, f.overridden_at = actor.user_id, reason, now
-        touch(release, now)
-        ev = audit.record(session, actor=actor.user_id, action="flag_overridden", release_id=release.id, at=now,
-                          after={"kind": kind, "role": needed, "flags": [f.detail for f in flags]}, reason=reason)
-        announce.approval_update(session, release, now, ev)
-        settle(session, release, actor.user_id, now)
-    return Outcome(f"The {kind} flag on {release.ref} is overridden; your reason is recorded.", release,
-                   changed=True)
+    needed = kinds[kind]
+
+    def check(d) -> list[ReleaseFlag]:
+        _require_live(d.release, "overridden")
+        flags = [f for f in planning.blocking(planning.open_flags(d.session, d.release.id)) if f.kind == kind]
+        if not flags:
+            raise Refused(f"{d.release.ref} has no open {kind} flag to override.", "no_flag")
+        actor.require((needed,), f"Overriding a {kind} flag needs the {needed} role"
+                      + (" (QMS 5.1: VP-level approval)." if kind == "blackout" else "."), "wrong_role")
+        if actor.user_id == d.release.requester_id:
+            raise Refused("You requested this release, so you cannot override its checks.", "requester")
+        return flags
+
+    def change(d) -> Outcome:
+        for f in d.context:
+            f.overridden_by, f.override_reason, f.overridden_at = actor.user_id, reason, d.now
+        ev = d.record("flag_overridden", after={"kind": kind, "role": needed, "flags": [f.detail for f in d.context]},
+                      reason=reason)
+        announce.approval_update(d.session, d.release, d.now, ev)
+        return Outcome(f"The {kind} flag on {d.release.ref} is overridden; your reason is recorded.", d.release,
+                       changed=True)
+
+    return decide(db, release_id, actor.user_id, "override", clock.now(), check=check, change=change,
+                  refusal_detail={"kind": kind}, settle=True)
 
 
 EMERGENCY_WINDOW, EMERGENCY_LIMIT = timedelta(days=30), 2

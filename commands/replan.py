@@ -22,6 +22,7 @@ from commands import announce, planning
 from commands.policy import Policy
 from commands.states import LIVE_STATES
 from storage import audit
+from storage.db import is_postgres
 from storage.models import Blackout, BlackoutOccurrence, Release, ReleaseFlag
 
 SYSTEM = "releasebot"  # the audit actor of a change no person made (a calendar refresh)
@@ -29,6 +30,15 @@ SYSTEM = "releasebot"  # the audit actor of a change no person made (a calendar 
 
 def _flag_list(flags: list[ReleaseFlag]) -> list[dict]:
     return [{"kind": f.kind, "detail": f.detail, "ref": f.ref} for f in flags]
+
+
+def _lock(session: Session, release: Release) -> None:
+    """Take the release's row lock, as a decision on it does, and read it afresh: a vote settling it
+    at the same moment must see the flag raised here (PostgreSQL; SQLite already serialises writers).
+    Callers go in release id order, so two re-plans cannot deadlock each other."""
+    if is_postgres(session.get_bind()):
+        session.execute(select(Release.id).where(Release.id == release.id).with_for_update())
+        session.refresh(release)
 
 
 def covered_releases(session: Session, blackout_id: int) -> list[Release]:
@@ -59,6 +69,9 @@ def blackout_changed(session: Session, blackout_id: int, who: str, now: datetime
     ref = f"blackout:{blackout_id}"
     changed = []
     for r in releases if releases is not None else covered_releases(session, blackout_id):
+        _lock(session, r)
+        if r.state not in LIVE_STATES:
+            continue
         hit = next((h for h in planning.blackouts_over(session, r.start_at, r.end_at, r.service, r.environment)
                     if h.blackout_id == blackout_id), None)
         mine = [f for f in planning.open_flags(session, r.id) if f.kind == "blackout" and f.ref == ref]
@@ -127,6 +140,9 @@ def release_moved(session: Session, moved: Release, who: str, now: datetime, pol
                                     Release.id != moved.id).distinct())
     cleared_on = []
     for r in sorted(others, key=lambda r: r.id):
+        _lock(session, r)
+        if r.state not in LIVE_STATES:
+            continue
         fresh = {(f.kind, f.ref) for f in planning.check(
             session, policy, service=r.service, environment=r.environment, release_type=r.effective_type,
             start=r.start_at, end=r.end_at, requested_at=_planned_at(session, r), exclude=r.id)}

@@ -569,3 +569,15 @@ def test_a_reschedule_outside_the_windows_is_flagged_and_back_inside_clears(db, 
     assert kinds(db, rid) == [("window", "window:production")]
     edit_release(db, dev(), rid, {"start": "2026-12-02 10:00"}, clock, policy)
     assert open_flags(db, rid) == []
+
+
+def test_an_override_whose_role_slack_could_not_check_writes_nothing(db, clock, policy):
+    from commands.errors import CouldNotCheck
+    from commands.outcome import Actor
+    blackout(db, clock, policy, start="2026-11-25 00:00", end="2026-11-26 00:00")
+    rid = new_release(db, clock, policy, **SOON)
+    before = counts(db)
+    with pytest.raises(CouldNotCheck):
+        override_flags(db, Actor("U0MAYBE", frozenset(), frozenset({"executive"})), rid, "blackout", "VP said so",
+                       clock, policy)
+    assert counts(db) == before
