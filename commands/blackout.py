@@ -311,14 +311,16 @@ def fetched(db: Engine, sub_id: int, now: datetime, policy: Policy, *, body: str
 def _apply_body(db: Engine, sub_id: int, body: str, now: datetime, policy: Policy) -> int:
     with transaction(db) as session:
         carrier = session.scalars(select(Blackout).where(Blackout.subscription_id == sub_id)).one()
-        events = ics.occurrences(body, now - MAX_OCCURRENCE, now + HORIZON, carrier.tz)
-        count = materialize(session, carrier, now, policy,
-                            occurrences=[(Occurrence(e.start, e.end), e.summary) for e in events])
-        # Events added or moved flag what they now cover; an event moved off a release does not
-        # clear its flag: shortening a blackout needs an executive.
-        replan.blackout_changed(session, carrier.id, f"{replan.SYSTEM} (calendar {carrier.name})"[:200], now,
-                                may_clear=False)
-        return count
+        events = [(Occurrence(e.start, e.end), e.summary)
+                  for e in ics.occurrences(body, now - MAX_OCCURRENCE, now + HORIZON, carrier.tz)]
+        # Events added or moved flag what they now cover. An event moved or cut off a flagged release
+        # is kept over it: shortening a blackout that covers a live release needs an executive (QMS 5.1).
+        held, holding = replan.held_occurrences(session, carrier, events)
+        materialize(session, carrier, now, policy, occurrences=events + held)
+        who = f"{replan.SYSTEM} (calendar {carrier.name})"[:200]
+        replan.blackout_changed(session, carrier.id, who, now, may_clear=False)
+        replan.announce_held(session, carrier, holding, who, now)
+        return len(events)
 
 
 def fetch_failed(db: Engine, sub_id: int, now: datetime, error: str) -> bool:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import Session
 
 from commands import announce, planning
@@ -23,7 +23,9 @@ from commands.policy import Policy
 from commands.states import LIVE_STATES
 from storage import audit
 from storage.db import is_postgres
-from storage.models import Blackout, BlackoutOccurrence, Release, ReleaseFlag
+from calendars.recurrence import Occurrence
+from commands.planning import _utc
+from storage.models import Blackout, BlackoutOccurrence, Release, ReleaseFlag, UTCDateTime
 
 SYSTEM = "releasebot"  # the audit actor of a change no person made (a calendar refresh)
 
@@ -57,6 +59,48 @@ def covered_releases(session: Session, blackout_id: int) -> list[Release]:
     for r in flagged:
         found[r.id] = r
     return sorted(found.values(), key=lambda r: r.id)
+
+
+def held_occurrences(session: Session, blackout: Blackout, new: list[tuple[Occurrence, str | None]]
+                     ) -> tuple[list[tuple[Occurrence, str | None]], list[Release]]:
+    """The stored occurrences a refresh may not drop: those over a live release that carries this
+    blackout's flag, when none of the new ones covers it any more. And the releases they hold."""
+    ref = f"blackout:{blackout.id}"
+    flagged = list(session.scalars(select(Release).join(ReleaseFlag, ReleaseFlag.release_id == Release.id)
+                                   .where(ReleaseFlag.ref == ref, ReleaseFlag.cleared_at.is_(None),
+                                          Release.state.in_(LIVE_STATES)).order_by(Release.id)))
+    if not flagged:
+        return [], []
+    utc = UTCDateTime()
+    stored = {(_utc(utc, s), _utc(utc, e), summary) for s, e, summary in session.execute(
+        select(func.coalesce(BlackoutOccurrence.occurrence_start, BlackoutOccurrence.start_at),
+               func.coalesce(BlackoutOccurrence.occurrence_end, BlackoutOccurrence.end_at),
+               BlackoutOccurrence.summary).where(BlackoutOccurrence.blackout_id == blackout.id))}
+    held: dict[tuple, tuple[Occurrence, str | None]] = {}
+    holding = []
+    for r in flagged:
+        if any(o.start < r.end_at and o.end > r.start_at for o, _ in new):
+            continue
+        old = [(s, e, summary) for s, e, summary in stored if s < r.end_at and e > r.start_at]
+        for s, e, summary in old:
+            held[(s, e, summary)] = (Occurrence(s, e), summary)
+        if old:
+            holding.append(r)
+    return list(held.values()), holding
+
+
+def announce_held(session: Session, blackout: Blackout, releases: list[Release], who: str, now: datetime) -> None:
+    """Say once per flag why a blackout the calendar moved still holds a release."""
+    ref = f"blackout:{blackout.id}"
+    for r in releases:
+        flag = next((f for f in planning.open_flags(session, r.id) if f.ref == ref), None)
+        if flag is None or not announce.note(session, r, "blackout_held", now, key_suffix=str(flag.id),
+                                             blackout=blackout.id, name=_name(flag)):
+            continue
+        audit.record(session, actor=who, action="blackout_held", release_id=r.id, at=now,
+                     after={"blackout": blackout.id, "flag": flag.detail},
+                     reason="the calendar no longer covers this window, but shortening a blackout over a live "
+                            "release needs an executive: the occurrence and the flag stand")
 
 
 def blackout_changed(session: Session, blackout_id: int, who: str, now: datetime, *, may_clear: bool,

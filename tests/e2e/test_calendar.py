@@ -232,7 +232,7 @@ class CalendarServer:
     """A calendar host on 127.0.0.1 that can serve, refuse with 503, and answer 304 to a matching ETag."""
 
     def __init__(self):
-        self.body, self.fail, self.requests = ICS, False, []
+        self.body, self.fail, self.requests, self.etag = ICS, False, [], '"v1"'
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -242,14 +242,14 @@ class CalendarServer:
                     self.send_response(503)
                     self.end_headers()
                     return
-                if self.headers.get("If-None-Match") == '"v1"':
+                if self.headers.get("If-None-Match") == outer.etag:
                     self.send_response(304)
                     self.end_headers()
                     return
                 data = outer.body.encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/calendar")
-                self.send_header("ETag", '"v1"')
+                self.send_header("ETag", outer.etag)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -391,3 +391,24 @@ def test_a_request_outside_the_deployment_windows_is_flagged_with_the_free_slots
     bot.command('override REL-1 kind=window reason="weekend traffic is lowest"', user="U0RM")
     assert state(db) == "approved"
     assert "kind=lead_time|window|blackout|conflict" in bot.command("help", user="U0DEV").json()["text"]
+
+
+def test_a_calendar_event_moved_onto_a_release_flags_it_and_one_moved_off_holds_its_flag(bot, db, clock,
+                                                                                         calendar_host):
+    bot.command(f'blackout subscribe url={calendar_host.url} name="Payroll" tz=Europe/London', user="U0RM")
+    bot.command(req(start="2026-12-04 16:30", service="billing"), user="U0DEV")  # in the 4 December run
+    bot.command(req(start="2026-12-09 10:30", service="ledger"), user="U0DEV")  # clean, then approved
+    bot.command("go REL-2", user="U0RM")
+    bot.command("go REL-2", user="U0QA")
+    assert [f.kind for f in flags(db, 1)] == ["blackout"] and flags(db, 2) == [] and state(db, 2) == "approved"
+    calendar_host.body = ICS.replace("DTSTART;TZID=Europe/London:20261204T160000",
+                                     "DTSTART;TZID=Europe/London:20261209T100000").replace(
+        "DTEND;TZID=Europe/London:20261204T180000", "DTEND;TZID=Europe/London:20261209T120000")
+    calendar_host.etag = '"v2"'
+    clock.advance(hours=3)
+    bot.svc.refresh_calendars()
+    assert [f.kind for f in flags(db, 2)] == ["blackout"] and state(db, 2) == "pending"
+    assert [f.kind for f in flags(db, 1)] == ["blackout"]  # moved off, but only an executive shortens a blackout
+    texts = thread_texts(bot)
+    assert any("now covers REL-2" in t and "no longer approved" in t for t in texts)
+    assert any("no longer puts *Payroll run* over REL-1" in t and "needs an executive" in t for t in texts)

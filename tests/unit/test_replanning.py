@@ -175,8 +175,14 @@ def test_a_calendar_refresh_that_adds_an_event_flags_the_release_and_one_that_mo
     clock.advance(hours=1)
     fetched(db, sub, clock.now(), policy, body=_calendar("20261203"), etag=None, last_modified=None)
     assert kinds(db, first) == [(kind, ref)]  # shortening needs an executive: the flag stands
-    assert notes(db, first, "blackout_held")
+    assert len(notes(db, first, "blackout_held")) == 1
     assert kinds(db, third) == [(kind, ref)]
+    fetched(db, sub, clock.now(), policy, body=_calendar("20261203"), etag=None, last_modified=None)
+    assert len(notes(db, first, "blackout_held")) == 1  # said once
+    edit_release(db, actor(RM), first, {"start": "2026-12-01 14:01"}, clock, policy)  # nudging it clears nothing
+    assert kinds(db, first) == [(kind, ref)]
+    edit_release(db, actor(RM), first, {"start": "2026-12-02 14:00"}, clock, policy)  # genuinely clean
+    assert kinds(db, first) == []
 
 
 # --- a cancelled or moved release clears the conflict flags that named it -----------------------------------------
