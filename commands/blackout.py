@@ -143,7 +143,7 @@ def remove_blackout(db: Engine, actor: Actor, blackout_id: int, clock: Clock, re
     except Refused as exc:
         return _refused(db, actor, "blackout_remove", exc, now, blackout=blackout_id)
     with transaction(db) as session:
-        row = session.get(Blackout, blackout_id)
+        row = session.get(Blackout, blackout_id, with_for_update=True)  # two removals at once: one wins
         if row is None or row.removed_at is not None:
             raise NotFound(f"there is no blackout {blackout_id}; /release blackout list shows them")
         covered = replan.covered_releases(session, row.id)

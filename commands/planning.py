@@ -78,13 +78,13 @@ def blackouts_over(session: Session, start: datetime, end: datetime, service: st
     hits = []
     for bid, name, s, e, services, envs in session.execute(
             _BLACKOUTS, {"lo": start - MAX_OCCURRENCE, "start": start, "end": end}):
-        hit = BlackoutHit(bid, name, _utc(utc, s), _utc(utc, e), services, envs)
+        hit = BlackoutHit(bid, name, coalesced_utc(utc, s), coalesced_utc(utc, e), services, envs)
         if service is None or applies(hit, service, environment or ""):
             hits.append(hit)
     return hits
 
 
-def _utc(kind: UTCDateTime, value):
+def coalesced_utc(kind: UTCDateTime, value):
     # coalesce() loses the column type, so SQLite hands back a string or a naive datetime.
     if isinstance(value, str):
         value = datetime.fromisoformat(value)

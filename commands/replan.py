@@ -24,7 +24,7 @@ from commands.states import LIVE_STATES
 from storage import audit
 from storage.db import is_postgres
 from calendars.recurrence import Occurrence
-from commands.planning import _utc
+from commands.planning import coalesced_utc
 from storage.models import Blackout, BlackoutOccurrence, Release, ReleaseFlag, UTCDateTime
 
 SYSTEM = "releasebot"  # the audit actor of a change no person made (a calendar refresh)
@@ -72,7 +72,7 @@ def held_occurrences(session: Session, blackout: Blackout, new: list[tuple[Occur
     if not flagged:
         return [], []
     utc = UTCDateTime()
-    stored = {(_utc(utc, s), _utc(utc, e), summary) for s, e, summary in session.execute(
+    stored = {(coalesced_utc(utc, s), coalesced_utc(utc, e), summary) for s, e, summary in session.execute(
         select(func.coalesce(BlackoutOccurrence.occurrence_start, BlackoutOccurrence.start_at),
                func.coalesce(BlackoutOccurrence.occurrence_end, BlackoutOccurrence.end_at),
                BlackoutOccurrence.summary).where(BlackoutOccurrence.blackout_id == blackout.id))}
@@ -89,9 +89,11 @@ def held_occurrences(session: Session, blackout: Blackout, new: list[tuple[Occur
     return list(held.values()), holding
 
 
-def announce_held(session: Session, blackout: Blackout, releases: list[Release], who: str, now: datetime) -> None:
-    """Say once per flag why a blackout the calendar moved still holds a release."""
+def announce_held(session: Session, blackout: Blackout, releases: list[Release], who: str,
+                  now: datetime) -> list[str]:
+    """Say once per flag why a blackout that no longer covers a release still flags it; the refs told now."""
     ref = f"blackout:{blackout.id}"
+    told = []
     for r in releases:
         flag = next((f for f in planning.open_flags(session, r.id) if f.ref == ref), None)
         if flag is None or not announce.note(session, r, "blackout_held", now, key_suffix=str(flag.id),
@@ -99,8 +101,10 @@ def announce_held(session: Session, blackout: Blackout, releases: list[Release],
             continue
         audit.record(session, actor=who, action="blackout_held", release_id=r.id, at=now,
                      after={"blackout": blackout.id, "flag": flag.detail},
-                     reason="the calendar no longer covers this window, but shortening a blackout over a live "
-                            "release needs an executive: the occurrence and the flag stand")
+                     reason="the blackout no longer covers this window, but shortening a blackout over a live "
+                            "release needs an executive: the flag stands")
+        told.append(r.ref)
+    return told
 
 
 def blackout_changed(session: Session, blackout_id: int, who: str, now: datetime, *, may_clear: bool,
@@ -138,14 +142,8 @@ def blackout_changed(session: Session, blackout_id: int, who: str, now: datetime
             payload.update(name=_name(mine[0]), by=who, reason=reason or "")
             event = "blackout_cleared"
         elif mine:
-            # Only once per flag: the refresh runs every few hours.
-            payload.update(name=_name(mine[0]))
-            if not announce.note(session, r, "blackout_held", now, key_suffix=str(mine[0].id), **payload):
-                continue
-            audit.record(session, actor=who, action="planning_checked", release_id=r.id, at=now, before={"flags": before},
-                         after={"flags": before}, reason=f"blackout {blackout_id} no longer covers the window, but "
-                                                         "shortening a blackout needs an executive: the flag stands")
-            changed.append(r.ref)
+            # e.g. an occurrence that has aged out of the stored range: the flag stands, said once
+            changed += announce_held(session, session.get(Blackout, blackout_id), [r], who, now)
             continue
         else:
             continue
