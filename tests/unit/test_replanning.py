@@ -252,3 +252,13 @@ def test_a_failed_group_lookup_writes_nothing(db, clock, policy, call):
     assert counts(db) == before and not removed(db, bid)
     with Session(db) as s:
         assert len(list(s.exec(select(AuditEvent)))) == before[2]
+
+
+def test_a_release_manager_whose_executive_group_could_not_be_checked_writes_nothing(db, clock, policy):
+    bid = add(db, clock, policy)
+    new_release(db, clock, policy)
+    before = counts(db)
+    who = Actor(RM, frozenset({"release_manager"}), unresolved=frozenset({"executive"}))
+    with pytest.raises(CouldNotCheck):
+        remove_blackout(db, who, bid, clock, reason="freeze lifted")
+    assert counts(db) == before and not removed(db, bid)
