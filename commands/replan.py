@@ -43,6 +43,14 @@ def _lock(session: Session, release: Release) -> None:
         session.refresh(release)
 
 
+def _flagged(session: Session, *refs: str, kind: str = "blackout") -> list[Release]:
+    """Live releases with an open flag of this kind naming one of refs, in id order."""
+    ids = select(ReleaseFlag.release_id).where(ReleaseFlag.kind == kind, ReleaseFlag.ref.in_(refs),
+                                               ReleaseFlag.cleared_at.is_(None))
+    return list(session.scalars(select(Release).where(Release.id.in_(ids), Release.state.in_(LIVE_STATES))
+                                .order_by(Release.id)))
+
+
 def covered_releases(session: Session, blackout_id: int) -> list[Release]:
     """Live releases whose window the blackout, as stored now, covers in its scope, or that carry its flag."""
     b = session.get(Blackout, blackout_id)
@@ -53,10 +61,7 @@ def covered_releases(session: Session, blackout_id: int) -> list[Release]:
         for r in planning.releases_over_all(session, start, end):
             if r.state in LIVE_STATES and planning.applies(b, r.service, r.environment):
                 found[r.id] = r
-    flagged = session.scalars(select(Release).join(ReleaseFlag, ReleaseFlag.release_id == Release.id)
-                              .where(ReleaseFlag.ref == f"blackout:{blackout_id}", ReleaseFlag.cleared_at.is_(None),
-                                     Release.state.in_(LIVE_STATES)))
-    for r in flagged:
+    for r in _flagged(session, f"blackout:{blackout_id}"):
         found[r.id] = r
     return sorted(found.values(), key=lambda r: r.id)
 
@@ -66,9 +71,7 @@ def held_occurrences(session: Session, blackout: Blackout, new: list[tuple[Occur
     """The stored occurrences a refresh may not drop: those over a live release that carries this
     blackout's flag, when none of the new ones covers it any more. And the releases they hold."""
     ref = f"blackout:{blackout.id}"
-    flagged = list(session.scalars(select(Release).join(ReleaseFlag, ReleaseFlag.release_id == Release.id)
-                                   .where(ReleaseFlag.ref == ref, ReleaseFlag.cleared_at.is_(None),
-                                          Release.state.in_(LIVE_STATES)).order_by(Release.id)))
+    flagged = _flagged(session, ref)
     if not flagged:
         return [], []
     utc = UTCDateTime()
@@ -176,12 +179,10 @@ def release_moved(session: Session, moved: Release, who: str, now: datetime, pol
     from commands.release import _planned_at, settle, touch
     refs = (moved.ref, f"env:{moved.environment}") if policy is not None else (moved.ref,)
     policy = policy or Policy.default()
-    others = session.scalars(select(Release).join(ReleaseFlag, ReleaseFlag.release_id == Release.id)
-                             .where(ReleaseFlag.kind == "conflict", ReleaseFlag.ref.in_(refs),
-                                    ReleaseFlag.cleared_at.is_(None), Release.state.in_(LIVE_STATES),
-                                    Release.id != moved.id).distinct())
     cleared_on = []
-    for r in sorted(others, key=lambda r: r.id):
+    for r in _flagged(session, *refs, kind="conflict"):
+        if r.id == moved.id:
+            continue
         _lock(session, r)
         if r.state not in LIVE_STATES:
             continue
