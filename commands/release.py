@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from calendars.timeparse import zone
-from commands import announce, planning
+from commands import announce, planning, replan
 from commands.approval import ApprovalStatus, CastVote, status
 from commands.decision import decide, refuse
 from commands.classification import Answers, classify, required_roles
@@ -108,8 +108,8 @@ def recheck(session: Session, release: Release, actor: str, now: datetime, polic
     flags = planning.check(session, policy, service=release.service, environment=release.environment,
                            release_type=release.effective_type, start=release.start_at, end=release.end_at,
                            requested_at=planned_at or now, exclude=release.id)
-    had = planning.open_flags(session, release.id)
-    had = [{"kind": f.kind, "detail": f.detail} for f in had]  # before record_flags rewrites a kept row
+    # read before record_flags, which may keep (and rewrite) a blackout flag's row
+    had = [{"kind": f.kind, "detail": f.detail} for f in planning.open_flags(session, release.id)]
     planning.record_flags(session, release, flags, now, keep_overrides=same_window)
     if flags or had:
         audit.record(session, actor=actor, action="planning_checked", release_id=release.id, at=now,
@@ -119,7 +119,6 @@ def recheck(session: Session, release: Release, actor: str, now: datetime, polic
     if not same_window and release.revision:
         # The window moved (a new release, revision 0, displaced no one): releases whose conflict
         # flags named it are re-checked, and only cleared.
-        from commands import replan
         replan.release_moved(session, release, actor, now, policy)
     return flags
 
@@ -282,7 +281,6 @@ def cancel_release(db: Engine, actor: Actor, release_id: int, reason: str, clock
         announce.approval_update(d.session, release, d.now, ev)
         announce.note(d.session, release, "cancelled", d.now)
         # Releases flagged for overlapping this one are re-checked; their conflict flags naming it clear.
-        from commands import replan
         replan.release_moved(d.session, release, actor.user_id, d.now, policy)
         return Outcome(f"{release.ref} is cancelled.", release, changed=True)
 

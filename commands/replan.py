@@ -165,9 +165,9 @@ def blackout_changed(session: Session, blackout_id: int, who: str, now: datetime
 
 
 def _name(flag: ReleaseFlag) -> str:
-    # "falls in blackout 'Peak trading' (…)": the name as the flag recorded it
-    text = flag.detail
-    return text.split("'", 2)[1] if text.count("'") >= 2 else text
+    """The name as the flag recorded it (planning.blackout_detail): for a subscribed calendar, the event's."""
+    text, prefix = flag.detail, "falls in blackout '"
+    return text[len(prefix):text.rindex("' (")] if text.startswith(prefix) and "' (" in text else text
 
 
 def release_moved(session: Session, moved: Release, who: str, now: datetime, policy: Policy | None) -> list[str]:
@@ -179,6 +179,7 @@ def release_moved(session: Session, moved: Release, who: str, now: datetime, pol
     from commands.release import _planned_at, settle, touch
     refs = (moved.ref, f"env:{moved.environment}") if policy is not None else (moved.ref,)
     policy = policy or Policy.default()
+    how = "moved" if moved.state in LIVE_STATES else "cancelled"
     cleared_on = []
     for r in _flagged(session, *refs, kind="conflict"):
         if r.id == moved.id:
@@ -198,13 +199,13 @@ def release_moved(session: Session, moved: Release, who: str, now: datetime, pol
             f.cleared_at = now
         touch(r, now)
         ev = audit.record(session, actor=who, action="planning_checked", release_id=r.id, at=now,
-                          before={"flags": snapshot_before}, after={"flags": _flag_list(planning.open_flags(session, r.id))},
-                          reason=f"{moved.ref} was {'cancelled' if moved.state not in LIVE_STATES else 'moved'}; "
-                                 + "; ".join(f"cleared: {f.detail}" for f in gone))
+                          before={"flags": snapshot_before},
+                          after={"flags": _flag_list(planning.open_flags(session, r.id))},
+                          reason=f"{moved.ref} was {how}; " + "; ".join(f"cleared: {f.detail}" for f in gone))
         announce.approval_update(session, r, now, ev)
         state = settle(session, r, who, now)
         announce.note(session, r, "conflict_cleared", now, key_suffix=str(ev.id), other=moved.ref,
-                      how="cancelled" if moved.state not in LIVE_STATES else "moved",
+                      how=how,
                       details=[f.detail for f in gone], approved=state == "approved")
         cleared_on.append(r.ref)
     return cleared_on

@@ -17,13 +17,17 @@ from storage.models import AuditEvent, Release, ReleaseFlag
 UTC = timezone.utc
 
 
-@pytest.fixture
-def cal_bot(db, clock, policy, emulator):
-    running = start_bot(db, clock, policy, emulator, {"RELEASEBOT_PUBLIC_URL": "https://releases.example.com"})
+def serving(running):
     yield running
     running.slack.close()
     running.server.close()
     running.thread.join(timeout=5)
+
+
+@pytest.fixture
+def cal_bot(db, clock, policy, emulator):
+    yield from serving(start_bot(db, clock, policy, emulator,
+                                 {"RELEASEBOT_PUBLIC_URL": "https://releases.example.com"}))
 
 
 def req(service="payments", start="2026-12-01 14:00", type_="minor", tz="UTC", duration="60m"):
@@ -372,11 +376,7 @@ def windowed_bot(db, clock, emulator):
     from conftest import ROLES
     policy = Policy.from_mapping({"roles": ROLES, "calendar": {"windows": {"production": {
         "days": "Mon-Thu", "start": "09:00", "end": "16:00", "tz": "Europe/London"}}}}, source="test policy")
-    running = start_bot(db, clock, policy, emulator)
-    yield running
-    running.slack.close()
-    running.server.close()
-    running.thread.join(timeout=5)
+    yield from serving(start_bot(db, clock, policy, emulator))
 
 
 def test_a_request_outside_the_deployment_windows_is_flagged_with_the_free_slots(windowed_bot, db):
