@@ -120,9 +120,9 @@ def replan_note(event: str, r, payload: dict) -> str:
         text = (f":white_check_mark: Blackout *{name}* was lifted by {mention(payload.get('by', ''))}: "
                 f"{esc(payload.get('reason', ''))}. It no longer flags {r.ref}.")
     elif event == "blackout_held":
-        text = (f":warning: The calendar no longer puts *{name}* over {r.ref}'s window, but shortening a blackout "
-                f"needs an executive: its flag stands until an executive overrides it or {r.ref} is rescheduled "
-                "into a clean window.")
+        text = (f":warning: Blackout *{name}* no longer covers {r.ref}'s window, but shortening a blackout over a "
+                f"live release needs an executive: it is kept over {r.ref}, and its flag stands until an executive "
+                f"overrides it or {r.ref} is rescheduled into a clean window.")
     else:
         how = "was cancelled" if payload.get("how") == "cancelled" else "moved"
         text = (f"{esc(payload.get('other', ''))} {how}, so it no longer conflicts with {r.ref}; cleared: "

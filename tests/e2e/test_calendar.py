@@ -411,4 +411,4 @@ def test_a_calendar_event_moved_onto_a_release_flags_it_and_one_moved_off_holds_
     assert [f.kind for f in flags(db, 1)] == ["blackout"]  # moved off, but only an executive shortens a blackout
     texts = thread_texts(bot)
     assert any("now covers REL-2" in t and "no longer approved" in t for t in texts)
-    assert any("no longer puts *Payroll run* over REL-1" in t and "needs an executive" in t for t in texts)
+    assert any("*Payroll run* no longer covers REL-1" in t and "needs an executive" in t for t in texts)
