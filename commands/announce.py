@@ -36,8 +36,9 @@ def approval_update(session: Session, release: Release, now: datetime, cause: Au
 
 
 def note(session: Session, release: Release, event: str, now: datetime, key_suffix: str = "",
-         **payload) -> None:
-    outbox.enqueue(session, key=f"note:{release.id}:{event}:{key_suffix}", kind=THREAD_NOTE,
+         **payload) -> bool:
+    """A line in the release's thread; False if this key was already queued (a replay)."""
+    return outbox.enqueue(session, key=f"note:{release.id}:{event}:{key_suffix}", kind=THREAD_NOTE,
                    release_id=release.id, payload={"event": event, **payload}, at=now, stream=stream(release))
 
 

@@ -16,8 +16,8 @@ from calendars import ics
 from calendars.netpolicy import AddressRefused, NetPolicy
 from calendars.recurrence import Occurrence, expand, parse_rrule
 from calendars.timeparse import TimeInputError, zone
-from commands import announce
-from commands.errors import FieldErrors, InputError, NotFound
+from commands import announce, replan
+from commands.errors import FieldErrors, InputError, NotFound, Refused, required_reason
 from commands.outcome import Actor, Outcome
 from commands.clock import Clock
 from commands.planning import MAX_OCCURRENCE
@@ -34,6 +34,8 @@ FORM = ('/release blackout add name="Peak trading" start="2026-12-18 16:00" end=
 SUBSCRIBE_FORM = '/release blackout subscribe url=https://… name="Company holidays" [tz=Europe/London] [services=…]'
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 _MANAGER = "release_manager"
+_EXECUTIVE = "executive"  # QMS 5.1: a blackout that covers a live release is lifted only with VP-level approval
+REMOVE_FORM = '/release blackout remove 3 [reason="…"]'
 
 
 @dataclass(frozen=True)
@@ -86,18 +88,31 @@ def parse_blackout(raw: Mapping[str, str], policy: Policy) -> BlackoutInput:
                          _names(get("environments"), "environments", policy.environments))
 
 
-def _require_manager(actor: Actor) -> None:
-    if _MANAGER not in actor.roles:
-        raise InputError("Only a release manager can manage blackouts.")
+_NOT_MANAGER = "Only a release manager can manage blackouts."
+
+
+def _refuse(session: Session, actor: Actor, action: str, exc: Refused, now: datetime, **detail) -> Outcome:
+    """Say no and audit it. A blackout belongs to no release, so the event has none."""
+    audit.record(session, actor=actor.user_id, action=f"{action}_refused", at=now,
+                 after={"code": exc.code, **detail}, reason=exc.message)
+    return Outcome(exc.message, refused=True, data={"code": exc.code})
+
+
+def _refused(db: Engine, actor: Actor, action: str, exc: Refused, now: datetime, **detail) -> Outcome:
+    with transaction(db) as session:
+        return _refuse(session, actor, action, exc, now, **detail)
 
 
 def add_blackout(db: Engine, actor: Actor, raw: Mapping[str, str], clock: Clock, policy: Policy) -> Outcome:
-    _require_manager(actor)
+    now = clock.now()
+    try:
+        actor.require((_MANAGER,), _NOT_MANAGER)
+    except Refused as exc:
+        return _refused(db, actor, "blackout_add", exc, now)
     try:
         b = parse_blackout(raw, policy)
     except FieldErrors as exc:
         raise InputError(f"{exc.field}: {exc.errors[exc.field]}", field=exc.field, form=FORM) from None
-    now = clock.now()
     with transaction(db) as session:
         row = Blackout(name=b.name, start_local=b.start_local, end_local=b.end_local, tz=b.tz, rrule=b.rrule,
                        services=b.services, environments=b.environments, created_by=actor.user_id, created_at=now)
@@ -111,18 +126,40 @@ def add_blackout(db: Engine, actor: Actor, raw: Mapping[str, str], clock: Clock,
                      after={"blackout": row.id, "name": b.name, "start": b.start_local, "end": b.end_local,
                             "tz": b.tz, "repeat": b.rrule, "services": b.services,
                             "environments": b.environments, "occurrences": count})
+        flagged = replan.blackout_changed(session, row.id, actor.user_id, now, may_clear=False)
     upcoming = occurrences_of(db, row.id, now, limit=1)
     when = f"; next {upcoming[0].start:%Y-%m-%d %H:%M}–{upcoming[0].end:%Y-%m-%d %H:%M} UTC" if upcoming else ""
-    return Outcome(f"Blackout {row.id} '{b.name}' added{when}.", changed=True, data={"blackout": row.id})
+    msg = f"Blackout {row.id} '{b.name}' added{when}."
+    if flagged:
+        msg += f" It covers {', '.join(flagged)}: each is flagged and cannot be approved until it moves or an " \
+               "executive overrides the flag."
+    return Outcome(msg, changed=True, data={"blackout": row.id, **({"flagged": flagged} if flagged else {})})
 
 
-def remove_blackout(db: Engine, actor: Actor, blackout_id: int, clock: Clock) -> Outcome:
-    _require_manager(actor)
+def remove_blackout(db: Engine, actor: Actor, blackout_id: int, clock: Clock, reason: str | None = None) -> Outcome:
+    """Lift a blackout. One that covers a live release is lifted only by an executive, in writing
+    (QMS 5.1): otherwise removing it and nudging the window would clear the flag with no VP."""
     now = clock.now()
+    try:
+        actor.require((_MANAGER, _EXECUTIVE), _NOT_MANAGER)
+    except Refused as exc:
+        return _refused(db, actor, "blackout_remove", exc, now, blackout=blackout_id)
     with transaction(db) as session:
-        row = session.get(Blackout, blackout_id)
+        row = session.get(Blackout, blackout_id, with_for_update=True)  # two removals at once: one wins
         if row is None or row.removed_at is not None:
             raise NotFound(f"there is no blackout {blackout_id}; /release blackout list shows them")
+        covered = replan.covered_releases(session, row.id)
+        refs = [r.ref for r in covered]
+        if covered:
+            try:
+                actor.require((_EXECUTIVE,), f"Blackout {row.id} '{row.name}' covers {', '.join(refs)}; lifting it "
+                                             f"needs the {_EXECUTIVE} role, with a reason (QMS 5.1: VP-level "
+                                             "approval).", "covers_live_releases")
+            except Refused as exc:
+                return _refuse(session, actor, "blackout_remove", exc, now, blackout=blackout_id, releases=refs,
+                               role=_EXECUTIVE)
+            reason = required_reason(reason, f"lifting a blackout that covers {', '.join(refs)} needs a written "
+                                             "reason (the business justification)", REMOVE_FORM)
         row.removed_at, row.removed_by = now, actor.user_id
         row.revision += 1
         if row.subscription_id:
@@ -130,8 +167,14 @@ def remove_blackout(db: Engine, actor: Actor, blackout_id: int, clock: Clock) ->
             sub.removed_at = now
         session.execute(delete(BlackoutOccurrence).where(BlackoutOccurrence.blackout_id == row.id))
         audit.record(session, actor=actor.user_id, action="blackout_removed", at=now,
-                     before={"blackout": row.id, "name": row.name})
-    return Outcome(f"Blackout {blackout_id} '{row.name}' removed.", changed=True)
+                     before={"blackout": row.id, "name": row.name}, reason=(reason or "").strip() or None,
+                     **({"after": {"releases": refs}} if refs else {}))
+        cleared = replan.blackout_changed(session, row.id, actor.user_id, now, may_clear=True, releases=covered,
+                                          reason=reason)
+    msg = f"Blackout {blackout_id} '{row.name}' removed."
+    if cleared:
+        msg += f" Its flag is cleared on {', '.join(cleared)}."
+    return Outcome(msg, changed=True, data={"cleared": cleared})
 
 
 def list_blackouts(db: Engine, now: datetime) -> list[tuple[Blackout, list[Occurrence]]]:
@@ -197,6 +240,8 @@ def refresh_all(db: Engine, now: datetime, policy: Policy) -> int:
                                                            Blackout.subscription_id.is_(None))))
         for b in rows:
             materialize(session, b, now, policy)
+            # the horizon rolled forward: an occurrence new to the store may cover a release planned far ahead
+            replan.blackout_changed(session, b.id, replan.SYSTEM, now, may_clear=False)
         subs = list(session.scalars(select(CalendarSubscription).where(CalendarSubscription.removed_at.is_(None),
                                                                        CalendarSubscription.body.is_not(None))))
     for sub in subs:
@@ -213,7 +258,10 @@ def subscribe(db: Engine, actor: Actor, raw: Mapping[str, str], clock: Clock, po
               net: NetPolicy | None = None) -> Outcome:
     """`net`: the address policy (bot/config.py builds it from RELEASEBOT_CALENDAR_ALLOW); by default
     public addresses only."""
-    _require_manager(actor)
+    try:
+        actor.require((_MANAGER,), _NOT_MANAGER)
+    except Refused as exc:
+        return _refused(db, actor, "calendar_subscribe", exc, clock.now())
     url, name, tz = (raw.get("url") or "").strip(), (raw.get("name") or "").strip(), (raw.get("tz") or "UTC").strip()
     if not re.match(r"^https?://\S+$", url):
         raise InputError("url must be an http(s) address of an .ics calendar", field="url", form=SUBSCRIBE_FORM)
@@ -293,8 +341,15 @@ def _apply_body(db: Engine, sub_id: int, body: str, now: datetime, policy: Polic
             outbox.enqueue(session, key=f"subscription-cut-short:{sub_id}", kind=announce.CHANNEL_NOTE, at=now,
                            payload={"event": "subscription_cut_short", "name": sub.name,
                                     "limit": ics.MAX_OCCURRENCES, "days": HORIZON.days})
-        return materialize(session, carrier, now, policy,
-                           occurrences=[(Occurrence(e.start, e.end), e.summary) for e in expansion.events])
+        events = [(Occurrence(e.start, e.end), e.summary) for e in expansion.events]
+        # Events added or moved flag what they now cover. An event moved or cut off a flagged release
+        # is kept over it: shortening a blackout that covers a live release needs an executive (QMS 5.1).
+        held, holding = replan.held_occurrences(session, carrier, events)
+        materialize(session, carrier, now, policy, occurrences=events + held)
+        who = f"{replan.SYSTEM} (calendar {carrier.name})"[:200]
+        replan.blackout_changed(session, carrier.id, who, now, may_clear=False)
+        replan.announce_held(session, carrier, holding, who, now)
+        return len(events)
 
 
 def subscription_status(db: Engine) -> dict[int, str]:

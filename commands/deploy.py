@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from calendars.business import add_business_days
-from commands import announce
+from commands import announce, planning
 from commands.approval import GO, NOGO
 from commands.clock import Clock
 from commands.decision import Decision, decide
@@ -141,6 +141,10 @@ def gate_reasons(release: Release, session: Session, who: Deployer, now: datetim
     role = deployer_role(who, policy)
     if role:
         reasons.append(role)
+    for hit in planning.blackouts_not_overridden(session, release):
+        reasons.append(f"{release.ref} falls in blackout '{hit.name}' ({hit.start:%Y-%m-%d %H:%M}–"
+                       f"{hit.end:%Y-%m-%d %H:%M} UTC); deploying in it needs an executive override of its "
+                       "blackout flag (QMS 5.1)")
     for key, text in CHECKLIST:
         if not checklist.get(key):
             reasons.append(f"not confirmed: {text}")

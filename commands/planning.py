@@ -28,7 +28,7 @@ SLOT_HORIZON = timedelta(days=90)
 
 @dataclass(frozen=True)
 class Flag:
-    kind: str  # lead_time | blackout | conflict
+    kind: str  # lead_time | window | blackout | conflict
     detail: str
     ref: str | None = None
 
@@ -79,13 +79,13 @@ def blackouts_over(session: Session, start: datetime, end: datetime, service: st
     hits = []
     for bid, name, s, e, services, envs in session.execute(
             _BLACKOUTS, {"lo": start - MAX_OCCURRENCE, "start": start, "end": end}):
-        hit = BlackoutHit(bid, name, _utc(utc, s), _utc(utc, e), services, envs)
+        hit = BlackoutHit(bid, name, coalesced_utc(utc, s), coalesced_utc(utc, e), services, envs)
         if service is None or applies(hit, service, environment or ""):
             hits.append(hit)
     return hits
 
 
-def _utc(kind: UTCDateTime, value):
+def coalesced_utc(kind: UTCDateTime, value):
     # coalesce() loses the column type, so SQLite hands back a string or a naive datetime.
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
@@ -111,6 +111,10 @@ def releases_over_all(session: Session, start: datetime, end: datetime) -> list[
     return list(session.scalars(_ANY, {"lo": start - MAX_RELEASE, "start": start, "end": end}))
 
 
+def blackout_detail(hit: BlackoutHit) -> str:
+    return f"falls in blackout '{hit.name}' ({hit.start:%Y-%m-%d %H:%M}–{hit.end:%Y-%m-%d %H:%M} UTC)"
+
+
 def check(session: Session, policy: Policy, *, service: str, environment: str, release_type: str,
           start: datetime, end: datetime, requested_at: datetime, exclude: int | None = None) -> list[Flag]:
     flags = []
@@ -119,12 +123,15 @@ def check(session: Session, policy: Policy, *, service: str, environment: str, r
         flags.append(Flag("lead_time", f"starts {format_duration(max(start - requested_at, timedelta(0)))} after "
                                        f"it was planned; a {release_type} release needs at least "
                                        f"{format_duration(lead)} (QMS 3.7)"))
+    windows = policy.calendar.windows.get(environment)
+    if windows is not None and not windows.contains(start, end):
+        flags.append(Flag("window", f"falls outside the {environment} deployment windows ({windows.describe()})",
+                          f"window:{environment}"))
     seen = set()
     for hit in blackouts_over(session, start, end, service, environment):
         if hit.blackout_id not in seen:
             seen.add(hit.blackout_id)
-            flags.append(Flag("blackout", f"falls in blackout '{hit.name}' ({hit.start:%Y-%m-%d %H:%M}–"
-                                          f"{hit.end:%Y-%m-%d %H:%M} UTC)", f"blackout:{hit.blackout_id}"))
+            flags.append(Flag("blackout", blackout_detail(hit), f"blackout:{hit.blackout_id}"))
     for r in releases_over(session, start, end, service=service, exclude=exclude):
         flags.append(Flag("conflict", f"overlaps {r.ref} ({r.service} {r.version}, {r.state}, "
                                       f"{r.start_at:%Y-%m-%d %H:%M}–{r.end_at:%H:%M} UTC)", r.ref))
@@ -214,14 +221,27 @@ def record_flags(session: Session, release: Release, flags: list[Flag], now: dat
                  keep_overrides: bool = False) -> list[ReleaseFlag]:
     """Replace the release's open flags with these. A new window is judged afresh
     and an override given for the old window does not carry over; when the
-    window did not move (keep_overrides), an override of the same finding stands."""
-    overrides = {}
+    window did not move (keep_overrides), an override of the same finding stands.
+
+    A blackout flag is the exception (QMS 5.1): while the window still falls in
+    that blackout, the flag stays as it is, and so does an executive's override
+    of it; only a window that passes the blackout check clears it."""
+    overrides, kept_rows = {}, []
+    still_in = {f.ref for f in flags if f.kind == "blackout"}
     for old in open_flags(session, release.id):
+        if old.kind == "blackout" and old.ref in still_in:
+            kept_rows.append(old)
+            continue
         old.cleared_at = now
         if keep_overrides and old.overridden_at:
             overrides[(old.kind, old.ref)] = old
     rows = []
     for f in flags:
+        held = next((r for r in kept_rows if f.kind == "blackout" and r.ref == f.ref), None)
+        if held is not None:
+            held.detail = f.detail  # another occurrence of the same blackout, or the same one
+            rows.append(held)
+            continue
         row = ReleaseFlag(release_id=release.id, kind=f.kind, detail=f.detail, ref=f.ref, raised_at=now)
         kept = overrides.get((f.kind, f.ref))
         if kept:
@@ -231,3 +251,16 @@ def record_flags(session: Session, release: Release, flags: list[Flag], now: dat
     session.add_all(rows)
     session.flush()
     return rows
+
+
+def blackouts_not_overridden(session: Session, release: Release) -> list[BlackoutHit]:
+    """Blackouts covering the release's window (service and environment) that no
+    standing executive override of its blackout flag allows (the deployment gate)."""
+    allowed = {f.ref for f in open_flags(session, release.id) if f.kind == "blackout" and f.overridden_at}
+    out, seen = [], set()
+    for hit in blackouts_over(session, release.start_at, release.end_at, release.service, release.environment):
+        ref = f"blackout:{hit.blackout_id}"
+        if ref not in allowed and ref not in seen:
+            seen.add(ref)
+            out.append(hit)
+    return out

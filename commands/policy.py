@@ -113,9 +113,10 @@ class CalendarPolicy:
     max_concurrent: Mapping[str, int]
     windows: Mapping[str, DeploymentWindows]
 
-    # QMS §5.1: overriding a blackout requires VP-level approval; lead time and
-    # conflicts are the release manager's call.
-    OVERRIDE_ROLE = {"lead_time": "release_manager", "conflict": "release_manager", "blackout": "executive"}
+    # QMS §5.1: overriding a blackout requires VP-level approval; lead time,
+    # deployment windows and conflicts are the release manager's call.
+    OVERRIDE_ROLE = {"lead_time": "release_manager", "window": "release_manager", "conflict": "release_manager",
+                     "blackout": "executive"}
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from calendars.timeparse import zone
-from commands import announce, planning
+from commands import announce, planning, replan
 from commands.approval import ApprovalStatus, CastVote, status
 from commands.decision import decide, refuse
 from commands.classification import Answers, Classification, classify, controls, track
@@ -108,13 +108,18 @@ def recheck(session: Session, release: Release, actor: str, now: datetime, polic
     flags = planning.check(session, policy, service=release.service, environment=release.environment,
                            release_type=track(release), start=release.start_at, end=release.end_at,
                            requested_at=planned_at or now, exclude=release.id)
-    had = planning.open_flags(session, release.id)
+    # read before record_flags, which may keep (and rewrite) a blackout flag's row
+    had = [{"kind": f.kind, "detail": f.detail} for f in planning.open_flags(session, release.id)]
     planning.record_flags(session, release, flags, now, keep_overrides=same_window)
     if flags or had:
         audit.record(session, actor=actor, action="planning_checked", release_id=release.id, at=now,
-                     before={"flags": [{"kind": f.kind, "detail": f.detail} for f in had]},
+                     before={"flags": had},
                      after={"flags": [{"kind": f.kind, "detail": f.detail, "ref": f.ref} for f in flags]},
                      reason="; ".join(f.detail for f in flags) or "window passes every planning check")
+    if not same_window and release.revision:
+        # The window moved (a new release, revision 0, displaced no one): releases whose conflict
+        # flags named it are re-checked, and only cleared.
+        replan.release_moved(session, release, actor, now, policy)
     return flags
 
 
@@ -131,23 +136,21 @@ def _planned_at(session: Session, release: Release) -> datetime:
 def override_flags(db: Engine, actor: Actor, release_id: int, kind: str, reason: str, clock: Clock,
                    policy: Policy) -> Outcome:
     """Accept a flagged window as it is, in writing (QMS §5.1 for blackouts: VP-level approval)."""
-    form = '/release override REL-12 kind=lead_time|blackout|conflict reason="…"'
-    if kind not in policy.calendar.OVERRIDE_ROLE:
-        raise InputError(f"'{kind}' is not a flag kind; kinds are lead_time, blackout, conflict", field="kind",
-                         form=form)
+    kinds = policy.calendar.OVERRIDE_ROLE
+    form = f'/release override REL-12 kind={"|".join(kinds)} reason="…"'
+    if kind not in kinds:
+        raise InputError(f"'{kind}' is not a flag kind; kinds are {', '.join(kinds)}", field="kind", form=form)
     reason = required_reason(reason, "an override needs a written reason (the business justification)", form)
-    needed = policy.calendar.OVERRIDE_ROLE[kind]
+    needed = kinds[kind]
 
     def check(d) -> list[ReleaseFlag]:
-        release = d.release
-        flags = [f for f in planning.blocking(planning.open_flags(d.session, release.id)) if f.kind == kind]
-        _require_live(release, "overridden")
+        _require_live(d.release, "overridden")
+        flags = [f for f in planning.blocking(planning.open_flags(d.session, d.release.id)) if f.kind == kind]
         if not flags:
-            raise Refused(f"{release.ref} has no open {kind} flag to override.", "no_flag")
-        # A group Slack could not list is "try again" (CouldNotCheck), never an audited refusal.
-        actor.require([needed], f"Overriding a {kind} flag needs the {needed} role"
+            raise Refused(f"{d.release.ref} has no open {kind} flag to override.", "no_flag")
+        actor.require((needed,), f"Overriding a {kind} flag needs the {needed} role"
                       + (" (QMS 5.1: VP-level approval)." if kind == "blackout" else "."), "wrong_role")
-        if actor.user_id == release.requester_id:
+        if actor.user_id == d.release.requester_id:
             raise Refused("You requested this release, so you cannot override its checks.", "requester")
         return flags
 
@@ -267,7 +270,8 @@ def _require_live(release: Release, what: str) -> None:
         raise Refused(f"{release.ref} is {release.state}; it can no longer be {what}.", "not_live")
 
 
-def cancel_release(db: Engine, actor: Actor, release_id: int, reason: str, clock: Clock) -> Outcome:
+def cancel_release(db: Engine, actor: Actor, release_id: int, reason: str, clock: Clock,
+                   policy: Policy | None = None) -> Outcome:
     reason = required_reason(reason, "a cancellation needs a reason", '/release cancel REL-12 reason="…"')
 
     def check(d) -> None:
@@ -280,6 +284,8 @@ def cancel_release(db: Engine, actor: Actor, release_id: int, reason: str, clock
         ev = d.record("cancelled", reason=reason)
         announce.approval_update(d.session, release, d.now, ev)
         announce.note(d.session, release, "cancelled", d.now)
+        # Releases flagged for overlapping this one are re-checked; their conflict flags naming it clear.
+        replan.release_moved(d.session, release, actor.user_id, d.now, policy)
         return Outcome(f"{release.ref} is cancelled.", release, changed=True)
 
     return decide(db, release_id, actor.user_id, "cancel", clock.now(), check=check, change=change)

@@ -31,11 +31,11 @@ USAGE: dict[str, str] = {
     "signoff": "/release signoff REL-12 [role=qa_lead|operations|release_manager]",
     "followup": '/release followup REL-12 evidence="…" [actions="…"]',
     "retro": '/release retro REL-12 notes="…" [actions="…"]',
-    "override": '/release override REL-12 kind=lead_time|blackout|conflict reason="…"',
+    "override": '/release override REL-12 kind=lead_time|window|blackout|conflict reason="…"',
     "calendar": "/release calendar [days=14] [service=payments]",
     "blackout": '/release blackout add name="…" start="YYYY-MM-DD HH:MM" end="YYYY-MM-DD HH:MM" tz=Europe/London '
                 '[services=a,b] [environments=production] [repeat="FREQ=WEEKLY;BYDAY=FR"] | '
-                '/release blackout list | /release blackout remove 3 | '
+                '/release blackout list | /release blackout remove 3 [reason="…"] | '
                 '/release blackout subscribe url=https://… name="…" [tz=…] [services=…] [environments=…]',
     "help": "/release help",
 }
@@ -60,14 +60,14 @@ _KEYS: dict[str, set[str]] = {
     "retro": {"notes", "actions"},
     "override": {"kind", "reason"},
     "calendar": {"days", "service"},
-    "blackout": {"name", "start", "end", "tz", "services", "environments", "repeat", "url"},
+    "blackout": {"name", "start", "end", "tz", "services", "environments", "repeat", "url", "reason"},
     "help": set(),
 }
 _BLACKOUT_KEYS = {
     "add": {"name", "start", "end", "tz", "services", "environments", "repeat"},
     "subscribe": {"url", "name", "tz", "services", "environments"},
     "list": set(),
-    "remove": set(),
+    "remove": {"reason"},
 }
 _NEEDS_REF = {"go", "nogo", "withdraw", "show", "cancel", "edit", "accept", "reschedule", "deploy", "rollback",
               "done", "signoff", "followup", "retro", "override"}

@@ -35,9 +35,10 @@ def handle(svc: Services, cmd: ParsedCommand, user: str, respond, tell) -> None:
         if action == "add":
             return add_blackout(svc.db, actor, cmd.args, svc.clock, svc.policy)
         if action == "remove":
-            return remove_blackout(svc.db, actor, int(cmd.positional[1]), svc.clock)
+            return remove_blackout(svc.db, actor, int(cmd.positional[1]), svc.clock, reason=cmd.args.get("reason"))
         outcome = subscribe(svc.db, actor, cmd.args, svc.clock, svc.policy, net=svc.config.calendar_net)
-        svc.refresh_calendars()  # fetch it now rather than at the next refresh
+        if outcome.changed:
+            svc.refresh_calendars()  # fetch it now rather than at the next refresh
         return outcome
 
     run(svc, tell, work, form_of=cmd.name)

@@ -174,7 +174,7 @@ def _change(svc: Services, cmd: ParsedCommand, user: str) -> Outcome:
     if cmd.name == "withdraw":
         return withdraw_vote(svc.db, actor, rid, svc.clock)
     if cmd.name == "cancel":
-        return cancel_release(svc.db, actor, rid, a.get("reason", ""), svc.clock)
+        return cancel_release(svc.db, actor, rid, a.get("reason", ""), svc.clock, svc.policy)
     if cmd.name == "edit":
         return edit_release(svc.db, actor, rid, a, svc.clock, svc.policy)
     if cmd.name == "accept":

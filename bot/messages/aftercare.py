@@ -8,6 +8,7 @@ from commands.policy import Policy
 from commands.reminders import Notice
 from storage.models import Release
 
+from bot.messages import calendar
 from bot.messages.common import context, date, esc, mention, plain, section
 
 START_DEPLOY = "deploy_start"
@@ -39,7 +40,7 @@ def actions(block_id: str, *buttons: dict) -> dict:
 
 THREAD_NOTES = {
     "approved": "{ref} is *approved*: every required role said Go and no No-go stands.",
-    "approval_revoked": "{ref} is no longer approved: a No-go or a withdrawn Go reopened the vote.",
+    "approval_revoked": "{ref} is no longer approved: a No-go, a withdrawn Go or a new planning flag reopened it.",
     "cancelled": "{ref} was cancelled: {reason}",
     "votes_reset": "{ref} changed (version, scope or window). Earlier votes no longer count; please vote again.",
     "deployment_started": ":rocket: {ref} deployment started by {deployer}. Record how it ends below or with "
@@ -66,6 +67,8 @@ def outcome_buttons(r: Release, state: str = "deploying") -> dict:
 
 
 def thread_note(event: str, r: Release, payload: dict) -> tuple[str, list[dict] | None]:
+    if event in calendar.REPLAN_NOTES:
+        return calendar.replan_note(event, r, payload), None
     template = THREAD_NOTES.get(event, "{ref}: " + esc(event))
     text = template.format(ref=r.ref, reason=esc(r.cancel_reason or ""),
                            deployer=mention(payload.get("deployer", "")), by=mention(payload.get("by", "")),

@@ -8,7 +8,7 @@ from commands.agenda import Item
 from calendars.recurrence import Occurrence
 from storage.models import Blackout, ReleaseFlag
 
-from bot.messages.common import BLOCK_LIMIT, clip, context, date, esc, section
+from bot.messages.common import BLOCK_LIMIT, clip, context, date, esc, mention, section
 
 _DAY = "{date_long_pretty}"
 
@@ -103,3 +103,41 @@ def subscription_failed(payload: dict) -> str:
             else "No copy has been fetched yet, so its events are not blackouts yet.")
     return (f":warning: The subscribed calendar *{esc(payload.get('name', ''))}* could not be fetched "
             f"({esc(payload.get('error', ''))}). {copy} The bot keeps retrying and will not repeat this warning.")
+
+
+# Thread notes for a release whose planning checks changed because the calendar changed under it.
+REPLAN_NOTES = ("blackout_flagged", "blackout_moved", "blackout_cleared", "blackout_held", "conflict_cleared")
+
+
+def _when(payload: dict) -> str:
+    try:
+        start, end = datetime.fromisoformat(payload["start"]), datetime.fromisoformat(payload["end"])
+    except (KeyError, TypeError, ValueError):
+        return ""
+    return f" ({date(start)}–{date(end)})"
+
+
+def replan_note(event: str, r, payload: dict) -> str:
+    name = esc(payload.get("name", ""))
+    if event == "blackout_flagged":
+        text = (f":no_entry: Blackout *{name}*{_when(payload)} now covers {r.ref}'s window. It is flagged and "
+                f"cannot be approved until it moves to a clean window or an executive overrides the flag "
+                f"(`/release override {r.ref} kind=blackout reason=…`, QMS 5.1).")
+        if payload.get("revoked"):
+            text += f" {r.ref} is no longer approved."
+    elif event == "blackout_moved":
+        text = f"Blackout *{name}* changed and still covers {r.ref}'s window, now{_when(payload)}; its flag stands."
+    elif event == "blackout_cleared":
+        text = (f":white_check_mark: Blackout *{name}* was lifted by {mention(payload.get('by', ''))}: "
+                f"{esc(payload.get('reason', ''))}. It no longer flags {r.ref}.")
+    elif event == "blackout_held":
+        text = (f":warning: Blackout *{name}* no longer covers {r.ref}'s window, but shortening a blackout over a "
+                f"live release needs an executive: it is kept over {r.ref}, and its flag stands until an executive "
+                f"overrides it or {r.ref} is rescheduled into a clean window.")
+    else:
+        how = "was cancelled" if payload.get("how") == "cancelled" else "moved"
+        text = (f"{esc(payload.get('other', ''))} {how}, so it no longer conflicts with {r.ref}; cleared: "
+                + "; ".join(esc(d) for d in payload.get("details", [])) + ".")
+    if payload.get("approved"):
+        text += f" {r.ref} is now approved."
+    return text

@@ -17,13 +17,17 @@ from storage.models import AuditEvent, CalendarSubscription, Outbox, Release, Re
 UTC = timezone.utc
 
 
-@pytest.fixture
-def cal_bot(db, clock, policy, emulator):
-    running = start_bot(db, clock, policy, emulator, {"RELEASEBOT_PUBLIC_URL": "https://releases.example.com"})
+def serving(running):
     yield running
     running.slack.close()
     running.server.close()
     running.thread.join(timeout=5)
+
+
+@pytest.fixture
+def cal_bot(db, clock, policy, emulator):
+    yield from serving(start_bot(db, clock, policy, emulator,
+                                 {"RELEASEBOT_PUBLIC_URL": "https://releases.example.com"}))
 
 
 def req(service="payments", start="2026-12-01 14:00", type_="minor", tz="UTC", duration="60m"):
@@ -234,7 +238,7 @@ class CalendarServer:
     """A calendar host on 127.0.0.1 that can serve, refuse with 503, and answer 304 to a matching ETag."""
 
     def __init__(self):
-        self.body, self.fail, self.requests = ICS, False, []
+        self.body, self.fail, self.requests, self.etag = ICS, False, [], '"v1"'
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -244,14 +248,14 @@ class CalendarServer:
                     self.send_response(503)
                     self.end_headers()
                     return
-                if self.headers.get("If-None-Match") == '"v1"':
+                if self.headers.get("If-None-Match") == outer.etag:
                     self.send_response(304)
                     self.end_headers()
                     return
                 data = outer.body.encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/calendar")
-                self.send_header("ETag", '"v1"')
+                self.send_header("ETag", outer.etag)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -389,3 +393,91 @@ def test_show_lists_planning_flags_and_how_they_were_resolved(bot, db):
     bot.command("show REL-1", user="U0OPS")
     shown = json.dumps(bot.emulator.calls_to("response_url")[-1].args["blocks"])
     assert "Planning checks" in shown and "lead_time" in shown and "hotfix for a customer" in shown
+
+
+def thread_texts(bot) -> list[str]:
+    return [c.args.get("text") or "" for c in bot.emulator.calls_to("chat.postMessage") if c.args.get("thread_ts")]
+
+
+def test_a_blackout_added_over_an_approved_release_flags_it_and_only_an_executive_lifts_it(bot, db):
+    bot.command(req(), user="U0DEV")
+    bot.command("go REL-1", user="U0RM")
+    bot.command("go REL-1", user="U0QA")
+    assert state(db) == "approved"
+    bot.command('blackout add name="Peak trading" start="2026-11-30 00:00" end="2026-12-03 00:00" tz=UTC',
+                user="U0RM")
+    assert "It covers REL-1" in reply(bot)
+    assert state(db) == "pending" and [f.ref for f in flags(db)] == ["blackout:1"]
+    assert any("Blackout *Peak trading*" in t and "no longer approved" in t and "<!date^" in t
+               for t in thread_texts(bot))
+    assert "Peak trading" in approval_blocks(bot)
+    bot.command("blackout remove 1", user="U0RM")
+    assert "covers REL-1" in reply(bot) and "needs the executive role" in reply(bot)
+    bot.command('reschedule REL-1 start="2026-12-01 14:01"', user="U0RM")  # the old bypass
+    assert [f.ref for f in flags(db)] == ["blackout:1"]
+    bot.command("go REL-1", user="U0RM")
+    bot.command("go REL-1", user="U0QA")
+    assert state(db) == "pending"
+    bot.command("blackout remove 1", user="U0EXEC")
+    assert "needs a written reason" in reply(bot)
+    bot.command('blackout remove 1 reason="the board lifted the freeze"', user="U0EXEC")
+    assert "Its flag is cleared on REL-1" in reply(bot)
+    assert state(db) == "approved" and flags(db) == []
+    assert any("lifted by <@U0EXEC>" in t and "the board lifted the freeze" in t for t in thread_texts(bot))
+    with Session(db) as s:
+        refused = s.exec(select(AuditEvent).where(AuditEvent.action == "blackout_remove_refused")).one()
+    assert (refused.actor, refused.release_id, refused.after["releases"]) == ("U0RM", None, ["REL-1"])
+
+
+def test_cancelling_a_release_clears_the_conflict_it_caused_in_the_others_thread(bot, db):
+    bot.command(req(), user="U0DEV")
+    bot.command(req(start="2026-12-01 14:30", service="ledger"), user="U0DEV")
+    assert [f.ref for f in flags(db, 2)] == ["env:production"]
+    bot.command('cancel REL-1 reason="merged into REL-2"', user="U0DEV")
+    assert flags(db, 2) == []
+    assert any("REL-1 was cancelled, so it no longer conflicts with REL-2" in t for t in thread_texts(bot))
+
+
+@pytest.fixture
+def windowed_bot(db, clock, emulator):
+    from commands.policy import Policy
+    from conftest import ROLES
+    policy = Policy.from_mapping({"roles": ROLES, "calendar": {"windows": {"production": {
+        "days": "Mon-Thu", "start": "09:00", "end": "16:00", "tz": "Europe/London"}}}}, source="test policy")
+    yield from serving(start_bot(db, clock, policy, emulator))
+
+
+def test_a_request_outside_the_deployment_windows_is_flagged_with_the_free_slots(windowed_bot, db):
+    bot = windowed_bot
+    bot.command(req(start="2026-12-05 10:00"), user="U0DEV")  # a Saturday
+    assert "falls outside the production deployment windows" in reply(bot)
+    shown = approval_blocks(bot)
+    assert "deployment windows" in shown and "Next free slots" in shown
+    bot.command("go REL-1", user="U0RM")
+    bot.command("go REL-1", user="U0QA")
+    assert state(db) == "pending"
+    bot.command('override REL-1 kind=window reason="weekend traffic is lowest"', user="U0RM")
+    assert state(db) == "approved"
+    assert "kind=lead_time|window|blackout|conflict" in bot.command("help", user="U0DEV").json()["text"]
+
+
+def test_a_calendar_event_moved_onto_a_release_flags_it_and_one_moved_off_holds_its_flag(allow_bot, db, clock,
+                                                                                         calendar_host):
+    bot = allow_bot
+    bot.command(f'blackout subscribe url={calendar_host.url} name="Payroll" tz=Europe/London', user="U0RM")
+    bot.command(req(start="2026-12-04 16:30", service="billing"), user="U0DEV")  # in the 4 December run
+    bot.command(req(start="2026-12-09 10:30", service="ledger"), user="U0DEV")  # clean, then approved
+    bot.command("go REL-2", user="U0RM")
+    bot.command("go REL-2", user="U0QA")
+    assert [f.kind for f in flags(db, 1)] == ["blackout"] and flags(db, 2) == [] and state(db, 2) == "approved"
+    calendar_host.body = ICS.replace("DTSTART;TZID=Europe/London:20261204T160000",
+                                     "DTSTART;TZID=Europe/London:20261209T100000").replace(
+        "DTEND;TZID=Europe/London:20261204T180000", "DTEND;TZID=Europe/London:20261209T120000")
+    calendar_host.etag = '"v2"'
+    clock.advance(hours=3)
+    bot.svc.refresh_calendars()
+    assert [f.kind for f in flags(db, 2)] == ["blackout"] and state(db, 2) == "pending"
+    assert [f.kind for f in flags(db, 1)] == ["blackout"]  # moved off, but only an executive shortens a blackout
+    texts = thread_texts(bot)
+    assert any("now covers REL-2" in t and "no longer approved" in t for t in texts)
+    assert any("*Payroll run* no longer covers REL-1" in t and "needs an executive" in t for t in texts)

@@ -109,15 +109,24 @@ def test_a_blackout_already_over_is_added_without_a_next(db, clock, policy):
 
 
 @pytest.mark.parametrize("user", ["U0DEV", "U0EXEC", "U0QA"])
-def test_only_a_release_manager_adds_or_removes(db, clock, policy, user):
-    with pytest.raises(InputError, match="Only a release manager can manage blackouts"):
-        add_blackout(db, actor(user), PEAK, clock, policy)
+def test_only_a_release_manager_adds(db, clock, policy, user):
+    out = add_blackout(db, actor(user), PEAK, clock, policy)
+    assert out.refused and out.message == "Only a release manager can manage blackouts."
     assert list_blackouts(db, START) == []
+    [ev] = blackout_events(db, "blackout_add_refused")
+    assert (ev.actor, ev.release_id, ev.after) == (user, None, {"code": "wrong_role"})
+
+
+@pytest.mark.parametrize("user", ["U0DEV", "U0QA"])
+def test_only_a_release_manager_or_an_executive_removes(db, clock, policy, user):
     add(db, clock, policy)
-    with pytest.raises(InputError, match="Only a release manager can manage blackouts"):
-        remove_blackout(db, actor(user), 1, clock)
+    out = remove_blackout(db, actor(user), 1, clock)
+    assert out.refused and out.message == "Only a release manager can manage blackouts."
     assert get(db, Blackout, 1).removed_at is None
     assert len(stored(db)) == 1
+    [ev] = blackout_events(db, "blackout_remove_refused")
+    assert (ev.actor, ev.release_id, ev.after) == (user, None, {"code": "wrong_role", "blackout": 1})
+    assert remove_blackout(db, actor("U0EXEC"), 1, clock).changed
 
 
 @pytest.mark.parametrize("fields,field,message", [
@@ -345,7 +354,6 @@ def test_subscribe_creates_a_carrier_blackout(db, clock, policy):
 
 
 @pytest.mark.parametrize("user,raw,field", [
-    ("U0DEV", {}, None),
     (RM, {"url": "ftp://calendar.test/h.ics"}, "url"),
     (RM, {"url": "not a url"}, "url"),
     (RM, {"name": " "}, "name"),

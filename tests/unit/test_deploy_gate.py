@@ -413,3 +413,51 @@ def test_the_pipeline_identity_is_held_to_the_approver_rule_too(db, clock, polic
     assert reasons == ["pipeline:ci voted Go as release_manager; a go/no-go approver never executes the deployment "
                        "(QMS 3.4)"]
     assert gate(db, clock, rid, deployer(pipeline="nightly")) == []
+
+
+# --- blackouts (QMS 5.1): deploying inside one needs an executive's override ---------------------------------------
+
+def _freeze_behind_the_bots_back(db, clock, policy, **scope):
+    """A blackout over the window that no planning check has seen (as if written by another path)."""
+    from commands.blackout import materialize
+    from storage.db import transaction
+    from storage.models import Blackout
+    with transaction(db) as s:
+        b = Blackout(name="Peak trading", start_local=datetime(2026, 12, 9), end_local=datetime(2026, 12, 10),
+                     tz="UTC", services=scope.get("services", []), environments=scope.get("environments", []),
+                     created_by="U0RM", created_at=clock.now())
+        s.add(b)
+        s.flush()
+        materialize(s, b, clock.now(), policy)
+        return b.id
+
+
+def test_the_gate_refuses_inside_a_blackout_without_an_executive_override(db, clock, policy):
+    rid = approved(db, clock, policy)
+    bid = _freeze_behind_the_bots_back(db, clock, policy)
+    clock.set(IN_WINDOW)
+    reasons = gate(db, clock, rid)
+    assert reasons == [f"REL-1 falls in blackout 'Peak trading' (2026-12-09 00:00–2026-12-10 00:00 UTC); deploying "
+                       "in it needs an executive override of its blackout flag (QMS 5.1)"]
+    assert bid
+
+
+def test_the_gate_ignores_a_blackout_of_another_service(db, clock, policy):
+    rid = approved(db, clock, policy)
+    _freeze_behind_the_bots_back(db, clock, policy, services=["search"])
+    clock.set(IN_WINDOW)
+    assert gate(db, clock, rid) == []
+
+
+def test_the_gate_lets_an_executive_override_of_the_blackout_stand(db, clock, policy):
+    from commands.blackout import add_blackout
+    from commands.release import override_flags
+    add_blackout(db, actor("U0RM"), {"name": "Peak trading", "start": "2026-12-09 00:00", "end": "2026-12-10 00:00",
+                                     "tz": "UTC"}, clock, policy)
+    rid = new_release(db, clock, policy, **WINDOW)
+    assert override_flags(db, actor("U0EXEC"), rid, "blackout", "VP approved", clock, policy).changed
+    for user in VOTERS["minor"]:
+        go(db, clock, user, rid)
+    assert release(db, rid).state == "approved"
+    clock.set(IN_WINDOW)
+    assert gate(db, clock, rid) == []

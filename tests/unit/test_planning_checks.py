@@ -543,3 +543,56 @@ def test_a_blackout_flag_names_the_blackouts_own_period_not_a_storage_piece(db, 
     blackout(db, clock, policy, name="Year end", start="2026-12-01 00:00", end="2027-01-30 00:00", tz="UTC")
     [flag] = check(db, policy, start=utc(2027, 1, 10, 14), end=utc(2027, 1, 10, 15))
     assert flag.detail == "falls in blackout 'Year end' (2026-12-01 00:00–2027-01-30 00:00 UTC)"
+
+
+# --- deployment windows (policy [calendar.windows]) are a check, not only a hint for the slots ----------------------
+
+WINDOWED = dict(windows={"production": {"days": "Mon-Thu", "start": "09:00", "end": "16:00", "tz": "Europe/London"}})
+WINDOW_DETAIL = "falls outside the production deployment windows (Mon,Tue,Wed,Thu 09:00–16:00 Europe/London)"
+
+
+def test_a_request_outside_the_deployment_windows_is_flagged_and_blocks_approval(db, clock):
+    policy = with_calendar(**WINDOWED)
+    rid = new_release(db, clock, policy, start="2026-12-01 17:00")  # a Tuesday, after 16:00 London
+    assert [(f.kind, f.ref, f.detail) for f in open_flags(db, rid)] == [("window", "window:production",
+                                                                         WINDOW_DETAIL)]
+    go(db, clock, "U0RM", rid)
+    go(db, clock, "U0QA", rid)
+    assert release(db, rid).state == "pending"
+    out = override_flags(db, actor("U0RM"), rid, "window", "customer asked for the evening", clock, policy)
+    assert out.changed and release(db, rid).state == "approved"
+
+
+def test_inside_the_deployment_windows_or_in_another_environment_nothing_is_flagged(db, clock):
+    policy = with_calendar(**WINDOWED)
+    assert open_flags(db, new_release(db, clock, policy, start="2026-12-01 14:00")) == []
+    assert open_flags(db, new_release(db, clock, policy, start="2026-12-05 14:00", env="staging")) == []  # Saturday
+
+
+def test_a_window_flag_is_overridden_only_by_a_release_manager(db, clock):
+    policy = with_calendar(**WINDOWED)
+    rid = new_release(db, clock, policy, start="2026-12-05 10:00")  # a Saturday
+    out = override_flags(db, actor("U0EXEC"), rid, "window", "please", clock, policy)
+    assert out.refused and out.message.startswith("Overriding a window flag needs the release_manager role")
+    assert policy.calendar.OVERRIDE_ROLE["window"] == "release_manager"
+
+
+def test_a_reschedule_outside_the_windows_is_flagged_and_back_inside_clears(db, clock):
+    policy = with_calendar(**WINDOWED)
+    rid = new_release(db, clock, policy, start="2026-12-01 14:00")
+    edit_release(db, dev(), rid, {"start": "2026-12-01 15:30"}, clock, policy)  # runs past 16:00
+    assert kinds(db, rid) == [("window", "window:production")]
+    edit_release(db, dev(), rid, {"start": "2026-12-02 10:00"}, clock, policy)
+    assert open_flags(db, rid) == []
+
+
+def test_an_override_whose_role_slack_could_not_check_writes_nothing(db, clock, policy):
+    from commands.errors import CouldNotCheck
+    from commands.outcome import Actor
+    blackout(db, clock, policy, start="2026-11-25 00:00", end="2026-11-26 00:00")
+    rid = new_release(db, clock, policy, **SOON)
+    before = counts(db)
+    with pytest.raises(CouldNotCheck):
+        override_flags(db, Actor("U0MAYBE", frozenset(), frozenset({"executive"})), rid, "blackout", "VP said so",
+                       clock, policy)
+    assert counts(db) == before
