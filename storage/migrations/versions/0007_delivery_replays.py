@@ -3,7 +3,7 @@
 A replayed signed request (or Slack's retry) is the same delivery again; the
 primary key on its identity makes the second one fail to insert.
 
-Revision ID: 0007_delivery_replays
+Revision ID: 0007
 Revises: 0006
 """
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ from alembic import op
 
 import storage.models
 
-revision = "0007_delivery_replays"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None

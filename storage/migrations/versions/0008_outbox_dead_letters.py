@@ -1,15 +1,15 @@
 """outbox dead letters: when a row was first tried, and when and why Slack was given up on
 
-Revision ID: 0012_outbox_dead_letters
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 """
 import sqlalchemy as sa
 from alembic import op
 
 import storage.models
 
-revision = "0012_outbox_dead_letters"
-down_revision = "0007_delivery_replays"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
