@@ -261,8 +261,10 @@ def _new_release(d: Draft, c: Classification, actor: Actor, now: datetime, reque
 
 
 def _require_owner_or_manager(release: Release, actor: Actor, what: str) -> None:
-    if actor.user_id != release.requester_id and "release_manager" not in actor.roles:
-        raise Refused(f"Only the requester or a release manager can {what} {release.ref}.", "not_owner")
+    if actor.user_id != release.requester_id:
+        # A group Slack could not list is "try again" (CouldNotCheck), never an audited refusal.
+        actor.require(("release_manager",), f"Only the requester or a release manager can {what} {release.ref}.",
+                      "not_owner")
 
 
 def _require_live(release: Release, what: str) -> None:

@@ -564,3 +564,24 @@ def test_the_shorter_approval_sla_of_the_union_times_the_nudges(db, clock, polic
     rid = new_release(db, clock, policy, type="major", answers=Answers(incident=True), start="2026-12-15 14:00")
     [nudge] = [r for r in outbox(db) if r.key == f"reminder:{rid}:approval_nudge:1:1"]
     assert nudge.due_at == START + timedelta(minutes=30)
+
+
+@pytest.mark.parametrize("change", ["cancel", "edit"])
+def test_a_release_manager_slack_could_not_confirm_is_try_again_not_an_audited_refusal(db, clock, policy, change):
+    """Cancel and edit by someone other than the requester need a release manager. When Slack cannot
+    list the group that would make this person one, that is "try again": nothing written, nothing audited."""
+    from commands.errors import CouldNotCheck
+    from commands.outcome import Actor
+    rid = new_release(db, clock, policy)
+    before = actions(db)
+    maybe_rm = Actor("U0RMGROUP", frozenset(), frozenset({"release_manager"}))
+    with pytest.raises(CouldNotCheck):
+        if change == "cancel":
+            cancel_release(db, maybe_rm, rid, "no longer needed", clock)
+        else:
+            edit_release(db, maybe_rm, rid, {"version": "2.3.2"}, clock, policy)
+    assert actions(db) == before
+    assert release(db, rid).state == "pending"
+    # someone Slack confirms is not a release manager is still refused, and that is audited
+    out = cancel_release(db, Actor("U0NOBODY"), rid, "no longer needed", clock)
+    assert out.refused and actions(db)[-1] == "cancel_refused"
