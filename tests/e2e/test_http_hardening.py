@@ -137,7 +137,9 @@ def test_twenty_commands_are_acknowledged_while_twelve_feed_renders_are_held(bot
         try:
             feeds = [pool.submit(httpx.get, u, timeout=60) for u in urls]
             deadline = time.monotonic() + 10
-            while not (rendering["now"] >= 2 and sum(f.done() for f in feeds) + rendering["now"] == 12):
+            # every request is either rendering (held) or answered, or every server thread is held
+            while not (rendering["now"] >= 2 and (sum(f.done() for f in feeds) + rendering["now"] == 12
+                                                  or rendering["now"] >= 8)):
                 assert time.monotonic() < deadline, f"feed requests neither rendering nor answered: {rendering}"
                 time.sleep(0.01)
             acks = [bot.slack.command("status", user="U0DEV").status_code for _ in range(20)]
