@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from typing import Callable, Iterable
+from urllib.parse import parse_qs
 
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
@@ -90,6 +91,9 @@ def verified(slack: Callable, signing_secret: str) -> Callable:
             return _plain(start_response, "400 Bad Request", b"malformed Content-Length\n")
         if not signed(secret, body, environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", ""),
                       environ.get("HTTP_X_SLACK_SIGNATURE", "")):
+            if _ssl_check(body):
+                # Slack's certificate check is the one request it does not sign: an empty 200, no listener.
+                return _plain(start_response, "200 OK", b"")
             log.warning("slack events: unsigned or forged request from %s refused", environ.get("REMOTE_ADDR"))
             return _plain(start_response, "401 Unauthorized", b"invalid signature\n")
         try:
@@ -117,6 +121,13 @@ def signed(secret: bytes, body: bytes, timestamp: str, signature: str) -> bool:
     base = b"v0:" + timestamp.encode("ascii") + b":" + body
     expected = "v0=" + hmac.new(secret, base, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, signature)
+
+
+def _ssl_check(body: bytes) -> bool:
+    try:
+        return parse_qs(body.decode("utf-8"), max_num_fields=20).get("ssl_check") == ["1"]
+    except ValueError:  # not UTF-8, or too many fields: not Slack's check
+        return False
 
 
 def read_capped(environ, cap: int) -> bytes | None | bool:

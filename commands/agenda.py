@@ -98,7 +98,7 @@ class FeedRevision:
 
 
 def feed_revision(db: Engine, now: datetime, service: str | None = None) -> FeedRevision:
-    """One query of aggregates, on indexed columns: releases in the window (every change bumps updated_at),
+    """One query of aggregates, on indexed columns: releases in the window (every change bumps revision),
     blackouts (added, removed, revision), subscriptions (each good fetch) and the stored occurrences of
     subscribed calendars (re-expanded as their horizon rolls; ids never come back on PostgreSQL, and
     count and first/last start tell a re-expansion apart on SQLite)."""
@@ -111,7 +111,8 @@ def feed_revision(db: Engine, now: datetime, service: str | None = None) -> Feed
     def agg(q, *cols):
         return [q.with_only_columns(c).scalar_subquery() for c in cols]
 
-    columns = (agg(in_window, func.count(Release.id), func.max(Release.updated_at))
+    columns = (agg(in_window, func.count(Release.id), func.max(Release.updated_at),
+                   func.sum(Release.revision))
                + agg(select(Blackout), func.count(Blackout.id), func.max(Blackout.created_at),
                      func.max(Blackout.removed_at), func.sum(Blackout.revision))
                + agg(select(CalendarSubscription), func.max(CalendarSubscription.last_ok_at))
@@ -120,7 +121,7 @@ def feed_revision(db: Engine, now: datetime, service: str | None = None) -> Feed
                      func.max(BlackoutOccurrence.start_at)))
     with db.connect() as conn:
         row = tuple(conn.execute(select(*columns)).one())
-    stamps = [v for v in (row[1], row[3], row[4], row[6]) if isinstance(v, datetime)]
+    stamps = [v for v in (row[1], row[4], row[5], row[7]) if isinstance(v, datetime)]
     fingerprint = (now.isoformat(), service or "") + tuple(str(v) for v in row)
     return FeedRevision(fingerprint, max([now, *stamps]))
 
