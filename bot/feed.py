@@ -58,7 +58,7 @@ def valid(svc: Services, token: str) -> bool:
 
 FEED_RENDERS = 2  # renders at once; each holds a waitress thread for as long as it takes
 FEED_BURST, FEED_WINDOW = 3, timedelta(seconds=60)  # per token: a client refreshing a few feeds at once
-CACHED_FEEDS = 32  # rendered bodies kept, newest first
+CACHED_FEEDS = 16  # rendered bodies kept, least recently used dropped (a big feed is a few MiB)
 RETRY_BUSY = 5  # seconds, when every render slot is taken
 
 
