@@ -153,3 +153,48 @@ def test_twenty_commands_are_acknowledged_while_twelve_feed_renders_are_held(bot
     assert rendering["most"] <= 2
     assert statuses.count(200) == rendering["most"] and statuses.count(503) == 12 - rendering["most"]
     assert all(a.headers.get("Retry-After", "").isdigit() for a in answers if a.status_code == 503)
+
+
+# --- the pipeline API cannot starve Slack either -------------------------------------------------------------
+
+API_TOKEN = "dp-0123456789abcdef0123"
+
+
+@pytest.fixture
+def api_bot(db, clock, policy, emulator):
+    from conftest import start_bot
+    from test_calendar import serving
+    running = start_bot(db, clock, policy, emulator, {"RELEASEBOT_API_TOKENS": f"deploy-pipeline={API_TOKEN}"})
+    yield from serving(running)
+    running.executor.shutdown(wait=True)
+
+
+def test_commands_are_acknowledged_while_slow_api_requests_hold_their_share(api_bot, monkeypatch):
+    import bot.api as api_module
+    release, lock, inside = threading.Event(), threading.Lock(), {"now": 0}
+    route = api_module._route
+
+    def slow(*args, **kwargs):
+        with lock:
+            inside["now"] += 1
+        release.wait(30)
+        return route(*args, **kwargs)
+
+    monkeypatch.setattr(api_module, "_route", slow)
+    gate = f"{api_bot.url}/api/v1/releases/REL-1/gate?actor=U0PL"
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    with ThreadPoolExecutor(10) as pool:
+        try:
+            calls = [pool.submit(httpx.get, gate, headers=auth, timeout=60) for _ in range(10)]
+            deadline = time.monotonic() + 10
+            while not (sum(c.done() for c in calls) + inside["now"] == 10 or inside["now"] >= 8):
+                assert time.monotonic() < deadline, f"API requests neither held nor answered: {inside}"
+                time.sleep(0.01)
+            acks = [api_bot.slack.command("status", user="U0DEV").status_code for _ in range(10)]
+            assert acks == [200] * 10 and not release.is_set()
+        finally:
+            release.set()
+        answers = [c.result() for c in calls]
+    api_bot.idle()
+    busy = [a for a in answers if a.status_code == 503]
+    assert len(busy) == 10 - 3 and all(a.headers["Retry-After"].isdigit() for a in busy)
