@@ -152,7 +152,7 @@ def _serve() -> int:
 
     from bot.app import build_app
     from bot.scheduler import build_scheduler
-    from bot.server import wsgi_app
+    from bot.server import SERVER_OPTIONS, wsgi_app
     from bot.services import build_services
 
     config = load_config()
@@ -197,8 +197,7 @@ def _serve() -> int:
             logging.info("releasebot connected to Slack over Socket Mode")
         logging.info("releasebot listening on :%s (%s/api/v1/, /calendar.ics, /healthz)", config.port,
                      "" if config.app_token else "/slack/events, ")
-        waitress.serve(wsgi_app(app, engine, svc), host="0.0.0.0", port=config.port, threads=8,
-                       ident="releasebot")
+        waitress.serve(wsgi_app(app, engine, svc), host="0.0.0.0", port=config.port, **SERVER_OPTIONS)
     except KeyboardInterrupt:
         pass
     finally:

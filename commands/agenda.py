@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -13,7 +13,7 @@ from calendars.timeparse import zone
 from commands.errors import InputError
 from commands.planning import MAX_OCCURRENCE, MAX_RELEASE
 from commands.states import CANCELLED
-from storage.models import Blackout, BlackoutOccurrence, Release
+from storage.models import Blackout, BlackoutOccurrence, CalendarSubscription, Release
 
 FEED_PAST = timedelta(days=90)
 FEED_AHEAD = timedelta(days=400)
@@ -88,6 +88,42 @@ def feed_events(db: Engine, now: datetime, service: str | None = None) -> list[F
                                      end_local=o.end_at.astimezone(z).replace(tzinfo=None), tz=b.tz, sequence=0,
                                      stamp=b.created_at, categories=("blackout",)))
     return out
+
+
+@dataclass(frozen=True)
+class FeedRevision:
+    """What the feed for (now, service) is made of, in a few aggregates: equal fingerprints, equal feeds."""
+    fingerprint: tuple
+    last_modified: datetime  # the newest change to anything in it, or `now` (the window moved then)
+
+
+def feed_revision(db: Engine, now: datetime, service: str | None = None) -> FeedRevision:
+    """One query of aggregates, on indexed columns: releases in the window (every change bumps revision),
+    blackouts (added, removed, revision), subscriptions (each good fetch) and the stored occurrences of
+    subscribed calendars (re-expanded as their horizon rolls; ids never come back on PostgreSQL, and
+    count and first/last start tell a re-expansion apart on SQLite)."""
+    in_window = select(Release).where(Release.start_at > now - FEED_PAST, Release.start_at < now + FEED_AHEAD)
+    if service:
+        in_window = in_window.where(Release.service == service)
+    subscribed = (select(BlackoutOccurrence).join(Blackout, Blackout.id == BlackoutOccurrence.blackout_id)
+                  .where(Blackout.subscription_id.is_not(None), BlackoutOccurrence.end_at > now - FEED_PAST))
+
+    def agg(q, *cols):
+        return [q.with_only_columns(c).scalar_subquery() for c in cols]
+
+    columns = (agg(in_window, func.count(Release.id), func.max(Release.updated_at),
+                   func.sum(Release.revision))
+               + agg(select(Blackout), func.count(Blackout.id), func.max(Blackout.created_at),
+                     func.max(Blackout.removed_at), func.sum(Blackout.revision))
+               + agg(select(CalendarSubscription), func.max(CalendarSubscription.last_ok_at))
+               + agg(subscribed, func.count(BlackoutOccurrence.id), func.min(BlackoutOccurrence.id),
+                     func.max(BlackoutOccurrence.id), func.min(BlackoutOccurrence.start_at),
+                     func.max(BlackoutOccurrence.start_at)))
+    with db.connect() as conn:
+        row = tuple(conn.execute(select(*columns)).one())
+    stamps = [v for v in (row[1], row[4], row[5], row[7]) if isinstance(v, datetime)]
+    fingerprint = (now.isoformat(), service or "") + tuple(str(v) for v in row)
+    return FeedRevision(fingerprint, max([now, *stamps]))
 
 
 def _scope(b: Blackout) -> str:
