@@ -11,6 +11,7 @@ import hmac
 from urllib.parse import parse_qs, quote
 
 from commands.agenda import feed_events
+from commands.text import SERVICE_NAME
 from calendars.ics import feed
 
 from bot.services import Services
@@ -49,6 +50,10 @@ def feed_app(svc: Services):
             start_response("405 Method Not Allowed", [("Allow", "GET, HEAD")])
             return [b""]
         query = parse_qs(environ.get("QUERY_STRING", ""))
+        # service= becomes the calendar's name: CR/LF or other control characters there are a 400, not a 500.
+        if any(not SERVICE_NAME.match(s) for s in query.get("service") or []):
+            start_response("400 Bad Request", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"service= is a service name: letters, digits, '.', '_' or '-' (at most 80)\n"]
         token = (query.get("token") or [""])[0]
         if not valid(svc, token):
             start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])

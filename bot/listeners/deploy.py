@@ -11,9 +11,11 @@ from commands.aftercare import record_task, sign_off
 from commands.deploy import CHECKLIST, Deployer, finish_deployment, start_deployment
 from commands.errors import InputError
 from commands.release import show_release
+from commands.text import UNSTORABLE, unstorable_field
 
 from bot.listeners.common import ephemeral, just_ack, run
 from bot.messages import aftercare as msg
+from bot.messages.common import esc
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -29,7 +31,7 @@ def open_form(svc: Services, client, trigger_id: str, release_id: int, channel: 
     try:
         release = show_release(svc.db, release_id).release
     except InputError as exc:
-        tell(f":warning: {exc.message}")
+        tell(f":warning: {esc(exc.message)}")
         return
     view = msg.checklist_modal(release, channel) if kind == "deploy" else msg.task_modal(kind, release, channel)
     try:
@@ -86,11 +88,15 @@ def register(app: App, svc: Services) -> None:
             if not values[fields[0]]:
                 ack(response_action="errors", errors={fields[0]: "This is required."})
                 return
+            bad = unstorable_field(values)
+            if bad is not None:
+                ack(response_action="errors", errors={bad: f"This {UNSTORABLE}."[:150]})
+                return
             ack()
 
         def lazy(body, view, client):
             values = _values(view, fields)
-            if not values[fields[0]]:
+            if not values[fields[0]] or unstorable_field(values) is not None:  # answered in the ack
                 return
             meta = json.loads(view.get("private_metadata") or "{}")
             user = body["user"]["id"]

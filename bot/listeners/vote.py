@@ -7,6 +7,7 @@ import logging
 from slack_bolt import App
 from slack_sdk.errors import SlackApiError
 
+from commands.text import UNSTORABLE, unstorable
 from commands.vote import cast_vote
 
 from bot.listeners.common import ephemeral, just_ack, run
@@ -44,11 +45,14 @@ def register(app: App, svc: Services) -> None:
         if not reason_of(view):
             ack(response_action="errors", errors={"reason": "A No-go needs a reason."})
             return
+        if unstorable(reason_of(view)):
+            ack(response_action="errors", errors={"reason": f"The reason {UNSTORABLE}."[:150]})
+            return
         ack()
 
     def nogo(body, view, client):
         reason = reason_of(view)
-        if not reason:
+        if not reason or unstorable(reason):  # answered in the ack
             return
         meta = json.loads(view.get("private_metadata") or "{}")
         user = body["user"]["id"]
