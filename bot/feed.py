@@ -54,6 +54,9 @@ def feed_app(svc: Services):
         if any(not SERVICE_NAME.match(s) for s in query.get("service") or []):
             start_response("400 Bad Request", [("Content-Type", "text/plain; charset=utf-8")])
             return [b"service= is a service name: letters, digits, '.', '_' or '-' (at most 80)\n"]
+        if not all(t.isascii() for t in query.get("token") or []):  # tokens are ASCII: anything else is none
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"not found\n"]
         token = (query.get("token") or [""])[0]
         if not valid(svc, token):
             start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])

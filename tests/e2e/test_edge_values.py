@@ -135,6 +135,11 @@ def test_a_feed_service_with_control_characters_is_a_400(edge_bot, service):
     assert httpx.get(f"{url}&service=payments").status_code == 200
 
 
+@pytest.mark.parametrize("token", ["%C3%A9", "%ED%A0%80", "%FF", "U0DEV%00.x"])
+def test_a_feed_token_that_is_not_ascii_is_404_not_500(edge_bot, token):
+    assert httpx.get(f"{edge_bot.url}/calendar.ics?token={token}").status_code == 404
+
+
 def test_a_hostile_blackout_name_is_escaped_in_the_warning_text(edge_bot, db, clock):
     edge_bot.command(f'blackout add name="{EVIL}" start="2026-11-27 16:00" end="2026-11-30 08:00" tz=UTC',
                      user="U0RM")
