@@ -170,3 +170,12 @@ def test_a_forged_log_line_in_a_request_path_stays_on_one_line(edge_bot):
         logger.setLevel(old_level)
     lines = out.getvalue().splitlines()
     assert len(lines) == 1 and lines[0].startswith("INFO bot.api: pipeline API: GET /api/v1/releases/REL-1\\r\\nINFO")
+
+
+@pytest.mark.parametrize("action,value", [("vote_go", "99999999999999999999"), ("deploy_outcome", "99999999999:success"),
+                                          ("signoff", "99999999999:qa_lead")])
+def test_a_button_value_past_32_bits_is_no_such_release(edge_bot, db, action, value):
+    edge_bot.click(action, value, user="U0RM", channel="C0RELEASES")
+    said = edge_bot.emulator.calls_to("chat.postEphemeral")[-1].args["text"]
+    assert "does not exist" in said
+    assert written(db) == (0, 0, 0, 0, 0, 0)
