@@ -185,3 +185,12 @@ def test_tracebacks_keep_their_lines():
 def test_loggable_escapes_like_repr_without_quotes():
     assert loggable("a\r\nb\tc\x7fd\u2028e") == "a\\r\\nb\\tc\\x7fd\\u2028e"
     assert loggable("REL-1/gate") == "REL-1/gate" and loggable(None) == "None"
+
+
+def test_the_logging_releasebot_configures_escapes_every_record():
+    import subprocess
+    import sys
+    code = ("import logging; from bot import logging_safe; logging_safe.configure(); "
+            "logging.getLogger('slack_bolt.App').warning('unhandled %s', '/x\\r\\nINFO forged: line')")
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
+    assert err.count("\n") == 1 and "WARNING slack_bolt.App: unhandled /x\\r\\nINFO forged: line" in err
