@@ -125,15 +125,12 @@ def check_text(value: object, field: str | None = None, form: str | None = None)
                          form=form)
 
 
-def parse_id(text: str, what: str) -> int:
-    """An id someone typed: ASCII digits; one past 32 bits names nothing, like any unknown id."""
-    text = text.strip()
-    if not _NUMBER.match(text):
-        raise InputError(f"{what} id is a number")
-    number = int(text)
-    if not 0 < number <= MAX_ID:
-        raise NotFound(f"there is no {what} {text}")
-    return number
+def _bounded(digits: str, nothing: str) -> int:
+    """ASCII digits as an id. Past 32 bits it names nothing; a very long one is never even converted."""
+    if len(digits) > 10 or not 0 < int(digits) <= MAX_ID:
+        shown = digits if len(digits) <= 24 else digits[:24] + "…"
+        raise NotFound(nothing.format(shown))
+    return int(digits)
 
 
 def parse_command(text: str) -> ParsedCommand:
@@ -188,6 +185,7 @@ def parse_command(text: str) -> ParsedCommand:
             if len(positional) != 1 or not _NUMBER.match(positional[0]):
                 raise InputError("blackout remove takes the blackout's number, e.g. /release blackout remove 3",
                                  form=form)
+            _bounded(positional[0], "there is no blackout {}; /release blackout list shows them")
             return ParsedCommand(name, None, args, ("remove", positional[0]))
         if positional:
             raise InputError(f"'{positional[0]}' is not understood here; values are given as key=value", form=form)
@@ -209,10 +207,7 @@ def _release_id(text: str, form: str | None = None) -> int:
     m = _REF.match(text.strip())
     if not m:
         raise InputError("a release id looks like REL-12", form=form)
-    number = int(m.group(1))
-    if not 0 < number <= MAX_ID:
-        raise NotFound(f"REL-{m.group(1)} does not exist; /release list shows the releases")
-    return number
+    return _bounded(m.group(1), "REL-{} does not exist; /release list shows the releases")
 
 
 def parse_ref(text: str) -> int:

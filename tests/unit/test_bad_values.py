@@ -69,7 +69,8 @@ def test_the_shared_check_names_the_field_in_nested_values():
 
 # ---- ids ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("ref", ["REL-99999999999999999999", "REL-2147483648", "99999999999999999999"])
+@pytest.mark.parametrize("ref", ["REL-99999999999999999999", "REL-2147483648", "99999999999999999999", "REL-0",
+                                 "REL-" + "9" * 5000])
 def test_a_release_id_past_32_bits_is_no_such_release(ref):
     with pytest.raises(NotFound) as err:
         parse_ref(ref)
@@ -84,10 +85,14 @@ def test_the_largest_32_bit_release_id_is_still_an_id():
 
 @pytest.mark.parametrize("who", ["U0RM", "U0DEV"])
 def test_blackout_remove_past_32_bits_is_no_such_blackout_and_writes_nothing(db, clock, policy, who):
-    cmd = parse_command("blackout remove 99999999999999999999")
+    with pytest.raises(NotFound) as err:
+        parse_command("blackout remove 99999999999999999999")
+    assert "there is no blackout 99999999999999999999" in err.value.message
+    with pytest.raises(NotFound):
+        parse_command("blackout remove " + "9" * 5000)
     before = counts(db)
     with pytest.raises(NotFound) as err:
-        remove_blackout(db, actor(who), int(cmd.positional[1]), clock)
+        remove_blackout(db, actor(who), 99999999999999999999, clock)
     assert "there is no blackout 99999999999999999999" in err.value.message
     assert counts(db) == before
 
