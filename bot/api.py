@@ -29,9 +29,10 @@ from urllib.parse import parse_qs
 from commands.deploy import CHECKLIST, Deployer, check_gate, pipeline_identity, release_state
 from commands.errors import CouldNotCheck, InputError, NotFound
 from commands.pipeline import STATUSES, Report, report_deployment
-from commands.text import parse_ref
+from commands.text import UNSTORABLE, parse_ref, unstorable_field
 
 from bot.config import ApiToken
+from bot.logging_safe import loggable
 from bot.people import EMAIL, USER_ID, NotAMember, SlackUnavailable
 from bot.services import Services
 
@@ -77,14 +78,16 @@ def api_app(svc: Services) -> Callable:
         except ApiError as exc:
             response = Response(exc.status, {"error": exc.message}, exc.headers)
         except Exception:  # noqa: BLE001 - the caller gets a status, the log gets the traceback
-            log.exception("pipeline API: %s %s (pipeline %s) failed", method, path, pipeline and pipeline.name)
+            log.exception("pipeline API: %s %s (pipeline %s) failed", loggable(method), loggable(path),
+                          pipeline and pipeline.name)
             response = Response(500, {"error": "internal error"})
         if response.status == 401:
-            log.warning("pipeline API: %s %s from %s refused: %s", method, path, environ.get("REMOTE_ADDR"),
-                        response.body.get("error"))
+            # The method and path are the caller's: escaped, so a CR/LF in them cannot forge a line.
+            log.warning("pipeline API: %s %s from %s refused: %s", loggable(method), loggable(path),
+                        loggable(environ.get("REMOTE_ADDR")), response.body.get("error"))
         else:
-            log.info("pipeline API: %s %s by pipeline %s -> %s", method, path, pipeline and pipeline.name,
-                     response.status)
+            log.info("pipeline API: %s %s by pipeline %s -> %s", loggable(method), loggable(path),
+                     pipeline and pipeline.name, response.status)
         payload = json.dumps(response.body, ensure_ascii=False).encode("utf-8")
         start_response(f"{response.status} {_REASON.get(response.status, '')}".strip(),
                        [("Content-Type", "application/json; charset=utf-8"), ("Cache-Control", "no-store"),
@@ -120,6 +123,8 @@ def _route(svc: Services, pipeline: ApiToken, method: str, path: str, environ) -
         raise ApiError(405, f"{path} takes {_METHOD[what]}, not {method}", [("Allow", _METHOD[what])])
     try:
         release_id = parse_ref(ref)
+    except NotFound as exc:  # past 32 bits: names no release
+        raise ApiError(404, exc.message) from None
     except InputError:
         raise ApiError(400, f"'{ref}' is not a release id; a release id looks like REL-12") from None
     try:
@@ -216,6 +221,9 @@ def _query(environ) -> dict[str, str]:
                           errors="strict")
     except UnicodeDecodeError:
         raise ApiError(400, "the query string is not UTF-8") from None
+    bad = unstorable_field(parsed)
+    if bad is not None:
+        raise ApiError(400, f"the query string {UNSTORABLE}" if not bad else f"{bad} {UNSTORABLE}")
     twice = sorted(k for k, v in parsed.items() if len(v) > 1)
     if twice:
         raise ApiError(400, f"{', '.join(twice)} is given twice")
@@ -246,6 +254,9 @@ def _json_body(environ) -> dict[str, Any]:
         raise ApiError(400, f"the body is not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise ApiError(400, "the body must be a JSON object, like {\"status\": \"started\", \"actor\": \"U123\"}")
+    bad = unstorable_field(data)
+    if bad is not None:  # JSON's \u0000 and lone \ud800 escapes decode to text no database keeps
+        raise ApiError(400, f"{bad or 'a field name'} {UNSTORABLE}")
     return data
 
 

@@ -10,6 +10,7 @@ import sys
 
 from sqlalchemy.exc import OperationalError
 
+from bot import logging_safe
 from bot.config import ConfigError, load_config, load_policy
 
 
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     box.add_argument("--dead", action="store_true", help="only dead letters: messages Slack would not take")
     box.add_argument("--retry", type=int, metavar="ID", help="put dead letter ID back for one more try")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging_safe.configure(logging.INFO)  # untrusted values cannot forge a log line
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line every tick says nothing
     # "skipped: maximum number of running instances" only means a long sweep is still running.
     logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)

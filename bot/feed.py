@@ -24,6 +24,7 @@ from email.utils import format_datetime, parsedate_to_datetime
 from urllib.parse import parse_qs, quote
 
 from commands.agenda import feed_events, feed_revision
+from commands.text import SERVICE_NAME
 from calendars.ics import feed
 
 from bot.services import Services
@@ -125,6 +126,13 @@ def feed_app(svc: Services):
             start_response("405 Method Not Allowed", [("Allow", "GET, HEAD")])
             return [b""]
         query = parse_qs(environ.get("QUERY_STRING", ""))
+        # service= becomes the calendar's name: CR/LF or other control characters there are a 400, not a 500.
+        if any(not SERVICE_NAME.match(s) for s in query.get("service") or []):
+            start_response("400 Bad Request", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"service= is a service name: letters, digits, '.', '_' or '-' (at most 80)\n"]
+        if not all(t.isascii() for t in query.get("token") or []):  # tokens are ASCII: anything else is none
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"not found\n"]
         token = (query.get("token") or [""])[0]
         if not valid(svc, token):
             start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])

@@ -15,13 +15,15 @@ from sqlmodel import Session
 from calendars import ics
 from calendars.netpolicy import AddressRefused, NetPolicy
 from calendars.recurrence import Occurrence, expand, parse_rrule
-from calendars.timeparse import TimeInputError, zone
+from calendars.timeparse import UTC, TimeInputError, zone
 from commands import announce, replan
 from commands.errors import FieldErrors, InputError, NotFound, Refused, required_reason
 from commands.outcome import Actor, Outcome
 from commands.clock import Clock
 from commands.planning import MAX_OCCURRENCE
 from commands.policy import Policy
+from commands.request import AHEAD_TEXT, MAX_AHEAD
+from commands.text import MAX_ID
 from storage import audit, outbox
 from storage.db import transaction
 from storage.models import Blackout, BlackoutOccurrence, CalendarSubscription
@@ -58,7 +60,7 @@ def _names(text: str, field: str, allowed: tuple[str, ...] | None = None) -> lis
     return names
 
 
-def parse_blackout(raw: Mapping[str, str], policy: Policy) -> BlackoutInput:
+def parse_blackout(raw: Mapping[str, str], policy: Policy, now: datetime) -> BlackoutInput:
     get = lambda k: (raw.get(k) or "").strip()  # noqa: E731
     errors = {k: "is required" for k in ("name", "start", "end", "tz") if not get(k)}
     if errors:
@@ -75,6 +77,13 @@ def parse_blackout(raw: Mapping[str, str], policy: Policy) -> BlackoutInput:
             raise FieldErrors({key: f"'{get(key)}' is not a date and time like \"2026-12-18 16:00\""}) from None
     if parsed["end"] <= parsed["start"]:
         raise FieldErrors({"end": "must be after start"})
+    # Wall-clock times against UTC now: hours off at most, nothing next to two years.
+    naive_now = now.astimezone(UTC).replace(tzinfo=None)
+    if abs(parsed["start"] - naive_now) > MAX_AHEAD:
+        raise FieldErrors({"start": f"a blackout starts {AHEAD_TEXT} (between {naive_now - MAX_AHEAD:%Y-%m-%d} "
+                                    f"and {naive_now + MAX_AHEAD:%Y-%m-%d})"})
+    if parsed["end"] - parsed["start"] > MAX_AHEAD:
+        raise FieldErrors({"end": "a blackout lasts at most two years; add another for the rest"})
     rrule = get("repeat") or None
     if rrule:
         try:
@@ -110,7 +119,7 @@ def add_blackout(db: Engine, actor: Actor, raw: Mapping[str, str], clock: Clock,
     except Refused as exc:
         return _refused(db, actor, "blackout_add", exc, now)
     try:
-        b = parse_blackout(raw, policy)
+        b = parse_blackout(raw, policy, now)
     except FieldErrors as exc:
         raise InputError(f"{exc.field}: {exc.errors[exc.field]}", field=exc.field, form=FORM) from None
     with transaction(db) as session:
@@ -140,6 +149,8 @@ def remove_blackout(db: Engine, actor: Actor, blackout_id: int, clock: Clock, re
     """Lift a blackout. One that covers a live release is lifted only by an executive, in writing
     (QMS 5.1): otherwise removing it and nudging the window would clear the flag with no VP."""
     now = clock.now()
+    if not 0 < blackout_id <= MAX_ID:  # names nothing, and would overflow the id column: nothing is written
+        raise NotFound(f"there is no blackout {blackout_id}; /release blackout list shows them")
     try:
         actor.require((_MANAGER, _EXECUTIVE), _NOT_MANAGER)
     except Refused as exc:

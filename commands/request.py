@@ -11,12 +11,17 @@ from calendars.timeparse import (DURATION_FORM, START_FORM, TimeInputError, pars
 from commands.classification import FLAG_TO_KEY, Answers
 from commands.errors import FieldErrors
 from commands.policy import RELEASE_TYPES, Policy
+from commands.text import UNSTORABLE, unstorable
 
 REQUIRED = ("service", "version", "type", "start", "tz", "duration", "summary")
 _SERVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 _LIMITS = {"version": 200, "summary": 2000, "risk": 2000, "rollback": 2000, "links": 2000}
 # A start a moment ago is someone typing "now"; an hour ago is a mistake.
 _PAST_GRACE = timedelta(minutes=5)
+# How far from now a release or a blackout may start (blackouts: either way). Planning years out is a
+# typo, and year 9999 plus a window overflows the calendar. The one bound; commands/blackout.py uses it.
+MAX_AHEAD = timedelta(days=730)
+AHEAD_TEXT = "within two years of now"
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,9 @@ def validate(raw: Mapping[str, str | None], answers: Answers | None, policy: Pol
     neither the answers nor the type."""
     get = lambda k: (raw.get(k) or "").strip()  # noqa: E731
     errors: dict[str, str] = {}
+    bad = {f for f, v in raw.items() if unstorable(v)}
+    if bad:  # nothing else is worth checking in text no database can store
+        raise FieldErrors({f: UNSTORABLE for f in sorted(bad)})
     for f in REQUIRED:
         if not get(f):
             errors[f] = "is required"
@@ -107,6 +115,9 @@ def validate(raw: Mapping[str, str | None], answers: Answers | None, policy: Pol
             start_at = parse_local(get("start"), tz)
             if start_at < now - _PAST_GRACE and not allow_past_start:
                 errors["start"] = f"{get('start')} {tz} is in the past; use {START_FORM}"
+            elif start_at > now + MAX_AHEAD:
+                errors["start"] = (f"{get('start')} {tz} is more than two years ahead; a release starts "
+                                   f"{AHEAD_TEXT} (by {(now + MAX_AHEAD):%Y-%m-%d})")
         except TimeInputError as exc:
             errors["start"] = str(exc)
     duration = None

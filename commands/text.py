@@ -6,7 +6,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-from commands.errors import InputError
+from commands.errors import InputError, NotFound
 
 USAGE: dict[str, str] = {
     "request": '/release request service=payments version=2.3.1 type=minor start="2026-12-01 14:00" '
@@ -71,7 +71,16 @@ _BLACKOUT_KEYS = {
 }
 _NEEDS_REF = {"go", "nogo", "withdraw", "show", "cancel", "edit", "accept", "reschedule", "deploy", "rollback",
               "done", "signoff", "followup", "retro", "override"}
-_REF = re.compile(r"^(?:REL-)?(\d{1,9})$", re.IGNORECASE)
+_REF = re.compile(r"^(?:REL-)?(\d+)\Z", re.IGNORECASE | re.ASCII)
+_NUMBER = re.compile(r"^\d+\Z", re.ASCII)
+# Ids are 32-bit in every table; a bigger number names nothing (and would overflow PostgreSQL's integer).
+MAX_ID = 2**31 - 1
+# Text no database keeps: PostgreSQL refuses NUL in text and JSON, and an unpaired
+# surrogate cannot be encoded as UTF-8 at all. Refused at every edge, one check.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE = "contains a NUL character or an unpaired surrogate, which is not text; remove it and send it again"
+# Names that reach a header or a calendar's name (the feed's service=): what a service may be called, no more.
+SERVICE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}\Z", re.ASCII)
 _QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'"})
 
 
@@ -83,12 +92,56 @@ class ParsedCommand:
     positional: tuple[str, ...] = ()
 
 
+def unstorable(value: object) -> bool:
+    return isinstance(value, str) and _UNSTORABLE.search(value) is not None
+
+
+def unstorable_field(value: object, path: str = "") -> str | None:
+    """Where in this (JSON-like) value a string holds NUL or an unpaired surrogate: its dotted path
+    ("" for the value itself, the parent's path for a bad key), or None when all of it is text."""
+    if isinstance(value, str):
+        return path if unstorable(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if unstorable(key):
+                return path
+            found = unstorable_field(item, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            found = unstorable_field(item, path)
+            if found is not None:
+                return found
+    return None
+
+
+def check_text(value: object, field: str | None = None, form: str | None = None) -> None:
+    """The one check every text input from Slack, the Pipeline API and the feed goes through."""
+    where = unstorable_field(value)
+    if where is not None:
+        name = field or where
+        raise InputError(f"{name} {UNSTORABLE}" if name else f"the text {UNSTORABLE}", field=name or None,
+                         form=form)
+
+
+def _bounded(digits: str, nothing: str) -> int:
+    """ASCII digits as an id. Past 32 bits it names nothing; a very long one is never even converted."""
+    if len(digits) > 10 or not 0 < int(digits) <= MAX_ID:
+        shown = digits if len(digits) <= 24 else digits[:24] + "…"
+        raise NotFound(nothing.format(shown))
+    return int(digits)
+
+
 def parse_command(text: str) -> ParsedCommand:
     # Slack sends &, <, > escaped; we store what the person actually typed.
     # Phones turn straight quotes into curly ones; treat them the same.
     text = html.unescape(text or "").translate(_QUOTES).strip()
     if not text:
         return ParsedCommand("help")
+    if unstorable(text):
+        first = text.split(maxsplit=1)[0].lower()
+        check_text(text, form=USAGE.get(first, USAGE["help"]))
     try:
         tokens = shlex.split(text)
     except ValueError:
@@ -119,10 +172,7 @@ def parse_command(text: str) -> ParsedCommand:
     if name in _NEEDS_REF:
         if not positional:
             raise InputError(f"/release {name} needs a release id like REL-12", form=form)
-        m = _REF.match(positional.pop(0))
-        if not m:
-            raise InputError("a release id looks like REL-12", form=form)
-        release_id = int(m.group(1))
+        release_id = _release_id(positional.pop(0), form)
     if name == "blackout":
         action = positional.pop(0).lower() if positional else "list"
         allowed = _BLACKOUT_KEYS.get(action)
@@ -132,9 +182,10 @@ def parse_command(text: str) -> ParsedCommand:
         if extra:
             raise InputError(f"'{extra[0]}' is not a field of /release blackout {action}", field=extra[0], form=form)
         if action == "remove":
-            if len(positional) != 1 or not positional[0].isdigit():
+            if len(positional) != 1 or not _NUMBER.match(positional[0]):
                 raise InputError("blackout remove takes the blackout's number, e.g. /release blackout remove 3",
                                  form=form)
+            _bounded(positional[0], "there is no blackout {}; /release blackout list shows them")
             return ParsedCommand(name, None, args, ("remove", positional[0]))
         if positional:
             raise InputError(f"'{positional[0]}' is not understood here; values are given as key=value", form=form)
@@ -152,8 +203,12 @@ def parse_command(text: str) -> ParsedCommand:
     return ParsedCommand(name, release_id, args, tuple(positional))
 
 
-def parse_ref(text: str) -> int:
+def _release_id(text: str, form: str | None = None) -> int:
     m = _REF.match(text.strip())
     if not m:
-        raise InputError("a release id looks like REL-12")
-    return int(m.group(1))
+        raise InputError("a release id looks like REL-12", form=form)
+    return _bounded(m.group(1), "REL-{} does not exist; /release list shows the releases")
+
+
+def parse_ref(text: str) -> int:
+    return _release_id(text)

@@ -5,7 +5,7 @@ from commands.agenda import agenda
 from commands.blackout import add_blackout, list_blackouts, remove_blackout, subscribe, subscription_status
 from commands.errors import InputError
 from commands.outcome import Outcome
-from commands.text import USAGE, ParsedCommand
+from commands.text import SERVICE_NAME, USAGE, ParsedCommand
 
 from bot import feed
 from bot.listeners.common import run
@@ -20,9 +20,12 @@ def handle(svc: Services, cmd: ParsedCommand, user: str, respond, tell) -> None:
     def work() -> Outcome | None:
         if cmd.name == "calendar":
             days_text = cmd.args.get("days", "14")
-            if not days_text.isdigit():
+            if not (days_text.isascii() and days_text.isdigit()):
                 raise InputError("days must be a whole number from 1 to 92", field="days", form=USAGE["calendar"])
             service = cmd.args.get("service") or None
+            if service and not SERVICE_NAME.match(service):  # it goes into the feed's address and name
+                raise InputError("service is a service name, e.g. payments-api", field="service",
+                                 form=USAGE["calendar"])
             items = agenda(svc.db, svc.clock.now(), int(days_text), service)
             show(render.agenda(items, int(days_text), service, feed.feed_url(svc, user, service)), "Release calendar")
             return None

@@ -11,9 +11,11 @@ from commands.aftercare import record_task, sign_off
 from commands.deploy import CHECKLIST, Deployer, finish_deployment, start_deployment
 from commands.errors import InputError
 from commands.release import show_release
+from commands.text import UNSTORABLE, parse_ref, unstorable_field
 
 from bot.listeners.common import ephemeral, just_ack, run
 from bot.messages import aftercare as msg
+from bot.messages.common import esc
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -29,7 +31,7 @@ def open_form(svc: Services, client, trigger_id: str, release_id: int, channel: 
     try:
         release = show_release(svc.db, release_id).release
     except InputError as exc:
-        tell(f":warning: {exc.message}")
+        tell(f":warning: {esc(exc.message)}")
         return
     view = msg.checklist_modal(release, channel) if kind == "deploy" else msg.task_modal(kind, release, channel)
     try:
@@ -42,8 +44,12 @@ def open_form(svc: Services, client, trigger_id: str, release_id: int, channel: 
 def register(app: App, svc: Services) -> None:
     def from_button(kind: str):
         def lazy(body, action, client):
-            release_id = int(action["value"].split(":")[0])
             channel, user = body["channel"]["id"], body["user"]["id"]
+            try:
+                release_id = parse_ref(str(action["value"]).split(":")[0])  # bounded, like a typed id
+            except InputError as exc:
+                ephemeral(client, channel, user)(f":warning: {esc(exc.message)}")
+                return
             open_form(svc, client, body["trigger_id"], release_id, channel, ephemeral(client, channel, user), kind)
         return lazy
 
@@ -57,7 +63,7 @@ def register(app: App, svc: Services) -> None:
                   .get("selected_options") or []}
         user = body["user"]["id"]
         run(svc, ephemeral(client, meta.get("channel") or svc.config.release_channel, user),
-            lambda: start_deployment(svc.db, deployer(svc, user), int(meta["release"]),
+            lambda: start_deployment(svc.db, deployer(svc, user), parse_ref(str(meta["release"])),
                                      {key: key in ticked for key, _ in CHECKLIST}, svc.clock, svc.policy))
 
     # The gate's answer (every failed condition) goes to the deployer as a
@@ -68,7 +74,8 @@ def register(app: App, svc: Services) -> None:
         release_id, outcome = action["value"].split(":", 1)
         user, channel = body["user"]["id"], body["channel"]["id"]
         run(svc, ephemeral(client, channel, user),
-            lambda: finish_deployment(svc.db, deployer(svc, user), int(release_id), outcome, svc.clock, svc.policy))
+            lambda: finish_deployment(svc.db, deployer(svc, user), parse_ref(release_id), outcome, svc.clock,
+                                      svc.policy))
 
     app.action(msg.OUTCOME_ACTION)(ack=just_ack, lazy=[outcome_clicked])
 
@@ -76,7 +83,7 @@ def register(app: App, svc: Services) -> None:
         release_id, role = action["value"].split(":", 1)
         user, channel = body["user"]["id"], body["channel"]["id"]
         run(svc, ephemeral(client, channel, user),
-            lambda: sign_off(svc.db, svc.actor(user), int(release_id), svc.clock, svc.policy, role_hint=role))
+            lambda: sign_off(svc.db, svc.actor(user), parse_ref(release_id), svc.clock, svc.policy, role_hint=role))
 
     app.action(msg.SIGNOFF_ACTION)(ack=just_ack, lazy=[signoff_clicked])
 
@@ -86,16 +93,20 @@ def register(app: App, svc: Services) -> None:
             if not values[fields[0]]:
                 ack(response_action="errors", errors={fields[0]: "This is required."})
                 return
+            bad = unstorable_field(values)
+            if bad is not None:
+                ack(response_action="errors", errors={bad: f"This {UNSTORABLE}."[:150]})
+                return
             ack()
 
         def lazy(body, view, client):
             values = _values(view, fields)
-            if not values[fields[0]]:
+            if not values[fields[0]] or unstorable_field(values) is not None:  # answered in the ack
                 return
             meta = json.loads(view.get("private_metadata") or "{}")
             user = body["user"]["id"]
             run(svc, ephemeral(client, meta.get("channel") or svc.config.release_channel, user),
-                lambda: record_task(svc.db, svc.actor(user), int(meta["release"]), kind, values, svc.clock,
+                lambda: record_task(svc.db, svc.actor(user), parse_ref(str(meta["release"])), kind, values, svc.clock,
                                     svc.policy))
         return ack_form, lazy
 

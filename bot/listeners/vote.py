@@ -7,10 +7,13 @@ import logging
 from slack_bolt import App
 from slack_sdk.errors import SlackApiError
 
+from commands.errors import InputError
+from commands.text import UNSTORABLE, parse_ref, unstorable
 from commands.vote import cast_vote
 
 from bot.listeners.common import ephemeral, just_ack, run
 from bot.messages import modal
+from bot.messages.common import esc
 from bot.messages.release import GO_ACTION, NOGO_ACTION
 from bot.services import Services
 
@@ -21,12 +24,16 @@ def register(app: App, svc: Services) -> None:
     def go(body, action, client):
         user, channel = body["user"]["id"], body["channel"]["id"]
         run(svc, ephemeral(client, channel, user),
-            lambda: cast_vote(svc.db, svc.actor(user), int(action["value"]), "go", svc.clock))
+            lambda: cast_vote(svc.db, svc.actor(user), parse_ref(str(action["value"])), "go", svc.clock))
 
     app.action(GO_ACTION)(ack=just_ack, lazy=[go])
 
     def open_nogo_form(body, action, client):
-        release_id = int(action["value"])
+        try:
+            release_id = parse_ref(str(action["value"]))  # bounded: a forged value is no release, not a crash
+        except InputError as exc:
+            ephemeral(client, body["channel"]["id"], body["user"]["id"])(f":warning: {esc(exc.message)}")
+            return
         try:
             client.views_open(trigger_id=body["trigger_id"],
                               view=modal.nogo_modal(f"REL-{release_id}", release_id, body["channel"]["id"]))
@@ -44,15 +51,18 @@ def register(app: App, svc: Services) -> None:
         if not reason_of(view):
             ack(response_action="errors", errors={"reason": "A No-go needs a reason."})
             return
+        if unstorable(reason_of(view)):
+            ack(response_action="errors", errors={"reason": f"The reason {UNSTORABLE}."[:150]})
+            return
         ack()
 
     def nogo(body, view, client):
         reason = reason_of(view)
-        if not reason:
+        if not reason or unstorable(reason):  # answered in the ack
             return
         meta = json.loads(view.get("private_metadata") or "{}")
         user = body["user"]["id"]
         run(svc, ephemeral(client, meta.get("channel") or svc.config.release_channel, user),
-            lambda: cast_vote(svc.db, svc.actor(user), int(meta["release"]), "nogo", svc.clock, note=reason))
+            lambda: cast_vote(svc.db, svc.actor(user), parse_ref(str(meta["release"])), "nogo", svc.clock, note=reason))
 
     app.view(modal.NOGO_CALLBACK)(ack=ack_nogo_reason, lazy=[nogo])

@@ -47,7 +47,8 @@ def blackout_list(rows: list[tuple[Blackout, list[Occurrence]]], status: dict[in
         return [section("*Blackouts*\nNone. Add one with `/release blackout add …`.")]
     lines = []
     for b, nxt in rows:
-        scope = f"{', '.join(map(esc, b.services)) or 'all services'} · {', '.join(b.environments) or 'all environments'}"
+        scope = (f"{', '.join(map(esc, b.services)) or 'all services'} · "
+                 f"{', '.join(map(esc, b.environments)) or 'all environments'}")
         kind = "subscribed calendar" if b.subscription_id else (f"repeats `{esc(b.rrule)}`" if b.rrule else "one-off")
         upcoming = ", ".join(f"{date(o.start)}–{date(o.end)}" for o in nxt) or "no upcoming occurrence"
         lines.append(f"*{b.id}* {esc(b.name)} ({kind}, {esc(b.tz)}) · {scope}\n    next: {upcoming}")
@@ -62,7 +63,7 @@ def flags_block(flags: list[ReleaseFlag], slots: list[datetime]) -> list[dict]:
     lines = []
     for f in flags:
         if f.overridden_at:
-            lines.append(f":ballot_box_with_check: ~{esc(f.detail)}~ overridden by <@{f.overridden_by}>: "
+            lines.append(f":ballot_box_with_check: ~{esc(f.detail)}~ overridden by {mention(f.overridden_by)}: "
                          f"{esc(f.override_reason or '')}")
         else:
             lines.append(f":warning: {esc(f.detail)}")
@@ -86,7 +87,8 @@ def blackout_warning(detail: dict) -> tuple[str, list[dict]]:
         text = f"{head}\nReleases scheduled inside it:\n{body}"
     else:
         text = f"{head}\nNo release is scheduled inside it."
-    return f"Blackout {detail['name']} starts soon", [section(clip(text))]
+    # The notification text is shown raw too (push notifications, the channel list): escaped like the blocks.
+    return f"Blackout {esc(detail['name'])} starts soon", [section(clip(text))]
 
 
 def channel_note(payload: dict) -> str:

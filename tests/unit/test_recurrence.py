@@ -275,5 +275,5 @@ def test_the_refusal_says_what_to_do():
     raw = {"name": "x", "start": "2026-12-01 00:00", "end": "2026-12-01 00:05", "tz": "UTC",
            "repeat": "FREQ=DAILY;BYHOUR=" + ",".join(map(str, range(24))) + ";BYMINUTE=0,10,20,30,40,50"}
     with pytest.raises(FieldErrors) as err:
-        parse_blackout(raw, Policy.default())
+        parse_blackout(raw, Policy.default(), datetime(2026, 11, 23, tzinfo=timezone.utc))
     assert "at most daily" in err.value.errors["repeat"] and "BYHOUR" in err.value.errors["repeat"]
