@@ -30,7 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from commands.errors import InputError
 from commands.text import parse_command
 from storage import replay as seen
-from storage.db import Busy
+from storage.db import ACK_WAIT, Busy
 
 from bot.messages.aftercare import FOLLOWUP_ACTION, RETRO_ACTION, START_DEPLOY
 from bot.messages.modal import CLASSIFY_ACTION
@@ -85,10 +85,12 @@ def register(app: App, svc: Services) -> None:
         key = identity(body)
         if key is None:
             return next_()
+        reads = changes_nothing(body)
         try:
-            first = seen.claim(svc.db, key, svc.clock.now())
+            # a read does not wait for the claim at all: unclaimed, it is still harmless
+            first = seen.claim(svc.db, key, svc.clock.now(), wait=0 if reads else ACK_WAIT)
         except Busy:
-            if changes_nothing(body):
+            if reads:
                 log.info("database busy: %s goes on unclaimed (it changes nothing)", key)
                 return next_()
             log.warning("database busy: %s answered busy, nothing claimed", key)

@@ -30,6 +30,7 @@ ACK_WAIT = 1.0  # seconds: a write that runs before the ack (Slack allows three 
 ACK_STATEMENT = "2s"  # PostgreSQL: no single statement of an ack-path write runs longer
 
 _UNIT = "releasebot_unit"  # connection execution option: "write" (default), "read" or "ack"
+_WAIT_MS = "releasebot_wait_ms"  # connection execution option: an "ack" unit's lock wait
 _RESET = "releasebot_reset"  # connection info flag: undo this unit's settings when the connection goes back
 _BUSY_SQLSTATES = {"55P03", "57014"}  # lock_not_available, query_canceled (statement_timeout)
 
@@ -73,7 +74,7 @@ def make_engine(url: str = DEFAULT_URL, *, pool_size: int = 10) -> Engine:
                 return
             if unit == "ack":
                 conn.info[_RESET] = True
-                conn.exec_driver_sql(f"PRAGMA busy_timeout={int(ACK_WAIT * 1000)}")
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={int(conn.get_execution_options()[_WAIT_MS])}")
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         @event.listens_for(engine, "checkin")
@@ -93,7 +94,8 @@ def make_engine(url: str = DEFAULT_URL, *, pool_size: int = 10) -> Engine:
         if unit == "read":
             conn.exec_driver_sql("SET TRANSACTION READ ONLY")
         elif unit == "ack":
-            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(ACK_WAIT * 1000)}ms'")
+            wait_ms = max(1, int(conn.get_execution_options()[_WAIT_MS]))  # 0 would mean no limit
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{wait_ms}ms'")
             conn.exec_driver_sql(f"SET LOCAL statement_timeout = '{ACK_STATEMENT}'")
 
     return engine
@@ -118,11 +120,11 @@ def read(engine: Engine) -> Iterator[Session]:
 
 
 @contextmanager
-def ack_write(engine: Engine) -> Iterator[Session]:
-    """A write that runs before Slack's ack: waits about ACK_WAIT for its locks, then raises Busy
-    (rolled back: nothing written). Everything inside commits together, as in `transaction`."""
+def ack_write(engine: Engine, wait: float = ACK_WAIT) -> Iterator[Session]:
+    """A write that runs before Slack's ack: waits about `wait` seconds (ACK_WAIT) for its locks, then
+    raises Busy (rolled back: nothing written). Everything inside commits together, as in `transaction`."""
     try:
-        with _unit(engine, "ack") as session:
+        with _unit(engine, "ack", {_WAIT_MS: int(min(wait, ACK_WAIT) * 1000)}) as session:
             yield session
     except DBAPIError as exc:
         if is_lock_timeout(exc):
@@ -140,9 +142,9 @@ def write(engine: Engine, *, lock_wait: float | None = None):
 
 
 @contextmanager
-def _unit(engine: Engine, unit: str) -> Iterator[Session]:
+def _unit(engine: Engine, unit: str, options: dict | None = None) -> Iterator[Session]:
     with engine.connect() as conn:
-        conn.execution_options(**{_UNIT: unit})
+        conn.execution_options(**{_UNIT: unit, **(options or {})})
         with Session(bind=conn, expire_on_commit=False) as session:
             if unit == "read":
                 yield session  # closed without commit: a read has nothing to keep

@@ -12,7 +12,7 @@ from sqlalchemy import delete, insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from storage.db import ack_write, transaction
+from storage.db import ACK_WAIT, ack_write, transaction
 from storage.models import SeenDelivery
 
 WINDOW = timedelta(minutes=5)  # Slack's signature window
@@ -21,14 +21,14 @@ KEEP = WINDOW + timedelta(minutes=10)  # + a timestamp up to five minutes ahead,
 _TABLE = SeenDelivery.__table__
 
 
-def claim(db: Engine, key: str, now: datetime) -> bool:
+def claim(db: Engine, key: str, now: datetime, wait: float = ACK_WAIT) -> bool:
     """True for the first delivery with this identity; False when it was seen already.
 
     Its own short transaction (one indexed insert), so it commits before the work it guards starts.
     It runs before the ack, so it waits for the lock only briefly: storage.db.Busy when another
     writer holds it, and then nothing is claimed (the same delivery sent again is the first)."""
     try:
-        with ack_write(db) as session:
+        with ack_write(db, wait) as session:
             session.execute(insert(_TABLE).values(key=key, seen_at=now))
     except IntegrityError:
         return False

@@ -24,7 +24,7 @@ def _pg_dsn(url: str) -> str:
 def writer_holds_the_database(db_url: str) -> Iterator[None]:
     url = make_url(normalise_url(db_url))
     if url.get_backend_name() == "sqlite":
-        con = sqlite3.connect(url.database, isolation_level=None, timeout=0)
+        con = sqlite3.connect(url.database, isolation_level=None, timeout=10)  # waits out a write in flight
         try:
             con.execute("BEGIN IMMEDIATE")
             yield
