@@ -133,12 +133,8 @@ def ack_write(engine: Engine, wait: float = ACK_WAIT) -> Iterator[Session]:
 
 
 def write(engine: Engine, *, lock_wait: float | None = None):
-    """`transaction`, or `ack_write` when the caller is on the ack path (lock_wait=ACK_WAIT)."""
-    if lock_wait is None:
-        return transaction(engine)
-    if lock_wait != ACK_WAIT:
-        raise ValueError(f"lock_wait is None (wait as long as it takes) or ACK_WAIT ({ACK_WAIT} s)")
-    return ack_write(engine)
+    """`transaction` (lock_wait None: wait as long as it takes), or `ack_write` on the ack path."""
+    return transaction(engine) if lock_wait is None else ack_write(engine, lock_wait)
 
 
 @contextmanager

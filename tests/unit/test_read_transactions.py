@@ -101,3 +101,17 @@ def test_short_waits_and_read_only_end_with_their_transaction(db, db_url, clock)
     with transaction(db) as session:
         assert _lock_settings(session) == usual
         session.execute(insert(SeenDelivery.__table__).values(key="after", seen_at=clock.now()))
+
+
+def test_only_deliveries_that_change_nothing_go_on_unclaimed_when_the_database_is_held():
+    from bot.replay import changes_nothing
+    command = lambda text: {"command": "/release", "text": text, "trigger_id": "T"}  # noqa: E731
+    click = lambda action_id: {"type": "block_actions", "actions": [{"action_id": action_id}]}  # noqa: E731
+    for text in ("show REL-1", "list mine", "calendar days=7", "blackout", "blackout list", "help", "deploy REL-1",
+                 "nonsense"):
+        assert changes_nothing(command(text)), text
+    for text in ("go REL-1", "withdraw REL-1", "blackout add name=x", "blackout remove 3", "request service=a"):
+        assert not changes_nothing(command(text)), text
+    assert changes_nothing(click("deploy_start")) and changes_nothing(click("vote_nogo"))
+    assert not changes_nothing(click("vote_go")) and not changes_nothing(click("signoff"))
+    assert not changes_nothing({"type": "view_submission", "view": {"id": "V1"}})
