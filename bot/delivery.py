@@ -37,7 +37,7 @@ from commands.policy import Policy
 from commands.deploy import deployment_of
 from commands.release import approval_of, load
 from storage import outbox
-from storage.db import transaction
+from storage.db import read, transaction
 from storage.models import Outbox
 
 from bot.messages import aftercare, calendar
@@ -243,7 +243,7 @@ class Delivery:
             outbox.mark_sent(session, row, self._clock.now(), result=result)
 
     def _approval_message(self, row: Outbox) -> None:
-        with transaction(self._db) as session:
+        with read(self._db) as session:  # what to render: a writer holding the database does not hold it up
             release = load(session, row.release_id)
             st, dep = approval_of(session, release), deployment_of(session, release)
             flags = planning.open_flags(session, release.id)
@@ -279,13 +279,13 @@ class Delivery:
             raise dead
 
     def _thread_note(self, row: Outbox) -> None:
-        with transaction(self._db) as session:
+        with read(self._db) as session:
             release = load(session, row.release_id)
         self._post_in_thread(release, *aftercare.thread_note(row.payload.get("event", ""), release, row.payload))
         self._done(row)
 
     def _reminder(self, row: Outbox) -> None:
-        with transaction(self._db) as session:
+        with read(self._db) as session:
             notice = reminders.due(session, row, self._policy)
         if isinstance(notice, reminders.Skip):
             self._done(row, result=f"skipped: {notice.reason}")

@@ -7,6 +7,13 @@ would make a second blackout. Each delivery has an identity Slack gives it; the
 first delivery claims it (storage.replay), and a second one is answered "already
 done" without reaching a listener. Slack's retries (X-Slack-Retry-Num) are the
 same delivery again and are dropped without a second answer.
+
+The claim is a write before the ack, so it waits for the database only briefly
+(storage.db.ack_write). When another writer holds it longer, nothing is claimed
+and the person is told, inside the ack, that the bot is busy and nothing was
+recorded; sent again, the same request is then the first. A read (show, list,
+the calendar, a button that opens a form) changes nothing when sent twice, so it
+goes on unclaimed instead: reads never wait for a writer.
 """
 from __future__ import annotations
 
@@ -20,7 +27,14 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 from sqlalchemy.exc import SQLAlchemyError
 
+from commands.errors import InputError
+from commands.text import parse_command
 from storage import replay as seen
+from storage.db import ACK_WAIT, Busy
+
+from bot.messages.aftercare import FOLLOWUP_ACTION, RETRO_ACTION, START_DEPLOY
+from bot.messages.modal import CLASSIFY_ACTION
+from bot.messages.release import NOGO_ACTION
 
 from bot.services import Services
 
@@ -28,7 +42,10 @@ log = logging.getLogger(__name__)
 
 ALREADY_DONE = (":information_source: Already done: Slack delivered this request again, and it was handled the "
                 "first time; nothing changed.")
+BUSY = ":hourglass: releasebot is busy; nothing was recorded. Try again in a moment."
 MAX_KEY = 255  # storage.models.SeenDelivery.key
+_READ_COMMANDS = frozenset({"help", "show", "list", "calendar", "deploy"})  # deploy opens the checklist form
+_FORM_BUTTONS = frozenset({START_DEPLOY, FOLLOWUP_ACTION, RETRO_ACTION, NOGO_ACTION, CLASSIFY_ACTION})
 
 
 def identity(body: dict) -> str | None:
@@ -68,14 +85,22 @@ def register(app: App, svc: Services) -> None:
         key = identity(body)
         if key is None:
             return next_()
+        reads = changes_nothing(body)
         try:
-            first = seen.claim(svc.db, key, svc.clock.now())
+            # a read does not wait for the claim at all: unclaimed, it is still harmless
+            first = seen.claim(svc.db, key, svc.clock.now(), wait=0 if reads else ACK_WAIT)
+        except Busy:
+            if reads:
+                log.info("database busy: %s goes on unclaimed (it changes nothing)", key)
+                return next_()
+            log.warning("database busy: %s answered busy, nothing claimed", key)
+            return _busy(svc, body, executor)
         except SQLAlchemyError:
             # No database, no work either: let the listener fail and say so in its own words.
             log.exception("could not record delivery %s", key)
             return next_()
         if first:
-            req.context["ack"] = _ReleasingAck(lambda: _forget(svc, key))
+            req.context["ack"] = _ReleasingAck(lambda: _forget(svc, key, executor))
             return next_()
         if req.headers.get("x-slack-retry-num"):
             log.info("dropped Slack's retry of %s", key)
@@ -101,27 +126,70 @@ class _ReleasingAck(Ack):
         return response
 
 
-def _forget(svc: Services, key: str) -> None:
+def changes_nothing(body: dict) -> bool:
+    """A delivery that only reads or opens a form: done twice, nothing is done twice."""
+    if body.get("command"):
+        try:
+            cmd = parse_command(body.get("text", ""))
+        except InputError:
+            return True  # answered with the error in the ack
+        return cmd.name in _READ_COMMANDS or (cmd.name == "blackout" and cmd.positional[:1] == ("list",))
+    if body.get("type") == "block_actions":
+        ids = [a.get("action_id") for a in body.get("actions") or []]
+        return bool(ids) and all(i in _FORM_BUTTONS for i in ids)
+    return False
+
+
+def _forget(svc: Services, key: str, executor) -> None:
     try:
         seen.release(svc.db, key)
+    except Busy:
+        # Still held: forget it after the ack, waiting as long as that takes.
+        executor.submit(_forget_later, svc, key)
     except SQLAlchemyError:
         log.exception("could not release delivery %s", key)
 
 
+def _forget_later(svc: Services, key: str) -> None:
+    try:
+        seen.release(svc.db, key, in_ack=False)
+    except SQLAlchemyError:
+        log.exception("could not release delivery %s", key)
+
+
+def _busy(svc: Services, body: dict, executor) -> BoltResponse:
+    """Nothing was claimed or done: say so in the ack. A form stays open, as filled in, to send again."""
+    if body.get("type") == "view_submission":
+        field = _first_input(body.get("view") or {})
+        if field:
+            return Ack()(response_action="errors", errors={field: BUSY})
+    return _answer(svc, body, executor, BUSY)
+
+
+def _first_input(view: dict) -> str | None:
+    blocks = [b.get("block_id") for b in view.get("blocks") or [] if b.get("type") == "input"]
+    blocks = blocks or list(((view.get("state") or {}).get("values") or {}))
+    return next((b for b in blocks if b), None)
+
+
 def _already_done(svc: Services, body: dict, executor) -> BoltResponse:
     """Tell the person their request was already handled, the way this kind of delivery allows."""
+    return _answer(svc, body, executor, ALREADY_DONE)
+
+
+def _answer(svc: Services, body: dict, executor, text: str) -> BoltResponse:
     if body.get("command"):
-        return Ack()(text=ALREADY_DONE, response_type="ephemeral")  # the ack text is the answer
+        return Ack()(text=text, response_type="ephemeral")  # the ack text is the answer
     user = (body.get("user") or {}).get("id")
     if body.get("response_url"):
         url = body["response_url"]
         executor.submit(_tell_safely, lambda: WebhookClient(url).send(
-            text=ALREADY_DONE, response_type="ephemeral", replace_original=False))
+            text=text, response_type="ephemeral", replace_original=False))
     elif body.get("type") == "view_submission" and user:
         # The modal closed the first time; say it where the modal was opened from.
         channel = _metadata(body).get("channel") or svc.config.release_channel
         executor.submit(_tell_safely, lambda: svc.client.chat_postEphemeral(
-            channel=channel, user=user, text=ALREADY_DONE))
+            channel=channel, user=user, text=text))
     return BoltResponse(status=200, body="")
 
 
@@ -137,4 +205,4 @@ def _tell_safely(send: Callable[[], object]) -> None:
     try:
         send()
     except (SlackApiError, OSError) as exc:
-        log.warning("could not tell the user their request was already done: %s", exc)
+        log.warning("could not answer the user: %s", exc)

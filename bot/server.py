@@ -21,6 +21,8 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from storage.db import read
+
 from bot.api import api_app
 from bot.feed import feed_app
 from bot.services import Services
@@ -63,8 +65,8 @@ def wsgi_app(app: App, db: Engine, svc: Services) -> Callable:
             return calendar(environ, start_response)
         if path == "/healthz":
             try:
-                with db.connect() as conn:
-                    conn.execute(text("SELECT 1"))
+                with read(db) as session:  # a health check never waits behind a writer
+                    session.execute(text("SELECT 1"))
                 status, body = "200 OK", b"ok\n"
             except Exception:  # noqa: BLE001 - health checks answer, they do not raise
                 status, body = "503 Service Unavailable", b"database unavailable\n"

@@ -6,13 +6,13 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from calendars.ics import FeedEvent
 from calendars.timeparse import zone
 from commands.errors import InputError
 from commands.planning import MAX_OCCURRENCE, MAX_RELEASE
 from commands.states import CANCELLED
+from storage.db import read
 from storage.models import Blackout, BlackoutOccurrence, CalendarSubscription, Release
 
 FEED_PAST = timedelta(days=90)
@@ -33,7 +33,7 @@ def agenda(db: Engine, now: datetime, days: int = 14, service: str | None = None
     if not 1 <= days <= 92:
         raise InputError("days must be from 1 to 92", field="days", form="/release calendar [days=14] [service=…]")
     end = now + timedelta(days=days)
-    with Session(db, expire_on_commit=False) as session:
+    with read(db) as session:
         q = (select(Release).where(Release.start_at > now - MAX_RELEASE, Release.start_at < end, Release.end_at > now,
                                    Release.state != CANCELLED).order_by(Release.start_at))
         if service:
@@ -52,7 +52,7 @@ def agenda(db: Engine, now: datetime, days: int = 14, service: str | None = None
 def feed_events(db: Engine, now: datetime, service: str | None = None) -> list[FeedEvent]:
     """Releases and blackouts as feed events. UIDs never change; SEQUENCE is the row's revision."""
     out: list[FeedEvent] = []
-    with Session(db) as session:
+    with read(db) as session:
         q = select(Release).where(Release.start_at > now - FEED_PAST, Release.start_at < now + FEED_AHEAD)
         if service:
             q = q.where(Release.service == service)
@@ -119,8 +119,8 @@ def feed_revision(db: Engine, now: datetime, service: str | None = None) -> Feed
                + agg(subscribed, func.count(BlackoutOccurrence.id), func.min(BlackoutOccurrence.id),
                      func.max(BlackoutOccurrence.id), func.min(BlackoutOccurrence.start_at),
                      func.max(BlackoutOccurrence.start_at)))
-    with db.connect() as conn:
-        row = tuple(conn.execute(select(*columns)).one())
+    with read(db) as session:  # a feed poll never waits for (or takes) the write lock
+        row = tuple(session.execute(select(*columns)).one())
     stamps = [v for v in (row[1], row[4], row[5], row[7]) if isinstance(v, datetime)]
     fingerprint = (now.isoformat(), service or "") + tuple(str(v) for v in row)
     return FeedRevision(fingerprint, max([now, *stamps]))

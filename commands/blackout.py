@@ -25,7 +25,7 @@ from commands.policy import Policy
 from commands.request import AHEAD_TEXT, MAX_AHEAD
 from commands.text import MAX_ID
 from storage import audit, outbox
-from storage.db import transaction
+from storage.db import read, transaction
 from storage.models import Blackout, BlackoutOccurrence, CalendarSubscription
 
 HORIZON = timedelta(days=400)  # occurrences kept ahead; the scheduler's refresh rolls it forward
@@ -189,13 +189,13 @@ def remove_blackout(db: Engine, actor: Actor, blackout_id: int, clock: Clock, re
 
 
 def list_blackouts(db: Engine, now: datetime) -> list[tuple[Blackout, list[Occurrence]]]:
-    with Session(db, expire_on_commit=False) as session:
+    with read(db) as session:
         rows = list(session.scalars(select(Blackout).where(Blackout.removed_at.is_(None)).order_by(Blackout.id)))
     return [(b, occurrences_of(db, b.id, now, limit=2)) for b in rows]
 
 
 def occurrences_of(db: Engine, blackout_id: int, after: datetime, limit: int = 3) -> list[Occurrence]:
-    with Session(db) as session:
+    with read(db) as session:
         rows = session.scalars(select(BlackoutOccurrence)
                                .where(BlackoutOccurrence.blackout_id == blackout_id,
                                       BlackoutOccurrence.end_at > after)
@@ -310,7 +310,7 @@ def subscribe(db: Engine, actor: Actor, raw: Mapping[str, str], clock: Clock, po
 
 
 def due_subscriptions(db: Engine) -> list[CalendarSubscription]:
-    with Session(db, expire_on_commit=False) as session:
+    with read(db) as session:
         return list(session.scalars(select(CalendarSubscription).where(CalendarSubscription.removed_at.is_(None))))
 
 
@@ -334,7 +334,7 @@ CUT_SHORT = ("cut short: it makes more occurrences than the bot keeps (at most {
 
 def _expand(db: Engine, sub_id: int, body: str, now: datetime) -> ics.Expansion:
     """Outside any write transaction: a big calendar must not hold locks while it is expanded."""
-    with Session(db) as session:
+    with read(db) as session:
         tz = session.scalars(select(Blackout.tz).where(Blackout.subscription_id == sub_id)).one()
     return ics.expand_calendar(body, now - MAX_OCCURRENCE, now + HORIZON, tz)
 
@@ -365,7 +365,7 @@ def _apply_body(db: Engine, sub_id: int, body: str, now: datetime, policy: Polic
 
 def subscription_status(db: Engine) -> dict[int, str]:
     """Carrier blackout id -> what people should know about its calendar (failing, cut short)."""
-    with Session(db) as session:
+    with read(db) as session:
         rows = session.execute(select(Blackout.id, CalendarSubscription.last_error)
                                .join(CalendarSubscription, Blackout.subscription_id == CalendarSubscription.id)
                                .where(CalendarSubscription.last_error.is_not(None)))

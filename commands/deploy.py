@@ -27,7 +27,7 @@ from commands.classification import controls
 from commands.policy import Policy
 from commands.release import APPROVED, current_votes, load, snapshot
 from commands.states import DEPLOYING, FAILED, IN_FLIGHT, ROLLED_BACK, ROLLING_BACK, STABILISING
-from storage.db import transaction
+from storage.db import read
 from storage.models import Deployment, Release, Task
 
 OUTCOMES = ("success", "rolled_back", "failed")
@@ -153,7 +153,7 @@ def gate_reasons(release: Release, session: Session, who: Deployer, now: datetim
 
 def check_gate(db: Engine, release_id: int, who: Deployer, clock: Clock, checklist: Mapping[str, bool],
                policy: Policy) -> list[str]:
-    with transaction(db) as session:
+    with read(db) as session:
         return gate_reasons(load(session, release_id), session, who, clock.now(), checklist, policy)
 
 
@@ -352,12 +352,12 @@ def _owe_aftercare(session: Session, release: Release, dep: Deployment, outcome:
 
 
 def release_state(db: Engine, release_id: int) -> str:
-    with transaction(db) as session:
+    with read(db) as session:
         return load(session, release_id).state
 
 
 def never_approved(db: Engine, release_id: int) -> bool:
-    with transaction(db) as session:
+    with read(db) as session:
         return load(session, release_id).approval_seq == 0
 
 

@@ -27,7 +27,7 @@ from commands.policy import Policy
 from commands.request import Draft, validate
 from commands.states import APPROVED, CANCELLED, LIVE_STATES, PENDING
 from storage import audit
-from storage.db import is_postgres, transaction
+from storage.db import is_postgres, read, write
 from storage.models import AuditEvent, Deployment, NonConformance, Release, ReleaseFlag, SignOff, Task, Vote
 
 
@@ -197,11 +197,14 @@ def schedule_nudge(session: Session, release: Release, now: datetime, policy: Po
 
 
 def request_release(db: Engine, actor: Actor, raw: Mapping[str, str | None], answers: Answers | None,
-                    clock: Clock, policy: Policy, request_key: str | None = None) -> Outcome:
+                    clock: Clock, policy: Policy, request_key: str | None = None,
+                    lock_wait: float | None = None) -> Outcome:
+    """`lock_wait`: storage.db.ACK_WAIT when the caller must answer within Slack's ack; it raises
+    storage.db.Busy, having written nothing, if another writer holds the database that long."""
     now = clock.now()
     draft = validate(raw, answers, policy, now)
     try:
-        with transaction(db) as session:
+        with write(db, lock_wait=lock_wait) as session:
             if request_key:
                 existing = session.exec(select(Release).where(Release.request_key == request_key)).first()
                 if existing:
@@ -231,7 +234,7 @@ def request_release(db: Engine, actor: Actor, raw: Mapping[str, str | None], ans
                 _emergency_frequency(session, release, actor.user_id, now)
     except IntegrityError:
         # Two deliveries of the same request raced; the other one created it.
-        with transaction(db) as session:
+        with read(db) as session:
             existing = session.exec(select(Release).where(Release.request_key == request_key)).first()
             if existing is None:
                 raise
@@ -424,7 +427,7 @@ class ReleaseRecord:
 
 
 def show_release(db: Engine, release_id: int) -> ReleaseRecord:
-    with Session(db, expire_on_commit=False) as session:
+    with read(db) as session:
         release = load(session, release_id)
         rid = release.id
 
@@ -449,5 +452,5 @@ def list_releases(db: Engine, actor: Actor, which: str | None, clock: Clock, lim
                      .order_by(Release.id.desc())
     else:
         query = query.order_by(Release.id.desc())
-    with Session(db, expire_on_commit=False) as session:
+    with read(db) as session:
         return list(session.exec(query.limit(limit)))

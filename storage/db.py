@@ -1,10 +1,18 @@
 """Engine and transactions.
 
-SQLite is the embedded default: WAL so readers never wait for the writer, and
-every transaction starts with BEGIN IMMEDIATE so two writers serialise at the
-start instead of failing at commit with "database is locked". PostgreSQL is
-used when several bot processes share one database; there, rows that must be
-decided one at a time are taken with SELECT … FOR UPDATE.
+SQLite is the embedded default: WAL, so readers never wait for the writer. A
+transaction that writes starts with BEGIN IMMEDIATE, so two writers serialise
+at the start instead of failing at commit with "database is locked"; one that
+only reads (`read`) is a plain deferred BEGIN and takes no write lock at all.
+PostgreSQL is used when several bot processes share one database; there, rows
+that must be decided one at a time are taken with SELECT … FOR UPDATE, and a
+read is a READ ONLY transaction.
+
+How long a transaction waits for a lock depends on who is waiting. Work after
+Slack's ack waits as long as it takes (LONG_WAIT). A write before the ack
+(`ack_write`: a replay claim, a form that must stay open to show errors) waits
+about ACK_WAIT and then raises Busy, having written nothing, so the person is
+told "busy, try again" inside Slack's three seconds instead of after thirty.
 """
 from __future__ import annotations
 
@@ -13,9 +21,22 @@ from typing import Iterator
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 DEFAULT_URL = "sqlite:///releasebot.db"
+LONG_WAIT = 30.0  # seconds: after-ack work, the scheduler, the CLI
+ACK_WAIT = 1.0  # seconds: a write that runs before the ack (Slack allows three in all)
+ACK_STATEMENT = "2s"  # PostgreSQL: no single statement of an ack-path write runs longer
+
+_UNIT = "releasebot_unit"  # connection execution option: "write" (default), "read" or "ack"
+_WAIT_MS = "releasebot_wait_ms"  # connection execution option: an "ack" unit's lock wait
+_RESET = "releasebot_reset"  # connection info flag: undo this unit's settings when the connection goes back
+_BUSY_SQLSTATES = {"55P03", "57014"}  # lock_not_available, query_canceled (statement_timeout)
+
+
+class Busy(Exception):
+    """The lock could not be had within an ack-path write's short wait; nothing was written."""
 
 
 def normalise_url(url: str) -> str:
@@ -31,7 +52,7 @@ def make_engine(url: str = DEFAULT_URL, *, pool_size: int = 10) -> Engine:
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": LONG_WAIT})
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn, _record):
@@ -40,15 +61,44 @@ def make_engine(url: str = DEFAULT_URL, *, pool_size: int = 10) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={int(LONG_WAIT * 1000)}")
             cur.close()
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn):
+            unit = conn.get_execution_options().get(_UNIT, "write")
+            if unit == "read":
+                conn.info[_RESET] = True
+                conn.exec_driver_sql("BEGIN")  # deferred: a WAL snapshot, no write lock
+                conn.exec_driver_sql("PRAGMA query_only=ON")
+                return
+            if unit == "ack":
+                conn.info[_RESET] = True
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={int(conn.get_execution_options()[_WAIT_MS])}")
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
+        @event.listens_for(engine, "checkin")
+        def _on_checkin(dbapi_conn, record):
+            # A pooled connection goes back as a writer with the long wait, whatever its last unit was.
+            if dbapi_conn is not None and record.info.pop(_RESET, False):
+                dbapi_conn.execute("PRAGMA query_only=OFF")
+                dbapi_conn.execute(f"PRAGMA busy_timeout={int(LONG_WAIT * 1000)}")
+
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
+
+    @event.listens_for(engine, "begin")
+    def _on_begin_pg(conn):
+        # SET TRANSACTION / SET LOCAL last as long as the transaction: nothing to undo afterwards.
+        unit = conn.get_execution_options().get(_UNIT, "write")
+        if unit == "read":
+            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+        elif unit == "ack":
+            wait_ms = max(1, int(conn.get_execution_options()[_WAIT_MS]))  # 0 would mean no limit
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{wait_ms}ms'")
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = '{ACK_STATEMENT}'")
+
+    return engine
 
 
 @contextmanager
@@ -57,6 +107,54 @@ def transaction(engine: Engine) -> Iterator[Session]:
     with Session(engine, expire_on_commit=False) as session:
         with session.begin():
             yield session
+
+
+@contextmanager
+def read(engine: Engine) -> Iterator[Session]:
+    """A read-only unit: never waits for a writer (SQLite) and cannot write (both databases).
+
+    For everything that only looks: show, list, the agenda and feed, the gate's check, what delivery
+    renders, the reads that open a form."""
+    with _unit(engine, "read") as session:
+        yield session
+
+
+@contextmanager
+def ack_write(engine: Engine, wait: float = ACK_WAIT) -> Iterator[Session]:
+    """A write that runs before Slack's ack: waits about `wait` seconds (ACK_WAIT) for its locks, then
+    raises Busy (rolled back: nothing written). Everything inside commits together, as in `transaction`."""
+    try:
+        with _unit(engine, "ack", {_WAIT_MS: int(min(wait, ACK_WAIT) * 1000)}) as session:
+            yield session
+    except DBAPIError as exc:
+        if is_lock_timeout(exc):
+            raise Busy(str(exc.orig)) from exc
+        raise
+
+
+def write(engine: Engine, *, lock_wait: float | None = None):
+    """`transaction` (lock_wait None: wait as long as it takes), or `ack_write` on the ack path."""
+    return transaction(engine) if lock_wait is None else ack_write(engine, lock_wait)
+
+
+@contextmanager
+def _unit(engine: Engine, unit: str, options: dict | None = None) -> Iterator[Session]:
+    with engine.connect() as conn:
+        conn.execution_options(**{_UNIT: unit, **(options or {})})
+        with Session(bind=conn, expire_on_commit=False) as session:
+            if unit == "read":
+                yield session  # closed without commit: a read has nothing to keep
+            else:
+                with session.begin():
+                    yield session
+
+
+def is_lock_timeout(exc: DBAPIError) -> bool:
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) in _BUSY_SQLSTATES:
+        return True
+    # sqlite3: SQLITE_BUSY (another connection holds the lock) or SQLITE_LOCKED
+    return getattr(orig, "sqlite_errorcode", None) in (5, 6) or "database is locked" in str(orig)
 
 
 def is_postgres(engine: Engine) -> bool:

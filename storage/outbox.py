@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from storage.db import is_postgres, transaction
+from storage.db import is_postgres, read, transaction
 from storage.models import Outbox, UTCDateTime
 
 LEASE = timedelta(seconds=60)
@@ -110,5 +110,5 @@ def unsent(engine: Engine, dead_only: bool = False, limit: int = 500) -> list[Ou
     query = select(Outbox).where(Outbox.sent_at.is_(None))
     if dead_only:
         query = query.where(Outbox.dead_at.is_not(None))
-    with Session(engine) as session:
+    with read(engine) as session:
         return list(session.scalars(query.order_by(Outbox.id).limit(limit)))

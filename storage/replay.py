@@ -12,6 +12,7 @@ from sqlalchemy import delete, insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from storage.db import ACK_WAIT, ack_write, transaction
 from storage.models import SeenDelivery
 
 WINDOW = timedelta(minutes=5)  # Slack's signature window
@@ -20,22 +21,25 @@ KEEP = WINDOW + timedelta(minutes=10)  # + a timestamp up to five minutes ahead,
 _TABLE = SeenDelivery.__table__
 
 
-def claim(db: Engine, key: str, now: datetime) -> bool:
+def claim(db: Engine, key: str, now: datetime, wait: float = ACK_WAIT) -> bool:
     """True for the first delivery with this identity; False when it was seen already.
 
-    Its own short transaction (one indexed insert), so it commits before the work it guards starts."""
+    Its own short transaction (one indexed insert), so it commits before the work it guards starts.
+    It runs before the ack, so it waits for the lock only briefly: storage.db.Busy when another
+    writer holds it, and then nothing is claimed (the same delivery sent again is the first)."""
     try:
-        with db.begin() as conn:
-            conn.execute(insert(_TABLE).values(key=key, seen_at=now))
+        with ack_write(db, wait) as session:
+            session.execute(insert(_TABLE).values(key=key, seen_at=now))
     except IntegrityError:
         return False
     return True
 
 
-def release(db: Engine, key: str) -> None:
-    """Forget a claim whose delivery did nothing (a form sent back with errors may be submitted again)."""
-    with db.begin() as conn:
-        conn.execute(delete(_TABLE).where(_TABLE.c.key == key))
+def release(db: Engine, key: str, *, in_ack: bool = True) -> None:
+    """Forget a claim whose delivery did nothing (a form sent back with errors may be submitted again).
+    In the ack (the default) it waits only briefly and raises Busy; after the ack, as long as it takes."""
+    with (ack_write(db) if in_ack else transaction(db)) as session:
+        session.execute(delete(_TABLE).where(_TABLE.c.key == key))
 
 
 def prune(db: Engine, now: datetime) -> int:

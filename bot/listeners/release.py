@@ -18,10 +18,13 @@ from commands.aftercare import record_task, sign_off
 from commands.deploy import Deployer, decide_rollback, finish_deployment
 from commands.vote import cast_vote, withdraw_vote
 
+from storage.db import ACK_WAIT, Busy
+
 from bot.listeners import calendar, deploy
 from bot.listeners.common import ephemeral, just_ack, run
 from bot.messages import modal
 from bot.messages.release import error_text, help_text, list_message, record_message
+from bot.replay import BUSY
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -76,9 +79,12 @@ def register(app: App, svc: Services) -> None:
             # and the view id makes a double submit find the release it made.
             # Requesting needs no role, so no role lookup (and no Slack call) here.
             outcome = request_release(svc.db, Actor(body["user"]["id"]), raw, answers, svc.clock, svc.policy,
-                                      request_key=f"view:{view['id']}")
+                                      request_key=f"view:{view['id']}", lock_wait=ACK_WAIT)
         except FieldErrors as exc:
             ack(response_action="errors", errors=modal.field_errors(exc.errors))
+            return
+        except Busy:  # another writer holds the database: nothing written, the form stays open to send again
+            ack(response_action="errors", errors={"summary": BUSY})
             return
         except Exception:  # noqa: BLE001 - keep the form open with a sentence, log the rest
             log.exception("request form failed")
