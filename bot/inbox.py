@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 CARRIED = ("outcome",)
 # A row whose work killed its process this many times is given up on instead of killing the next one.
 MAX_ATTEMPTS = 5
-BUSY = (":hourglass_flowing_sand: The bot is busy and could not take this just now; nothing was done. "
-        "Please try again in a moment.")
+BUSY = (":hourglass_flowing_sand: The bot is busy and could not take this just now. Please try again in a "
+        "moment; trying again never does it twice.")
 
 
 def stream_of(body: dict) -> Optional[str]:
@@ -77,17 +77,7 @@ class Inbox:
             except SQLAlchemyError:
                 log.exception("could not release delivery %s", key)
         log.warning("inbox busy; told the person to try again (%s)", key)
-        if body.get("command"):
-            return BoltResponse(status=200, body={"response_type": "ephemeral", "text": BUSY})
-        if body.get("type") == "view_submission":
-            blocks = list((((body.get("view") or {}).get("state") or {}).get("values") or {}).keys())
-            if blocks:  # the form stays open, with the sentence on its first field
-                return BoltResponse(status=200, body={"response_action": "errors", "errors": {blocks[0]: BUSY}})
-        if body.get("response_url"):
-            url = body["response_url"]
-            self._executor.submit(_quietly, lambda: WebhookClient(url).send(
-                text=BUSY, response_type="ephemeral", replace_original=False))
-        return BoltResponse(status=200, body="")
+        return busy_answer(body, self._executor)
 
     # ---- workers ----------------------------------------------------------------------------------------
 
@@ -188,6 +178,21 @@ def install(app: App, svc: Services, executor: Executor, workers: int, lease: ti
 
     runner.run = run_or_busy
     return box
+
+
+def busy_answer(body: dict, executor: Executor) -> BoltResponse:
+    """The answer when the database did not take a delivery in time: nothing was done, say so in the ack."""
+    if body.get("command"):
+        return BoltResponse(status=200, body={"response_type": "ephemeral", "text": BUSY})
+    if body.get("type") == "view_submission":
+        blocks = list((((body.get("view") or {}).get("state") or {}).get("values") or {}).keys())
+        if blocks:  # the form stays open, with the sentence on its first field
+            return BoltResponse(status=200, body={"response_action": "errors", "errors": {blocks[0]: BUSY}})
+    if body.get("response_url"):
+        url = body["response_url"]
+        executor.submit(_quietly, lambda: WebhookClient(url).send(
+            text=BUSY, response_type="ephemeral", replace_original=False))
+    return BoltResponse(status=200, body="")
 
 
 def _quietly(send: Callable[[], object]) -> None:

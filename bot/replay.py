@@ -21,6 +21,7 @@ from slack_sdk.webhook import WebhookClient
 from sqlalchemy.exc import SQLAlchemyError
 
 from storage import replay as seen
+from storage.inbox import Busy
 
 from bot.services import Services
 
@@ -70,6 +71,11 @@ def register(app: App, svc: Services) -> None:
             return next_()
         try:
             first = seen.claim(svc.db, key, svc.clock.now())
+        except Busy:
+            # Nothing was claimed or done: the person is told to try again inside Slack's deadline.
+            from bot.inbox import busy_answer  # bot.inbox imports this module
+            log.warning("database busy; told the sender of %s to try again", key)
+            return busy_answer(body, executor)
         except SQLAlchemyError:
             # No database, no work either: let the listener fail and say so in its own words.
             log.exception("could not record delivery %s", key)

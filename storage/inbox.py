@@ -12,12 +12,13 @@ earlier one of its stream is not done.
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, text, update
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session
 
 from storage.db import is_postgres, transaction
@@ -28,8 +29,8 @@ LOCK_WAIT_MS = 1000
 KEEP_DONE = timedelta(days=1)
 
 
-class Busy(Exception):
-    """The database did not take the row within LOCK_WAIT_MS: nothing was recorded."""
+class Busy(SQLAlchemyError):
+    """The database was held past LOCK_WAIT_MS: nothing in this transaction was written."""
 
 
 _t = InboxRow.__table__
@@ -49,11 +50,10 @@ _BACK = (update(_t).where(_t.c.id == bindparam("row_id"), _t.c.claim_token == bi
          .values(claimed_until=None, attempts=_t.c.attempts - 1))
 
 
-def put(engine: Engine, *, kind: str, body: dict[str, Any], context: dict[str, Any], now: datetime,
-        stream: Optional[str] = None) -> int:
-    """Record one delivery's work; its id. Raises Busy when the database is held past LOCK_WAIT_MS."""
-    values = dict(kind=kind[:100], stream=stream[:60] if stream else None, body=body, context=context,
-                  received_at=now, attempts=0)
+@contextmanager
+def quick(engine: Engine) -> Iterator[Connection]:
+    """A transaction for the ack path: it waits for another writer's lock at most LOCK_WAIT_MS, then
+    raises Busy (nothing written) while Slack still waits for the answer."""
     with engine.connect() as conn:
         raw = conn.connection.dbapi_connection if not is_postgres(engine) else None
         before = None
@@ -64,12 +64,21 @@ def put(engine: Engine, *, kind: str, body: dict[str, Any], context: dict[str, A
             with conn.begin():
                 if raw is None:
                     conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_WAIT_MS}ms'"))
-                return conn.execute(insert(_t).values(**values)).inserted_primary_key[0]
+                yield conn
         except OperationalError as exc:
             raise Busy(str(exc.orig)) from exc
         finally:
             if raw is not None:
                 raw.execute(f"PRAGMA busy_timeout={before}")
+
+
+def put(engine: Engine, *, kind: str, body: dict[str, Any], context: dict[str, Any], now: datetime,
+        stream: Optional[str] = None) -> int:
+    """Record one delivery's work; its id. Raises Busy when the database is held past LOCK_WAIT_MS."""
+    values = dict(kind=kind[:100], stream=stream[:60] if stream else None, body=body, context=context,
+                  received_at=now, attempts=0)
+    with quick(engine) as conn:
+        return conn.execute(insert(_t).values(**values)).inserted_primary_key[0]
 
 
 def claim(engine: Engine, now: datetime, lease: timedelta = LEASE, *, row_id: Optional[int] = None,

@@ -69,10 +69,14 @@ _REQUEUE = (update(_t).where(_t.c.id == bindparam("row_id"), _t.c.dead_at.is_not
             .values(dead_at=None, claimed_until=None, claim_token=None))
 
 
-def claim_due(engine: Engine, now: datetime, limit: int = 50, lease: timedelta = LEASE) -> list[Outbox]:
+def claim_due(engine: Engine, now: datetime, limit: int = 50, lease: timedelta = LEASE,
+              stream: Optional[str] = None) -> list[Outbox]:
+    """Claim due rows; only those of `stream` when given (what one change queued for its release)."""
     token = uuid.uuid4().hex
     with transaction(engine) as session:
         query = _DUE_SKIP_LOCKED if is_postgres(engine) else _DUE
+        if stream is not None:
+            query = query.where(_t.c.stream == stream)
         ids = list(session.execute(query, {"now": now, "limit": limit}).scalars())
         if not ids:
             return []

@@ -23,9 +23,11 @@ _TABLE = SeenDelivery.__table__
 def claim(db: Engine, key: str, now: datetime) -> bool:
     """True for the first delivery with this identity; False when it was seen already.
 
-    Its own short transaction (one indexed insert), so it commits before the work it guards starts."""
+    Its own short transaction (one indexed insert), so it commits before the work it guards starts. It is
+    on the ack path, so it waits for another writer only briefly: storage.inbox.Busy past that."""
+    from storage.inbox import quick
     try:
-        with db.begin() as conn:
+        with quick(db) as conn:
             conn.execute(insert(_TABLE).values(key=key, seen_at=now))
     except IntegrityError:
         return False
@@ -33,8 +35,10 @@ def claim(db: Engine, key: str, now: datetime) -> bool:
 
 
 def release(db: Engine, key: str) -> None:
-    """Forget a claim whose delivery did nothing (a form sent back with errors may be submitted again)."""
-    with db.begin() as conn:
+    """Forget a claim whose delivery did nothing (a form sent back with errors may be submitted again).
+    On the ack path too: a brief wait, storage.inbox.Busy past it."""
+    from storage.inbox import quick
+    with quick(db) as conn:
         conn.execute(delete(_TABLE).where(_TABLE.c.key == key))
 
 

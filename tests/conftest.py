@@ -144,8 +144,10 @@ class RunningBot:
         self.executor = executor
 
     def idle(self) -> None:
-        """Wait until every listener has finished its after-ack work."""
+        """Wait until every listener has finished its after-ack work, and the calendar fetches it asked for."""
+        from bot import calendar_sync
         self.executor.wait_idle()
+        calendar_sync.wait_idle()
 
     def command(self, text: str, user: str, **kw):
         response = self.slack.command(text, user=user, **kw)

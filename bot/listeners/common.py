@@ -6,9 +6,11 @@ from typing import Callable
 
 from slack_sdk.errors import SlackApiError
 
+from commands import announce
 from commands.errors import InputError
 from commands.outcome import Outcome
 from commands.text import USAGE
+from storage.models import Release
 
 from bot.messages.common import esc
 from bot.messages.release import error_text
@@ -38,7 +40,7 @@ def run(svc: Services, tell: Callable[[str], None], work: Callable[[], Outcome |
         return
     _tell(tell, esc(outcome.message))
     if outcome.changed:
-        kick(svc)
+        kick(svc, outcome.release)
 
 
 def ephemeral(client, channel: str, user: str) -> Callable[[str], None]:
@@ -51,11 +53,17 @@ def just_ack(ack) -> None:
     ack()
 
 
-def kick(svc: Services) -> None:
-    """Send what this change queued now, instead of at the next scheduler tick.
-    Failure is fine: the rows stay in the outbox for the scheduler."""
+def kick(svc: Services, release: Release | None) -> None:
+    """Send what this change queued for its release now, instead of at the next scheduler tick.
+
+    Only that release's stream, on the actor's own worker: other people's rows (and a
+    slow channel's backlog) are the delivery loop's, so one click never waits for them.
+    A change without a release leaves its rows to the scheduler's next tick. Failure is
+    fine: the rows stay in the outbox for the scheduler."""
+    if release is None:
+        return
     try:
-        svc.delivery.run_once()
+        svc.delivery.run_once(stream=announce.stream(release))
     except Exception:  # noqa: BLE001
         log.exception("immediate delivery failed; the scheduler will retry")
 
