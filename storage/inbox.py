@@ -45,9 +45,6 @@ _CLAIM = (update(_t).where(_t.c.id == bindparam("row_id"), _claimable)
                   attempts=_t.c.attempts + 1))
 _DONE = (update(_t).where(_t.c.id == bindparam("row_id"), _t.c.claim_token == bindparam("token"))
          .values(done_at=bindparam("at", type_=UTCDateTime()), claimed_until=None, result=bindparam("outcome")))
-_BACK = (update(_t).where(_t.c.id == bindparam("row_id"), _t.c.claim_token == bindparam("token"),
-                          _t.c.done_at.is_(None))
-         .values(claimed_until=None, attempts=_t.c.attempts - 1))
 
 
 @contextmanager
@@ -108,12 +105,6 @@ def finish(engine: Engine, row: InboxRow, now: datetime, result: str = "done") -
     with transaction(engine) as session:
         return session.execute(_DONE, {"row_id": row.id, "token": row.claim_token, "at": now,
                                        "outcome": result[:200]}).rowcount == 1
-
-
-def hand_back(engine: Engine, row: InboxRow) -> None:
-    """Not started after all (shutting down): claimable again at once, the try not counted."""
-    with transaction(engine) as session:
-        session.execute(_BACK, {"row_id": row.id, "token": row.claim_token})
 
 
 def waiting(engine: Engine, now: datetime) -> int:
