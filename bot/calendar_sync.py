@@ -59,7 +59,7 @@ def sync_soon(svc, then: Callable[[], None] | None = None) -> None:
         _queued.add_done_callback(lambda _f: _after(then))
 
 
-def wait_idle(timeout: float = 10.0) -> None:
+def wait_idle(timeout: float = 30.0) -> None:
     """Tests: wait until every sync asked for has run and told its person."""
     with _lock:
         if not _lock.wait_for(lambda: _pending == 0, timeout):

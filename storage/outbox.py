@@ -15,8 +15,10 @@ when an operator re-queues it (`releasebot outbox --retry ID`).
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -38,7 +40,24 @@ def enqueue(session: Session, *, key: str, kind: str, at: datetime, release_id: 
     dialect = session.get_bind().dialect.name
     ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = ins(Outbox).values(**values).on_conflict_do_nothing(index_elements=["key"])
-    return session.execute(stmt).rowcount == 1
+    added = session.execute(stmt).rowcount == 1
+    queued = _queued.get()
+    if added and queued is not None:
+        queued.append(key)
+    return added
+
+
+_queued: ContextVar[Optional[list[str]]] = ContextVar("outbox_queued", default=None)
+
+
+@contextmanager
+def collecting() -> Iterator[list[str]]:
+    """The keys of the rows enqueued inside this block (on this thread): what one change queued."""
+    token = _queued.set([])
+    try:
+        yield _queued.get()
+    finally:
+        _queued.reset(token)
 
 
 # Built once: constructing these expressions costs more than running them.
@@ -70,13 +89,13 @@ _REQUEUE = (update(_t).where(_t.c.id == bindparam("row_id"), _t.c.dead_at.is_not
 
 
 def claim_due(engine: Engine, now: datetime, limit: int = 50, lease: timedelta = LEASE,
-              stream: Optional[str] = None) -> list[Outbox]:
-    """Claim due rows; only those of `stream` when given (what one change queued for its release)."""
+              keys: Optional[list[str]] = None) -> list[Outbox]:
+    """Claim due rows; only those with these keys when given (what one change queued)."""
     token = uuid.uuid4().hex
     with transaction(engine) as session:
         query = _DUE_SKIP_LOCKED if is_postgres(engine) else _DUE
-        if stream is not None:
-            query = query.where(_t.c.stream == stream)
+        if keys is not None:
+            query = query.where(_t.c.key.in_(keys))
         ids = list(session.execute(query, {"now": now, "limit": limit}).scalars())
         if not ids:
             return []
