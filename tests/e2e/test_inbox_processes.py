@@ -16,7 +16,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from bot.messages.release import GO_ACTION
-from storage.models import AuditEvent, Release, Vote
+from storage.models import AuditEvent, InboxRow, Release, Vote
 
 from conftest import SIGNING_SECRET
 from test_process import ROOT
@@ -100,6 +100,9 @@ def test_kill_9_in_a_burst_loses_no_acknowledged_request_or_vote(emulator, db_ur
             assert sorted(v.release_id for v in votes) == sorted(ids) and {v.voter_id for v in votes} == {"U0RM"}
             assert s.scalar(select(func.count()).select_from(AuditEvent)
                             .where(AuditEvent.action == "vote_go")) == 20
-        assert third.terminate() == 0
+        assert third.terminate() == 0  # SIGTERM: the rows under way finish and are marked done
     finally:
         third.close()
+    with Session(db) as s:
+        rows = list(s.exec(select(InboxRow)))
+    assert len(rows) == acked + votes_acked and all(r.done_at is not None for r in rows)
