@@ -39,8 +39,9 @@ def enqueue(session: Session, *, key: str, kind: str, at: datetime, release_id: 
                   due_at=due_at or at, attempts=0, stream=stream)
     dialect = session.get_bind().dialect.name
     ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = ins(Outbox).values(**values).on_conflict_do_nothing(index_elements=["key"])
-    added = session.execute(stmt).rowcount == 1
+    stmt = ins(Outbox).values(**values).on_conflict_do_nothing(index_elements=["key"]).returning(Outbox.id)
+    # The returned id, not rowcount: with RETURNING, psycopg's rowcount is not the rows inserted.
+    added = session.execute(stmt).first() is not None
     queued = _queued.get()
     if added and queued is not None:
         queued.append(key)
