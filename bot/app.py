@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 import secrets
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 
 from slack_bolt import App
 from slack_bolt.authorization import AuthorizeResult
 
-from bot import replay
+from bot import inbox, replay
 from bot.listeners import deploy, release, vote
 from bot.services import Services
 
 
-def build_app(svc: Services, listener_executor: Executor | None = None) -> App:
+def build_app(svc: Services, listener_executor: Executor | None = None, inbox_lease=None) -> App:
+    """The app; `app.inbox` (bot.inbox.Inbox) is what the scheduler sweeps and shutdown stops."""
+    if listener_executor is None:
+        listener_executor = ThreadPoolExecutor(max_workers=svc.config.workers, thread_name_prefix="listener")
     app = App(
         client=svc.client,
         # Verification stays on in both modes. Bolt itself lets Socket Mode envelopes through (they arrive on
@@ -27,10 +30,13 @@ def build_app(svc: Services, listener_executor: Executor | None = None) -> App:
         authorize=lambda enterprise_id=None, team_id=None, **_: AuthorizeResult(
             enterprise_id=enterprise_id, team_id=team_id, bot_token=svc.config.bot_token),
         # Listeners are (ack, lazy) pairs: the ack runs on the HTTP thread and is
-        # the response; the lazy part runs on a worker thread after it.
+        # the response; the lazy part is written to the inbox before that response
+        # and runs on a worker thread after it (bot.inbox).
         process_before_response=True,
-        **({"listener_executor": listener_executor} if listener_executor else {}),
+        listener_executor=listener_executor,
     )
+    app.inbox = inbox.install(app, svc, listener_executor, svc.config.workers,
+                              **({"lease": inbox_lease} if inbox_lease else {}))
     replay.register(app, svc)  # a second delivery of one click, command or submission never reaches a listener
     release.register(app, svc)
     vote.register(app, svc)

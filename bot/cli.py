@@ -159,6 +159,8 @@ def _serve() -> int:
     config = load_config()
     policy = load_policy(config.policy_path, required=bool(os.environ.get("RELEASE_POLICY")))
     lease = _outbox_lease()
+    inbox_lease = _lease_seconds("RELEASEBOT_INBOX_LEASE_SECONDS", 120, "an inbox row",
+                                 "a listener's longest after-ack work")
     engine = _database()
     needed = {role for t in policy.types.values() for role in t.approvers}
     empty = sorted(role for role in needed if not policy.role_members(role))
@@ -178,8 +180,8 @@ def _serve() -> int:
                         exc.response.get("error"))
     except OSError as exc:
         logging.warning("Slack unreachable at start (%s); starting anyway, announcements wait in the outbox", exc)
-    app = build_app(svc)
-    scheduler = build_scheduler(svc)
+    app = build_app(svc, inbox_lease=inbox_lease)
+    scheduler = build_scheduler(svc, app.inbox)
     # Before the scheduler starts: its first sweep runs at once, and a SIGTERM
     # during it must be an orderly stop too.
     signal.signal(signal.SIGTERM, _stop)
@@ -204,9 +206,13 @@ def _serve() -> int:
     finally:
         # The send under way finishes and is marked sent; claimed rows not yet
         # started go back to the outbox at once; then the process exits.
+        # After-ack work under way finishes and is marked done; inbox rows not yet started stay in the
+        # inbox, unclaimed, for the next process (or another one running now).
         svc.delivery.stop()
+        app.inbox.stop()
         if scheduler.running:
             scheduler.shutdown(wait=True)
+        app.listener_runner.listener_executor.shutdown(wait=True)
     return 0
 
 
@@ -214,8 +220,14 @@ def _outbox_lease():
     """RELEASEBOT_OUTBOX_LEASE_SECONDS: how long a claimed outbox row is held before another process
     may take it (default 60). Tests shorten it to see a killed process's claims expire; in production it
     must stay well above a Slack call's timeout (10 s)."""
+    return _lease_seconds("RELEASEBOT_OUTBOX_LEASE_SECONDS", 60, "an outbox row", "a Slack call's timeout")
+
+
+def _lease_seconds(name: str, default: int, what: str, above: str):
+    """How long a claim on {what} is held before another process may take it; None for the default.
+    Tests shorten it to see a killed process's claims expire; in production it stays well above {above}."""
     from datetime import timedelta
-    value = (os.environ.get("RELEASEBOT_OUTBOX_LEASE_SECONDS") or "").strip()
+    value = (os.environ.get(name) or "").strip()
     if not value:
         return None
     try:
@@ -223,8 +235,8 @@ def _outbox_lease():
     except ValueError:
         seconds = 0
     if not 1 <= seconds <= 3600:
-        raise ConfigError(f"releasebot cannot start: RELEASEBOT_OUTBOX_LEASE_SECONDS '{value}' is not a number of "
-                          "seconds from 1 to 3600. Unset it to use the default, 60.")
+        raise ConfigError(f"releasebot cannot start: {name} '{value}' is not a number of seconds from 1 to 3600 "
+                          f"(how long a claim on {what} is held). Unset it to use the default, {default}.")
     return timedelta(seconds=seconds)
 
 

@@ -18,6 +18,9 @@ from commands.policy import Policy, PolicyError
 from storage.db import DEFAULT_URL
 
 SLACK_API_DEFAULT = "https://slack.com/api/"
+DEFAULT_WORKERS = 8
+# Each worker may hold a database connection (PostgreSQL pool: 10 + 10 overflow, storage/db.py).
+MAX_WORKERS = 16
 
 
 class ConfigError(Exception):
@@ -41,6 +44,8 @@ class Config:
     api_tokens: Mapping[str, "ApiToken"] = field(default_factory=dict)
     # Internal hosts, addresses and ranges a subscribed calendar may be fetched from (public ones always may).
     calendar_allow: AllowList = field(default_factory=AllowList)
+    # Threads that run listeners' after-ack work (inbox rows): RELEASEBOT_WORKERS.
+    workers: int = 8
 
     @property
     def calendar_net(self) -> NetPolicy:
@@ -92,6 +97,10 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         calendar_allow = AllowList()
         problems.append(f"RELEASEBOT_CALENDAR_ALLOW is malformed ({exc}); use a comma-separated list of host "
                         "names, addresses and CIDR ranges, e.g. calendar.corp.example,10.20.0.5,10.30.0.0/16")
+    workers_text = get("RELEASEBOT_WORKERS") or str(DEFAULT_WORKERS)
+    if not workers_text.isdigit() or not 1 <= int(workers_text) <= MAX_WORKERS:
+        problems.append(f"RELEASEBOT_WORKERS '{workers_text}' is not a whole number from 1 to {MAX_WORKERS} (the "
+                        f"threads that do after-ack work; default {DEFAULT_WORKERS})")
     if problems:
         raise ConfigError("releasebot cannot start: " + "; ".join(problems) + ". Set these in the environment "
                           "(see README.md, Configuration) and start again.")
@@ -99,7 +108,8 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
                   database_url=get("DATABASE_URL") or DEFAULT_URL, release_channel=channel,
                   policy_path=get("RELEASE_POLICY") or "policy.toml", port=int(port_text), app_token=app_token,
                   public_url=get("RELEASEBOT_PUBLIC_URL") or None, api_tokens=api_tokens,
-                  feed_secret=get("RELEASEBOT_FEED_SECRET") or None, calendar_allow=calendar_allow)
+                  feed_secret=get("RELEASEBOT_FEED_SECRET") or None, calendar_allow=calendar_allow,
+                  workers=int(workers_text))
 
 
 _PIPELINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")

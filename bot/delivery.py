@@ -154,15 +154,15 @@ class Delivery:
         """Shutting down: the send under way finishes, nothing new is started or claimed."""
         self._stopping.set()
 
-    def run_once(self, limit: int = 50, max_rounds: int = 20) -> int:
-        """Send what is due now. Returns how many rows were sent.
+    def run_once(self, limit: int = 50, max_rounds: int = 20, keys: list[str] | None = None) -> int:
+        """Send what is due now (only the rows with these keys, when given). Returns how many rows were sent.
 
         Loops because sending a release's first row makes its next row due."""
         sent = 0
         for _ in range(max_rounds):
             if self._stopping.is_set():
                 break
-            rows = outbox.claim_due(self._db, self._clock.now(), limit=limit, lease=self.lease)
+            rows = outbox.claim_due(self._db, self._clock.now(), limit=limit, lease=self.lease, keys=keys)
             if not rows:
                 break
             for i, row in enumerate(rows):

@@ -94,13 +94,13 @@ def register(app: App, svc: Services) -> None:
                 log.info("database busy: %s goes on unclaimed (it changes nothing)", key)
                 return next_()
             log.warning("database busy: %s answered busy, nothing claimed", key)
-            return _busy(svc, body, executor)
+            return busy_answer(svc, body, executor)
         except SQLAlchemyError:
             # No database, no work either: let the listener fail and say so in its own words.
             log.exception("could not record delivery %s", key)
             return next_()
         if first:
-            req.context["ack"] = _ReleasingAck(lambda: _forget(svc, key, executor))
+            req.context["ack"] = _ReleasingAck(lambda: forget(svc, key, executor))
             return next_()
         if req.headers.get("x-slack-retry-num"):
             log.info("dropped Slack's retry of %s", key)
@@ -140,7 +140,7 @@ def changes_nothing(body: dict) -> bool:
     return False
 
 
-def _forget(svc: Services, key: str, executor) -> None:
+def forget(svc: Services, key: str, executor) -> None:
     try:
         seen.release(svc.db, key)
     except Busy:
@@ -157,7 +157,7 @@ def _forget_later(svc: Services, key: str) -> None:
         log.exception("could not release delivery %s", key)
 
 
-def _busy(svc: Services, body: dict, executor) -> BoltResponse:
+def busy_answer(svc: Services, body: dict, executor) -> BoltResponse:
     """Nothing was claimed or done: say so in the ack. A form stays open, as filled in, to send again."""
     if body.get("type") == "view_submission":
         field = _first_input(body.get("view") or {})

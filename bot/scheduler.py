@@ -10,17 +10,26 @@ from datetime import datetime, timezone
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from storage import inbox as inbox_rows
 from storage import replay
 
 from bot.calendar_sync import REFRESH_HOURS
 from bot.services import Services
 
 TICK_SECONDS = 3
+INBOX_SECONDS = 1
 PRUNE_MINUTES = 5
 
 
-def build_scheduler(svc: Services) -> BackgroundScheduler:
+def build_scheduler(svc: Services, inbox=None) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone="UTC")
+    if inbox is not None:
+        # Acknowledged work left in the inbox (by a killed or stopped process, or waiting its person's
+        # turn) is taken up at start and then every tick, by whichever process sweeps first.
+        scheduler.add_job(inbox.sweep, "interval", seconds=INBOX_SECONDS, id="inbox", max_instances=1,
+                          coalesce=True, next_run_time=datetime.now(timezone.utc))
+        scheduler.add_job(lambda: inbox_rows.prune(svc.db, svc.clock.now()), "interval", hours=1,
+                          id="inbox_prune", max_instances=1, coalesce=True)
     scheduler.add_job(svc.delivery.run_once, "interval", seconds=TICK_SECONDS, id="deliver",
                       max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
     # Subscribed calendars are fetched and blackout occurrences rolled forward,

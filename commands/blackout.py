@@ -123,6 +123,12 @@ def add_blackout(db: Engine, actor: Actor, raw: Mapping[str, str], clock: Clock,
     except FieldErrors as exc:
         raise InputError(f"{exc.field}: {exc.errors[exc.field]}", field=exc.field, form=FORM) from None
     with transaction(db) as session:
+        same = _same_blackout(session, b)
+        if same is not None:
+            # The same blackout again: a second run of one delivery (its worker died before marking it
+            # done), a double submit, or a repeat that would add nothing. It stands once.
+            return Outcome(f"Blackout {same.id} '{b.name}' already exists with these times and scope; nothing "
+                           "changed.", data={"blackout": same.id})
         row = Blackout(name=b.name, start_local=b.start_local, end_local=b.end_local, tz=b.tz, rrule=b.rrule,
                        services=b.services, environments=b.environments, created_by=actor.user_id, created_at=now)
         session.add(row)
@@ -263,6 +269,16 @@ def refresh_all(db: Engine, now: datetime, policy: Policy) -> int:
     return len(rows) + len(subs)
 
 
+def _same_blackout(session, b) -> Blackout | None:
+    """A live, hand-made blackout with exactly these times, rule and scope."""
+    candidates = session.scalars(select(Blackout).where(
+        Blackout.name == b.name, Blackout.start_local == b.start_local, Blackout.end_local == b.end_local,
+        Blackout.tz == b.tz, Blackout.removed_at.is_(None), Blackout.subscription_id.is_(None)))
+    return next((c for c in candidates if (c.rrule or None) == (b.rrule or None)
+                 and sorted(c.services or []) == sorted(b.services or [])
+                 and sorted(c.environments or []) == sorted(b.environments or [])), None)
+
+
 # --- subscribed calendars ---------------------------------------------------------------------------------------
 
 def subscribe(db: Engine, actor: Actor, raw: Mapping[str, str], clock: Clock, policy: Policy,
@@ -293,6 +309,12 @@ def subscribe(db: Engine, actor: Actor, raw: Mapping[str, str], clock: Clock, po
         raise InputError(f"{exc.field}: {exc.errors[exc.field]}", field=exc.field, form=SUBSCRIBE_FORM) from None
     now = clock.now()
     with transaction(db) as session:
+        same = session.scalars(select(CalendarSubscription).where(
+            CalendarSubscription.url == url, CalendarSubscription.name == name,
+            CalendarSubscription.removed_at.is_(None))).first()
+        if same is not None:  # a second run of one delivery, or a repeat: one subscription
+            return Outcome(f"You are already subscribed to '{name}' at that address; nothing changed.",
+                           data={"subscription": same.id})
         sub = CalendarSubscription(name=name, url=url, services=services, environments=environments,
                                    created_by=actor.user_id, created_at=now)
         session.add(sub)

@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 from calendars.timeparse import zone
 from commands import announce, planning, replan
 from commands.approval import ApprovalStatus, CastVote, status
-from commands.decision import decide, refuse
+from commands.decision import decide
 from commands.classification import Answers, Classification, classify, controls, track
 from commands.clock import Clock
 from commands.errors import FieldErrors, InputError, NotFound, Refused, required_reason

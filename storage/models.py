@@ -306,3 +306,27 @@ class SeenDelivery(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=255)
     seen_at: datetime = _ts(nullable=False, index=True)
+
+
+class InboxRow(SQLModel, table=True):
+    """One acknowledged delivery's after-ack work, written before the ack (bot.inbox).
+
+    A worker claims it with a lease, runs the listener's lazy function on it and
+    marks it done; a row whose claimer died is claimable again when its lease runs
+    out. Rows of one stream (one person's deliveries) are applied in the order they
+    were acknowledged."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (Index("ix_inbox_pending", "done_at", "id"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=100)  # the lazy function's name within its listener
+    stream: Optional[str] = Field(default=None, max_length=60, index=True)
+    body: dict = _json()  # the verified payload, as Bolt parsed it
+    context: dict = _json()  # what the ack half left for the lazy half (bot.inbox.CARRIED)
+    received_at: datetime = _ts(nullable=False)
+    attempts: int = 0
+    claimed_until: Optional[datetime] = _ts(nullable=True)
+    claim_token: Optional[str] = Field(default=None, max_length=64)
+    done_at: Optional[datetime] = _ts(nullable=True)
+    result: Optional[str] = Field(default=None, max_length=200)

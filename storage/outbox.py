@@ -15,8 +15,10 @@ when an operator re-queues it (`releasebot outbox --retry ID`).
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -37,8 +39,26 @@ def enqueue(session: Session, *, key: str, kind: str, at: datetime, release_id: 
                   due_at=due_at or at, attempts=0, stream=stream)
     dialect = session.get_bind().dialect.name
     ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = ins(Outbox).values(**values).on_conflict_do_nothing(index_elements=["key"])
-    return session.execute(stmt).rowcount == 1
+    stmt = ins(Outbox).values(**values).on_conflict_do_nothing(index_elements=["key"]).returning(Outbox.id)
+    # The returned id, not rowcount: with RETURNING, psycopg's rowcount is not the rows inserted.
+    added = session.execute(stmt).first() is not None
+    queued = _queued.get()
+    if added and queued is not None:
+        queued.append(key)
+    return added
+
+
+_queued: ContextVar[Optional[list[str]]] = ContextVar("outbox_queued", default=None)
+
+
+@contextmanager
+def collecting() -> Iterator[list[str]]:
+    """The keys of the rows enqueued inside this block (on this thread): what one change queued."""
+    token = _queued.set([])
+    try:
+        yield _queued.get()
+    finally:
+        _queued.reset(token)
 
 
 # Built once: constructing these expressions costs more than running them.
@@ -69,10 +89,14 @@ _REQUEUE = (update(_t).where(_t.c.id == bindparam("row_id"), _t.c.dead_at.is_not
             .values(dead_at=None, claimed_until=None, claim_token=None))
 
 
-def claim_due(engine: Engine, now: datetime, limit: int = 50, lease: timedelta = LEASE) -> list[Outbox]:
+def claim_due(engine: Engine, now: datetime, limit: int = 50, lease: timedelta = LEASE,
+              keys: Optional[list[str]] = None) -> list[Outbox]:
+    """Claim due rows; only those with these keys when given (what one change queued)."""
     token = uuid.uuid4().hex
     with transaction(engine) as session:
         query = _DUE_SKIP_LOCKED if is_postgres(engine) else _DUE
+        if keys is not None:
+            query = query.where(_t.c.key.in_(keys))
         ids = list(session.execute(query, {"now": now, "limit": limit}).scalars())
         if not ids:
             return []

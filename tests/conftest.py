@@ -21,7 +21,7 @@ from storage.migrate import upgrade
 
 PG_URL = os.environ.get("RELEASEBOT_TEST_DATABASE_URL", "")
 TABLES = ("vote", "audit_event", "outbox", "deployment", "signoff", "task", "nonconformance", "release_flag",
-          "blackout_occurrence", "blackout", "calendar_subscription", "release", "seen_delivery")
+          "blackout_occurrence", "blackout", "calendar_subscription", "release", "seen_delivery", "inbox")
 SIGNING_SECRET = "test-signing-secret"
 CHANNEL = "C0RELEASES"
 START = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)  # a Monday
@@ -144,8 +144,10 @@ class RunningBot:
         self.executor = executor
 
     def idle(self) -> None:
-        """Wait until every listener has finished its after-ack work."""
+        """Wait until every listener has finished its after-ack work, and the calendar fetches it asked for."""
+        from bot import calendar_sync
         self.executor.wait_idle()
+        calendar_sync.wait_idle()
 
     def command(self, text: str, user: str, **kw):
         response = self.slack.command(text, user=user, **kw)

@@ -1,14 +1,17 @@
 """`/release calendar` and `/release blackout …`."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from commands.agenda import agenda
 from commands.blackout import add_blackout, list_blackouts, remove_blackout, subscribe, subscription_status
 from commands.errors import InputError
 from commands.outcome import Outcome
 from commands.text import SERVICE_NAME, USAGE, ParsedCommand
 
-from bot import feed
+from bot import calendar_sync, feed
 from bot.listeners.common import run
+from bot.messages.common import esc
 from bot.messages import calendar as render
 from bot.services import Services
 
@@ -41,7 +44,11 @@ def handle(svc: Services, cmd: ParsedCommand, user: str, respond, tell) -> None:
             return remove_blackout(svc.db, actor, int(cmd.positional[1]), svc.clock, reason=cmd.args.get("reason"))
         outcome = subscribe(svc.db, actor, cmd.args, svc.clock, svc.policy, net=svc.config.calendar_net)
         if outcome.changed:
-            svc.refresh_calendars()  # fetch it now rather than at the next refresh
+            # Fetched now rather than at the next refresh, but on the calendar pool: a slow calendar
+            # host must not hold the worker everyone's clicks wait for. The person hears the result.
+            sub_id = outcome.data["subscription"]
+            calendar_sync.sync_soon(svc, then=lambda: tell(esc(calendar_sync.result_text(svc.db, sub_id))))
+            outcome = replace(outcome, message=outcome.message + " Fetching it now; you will be told when it is in.")
         return outcome
 
     run(svc, tell, work, form_of=cmd.name)

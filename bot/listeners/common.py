@@ -9,6 +9,7 @@ from slack_sdk.errors import SlackApiError
 from commands.errors import InputError
 from commands.outcome import Outcome
 from commands.text import USAGE
+from storage import outbox
 
 from bot.messages.common import esc
 from bot.messages.release import error_text
@@ -20,13 +21,16 @@ OOPS = (":warning: Something went wrong on our side and nothing was changed. "
 
 
 def run(svc: Services, tell: Callable[[str], None], work: Callable[[], Outcome | None],
-        form_of: str | None = None) -> None:
+        form_of: str | None = None, queued: list[str] | None = None) -> None:
     """Run a use case and tell the actor what happened, whatever happened.
+
+    `queued`: rows the change queued before (a form's ack half did the work), sent with its own.
 
     Input errors and refusals come back as sentences; anything unexpected is
     logged with its traceback here and never shown to the user."""
     try:
-        outcome = work()
+        with outbox.collecting() as mine:
+            outcome = work()
     except InputError as exc:
         _tell(tell, error_text(exc.message, exc.form or (USAGE.get(form_of) if form_of else None)))
         return
@@ -38,7 +42,7 @@ def run(svc: Services, tell: Callable[[str], None], work: Callable[[], Outcome |
         return
     _tell(tell, esc(outcome.message))
     if outcome.changed:
-        kick(svc)
+        kick(svc, [*(queued or ()), *mine])
 
 
 def ephemeral(client, channel: str, user: str) -> Callable[[str], None]:
@@ -51,11 +55,17 @@ def just_ack(ack) -> None:
     ack()
 
 
-def kick(svc: Services) -> None:
-    """Send what this change queued now, instead of at the next scheduler tick.
+def kick(svc: Services, queued: list[str]) -> None:
+    """Send the rows this change queued now, instead of at the next scheduler tick.
+
+    Only those (by key), on the actor's own worker: other people's rows (and a slow
+    channel's backlog) are the delivery loop's, so one click never waits for them. A
+    row that must wait for an earlier one of its release waits for the scheduler too.
     Failure is fine: the rows stay in the outbox for the scheduler."""
+    if not queued:
+        return
     try:
-        svc.delivery.run_once()
+        svc.delivery.run_once(keys=list(queued))
     except Exception:  # noqa: BLE001
         log.exception("immediate delivery failed; the scheduler will retry")
 

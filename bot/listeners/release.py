@@ -18,6 +18,7 @@ from commands.aftercare import record_task, sign_off
 from commands.deploy import Deployer, decide_rollback, finish_deployment
 from commands.vote import cast_vote, withdraw_vote
 
+from storage import outbox
 from storage.db import ACK_WAIT, Busy
 
 from bot.listeners import calendar, deploy
@@ -78,8 +79,9 @@ def register(app: App, svc: Services) -> None:
             # Written before the ack: the modal must stay open to show errors,
             # and the view id makes a double submit find the release it made.
             # Requesting needs no role, so no role lookup (and no Slack call) here.
-            outcome = request_release(svc.db, Actor(body["user"]["id"]), raw, answers, svc.clock, svc.policy,
-                                      request_key=f"view:{view['id']}", lock_wait=ACK_WAIT)
+            with outbox.collecting() as queued:
+                outcome = request_release(svc.db, Actor(body["user"]["id"]), raw, answers, svc.clock, svc.policy,
+                                          request_key=f"view:{view['id']}", lock_wait=ACK_WAIT)
         except FieldErrors as exc:
             ack(response_action="errors", errors=modal.field_errors(exc.errors))
             return
@@ -91,7 +93,8 @@ def register(app: App, svc: Services) -> None:
             ack(response_action="errors", errors={"summary": "Something went wrong on our side; nothing was "
                                                              "saved. Please submit again."})
             return
-        context["outcome"] = {"message": outcome.message, "changed": outcome.changed}
+        # For the lazy half (carried through the inbox): what to say, and the messages to send at once.
+        context["outcome"] = {"message": outcome.message, "changed": outcome.changed, "queued": list(queued)}
         ack()
 
     def after_request_form(body, view, context, client):
@@ -100,7 +103,7 @@ def register(app: App, svc: Services) -> None:
             return
         channel = json.loads(view.get("private_metadata") or "{}").get("channel") or svc.config.release_channel
         run(svc, ephemeral(client, channel, body["user"]["id"]),
-            lambda: Outcome(done["message"], changed=done["changed"]))
+            lambda: Outcome(done["message"], changed=done["changed"]), queued=done.get("queued"))
 
     app.view(modal.REQUEST_CALLBACK)(ack=ack_request_form, lazy=[after_request_form])
 

@@ -298,7 +298,9 @@ def every_slack_call(bot) -> str:
 def test_subscribed_calendar_becomes_blackouts_with_overrides_and_cancellations(allow_bot, db, calendar_host):
     bot = allow_bot
     bot.command(f'blackout subscribe url={calendar_host.url} name="Payroll" tz=Europe/London', user="U0RM")
-    assert "Subscribed to 'Payroll'" in reply(bot)
+    subscribed, fetched = [c.args.get("text") or "" for c in bot.emulator.calls_to("response_url")[-2:]]
+    assert "Subscribed to 'Payroll'" in subscribed and "you will be told" in subscribed
+    assert "The calendar 'Payroll' is fetched" in fetched
     bot.command("blackout list", user="U0RM")
     listed = json.dumps(bot.emulator.calls_to("response_url")[-1].args["blocks"])
     assert "Payroll" in listed and "subscribed calendar" in listed

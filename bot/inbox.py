@@ -1,0 +1,183 @@
+"""After-ack work that survives the process: each lazy listener call is an inbox row first.
+
+Bolt would queue a listener's lazy half in memory and answer Slack, and Slack
+does not send a 200'd request again: a process killed after the ack lost the
+work. Here Bolt's lazy listener runner is replaced by one that writes the
+verified payload (and what the ack half left in the context) to the inbox
+before the ack goes out; workers on the listener executor claim rows, run the
+same lazy function on a request rebuilt from the row, and mark them done. A row
+left by a dead process is claimed by the next sweep of any process once its
+lease runs out (storage.inbox).
+
+Running a row twice must be harmless (its claimer may die between the work and
+"done"): the use cases recognise their own replay (a request by its
+request_key, a vote by the person's vote in the round), and rows of one person
+are applied one at a time, in the order they were acknowledged, so a re-run is
+only ever of that person's latest action.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Executor
+from datetime import timedelta
+from typing import Callable, Optional
+
+from slack_bolt import App, BoltRequest, BoltResponse
+from slack_bolt.lazy_listener import LazyListenerRunner
+from slack_bolt.lazy_listener.internals import build_runnable_function
+from sqlalchemy.exc import SQLAlchemyError
+
+from storage import inbox as rows
+from storage.db import Busy
+
+from bot import replay
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+# Context keys an ack half leaves for its lazy half (bot/listeners/release.py: the request form's outcome).
+CARRIED = ("outcome",)
+# A row whose work killed its process this many times is given up on instead of killing the next one.
+MAX_ATTEMPTS = 5
+
+
+def stream_of(body: dict) -> Optional[str]:
+    """Whose delivery this is: one person's rows are applied in order."""
+    user = body.get("user_id") or (body.get("user") or {}).get("id")
+    return f"user:{user}" if user else None
+
+
+class Inbox:
+    def __init__(self, svc: Services, app: App, executor: Executor, workers: int, lease: timedelta = rows.LEASE):
+        self._svc, self._app, self._executor, self._workers, self.lease = svc, app, executor, workers, lease
+        self._stopping = threading.Event()
+        self._sweeping = threading.Semaphore(workers)  # sweeps never queue more than the pool can run
+
+    # ---- the ack path ---------------------------------------------------------------------------------
+
+    def record(self, kind: str, request: BoltRequest) -> None:
+        """Write the work down (raises storage.db.Busy) and hand it to a worker."""
+        body = request.body
+        context = {k: request.context[k] for k in CARRIED if request.context.get(k) is not None}
+        row_id = rows.put(self._svc.db, kind=kind, body=body, context=context, now=self._svc.clock.now(),
+                          stream=stream_of(body))
+        self._executor.submit(self.work, row_id)
+
+    def in_memory(self, runnable: Callable[[], None]) -> None:
+        self._executor.submit(runnable)
+
+    def busy(self, request: BoltRequest) -> BoltResponse:
+        """The answer when the inbox did not take the delivery: nothing was done, say so inside the ack."""
+        body = request.body
+        key = replay.identity(body)
+        if key:  # nothing was done: the same delivery, sent again, must not be "already done"
+            replay.forget(self._svc, key, self._executor)
+        return replay.busy_answer(self._svc, body, self._executor)
+
+    # ---- workers ----------------------------------------------------------------------------------------
+
+    def work(self, row_id: Optional[int] = None) -> None:
+        """Apply that row (or the oldest claimable one), then that person's next rows, while there are any."""
+        row = self._claim(row_id=row_id)
+        while row is not None:
+            self._apply(row)
+            if self._stopping.is_set() or row.stream is None:
+                return
+            row = self._claim(stream=row.stream)
+
+    def sweep(self) -> int:
+        """Start workers for rows nobody is working on: left by a dead or stopped process, or waiting their
+        turn. Runs on the scheduler in every process. Returns how many workers it started."""
+        try:
+            waiting = min(rows.waiting(self._svc.db, self._svc.clock.now()), self._workers)
+        except SQLAlchemyError:
+            log.exception("could not look at the inbox; the next sweep tries again")
+            return 0
+        started = 0
+        for _ in range(waiting):
+            if self._stopping.is_set() or not self._sweeping.acquire(blocking=False):
+                break
+            self._executor.submit(self._swept)
+            started += 1
+        return started
+
+    def stop(self) -> None:
+        """Shutting down: the rows under way finish; nothing new is claimed. What is left stays in the
+        inbox for the next process (unclaimed rows at once, none is lost)."""
+        self._stopping.set()
+
+    def _swept(self) -> None:
+        try:
+            self.work()
+        finally:
+            self._sweeping.release()
+
+    def _claim(self, **which):
+        if self._stopping.is_set():
+            return None
+        try:
+            return rows.claim(self._svc.db, self._svc.clock.now(), self.lease, **which)
+        except SQLAlchemyError:
+            log.exception("could not claim an inbox row; a later sweep takes it")
+            return None
+
+    def _apply(self, row) -> None:
+        if row.attempts > MAX_ATTEMPTS:
+            log.error("inbox row %s (%s) was started %s times and never finished; given up on", row.id, row.kind,
+                      row.attempts - 1)
+            rows.finish(self._svc.db, row, self._svc.clock.now(), result="given up: never finished")
+            return
+        # Rebuilt as Bolt rebuilds a lazy request: it runs only the named lazy function of the listener the
+        # body matches. The payload was verified when it arrived; a signature is not checked again (it
+        # expires after five minutes, and the row may be older), which the socket_mode request mode means.
+        request = BoltRequest(body=row.body, context=dict(row.context), mode="socket_mode")
+        request.lazy_only = True
+        request.lazy_function_name = row.kind
+        try:
+            self._app.dispatch(request)
+        except Exception:  # noqa: BLE001 - a listener's failure is told to its person by the listener
+            log.exception("inbox row %s (%s) failed", row.id, row.kind)
+        try:
+            rows.finish(self._svc.db, row, self._svc.clock.now())
+        except SQLAlchemyError:
+            # Applied, not marked: it runs again after its lease, which the use cases recognise as a replay.
+            log.exception("could not mark inbox row %s done", row.id)
+
+
+class _InboxLazyRunner(LazyListenerRunner):
+    """Bolt's hook for starting a lazy function: record it instead of queueing it in memory.
+    A rebuilt request (lazy_function_name set) runs synchronously through the inherited run()."""
+
+    def __init__(self, box: Inbox, logger: logging.Logger):
+        self.box, self.logger = box, logger
+
+    def start(self, function: Callable[..., None], request: BoltRequest) -> None:
+        if replay.changes_nothing(request.body):
+            # A read (show, list, help, a button that opens a form) writes nothing, so it must not need the
+            # write lock to be taken in: it runs in memory as Bolt would. Lost to a crash, it only has to
+            # be asked again; it never does anything twice.
+            self.box.in_memory(build_runnable_function(func=function, logger=self.logger, request=request))
+            return
+        self.box.record(request.lazy_function_name, request)
+
+
+def install(app: App, svc: Services, executor: Executor, workers: int, lease: timedelta = rows.LEASE) -> Inbox:
+    """Route every lazy listener of `app` through the inbox; the returned Inbox sweeps and stops."""
+    box = Inbox(svc, app, executor, workers, lease)
+    runner = app.listener_runner
+    runner.lazy_listener_runner = _InboxLazyRunner(box, runner.logger)
+    run = runner.run
+
+    def run_or_busy(request, response, listener_name, listener, starting_time=None):
+        # The lazy half is recorded after the ack half ran and before the answer goes back to Slack;
+        # when the inbox does not take it in time, the answer becomes "busy, try again" instead.
+        try:
+            return run(request=request, response=response, listener_name=listener_name, listener=listener,
+                       starting_time=starting_time)
+        except Busy:
+            return box.busy(request)
+
+    runner.run = run_or_busy
+    return box
+
