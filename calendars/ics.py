@@ -10,6 +10,8 @@ stable UIDs, SEQUENCE, STATUS:CANCELLED and a VTIMEZONE for every TZID.
 """
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from math import prod
@@ -177,7 +179,17 @@ def _imported(ev, tz: str) -> ImportedEvent | None:
         e = s + (timedelta(days=1) if not isinstance(dtstart.dt, datetime) else timedelta(0))
     if e <= s:
         return None
-    return ImportedEvent(str(ev.get("UID", "")), str(ev.get("SUMMARY", "")) or "event", s, e)
+    return ImportedEvent(str(ev.get("UID", "")), _clean(str(ev.get("SUMMARY", ""))) or "event", s, e)
+
+
+# NUL and unpaired surrogates are not text (PostgreSQL refuses NUL outright); line breaks and other
+# control characters in a name would break the one-line messages and logs it is shown in.
+_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
+_CONTROL = re.compile("[\x01-\x1f\x7f-\x9f]+")
+
+
+def _clean(summary: str) -> str:
+    return " ".join(_CONTROL.sub(" ", _NOT_TEXT.sub("", summary)).split())[:500]
 
 
 # --- out ------------------------------------------------------------------------------------------------------

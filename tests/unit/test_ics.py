@@ -294,3 +294,24 @@ def test_a_calendar_within_the_caps_is_not_cut_short_and_the_horizon_bounds_it()
     got = ics.expand_calendar(text, utc(2026, 12, 1), utc(2027, 1, 1))
     assert len(got.events) == 31 and not got.cut_short
     assert occurrences(text, utc(2026, 12, 1), utc(2027, 1, 1)) == got.events
+
+
+def test_an_event_summary_with_nul_or_control_characters_is_stored_clean(db, clock, policy):
+    """A subscribed event's name reaches the database and Slack: NUL (which PostgreSQL refuses in text),
+    unpaired surrogates and other control characters are dropped, so the refresh cannot fail on them."""
+    text = vcalendar(vevent("UID:nul@test", "DTSTART:20261201T100000Z", "DTEND:20261201T110000Z",
+                            "SUMMARY:Pay\\nroll\x00 freeze\x07"))
+    [ev] = occurrences(text, utc(2026, 1, 1), utc(2027, 1, 1))
+    assert "\x00" not in ev.summary and "\x07" not in ev.summary and ev.summary.startswith("Pay")
+    from storage.db import transaction
+    from sqlmodel import select
+    from storage.models import BlackoutOccurrence, Blackout
+    from commands.blackout import materialize
+    from calendars.recurrence import Occurrence
+    with transaction(db) as s:  # stored as is, on SQLite and PostgreSQL alike
+        b = Blackout(name="Payroll", start_local=datetime(2000, 1, 1), end_local=datetime(2000, 1, 2), tz="UTC",
+                     services=[], environments=[], created_by="U0RM", created_at=clock.now())
+        s.add(b)
+        s.flush()
+        materialize(s, b, clock.now(), policy, occurrences=[(Occurrence(ev.start, ev.end), ev.summary)])
+        assert len(list(s.exec(select(BlackoutOccurrence)))) == 1
