@@ -30,6 +30,7 @@ from storage.models import Blackout, BlackoutOccurrence, CalendarSubscription
 
 HORIZON = timedelta(days=400)  # occurrences kept ahead; the scheduler's refresh rolls it forward
 WARN_AHEAD = timedelta(days=8)  # warnings are queued this far ahead of their due time
+MAX_WARNINGS = 20  # per blackout and refresh: a dense calendar warns about its first freezes, not all of them
 INSERT_BATCH = 1000  # occurrence rows per INSERT, so no statement grows with a calendar
 FORM = ('/release blackout add name="Peak trading" start="2026-12-18 16:00" end="2027-01-04 08:00" tz=Europe/London '
         '[services=a,b] [environments=production] [repeat="FREQ=WEEKLY;BYDAY=FR"]')
@@ -233,16 +234,31 @@ def materialize(session: Session, blackout: Blackout, now: datetime, policy: Pol
     for i in range(0, len(rows), INSERT_BATCH):
         session.execute(insert(BlackoutOccurrence), rows[i:i + INSERT_BATCH])
     lead = policy.calendar.blackout_warning_lead
-    for occ, summary in occurrences:
-        if now < occ.start and occ.start - lead < now + WARN_AHEAD:
-            key = f"blackout-warning:{blackout.id}:{occ.start.isoformat()}"
-            if summary:
-                key += f":{_short_hash(summary)}"
-            outbox.enqueue(session, key=key, kind=announce.REMINDER, at=now, due_at=max(occ.start - lead, now),
-                           payload={"reminder": "blackout_warning", "blackout": blackout.id,
-                                    "start": occ.start.isoformat(), "end": occ.end.isoformat(),
-                                    "summary": summary or blackout.name})
+    for occ, summary in _to_warn(occurrences, now, lead):
+        key = f"blackout-warning:{blackout.id}:{occ.start.isoformat()}"
+        if summary:
+            key += f":{_short_hash(summary)}"
+        outbox.enqueue(session, key=key, kind=announce.REMINDER, at=now, due_at=max(occ.start - lead, now),
+                       payload={"reminder": "blackout_warning", "blackout": blackout.id,
+                                "start": occ.start.isoformat(), "end": occ.end.isoformat(),
+                                "summary": summary or blackout.name})
     return len(occurrences)
+
+
+def _to_warn(occurrences: list[tuple[Occurrence, str | None]], now: datetime,
+             lead: timedelta) -> list[tuple[Occurrence, str | None]]:
+    """The warnings owed soon: back-to-back occurrences of one name are one freeze (a minutely feed is one
+    warning, not hundreds), and at most MAX_WARNINGS a blackout, the earliest, so no calendar floods the channel."""
+    soon = sorted(((o, n) for o, n in occurrences if now < o.start and o.start - lead < now + WARN_AHEAD),
+                  key=lambda x: x[0].start)
+    merged: list[tuple[Occurrence, str | None]] = []
+    for occ, name in soon:
+        if merged and merged[-1][1] == name and occ.start <= merged[-1][0].end:
+            last = merged[-1][0]
+            merged[-1] = (Occurrence(last.start, max(last.end, occ.end)), name)
+        else:
+            merged.append((occ, name))
+    return merged[:MAX_WARNINGS]
 
 
 def _short_hash(text: str) -> str:
