@@ -203,11 +203,15 @@ def start_bot(db, clock, policy, emulator, env_overrides=None) -> RunningBot:
     return RunningBot(svc, server, thread, slack, emulator, executor)
 
 
-@pytest.fixture
-def bot(db, clock, policy, emulator):
-    running = start_bot(db, clock, policy, emulator)
+def serving(running: RunningBot):
+    """Yield a started bot to a test, then stop it: `yield from serving(start_bot(...))` in a fixture."""
     yield running
     running.slack.close()
     running.server.close()
     running.thread.join(timeout=5)
     running.executor.shutdown(wait=True)
+
+
+@pytest.fixture
+def bot(db, clock, policy, emulator):
+    yield from serving(start_bot(db, clock, policy, emulator))

@@ -18,7 +18,7 @@ from bot.config import ApiToken, ConfigError, load_config
 from commands.deploy import Deployer, check_gate
 from storage.models import AuditEvent, Deployment, NonConformance, Release
 
-from conftest import CHANNEL, TABLES, actor as role_holder, start_bot
+from conftest import CHANNEL, TABLES, actor as role_holder, start_bot, serving
 
 UTC = timezone.utc
 DEPLOY_TOKEN = "dp-0123456789abcdef0123"
@@ -36,12 +36,7 @@ GATE, DEPLOYMENTS = "/api/v1/releases/REL-1/gate", "/api/v1/releases/REL-1/deplo
 
 @pytest.fixture
 def api_bot(db, clock, policy, emulator):
-    running = start_bot(db, clock, policy, emulator, env_overrides={"RELEASEBOT_API_TOKENS": TOKENS})
-    yield running
-    running.slack.close()
-    running.server.close()
-    running.thread.join(timeout=5)
-    running.executor.shutdown(wait=True)
+    yield from serving(start_bot(db, clock, policy, emulator, env_overrides={"RELEASEBOT_API_TOKENS": TOKENS}))
 
 
 def client(bot, token: str | None = DEPLOY_TOKEN) -> httpx.Client:

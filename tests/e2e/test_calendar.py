@@ -11,17 +11,10 @@ import pytest
 from icalendar import Calendar
 from sqlmodel import Session, select
 
-from conftest import start_bot
+from conftest import start_bot, serving
 from storage.models import AuditEvent, CalendarSubscription, Outbox, Release, ReleaseFlag
 
 UTC = timezone.utc
-
-
-def serving(running):
-    yield running
-    running.slack.close()
-    running.server.close()
-    running.thread.join(timeout=5)
 
 
 @pytest.fixture
@@ -282,13 +275,8 @@ def calendar_host():
 @pytest.fixture
 def allow_bot(db, clock, policy, emulator):
     """Calendar hosts in tests are on 127.0.0.1, which only the allow-list admits."""
-    running = start_bot(db, clock, policy, emulator, {"RELEASEBOT_CALENDAR_ALLOW": "127.0.0.1",
-                                                      "RELEASEBOT_PUBLIC_URL": "https://releases.example.com"})
-    yield running
-    running.slack.close()
-    running.server.close()
-    running.thread.join(timeout=5)
-    running.executor.shutdown(wait=True)
+    yield from serving(start_bot(db, clock, policy, emulator, {"RELEASEBOT_CALENDAR_ALLOW": "127.0.0.1",
+                                                      "RELEASEBOT_PUBLIC_URL": "https://releases.example.com"}))
 
 
 def every_slack_call(bot) -> str:

@@ -12,7 +12,7 @@ import pytest
 from sqlmodel import Session, select
 
 from bot.logging_safe import SafeFormatter
-from conftest import start_bot
+from conftest import start_bot, serving
 from storage.models import AuditEvent, Blackout, Deployment, Outbox, Release, Vote
 
 UTC = timezone.utc
@@ -33,14 +33,9 @@ def reply(bot) -> str:
 
 @pytest.fixture
 def edge_bot(db, clock, policy, emulator):
-    running = start_bot(db, clock, policy, emulator, env_overrides={
+    yield from serving(start_bot(db, clock, policy, emulator, env_overrides={
         "RELEASEBOT_API_TOKENS": f"deploy-pipeline={TOKEN};act_for=people",
-        "RELEASEBOT_PUBLIC_URL": "https://releases.example.com"})
-    yield running
-    running.slack.close()
-    running.server.close()
-    running.thread.join(timeout=5)
-    running.executor.shutdown(wait=True)
+        "RELEASEBOT_PUBLIC_URL": "https://releases.example.com"}))
 
 
 @pytest.mark.parametrize("bad", ["a\x00b"])

@@ -14,7 +14,7 @@ import pytest
 
 import bot.feed as feed_module
 from conftest import SIGNING_SECRET
-from test_process import ROOT, base_env, free_port, run
+from test_process import ROOT, base_env, free_port, run, wait_until_serving
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -72,15 +72,7 @@ def served(emulator, db_url):
                             stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:  # waiting for another process to start listening; no clock to inject
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "releasebot serve did not start"
-            time.sleep(0.1)
+        wait_until_serving(url, proc)
         yield port
     finally:
         proc.terminate()

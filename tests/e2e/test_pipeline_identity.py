@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from conftest import start_bot
+from conftest import start_bot, serving
 from test_api import (ALL_CHECKED, ALL_CHECKED_QUERY, DEPLOYMENTS, GATE, IN_WINDOW, approved, counts, deployments,
                       events, release, report)
 
@@ -18,12 +18,7 @@ TOKENS = (f"deploy-pipeline={PEOPLE_TOKEN};envs=production;act_for=people, ci={S
 
 @pytest.fixture
 def pbot(db, clock, policy, emulator):
-    running = start_bot(db, clock, policy, emulator, env_overrides={"RELEASEBOT_API_TOKENS": TOKENS})
-    yield running
-    running.slack.close()
-    running.server.close()
-    running.thread.join(timeout=5)
-    running.executor.shutdown(wait=True)
+    yield from serving(start_bot(db, clock, policy, emulator, env_overrides={"RELEASEBOT_API_TOKENS": TOKENS}))
 
 
 def client(bot, token):

@@ -36,6 +36,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_serving(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
+    """Wait for another process to start listening: there is no clock to inject across processes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline and proc.poll() is None, "releasebot serve did not start"
+        time.sleep(0.1)
+
+
 def test_missing_configuration_is_one_paragraph_and_exit_2(emulator, db_url):
     env = base_env(emulator, db_url)
     for key in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "RELEASE_CHANNEL"):
@@ -74,15 +87,7 @@ def test_migrate_then_serve_answers_slack_and_stops_on_sigterm(emulator, db_url)
                             stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:  # waiting for another process to start listening; no clock to inject
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "releasebot serve did not start"
-            time.sleep(0.1)
+        wait_until_serving(url, proc)
         with SlackClient(url, SIGNING_SECRET, emulator=emulator) as slack:
             r = slack.command('request service=payments version=1.0.0 type=minor flags=feature '
                               'start="2027-01-05 10:00" '

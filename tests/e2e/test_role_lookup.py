@@ -6,7 +6,7 @@ import pytest
 from sqlmodel import Session, select
 
 from commands.policy import Policy
-from conftest import ROLES, start_bot
+from conftest import ROLES, start_bot, serving
 from storage.models import AuditEvent, ReleaseFlag, Vote
 
 LINE = ('request service=payments version=2.3.1 type=minor flags=feature start="2026-12-01 14:00" tz=Europe/London '
@@ -33,12 +33,7 @@ def slack_cannot_list_groups(bot) -> None:
 def group_manager_bot(db, clock, emulator):
     """Release managers are also whoever is in S0QALEADS, so an override turns on a group lookup."""
     roles = {**ROLES, "release_manager": ["U0RM", "S0QALEADS"]}
-    running = start_bot(db, clock, Policy.from_mapping({"roles": roles}, source="test policy"), emulator)
-    yield running
-    running.slack.close()
-    running.server.close()
-    running.thread.join(timeout=5)
-    running.executor.shutdown(wait=True)
+    yield from serving(start_bot(db, clock, Policy.from_mapping({"roles": roles}, source="test policy"), emulator))
 
 
 def test_override_while_slack_cannot_list_the_group_asks_to_try_again(group_manager_bot, db):

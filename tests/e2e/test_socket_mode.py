@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -19,7 +18,7 @@ from storage.models import AuditEvent, Release, Vote
 
 from conftest import CHANNEL, TrackingExecutor
 from socket_emulator import APP_TOKEN, SocketEmulator, SocketSlack
-from test_process import ROOT, base_env, free_port
+from test_process import ROOT, base_env, free_port, wait_until_serving
 
 LINE = ('request service=payments version=2.3.1 type=minor flags=feature start="2026-12-01 14:00" tz=Europe/London '
         'duration=60m summary="Add refunds"')
@@ -173,15 +172,7 @@ def test_releasebot_serve_in_socket_mode_takes_slack_over_the_socket_and_not_ove
                             stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:  # waiting for another process to start listening; no clock to inject
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "releasebot serve did not start"
-            time.sleep(0.1)
+        wait_until_serving(url, proc)
         socket.wait_connections(1)
         with SocketSlack(socket) as slack:
             request = slack.command(LINE, user="U0DEV")

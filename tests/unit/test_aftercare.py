@@ -15,7 +15,7 @@ from commands.policy import Policy
 from commands.vote import cast_vote
 from conftest import ROLES, actor
 from storage.models import Outbox, SignOff, Task
-from unit_support import REQUESTER, actions, counts, events, new_release, outbox_keys, release
+from unit_support import REQUESTER, counts, events, new_release, outbox_keys, release
 
 UTC = timezone.utc
 WINDOW = dict(start="2026-12-09 10:00", tz="UTC", duration="60m")  # a Wednesday, past every lead time

@@ -3,7 +3,7 @@ nothing of a response quoted to people, and capped expansion written outside the
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 from sqlmodel import Session, select

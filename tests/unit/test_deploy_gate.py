@@ -437,7 +437,7 @@ def test_the_gate_refuses_inside_a_blackout_without_an_executive_override(db, cl
     bid = _freeze_behind_the_bots_back(db, clock, policy)
     clock.set(IN_WINDOW)
     reasons = gate(db, clock, rid)
-    assert reasons == [f"REL-1 falls in blackout 'Peak trading' (2026-12-09 00:00–2026-12-10 00:00 UTC); deploying "
+    assert reasons == ["REL-1 falls in blackout 'Peak trading' (2026-12-09 00:00–2026-12-10 00:00 UTC); deploying "
                        "in it needs an executive override of its blackout flag (QMS 5.1)"]
     assert bid
 
