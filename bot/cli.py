@@ -126,7 +126,7 @@ def _migrate() -> int:
 
 def _audit(ref: str) -> int:
     from commands.errors import InputError
-    from commands.release import show_release
+    from commands.record import show_release
     from commands.text import parse_ref
     from storage.audit import _jsonable
     engine = _database()

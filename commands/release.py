@@ -1,4 +1,4 @@
-"""Release use cases: request, edit, cancel, accept a misclassification, show and list.
+"""Release use cases: request, edit, cancel, accept a misclassification (reading the record: commands.record).
 
 Each takes the acting user, its input and a clock, and writes the change, its
 audit event and the announcements it causes in one transaction. Slack is told
@@ -6,18 +6,17 @@ later by the delivery loop, from the outbox rows written here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
-from sqlalchemy import bindparam, or_
+from sqlalchemy import bindparam
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from calendars.timeparse import zone
 from commands import announce, planning, replan
-from commands.approval import ApprovalStatus, CastVote, status
+from commands.approval import CastVote, status
 from commands.decision import decide
 from commands.classification import Answers, Classification, classify, controls, track
 from commands.clock import Clock
@@ -28,7 +27,7 @@ from commands.request import Draft, validate
 from commands.states import APPROVED, CANCELLED, LIVE_STATES, PENDING
 from storage import audit
 from storage.db import is_postgres, read, write
-from storage.models import AuditEvent, Deployment, NonConformance, Release, ReleaseFlag, SignOff, Task, Vote
+from storage.models import AuditEvent, NonConformance, Release, ReleaseFlag, Vote
 
 
 def snapshot(r: Release) -> dict[str, Any]:
@@ -408,49 +407,3 @@ def accept_misclassification(db: Engine, actor: Actor, release_id: int, reason: 
 
     return decide(db, release_id, actor.user_id, "accept_misclassification", clock.now(), check=check,
                   change=change, settle=True)
-
-
-@dataclass(frozen=True)
-class ReleaseRecord:
-    """Everything an auditor asks about one release: who authorised it and why,
-    what changed, how it was deployed and validated, and what happened after."""
-
-    release: Release
-    status: ApprovalStatus  # of the current round
-    votes: list[Vote]  # every round, oldest first
-    trail: list[AuditEvent]
-    deployment: Deployment | None = None
-    signoffs: list[SignOff] = field(default_factory=list)
-    tasks: list[Task] = field(default_factory=list)
-    nonconformances: list[NonConformance] = field(default_factory=list)
-    flags: list[ReleaseFlag] = field(default_factory=list)  # every planning flag ever raised, cleared or not
-
-
-def show_release(db: Engine, release_id: int) -> ReleaseRecord:
-    with read(db) as session:
-        release = load(session, release_id)
-        rid = release.id
-
-        def rows(model):
-            return list(session.exec(select(model).where(model.release_id == rid).order_by(model.id)))
-        deployments = rows(Deployment)
-        return ReleaseRecord(release, approval_of(session, release), rows(Vote), audit.trail(session, rid),
-                             deployments[0] if deployments else None, rows(SignOff), rows(Task),
-                             rows(NonConformance), rows(ReleaseFlag))
-
-
-def list_releases(db: Engine, actor: Actor, which: str | None, clock: Clock, limit: int = 20) -> list[Release]:
-    now = clock.now()
-    query = select(Release)
-    if which == "pending":
-        query = query.where(Release.state == PENDING).order_by(Release.start_at)
-    elif which == "upcoming":
-        query = query.where(Release.state.in_(LIVE_STATES), Release.end_at >= now).order_by(Release.start_at)
-    elif which == "mine":
-        voted = select(Vote.release_id).where(Vote.voter_id == actor.user_id)
-        query = query.where(or_(Release.requester_id == actor.user_id, Release.id.in_(voted))) \
-                     .order_by(Release.id.desc())
-    else:
-        query = query.order_by(Release.id.desc())
-    with read(db) as session:
-        return list(session.exec(query.limit(limit)))

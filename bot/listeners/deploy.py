@@ -10,7 +10,7 @@ from slack_sdk.errors import SlackApiError
 from commands.aftercare import record_task, sign_off
 from commands.deploy import CHECKLIST, Deployer, finish_deployment, start_deployment
 from commands.errors import InputError
-from commands.release import show_release
+from commands.record import show_release
 from commands.text import UNSTORABLE, parse_ref, unstorable_field
 
 from bot.listeners.common import ephemeral, just_ack, run

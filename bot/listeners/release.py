@@ -10,8 +10,9 @@ from slack_sdk.errors import SlackApiError
 from commands.classification import Answers
 from commands.errors import FieldErrors, InputError
 from commands.outcome import Actor, Outcome
-from commands.release import (accept_misclassification, cancel_release, override_flags, edit_release, list_releases,
-                              request_release, show_release)
+from commands.record import list_releases, show_release
+from commands.release import (accept_misclassification, cancel_release, override_flags, edit_release,
+                              request_release)
 from commands.request import missing_fields, parse_flags
 from commands.text import USAGE, ParsedCommand, parse_command
 from commands.aftercare import record_task, sign_off

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from commands.approval import ApprovalStatus
-from commands.release import APPROVED, CANCELLED, LIVE_STATES, ReleaseRecord
+from commands.record import ReleaseRecord
+from commands.release import APPROVED, CANCELLED, LIVE_STATES
 from commands.text import USAGE
 from storage.models import Deployment, Release
 

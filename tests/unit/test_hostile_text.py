@@ -11,7 +11,7 @@ from calendars.recurrence import Occurrence
 from commands.agenda import Item
 from commands.approval import ApprovalStatus, CastVote, RoleStatus
 from commands.policy import Policy
-from commands.release import ReleaseRecord
+from commands.record import ReleaseRecord
 from commands.reminders import Notice
 from storage.models import AuditEvent, Blackout, Deployment, NonConformance, Release, ReleaseFlag, Vote
 

@@ -14,7 +14,8 @@ from sqlalchemy.exc import DBAPIError
 from commands.agenda import agenda, feed_events
 from commands.blackout import add_blackout, due_subscriptions, list_blackouts, occurrences_of, subscription_status
 from commands.deploy import Deployer, check_gate, never_approved, release_state
-from commands.release import list_releases, request_release, show_release
+from commands.record import list_releases, show_release
+from commands.release import request_release
 from conftest import actor
 from held_locks import writer_holds_the_database
 from storage import outbox, replay

@@ -7,8 +7,8 @@ import pytest
 
 from commands.classification import Answers
 from commands.errors import FieldErrors, InputError, NotFound
-from commands.release import (accept_misclassification, cancel_release, edit_release, list_releases,
-                              request_release, show_release)
+from commands.record import list_releases, show_release
+from commands.release import accept_misclassification, cancel_release, edit_release, request_release
 from commands.vote import cast_vote
 from conftest import START, actor
 from unit_support import (RAW, REQUESTER, actions, counts, dev, events, new_release, outbox_keys, release, request,

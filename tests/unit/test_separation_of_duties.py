@@ -8,7 +8,8 @@ import pytest
 from commands.errors import CouldNotCheck, InputError, NotFound
 from commands.outcome import Actor, could_not_check
 from commands.policy import Policy
-from commands.release import cancel_release, show_release
+from commands.record import show_release
+from commands.release import cancel_release
 from commands.vote import cast_vote, withdraw_vote
 from conftest import ROLES, START, actor
 from unit_support import actions, counts, dev, events, new_release, outbox_keys, release, votes

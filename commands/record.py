@@ -1,0 +1,64 @@
+"""Reading the release record: everything about one release, for the person asking and the auditor,
+and the lists people browse. Nothing here writes; every read is a read-only transaction."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import or_
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from commands.approval import ApprovalStatus
+from commands.clock import Clock
+from commands.outcome import Actor
+from commands.release import approval_of, load
+from commands.states import LIVE_STATES, PENDING
+from storage import audit
+from storage.db import read
+from storage.models import AuditEvent, Deployment, NonConformance, Release, ReleaseFlag, SignOff, Task, Vote
+
+
+@dataclass(frozen=True)
+class ReleaseRecord:
+    """Everything an auditor asks about one release: who authorised it and why,
+    what changed, how it was deployed and validated, and what happened after."""
+
+    release: Release
+    status: ApprovalStatus  # of the current round
+    votes: list[Vote]  # every round, oldest first
+    trail: list[AuditEvent]
+    deployment: Deployment | None = None
+    signoffs: list[SignOff] = field(default_factory=list)
+    tasks: list[Task] = field(default_factory=list)
+    nonconformances: list[NonConformance] = field(default_factory=list)
+    flags: list[ReleaseFlag] = field(default_factory=list)  # every planning flag ever raised, cleared or not
+
+
+def show_release(db: Engine, release_id: int) -> ReleaseRecord:
+    with read(db) as session:
+        release = load(session, release_id)
+        rid = release.id
+
+        def rows(model):
+            return list(session.exec(select(model).where(model.release_id == rid).order_by(model.id)))
+        deployments = rows(Deployment)
+        return ReleaseRecord(release, approval_of(session, release), rows(Vote), audit.trail(session, rid),
+                             deployments[0] if deployments else None, rows(SignOff), rows(Task),
+                             rows(NonConformance), rows(ReleaseFlag))
+
+
+def list_releases(db: Engine, actor: Actor, which: str | None, clock: Clock, limit: int = 20) -> list[Release]:
+    now = clock.now()
+    query = select(Release)
+    if which == "pending":
+        query = query.where(Release.state == PENDING).order_by(Release.start_at)
+    elif which == "upcoming":
+        query = query.where(Release.state.in_(LIVE_STATES), Release.end_at >= now).order_by(Release.start_at)
+    elif which == "mine":
+        voted = select(Vote.release_id).where(Vote.voter_id == actor.user_id)
+        query = query.where(or_(Release.requester_id == actor.user_id, Release.id.in_(voted))) \
+                     .order_by(Release.id.desc())
+    else:
+        query = query.order_by(Release.id.desc())
+    with read(db) as session:
+        return list(session.exec(query.limit(limit)))
