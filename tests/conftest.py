@@ -130,7 +130,7 @@ class TrackingExecutor(ThreadPoolExecutor):
             self._pending -= 1
             self._cond.notify_all()
 
-    def wait_idle(self, timeout: float = 10.0) -> None:
+    def wait_idle(self, timeout: float = 60.0) -> None:
         with self._cond:
             if not self._cond.wait_for(lambda: self._pending == 0, timeout):
                 raise AssertionError(f"listeners still running after {timeout}s")

@@ -225,7 +225,7 @@ def test_sigterm_finishes_the_send_in_flight_then_exits_and_hands_back_the_rest(
     try:
         a = spawn(emulator, db_url, tmp_path, "a", started)
         # The first send of A's start-up sweep is under way (its answer 1.5 s late): stop A now.
-        emulator.wait_in_flight("chat.postMessage", timeout=20)
+        emulator.wait_in_flight("chat.postMessage", timeout=60)
         assert a.terminate() == 0  # after the send under way is done and recorded
         assert "Traceback" not in a.output(), a.output()
         [(ref, _, _)] = delivered(emulator)
