@@ -60,7 +60,7 @@ SETTLE_DEADLINE = 120.0  # seconds to wait for the bot's after-ack work
 
 def request_text(i: int) -> str:
     day = 1 + i % 28
-    return (f'request service=svc{i % 50} version=1.{i}.0 type=minor start="2027-01-{day:02d} 14:00" '
+    return (f'request service=svc{i % 50} version=1.{i}.0 type=minor flags=feature start="2027-01-{day:02d} 14:00" '
             f'tz=Europe/London duration=60m summary="bench {i}"')
 
 
