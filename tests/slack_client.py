@@ -240,3 +240,23 @@ class SlackClient:
             "enterprise": None,
         }
         return self._send_payload(payload, retry_num, timestamp)
+
+
+class Recorder:
+    """Keeps the exact signed bytes and headers of every request a SlackClient sends, as someone who
+    captured them off the wire would, so a test can send the very same request again."""
+
+    def __init__(self, slack):
+        self.sent: list[tuple[bytes, dict]] = []
+        self._post = slack.post_raw
+        slack.post_raw = self._record
+
+    def _record(self, body, headers):
+        self.sent.append((body, dict(headers)))
+        return self._post(body, headers)
+
+    def replay(self, bot, index: int = -1, **extra_headers):
+        body, headers = self.sent[index]
+        response = self._post(body, {**headers, **extra_headers})
+        bot.idle()
+        return response

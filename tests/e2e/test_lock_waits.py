@@ -14,46 +14,15 @@ from sqlmodel import Session, select
 
 from bot.feed import token_for
 from held_locks import release_row_locked, writer_holds_the_database
+from slack_client import Recorder
 from storage.models import Blackout, Release, Vote
+from test_request_modal import values
 
 LINE = ('request service=payments version=2.3.1 type=minor flags=feature start="2026-12-01 14:00" tz=Europe/London '
         'duration=60m summary="Add refunds"')
 BLACKOUT = 'blackout add name="Peak trading" start="2026-11-30 00:00" end="2026-12-03 00:00" tz=UTC'
 BUSY = ":hourglass: releasebot is busy; nothing was recorded. Try again in a moment."
-FORM = {
-    "answers": {"answers": {"type": "checkboxes", "selected_options": [{"value": "feature"}]}},
-    "type": {"type": {"type": "static_select", "selected_option": None}},
-    "service": {"service": {"type": "plain_text_input", "value": "payments"}},
-    "version": {"version": {"type": "plain_text_input", "value": "2.3.1"}},
-    "env": {"env": {"type": "static_select", "selected_option": {"value": "production"}}},
-    "start_date": {"start_date": {"type": "datepicker", "selected_date": "2026-12-01"}},
-    "start_time": {"start_time": {"type": "timepicker", "selected_time": "14:00"}},
-    "tz": {"tz": {"type": "plain_text_input", "value": "Europe/London"}},
-    "duration": {"duration": {"type": "plain_text_input", "value": "60m"}},
-    "summary": {"summary": {"type": "plain_text_input", "value": "Add refunds"}},
-    "risk": {"risk": {"type": "plain_text_input", "value": None}},
-    "rollback": {"rollback": {"type": "plain_text_input", "value": "redeploy 2.3.0"}},
-    "links": {"links": {"type": "plain_text_input", "value": None}},
-}
-
-
-class Recorder:
-    """The exact signed bytes of each request sent, to send the very same request again."""
-
-    def __init__(self, slack):
-        self.sent: list[tuple[bytes, dict]] = []
-        self._post = slack.post_raw
-        slack.post_raw = self._record
-
-    def _record(self, body, headers):
-        self.sent.append((body, dict(headers)))
-        return self._post(body, headers)
-
-    def again(self, bot, index: int = -1):
-        body, headers = self.sent[index]
-        response = self._post(body, headers)
-        bot.idle()
-        return response
+FORM = values()  # a valid request form's state.values
 
 
 def rows(db, model):
@@ -93,7 +62,7 @@ def test_a_go_click_is_answered_busy_while_a_writer_holds_the_database_and_count
         assert click_go(bot, "U0QA").status_code == 200
         assert answers(bot, "action-") == [BUSY]
     assert rows(db, Vote) == []
-    wire.again(bot)  # the very same click: not taken for a replay, since nothing was kept of it
+    wire.replay(bot)  # the very same click: not taken for a replay, since nothing was kept of it
     [vote] = rows(db, Vote)
     assert (vote.voter_id, vote.decision) == ("U0QA", "go")
     assert answers(bot, "action-") == [BUSY]
@@ -106,7 +75,7 @@ def test_a_request_form_is_answered_busy_in_its_ack_and_makes_the_release_when_s
         body = r.json()
         assert body["response_action"] == "errors" and list(body["errors"].values()) == [BUSY]  # the form stays open
     assert rows(db, Release) == []
-    r = wire.again(bot)
+    r = wire.replay(bot)
     assert r.status_code == 200 and r.text == ""  # the form closes: done
     [release] = rows(db, Release)
     assert (release.service, release.request_key) == ("payments", "view:V0BUSY")
@@ -118,7 +87,7 @@ def test_a_command_that_writes_is_answered_busy_in_its_ack(bot, db, db_url):
         r = bot.command(BLACKOUT, user="U0RM")
         assert r.json() == {"response_type": "ephemeral", "text": BUSY}
     assert rows(db, Blackout) == [] and answers(bot, "command-") == []
-    wire.again(bot)
+    wire.replay(bot)
     [blackout] = rows(db, Blackout)
     assert blackout.name == "Peak trading"
     [answer] = answers(bot, "command-")

@@ -7,31 +7,12 @@ from urllib.parse import parse_qs
 
 from sqlmodel import Session, select
 
+from slack_client import Recorder
 from storage.models import AuditEvent, Blackout, Release, Vote
 
 LINE = ('request service=payments version=2.3.1 type=minor flags=feature start="2026-12-01 14:00" tz=Europe/London '
         'duration=60m summary="Add refunds"')
 BLACKOUT = 'blackout add name="Peak trading" start="2026-11-30 00:00" end="2026-12-03 00:00" tz=UTC'
-
-
-class Recorder:
-    """Keeps the exact signed bytes and headers of every request the fake Slack sends,
-    as someone who captured them off the wire would."""
-
-    def __init__(self, slack):
-        self.sent: list[tuple[bytes, dict]] = []
-        self._post = slack.post_raw
-        slack.post_raw = self._record
-
-    def _record(self, body, headers):
-        self.sent.append((body, dict(headers)))
-        return self._post(body, headers)
-
-    def replay(self, bot, index: int = -1, **extra_headers):
-        body, headers = self.sent[index]
-        response = self._post(body, {**headers, **extra_headers})
-        bot.idle()
-        return response
 
 
 def vote_of(db, user: str) -> Vote:
