@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from calendars.timeparse import zone
-from commands import announce, planning, replan
+from commands import announce, emergency, planning, replan
 from commands.approval import CastVote, status
 from commands.decision import decide
 from commands.classification import Answers, Classification, classify, controls, track
@@ -230,6 +230,7 @@ def request_release(db: Engine, actor: Actor, raw: Mapping[str, str | None], ans
             announce.approval_message(session, release, now)
             schedule_nudge(session, release, now, policy)
             if release.effective_type == "emergency":
+                emergency.opened(session, release, actor.user_id, now, incident=(raw.get("incident") or "").strip())
                 _emergency_frequency(session, release, actor.user_id, now)
     except IntegrityError:
         # Two deliveries of the same request raced; the other one created it.

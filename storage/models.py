@@ -204,6 +204,9 @@ class Task(SQLModel, table=True):
     done_by: Optional[str] = Field(default=None, max_length=40)
     done_at: Optional[datetime] = _ts(nullable=True)
     details: dict = _json()
+    # who owes it, when it is not simply the release's requester (an emergency's
+    # deferred steps, a root-cause review owned by the release managers)
+    owner_id: Optional[str] = Field(default=None, max_length=200)
 
 
 class NonConformance(SQLModel, table=True):
@@ -330,3 +333,68 @@ class InboxRow(SQLModel, table=True):
     claim_token: Optional[str] = Field(default=None, max_length=64)
     done_at: Optional[datetime] = _ts(nullable=True)
     result: Optional[str] = Field(default=None, max_length=200)
+
+
+class Emergency(SQLModel, table=True):
+    """The bridge record of an emergency release (QMS 4.6): its incident, bridge, assessment and clock.
+
+    One row per emergency release, made in the transaction that creates the
+    release. The bridge's channel is created later by the delivery loop under
+    `bridge_key`, so a retry after Slack failed midway never makes a second one."""
+
+    __tablename__ = "emergency"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="release.id", unique=True)
+    incident: str = Field(max_length=500)  # an id or URL of the incident being fixed
+    security: bool = False
+    opened_at: datetime = _ts(nullable=False)
+    opened_by: str = Field(max_length=200)
+    # the bridge: "channel" (conversations.create) or "thread" (in the release channel)
+    bridge_key: str = Field(max_length=120, unique=True)
+    bridge_kind: Optional[str] = Field(default=None, max_length=10)
+    bridge_channel: Optional[str] = Field(default=None, max_length=40)
+    bridge_thread_ts: Optional[str] = Field(default=None, max_length=40)
+    bridge_fallback_reason: Optional[str] = _text()  # why it is a thread when policy asked for a channel
+    card_ts: Optional[str] = Field(default=None, max_length=40)  # the pinned bridge card
+    bridge_opened_at: Optional[datetime] = _ts(nullable=True)
+    # assessment (QMS 4.6, Assessment row)
+    blast_radius: Optional[str] = _text()
+    blast_radius_by: Optional[str] = Field(default=None, max_length=200)
+    rollback_option: Optional[str] = _text()
+    rollback_option_by: Optional[str] = Field(default=None, max_length=200)
+    scope_confirmed_by: Optional[str] = Field(default=None, max_length=200)
+    scope_confirmed_at: Optional[datetime] = _ts(nullable=True)
+    ci_passed_by: Optional[str] = Field(default=None, max_length=200)
+    ci_passed_at: Optional[datetime] = _ts(nullable=True)
+    assessed_at: Optional[datetime] = _ts(nullable=True)
+    approved_at: Optional[datetime] = _ts(nullable=True)
+    approver_set: Optional[str] = Field(default=None, max_length=200)  # which alternative set approved
+    # validation: the on-call engineer confirms the incident is resolved and no new error patterns appeared
+    validated_by: Optional[str] = Field(default=None, max_length=200)
+    validated_at: Optional[datetime] = _ts(nullable=True)
+    validation_note: Optional[str] = _text()
+    closed_by: Optional[str] = Field(default=None, max_length=200)
+    closed_at: Optional[datetime] = _ts(nullable=True)
+    close_summary: Optional[str] = _text()
+
+
+class DecisionLogEntry(SQLModel, table=True):
+    """An entry people add to an emergency's decision log (the decisions themselves are audit events).
+
+    Append-only, enforced by database triggers like the audit log: a correction is
+    a new entry that points at the one it corrects. `source_key` makes a retried
+    pin (channel:message ts) or a retried command land once."""
+
+    __tablename__ = "decision_log"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="release.id", index=True)
+    at: datetime = _ts(nullable=False)  # when it was said: a pinned message's own timestamp
+    recorded_at: datetime = _ts(nullable=False)
+    author: str = Field(max_length=200)
+    recorded_by: str = Field(max_length=200)
+    text: str = _text(nullable=False)
+    source: str = Field(max_length=20)  # command | pin
+    source_key: str = Field(max_length=200, unique=True)
+    corrects_id: Optional[int] = Field(default=None, foreign_key="decision_log.id")
