@@ -2,7 +2,6 @@
 (commands/deploy), and every new renderer held to Slack's limits with slack_sdk's own models."""
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
