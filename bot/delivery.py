@@ -257,7 +257,8 @@ class Delivery:
                                               duration=release.end_at - release.start_at, now=self._clock.now(),
                                               exclude=release.id)
                      if planning.blocking(flags) and release.state in LIVE_STATES else [])
-        text, blocks = render.approval_message(release, st, dep, calendar.flags_block(flags, slots))
+        text, blocks = render.approval_message(release, st, dep, calendar.flags_block(flags, slots)
+                                               + render.reschedule_actions(release, slots))
         if release.message_ts is not None:
             try:
                 self._client.chat_update(channel=release.channel_id, ts=release.message_ts, text=text, blocks=blocks)

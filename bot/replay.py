@@ -33,6 +33,7 @@ from storage import replay as seen
 from storage.db import ACK_WAIT, Busy
 
 from bot.messages.aftercare import FOLLOWUP_ACTION, RETRO_ACTION, START_DEPLOY
+from bot.messages.help import MENU_ACTIONS
 from bot.messages.modal import CLASSIFY_ACTION
 from bot.messages.release import NOGO_ACTION
 
@@ -44,8 +45,9 @@ ALREADY_DONE = (":information_source: Already done: Slack delivered this request
                 "first time; nothing changed.")
 BUSY = ":hourglass: releasebot is busy; nothing was recorded. Try again in a moment."
 MAX_KEY = 255  # storage.models.SeenDelivery.key
-_READ_COMMANDS = frozenset({"help", "show", "list", "calendar", "deploy"})  # deploy opens the checklist form
-_FORM_BUTTONS = frozenset({START_DEPLOY, FOLLOWUP_ACTION, RETRO_ACTION, NOGO_ACTION, CLASSIFY_ACTION})
+_READ_COMMANDS = frozenset({"help", "roles", "show", "list", "calendar", "deploy"})  # deploy opens the checklist form
+# (the bare /release menu's buttons only read or open the request form)
+_FORM_BUTTONS = frozenset({START_DEPLOY, FOLLOWUP_ACTION, RETRO_ACTION, NOGO_ACTION, CLASSIFY_ACTION, *MENU_ACTIONS})
 
 
 def identity(body: dict) -> str | None:

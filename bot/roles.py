@@ -49,6 +49,14 @@ class RoleDirectory:
                     unresolved.add(role)
         return frozenset(roles), frozenset(unresolved - roles)
 
+    def members(self, group_id: str) -> frozenset[str] | None:
+        """A group's members through the same cache, or None when Slack could not say (for listings)."""
+        try:
+            return self._group(group_id)
+        except RoleLookupError as exc:
+            log.warning("%s", exc)
+            return None
+
     def _group(self, group_id: str) -> frozenset[str]:
         now = self._clock.now()
         with self._lock:

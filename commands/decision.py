@@ -53,7 +53,10 @@ def refuse(session: Session, release: Release, who: str, action: str, exc: Refus
     """Say no, and keep the refusal in the audit log: an auditor asks who tried what, too."""
     audit.record(session, actor=who, action=f"{action}_refused", release_id=release.id, at=now,
                  after={"code": exc.code, **(detail or {})}, reason=exc.message)
-    return Outcome(exc.message, release, refused=True, data=data or {})
+    data = dict(data or {})
+    if exc.roles:  # a missing role: the bot names who holds it (bot.messages.roles.holders_note)
+        data["needs_roles"] = list(exc.roles)
+    return Outcome(exc.message, release, refused=True, data=data)
 
 
 def decide(db: Engine, release_id: int, who: str, action: str, now: datetime, *,

@@ -174,7 +174,13 @@ def start_check(d: Decision, who: Deployer, checklist: Mapping[str, bool], polic
     reasons = gate_reasons(d.release, d.session, who, d.now, checklist, policy)
     if reasons:
         refusal["reasons"] = reasons  # audited with the refusal and handed back to the caller
-        raise Refused(f"{d.release.ref} cannot be deployed now:\n" + "\n".join(f"• {r}" for r in reasons), "gate")
+        missing = policy.deployment.deployers if deployer_role(who, policy) else ()
+        raise Refused(f"{d.release.ref} cannot be deployed now:\n" + "\n".join(f"• {r}" for r in reasons), "gate",
+                      missing)
+
+
+# Every box ticked: what the gate says then is what no checklist can fix.
+ALL_TICKED: Mapping[str, bool] = {key: True for key, _ in CHECKLIST}
 
 
 def start_change(d: Decision, who: Deployer, checklist: Mapping[str, bool], artifact: str | None,
@@ -307,6 +313,24 @@ def start_deployment(db: Engine, who: Deployer, release_id: int, checklist: Mapp
     if out.refused:
         return Outcome(out.message, out.release, refused=True, data={"reasons": refusal.get("reasons", [])})
     return out
+
+
+def precheck_deployment(db: Engine, who: Deployer, release_id: int, clock: Clock, policy: Policy) -> Outcome | None:
+    """Before the checklist opens: the gate's refusal, when it fails for reasons ticking boxes cannot fix
+    (not approved, outside the window, in a blackout, not a deployer, an approver deploying).
+
+    The same gate (gate_reasons, every box ticked), refused and audited as the gate refuses
+    ("deploy_refused", code "gate", marked as the precheck). None: the checklist may open. A
+    deployment already running by this person is answered as the gate's replay is."""
+    refusal: dict = {"checklist": dict(ALL_TICKED), "precheck": True}
+    out = decide(db, release_id, who.audit_name, "deploy", clock.now(),
+                 replay=lambda d: start_replay(d, who),
+                 check=lambda d: start_check(d, who, ALL_TICKED, policy, refusal),
+                 change=lambda d: Outcome("", d.release),  # nothing to change: the checklist decides
+                 refusal_detail=refusal)
+    if out.refused or out.message:
+        return out
+    return None
 
 
 def deployment_of(session: Session, release: Release) -> Deployment | None:

@@ -39,9 +39,11 @@ def required_reason(text: str | None, message: str, form: str) -> str:
 class Refused(Exception):
     """A rule said no. The refusal itself is audited (commands.decision)."""
 
-    def __init__(self, message: str, code: str):
+    def __init__(self, message: str, code: str, roles: tuple[str, ...] = ()):
         super().__init__(message)
         self.message, self.code = message, code
+        # the roles whose absence this refusal is about: the bot says who does hold them
+        self.roles = tuple(roles)
 
 
 class CouldNotCheck(InputError):

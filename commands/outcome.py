@@ -28,7 +28,7 @@ class Actor:
         unknown = [r for r in roles if r in self.unresolved]
         if unknown:
             raise CouldNotCheck(could_not_check(unknown))
-        raise Refused(refusal, code)
+        raise Refused(refusal, code, roles)
 
 
 def could_not_check(roles: Iterable[str]) -> str:

@@ -209,3 +209,22 @@ def release_moved(session: Session, moved: Release, who: str, now: datetime, pol
                       details=[f.detail for f in gone], approved=state == "approved")
         cleared_on.append(r.ref)
     return cleared_on
+
+
+def reschedule_to_slot(db, actor, release_id: int, slot: str, clock, policy: Policy):
+    """The "Reschedule to <slot>" button: the same reschedule decision as `/release reschedule`
+    (commands.release.edit_release: owner or release manager, live, every planning check again,
+    audited), to the start `slot` names (epoch seconds, UTC). A second click finds the release
+    already there and changes nothing."""
+    from calendars.timeparse import zone
+    from commands.errors import InputError
+    from commands.release import edit_release, load
+    from storage.db import read
+    if not (slot.isascii() and slot.isdigit() and len(slot) <= 11):
+        raise InputError("that slot is not a time; use /release reschedule REL-12 start=\"YYYY-MM-DD HH:MM\"")
+    start = datetime.fromtimestamp(int(slot), tz=zone("UTC"))
+    with read(db) as session:
+        tz = load(session, release_id).tz
+    # the window keeps its zone: the start is given as its wall-clock time there
+    local = start.astimezone(zone(tz)).strftime("%Y-%m-%d %H:%M")
+    return edit_release(db, actor, release_id, {"start": local}, clock, policy)

@@ -37,8 +37,11 @@ USAGE: dict[str, str] = {
                 '[services=a,b] [environments=production] [repeat="FREQ=WEEKLY;BYDAY=FR"] | '
                 '/release blackout list | /release blackout remove 3 [reason="…"] | '
                 '/release blackout subscribe url=https://… name="…" [tz=…] [services=…] [environments=…]',
-    "help": "/release help",
+    "roles": "/release roles   (who holds each role, and which are empty)",
+    "help": "/release help [request|approve|deploy|after|calendar|admin]",
 }
+# What `/release help <topic>` explains, by what someone wants to do (bot/messages/help.py has the text).
+HELP_TOPICS = ("request", "approve", "deploy", "after", "calendar", "admin")
 
 _KEYS: dict[str, set[str]] = {
     "request": {"service", "version", "type", "start", "tz", "duration", "summary", "env", "environment",
@@ -61,6 +64,7 @@ _KEYS: dict[str, set[str]] = {
     "override": {"kind", "reason"},
     "calendar": {"days", "service"},
     "blackout": {"name", "start", "end", "tz", "services", "environments", "repeat", "url", "reason"},
+    "roles": set(),
     "help": set(),
 }
 _BLACKOUT_KEYS = {
@@ -190,6 +194,10 @@ def parse_command(text: str) -> ParsedCommand:
         if positional:
             raise InputError(f"'{positional[0]}' is not understood here; values are given as key=value", form=form)
         return ParsedCommand(name, None, args, (action,))
+    if name == "help":
+        if len(positional) > 1 or (positional and positional[0].lower() not in HELP_TOPICS):
+            raise InputError(f"help topics are {', '.join(HELP_TOPICS)}", form=form)
+        return ParsedCommand(name, None, args, tuple(p.lower() for p in positional))
     if name == "list":
         if len(positional) > 1 or (positional and positional[0].lower() not in {"pending", "upcoming", "mine"}):
             raise InputError("list takes pending, upcoming or mine", form=form)

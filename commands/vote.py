@@ -37,7 +37,8 @@ def choose_role(required: Mapping[str, int], st: ApprovalStatus, actor: Actor, d
         raise CouldNotCheck(could_not_check(unknown))
     if not held:
         needed = ", ".join(f"{r} ×{n}" for r, n in required.items())
-        raise Refused(f"This release needs {needed}; you hold none of those roles.", "no_required_role")
+        raise Refused(f"This release needs {needed}; you hold none of those roles.", "no_required_role",
+                      tuple(required))
     if role_hint:
         if role_hint not in required:
             raise Refused(f"{role_hint} is not a role this release needs.", "role_not_required")

@@ -242,6 +242,45 @@ class SlackClient:
         return self._send_payload(payload, retry_num, timestamp)
 
 
+    def shortcut(self, callback_id: str, *, user: str = "U_ALICE", retry_num: int | None = None) -> httpx.Response:
+        """A global shortcut (the lightning menu): no channel, no response_url, a trigger_id for a form."""
+        payload = {
+            "type": "shortcut",
+            "token": VERIFICATION_TOKEN,
+            "action_ts": self._action_ts(),
+            "team": self._team(),
+            "user": self._user(user),
+            "is_enterprise_install": False,
+            "enterprise": None,
+            "callback_id": callback_id,
+            "trigger_id": self._trigger_id(),
+        }
+        return self._send_payload(payload, retry_num, None)
+
+    def event(self, event: dict, *, event_id: str | None = None, bot_user: str = "UBOT",
+              retry_num: int | None = None) -> httpx.Response:
+        """An Events API delivery (JSON body), with the authorizations Slack names the installed bot in."""
+        body = {
+            "token": VERIFICATION_TOKEN,
+            "team_id": self.team_id,
+            "api_app_id": APP_ID,
+            "event": {"event_ts": f"{int(time.time())}.000{next(self._seq):03d}", **event},
+            "type": "event_callback",
+            "event_id": event_id or f"Ev{next(self._seq):08d}",
+            "event_time": int(time.time()),
+            "authorizations": [{"enterprise_id": None, "team_id": self.team_id, "user_id": bot_user,
+                                "is_bot": True, "is_enterprise_install": False}],
+            "is_ext_shared_channel": False,
+        }
+        self.last_payload = body
+        raw = json.dumps(body)
+        headers = {**self.signed_headers(raw), "Content-Type": "application/json"}
+        if retry_num is not None:
+            headers["X-Slack-Retry-Num"] = str(retry_num)
+            headers["X-Slack-Retry-Reason"] = "http_timeout"
+        return self.post_raw(raw.encode("utf-8"), headers)
+
+
 class Recorder:
     """Keeps the exact signed bytes and headers of every request a SlackClient sends, as someone who
     captured them off the wire would, so a test can send the very same request again."""

@@ -8,11 +8,13 @@ from slack_sdk.errors import SlackApiError
 
 from commands.errors import InputError
 from commands.outcome import Outcome
+from commands.roles import holders
 from commands.text import USAGE
 from storage import outbox
 
 from bot.messages.common import esc
 from bot.messages.release import error_text
+from bot.messages.roles import refusal_note
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -40,9 +42,17 @@ def run(svc: Services, tell: Callable[[str], None], work: Callable[[], Outcome |
         return
     if outcome is None:
         return
-    _tell(tell, esc(outcome.message))
+    _tell(tell, esc(outcome.message) + needs_note(svc, outcome))
     if outcome.changed:
         kick(svc, [*(queued or ()), *mine])
+
+
+def needs_note(svc: Services, outcome: Outcome) -> str:
+    """A refusal for a missing role names who does hold it (from the policy: no Slack call on a refusal)."""
+    needed = outcome.data.get("needs_roles") if outcome.refused else None
+    if not needed:
+        return ""
+    return refusal_note([holders(svc.policy, role) for role in needed], svc.policy.source)
 
 
 def ephemeral(client, channel: str, user: str) -> Callable[[str], None]:

@@ -8,7 +8,7 @@ from slack_bolt import App
 from slack_sdk.errors import SlackApiError
 
 from commands.aftercare import record_task, sign_off
-from commands.deploy import CHECKLIST, Deployer, finish_deployment, start_deployment
+from commands.deploy import CHECKLIST, Deployer, finish_deployment, precheck_deployment, start_deployment
 from commands.errors import InputError
 from commands.record import show_release
 from commands.text import UNSTORABLE, parse_ref, unstorable_field
@@ -26,8 +26,24 @@ def deployer(svc: Services, user_id: str) -> Deployer:
     return Deployer.of(svc.actor(user_id))
 
 
-def open_form(svc: Services, client, trigger_id: str, release_id: int, channel: str, tell, kind: str) -> None:
-    """Open the checklist, follow-up or retrospective form for a release."""
+def open_form(svc: Services, client, trigger_id: str, release_id: int, channel: str, tell, kind: str,
+              user: str | None = None) -> None:
+    """Open the checklist, follow-up or retrospective form for a release.
+
+    The checklist opens only when ticking it could let the deployment start: a gate that already
+    fails for another reason (not approved, outside the window, a blackout, the wrong role) is
+    answered, and audited, before anyone fills in a form for nothing."""
+    if kind == "deploy" and user is not None:
+        checked: dict = {}
+
+        def precheck():
+            checked["stop"] = precheck_deployment(svc.db, deployer(svc, user), release_id, svc.clock, svc.policy)
+            checked["done"] = True
+            return checked["stop"]
+
+        run(svc, tell, precheck, form_of="deploy")  # says the refusal, or "could not check", or nothing
+        if not checked.get("done") or checked["stop"] is not None:
+            return
     try:
         release = show_release(svc.db, release_id).release
     except InputError as exc:
@@ -50,7 +66,8 @@ def register(app: App, svc: Services) -> None:
             except InputError as exc:
                 ephemeral(client, channel, user)(f":warning: {esc(exc.message)}")
                 return
-            open_form(svc, client, body["trigger_id"], release_id, channel, ephemeral(client, channel, user), kind)
+            open_form(svc, client, body["trigger_id"], release_id, channel, ephemeral(client, channel, user), kind,
+                      user)
         return lazy
 
     app.action(msg.START_DEPLOY)(ack=just_ack, lazy=[from_button("deploy")])

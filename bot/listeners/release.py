@@ -14,7 +14,9 @@ from commands.record import list_releases, show_release
 from commands.release import (accept_misclassification, cancel_release, override_flags, edit_release,
                               request_release)
 from commands.request import missing_fields, parse_flags
-from commands.text import USAGE, ParsedCommand, parse_command
+from commands.roles import all_holders
+from commands.replan import reschedule_to_slot
+from commands.text import USAGE, ParsedCommand, parse_command, parse_ref
 from commands.aftercare import record_task, sign_off
 from commands.deploy import Deployer, decide_rollback, finish_deployment
 from commands.vote import cast_vote, withdraw_vote
@@ -25,7 +27,8 @@ from storage.db import ACK_WAIT, Busy
 from bot.listeners import calendar, deploy
 from bot.listeners.common import ephemeral, just_ack, run
 from bot.messages import modal
-from bot.messages.release import error_text, help_text, list_message, record_message
+from bot.messages import help as help_msg, roles as roles_msg
+from bot.messages.release import RESCHEDULE_ACTION, error_text, list_message, record_message
 from bot.replay import BUSY
 from bot.services import Services
 
@@ -43,8 +46,14 @@ def register(app: App, svc: Services) -> None:
         except InputError as exc:
             ack(response_type="ephemeral", text=error_text(exc.message, exc.form))
             return
+        if not (body.get("text") or "").strip():
+            text, blocks = help_msg.menu()
+            ack(response_type="ephemeral", text=text, blocks=blocks)
+            return
         if cmd.name == "help":
-            ack(response_type="ephemeral", text=help_text())
+            text, blocks = (help_msg.help_topic(cmd.positional[0], svc.clock.now()) if cmd.positional
+                            else help_msg.help_overview())
+            ack(response_type="ephemeral", text=text, blocks=blocks)
             return
         ack()
 
@@ -64,9 +73,11 @@ def register(app: App, svc: Services) -> None:
             _request(svc, cmd, body, tell, client)
         elif cmd.name == "deploy":
             deploy.open_form(svc, client, body["trigger_id"], cmd.release_id, body.get("channel_id", ""), tell,
-                             "deploy")
+                             "deploy", user)
         elif cmd.name in ("show", "list"):
             _read(svc, cmd, user, respond, tell)
+        elif cmd.name == "roles":
+            run(svc, tell, lambda: _roles(svc, respond))
         elif cmd.name in ("calendar", "blackout"):
             calendar.handle(svc, cmd, user, respond, tell)
         else:
@@ -120,6 +131,45 @@ def register(app: App, svc: Services) -> None:
 
     app.action(modal.CLASSIFY_ACTION)(ack=just_ack, lazy=[redraw_form])
 
+    # "Reschedule to <slot>" on a flagged release: the reschedule decision, to that slot.
+    def reschedule_clicked(body, action, client):
+        user, channel = body["user"]["id"], (body.get("channel") or {}).get("id") or svc.config.release_channel
+        release_id, _, slot = str(action.get("value") or "").partition(":")
+        run(svc, ephemeral(client, channel, user),
+            lambda: reschedule_to_slot(svc.db, svc.actor(user), parse_ref(release_id), slot, svc.clock, svc.policy),
+            form_of="reschedule")
+
+    app.action(RESCHEDULE_ACTION)(ack=just_ack, lazy=[reschedule_clicked])
+
+    # The bare `/release` menu: each button does what it says, answered where it was clicked.
+    def menu_clicked(body, action, respond, client):
+        user = body["user"]["id"]
+        channel = (body.get("channel") or {}).get("id", "")
+
+        def tell(text: str) -> None:
+            respond(text=text, response_type="ephemeral", replace_original=False)
+
+        which = action["action_id"]
+        if which == help_msg.MENU_REQUEST:
+            _open_request_form(svc, client, body["trigger_id"], user, channel, {}, None, tell)
+        elif which == help_msg.MENU_MINE:
+            _read(svc, ParsedCommand("list", positional=("mine",)), user, respond, tell)
+        elif which == help_msg.MENU_CALENDAR:
+            calendar.handle(svc, ParsedCommand("calendar"), user, respond, tell)
+        else:
+            text, blocks = help_msg.help_overview()
+            respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
+
+    for menu_action in help_msg.MENU_ACTIONS:
+        app.action(menu_action)(ack=just_ack, lazy=[menu_clicked])
+
+    # The global shortcut "Request a release" (manifest.yml): the request form, from anywhere.
+    def shortcut_used(body, client):
+        user = body["user"]["id"]
+        _open_request_form(svc, client, body["trigger_id"], user, "", {}, None, _dm(client, user))
+
+    app.shortcut(help_msg.REQUEST_SHORTCUT)(ack=just_ack, lazy=[shortcut_used])
+
 
 def _request(svc: Services, cmd: ParsedCommand, body: dict, tell, client) -> None:
     args = dict(cmd.args)
@@ -142,15 +192,26 @@ def _request(svc: Services, cmd: ParsedCommand, body: dict, tell, client) -> Non
                                  form=USAGE["request"]) from None
         run(svc, tell, work)
         return
+    _open_request_form(svc, client, body["trigger_id"], user, body.get("channel_id", ""), args, answers, tell)
+
+
+def _open_request_form(svc: Services, client, trigger_id: str, user: str, channel: str, args: dict,
+                       answers: Answers | None, tell) -> None:
+    """The request form, prefilled with what was typed; the outcome is said in `channel` (or the release channel)."""
     if not args.get("tz"):
         args["tz"] = _user_tz(client, user)
-    view = modal.request_modal(svc.policy, args, answers or Answers(), body.get("channel_id", ""))
+    view = modal.request_modal(svc.policy, args, answers or Answers(), channel)
     try:
-        client.views_open(trigger_id=body["trigger_id"], view=view)
+        client.views_open(trigger_id=trigger_id, view=view)
     except SlackApiError as exc:
         log.warning("views.open failed: %s", exc.response.get("error"))
         tell(":warning: Slack would not open the request form (it must open within 3 seconds). "
              f"Try again, or give every field in one line: `{USAGE['request']}`")
+
+
+def _dm(client, user: str):
+    """A shortcut has no channel and no response_url: anything to say goes to the person's DM with the bot."""
+    return lambda text: client.chat_postMessage(channel=user, text=text)
 
 
 def _user_tz(client, user: str) -> str:
@@ -158,6 +219,12 @@ def _user_tz(client, user: str) -> str:
         return client.users_info(user=user)["user"].get("tz") or "UTC"
     except (SlackApiError, OSError, KeyError):
         return "UTC"
+
+
+def _roles(svc: Services, respond) -> None:
+    """Who holds each role, the groups read through the roles cache (one Slack call per group at most)."""
+    text, blocks = roles_msg.roles_message(all_holders(svc.policy, svc.roles.members), svc.policy.source)
+    respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
 
 
 def _read(svc: Services, cmd: ParsedCommand, user: str, respond, tell) -> None:

@@ -1,15 +1,18 @@
 """Release messages: the approval message, thread notes, the full record and lists."""
 from __future__ import annotations
 
+from datetime import datetime
+
+from calendars.timeparse import zone
 from commands.approval import ApprovalStatus
 from commands.record import ReleaseRecord
 from commands.release import APPROVED, CANCELLED, LIVE_STATES
-from commands.text import USAGE
 from storage.models import Deployment, Release
 
-from bot.messages.common import BLOCK_LIMIT, clip, context, date, esc, mention, section
+from bot.messages.common import BLOCK_LIMIT, clip, context, date, esc, mention, plain, section
 
 GO_ACTION, NOGO_ACTION = "vote_go", "vote_nogo"
+RESCHEDULE_ACTION = "reschedule_slot"  # value: "<release id>:<slot start, epoch seconds>"
 _STATE_ICON = {"pending": ":hourglass_flowing_sand:", "approved": ":white_check_mark:", "cancelled": ":no_entry_sign:",
                "deploying": ":rocket:", "rolling_back": ":rewind:", "stabilising": ":eyes:",
                "rolled_back": ":leftwards_arrow_with_hook:", "failed": ":x:", "closed": ":lock:"}
@@ -100,6 +103,17 @@ def approval_message(r: Release, st: ApprovalStatus, dep: Deployment | None = No
     return esc(text), blocks
 
 
+def reschedule_actions(r: Release, slots: list[datetime]) -> list[dict]:
+    """A flagged release's next step: one button per free slot, its time on the button in the release's zone
+    (button text is plain text, so no <!date^…>; the slot list above it has those)."""
+    if not slots or r.state not in LIVE_STATES:
+        return []
+    tz = zone(r.tz)
+    buttons = [{"type": "button", "action_id": RESCHEDULE_ACTION, "value": f"{r.id}:{int(s.timestamp())}",
+                "text": plain(f"Reschedule to {s.astimezone(tz):%a %d %b %H:%M %Z}", 75)} for s in slots[:5]]
+    return [{"type": "actions", "block_id": f"reschedule:{r.id}", "elements": buttons}]
+
+
 def record_message(rec: ReleaseRecord) -> list[dict]:
     r = rec.release
     blocks = [section(f"*{r.ref}*: {r.state}"), *record_fields(r), roles_block(r, rec.status)]
@@ -147,13 +161,6 @@ def list_message(releases: list[Release], which: str | None) -> list[dict]:
     lines = [f"*{r.ref}* {esc(r.service)} `{esc(r.version)}` {r.effective_type} · {r.state} · {date(r.start_at)}"
              for r in releases]
     return [section(clip(title + "\n" + "\n".join(lines)))]
-
-
-def help_text() -> str:
-    lines = ["*releasebot*: request a release, vote Go/No-go, and keep the audit trail."]
-    lines += [f"• `{esc(form)}`" for form in USAGE.values()]
-    lines.append("`/release request` with no fields opens a form with the classification questions.")
-    return "\n".join(lines)
 
 
 def error_text(message: str, form: str | None) -> str:

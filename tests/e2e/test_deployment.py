@@ -50,11 +50,12 @@ def approved(bot, db, type_="minor"):
 
 def start(bot, clock, user="U0PL", values=ALL_CHECKED):
     # U0PL: a platform lead, who holds a deploying role (QMS 3.4) and votes on none of these releases
+    # in the window first: outside it the button refuses before the checklist opens (the precheck)
+    clock.set(IN_WINDOW)
     post = bot.emulator.calls_to("chat.postMessage")[0]
     bot.click("deploy_start", "1", user=user, channel=post.response["channel"], message_ts=post.response["ts"])
     view = bot.emulator.calls_to("views.open")[-1].args["view"]
     assert view["callback_id"] == "deploy_checklist"
-    clock.set(IN_WINDOW)
     return bot.submit("deploy_checklist", values, user=user, private_metadata=view["private_metadata"])
 
 
@@ -160,9 +161,11 @@ def test_a_failed_group_lookup_is_could_not_check_not_a_refusal(bot, db, clock):
 def test_gate_names_every_failed_condition(bot, db, clock):
     approved(bot, db)
     post = bot.emulator.calls_to("chat.postMessage")[0]
-    bot.click("deploy_start", "1", user="U0RM", channel=post.response["channel"], message_ts=post.response["ts"])
+    clock.set(IN_WINDOW)
+    bot.click("deploy_start", "1", user="U0PL", channel=post.response["channel"], message_ts=post.response["ts"])
     view = bot.emulator.calls_to("views.open")[-1].args["view"]
     clock.set(datetime(2026, 12, 15, 12, 0, tzinfo=UTC))  # after the window closed
+    # the form as a release manager who voted would submit it (the button refuses to open it for them)
     bot.submit("deploy_checklist", {"checklist": {"checklist": {"selected_options": [{"value": "monitoring"}]}}},
                user="U0RM", private_metadata=view["private_metadata"])
     text = said_to(bot, "U0RM")
@@ -181,11 +184,14 @@ def test_gate_names_every_failed_condition(bot, db, clock):
 
 def test_gate_refuses_a_release_that_is_not_approved(bot, db, clock):
     bot.command(LINE.format(type="minor", flags="feature"), user="U0DEV")
-    bot.command("deploy REL-1", user="U0DEV")
-    view = bot.emulator.calls_to("views.open")[-1].args["view"]
     clock.set(IN_WINDOW)
-    bot.submit("deploy_checklist", ALL_CHECKED, user="U0DEV", private_metadata=view["private_metadata"])
-    assert "REL-1 is pending, not approved" in said_to(bot, "U0DEV")
+    bot.command("deploy REL-1", user="U0PL")  # refused before the checklist opens (the precheck)
+    assert "REL-1 is pending, not approved" in bot.emulator.calls_to("response_url")[-1].args["text"]
+    assert bot.emulator.calls_to("views.open") == []
+    # and the gate itself still refuses a checklist submitted anyway
+    bot.submit("deploy_checklist", ALL_CHECKED, user="U0PL",
+               private_metadata=json.dumps({"release": 1, "channel": "C0RELEASES"}))
+    assert "REL-1 is pending, not approved" in said_to(bot, "U0PL")
     assert release(db).state == "pending"
 
 
