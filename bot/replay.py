@@ -33,6 +33,7 @@ from storage import replay as seen
 from storage.db import ACK_WAIT, Busy
 
 from bot.messages.aftercare import FOLLOWUP_ACTION, RETRO_ACTION, START_DEPLOY
+from bot.messages.bridge import ASSESS_FORM, LOG_ACTION, LOG_PAGE_ACTION
 from bot.messages.modal import CLASSIFY_ACTION
 from bot.messages.release import NOGO_ACTION
 
@@ -45,7 +46,8 @@ ALREADY_DONE = (":information_source: Already done: Slack delivered this request
 BUSY = ":hourglass: releasebot is busy; nothing was recorded. Try again in a moment."
 MAX_KEY = 255  # storage.models.SeenDelivery.key
 _READ_COMMANDS = frozenset({"help", "show", "list", "calendar", "deploy"})  # deploy opens the checklist form
-_FORM_BUTTONS = frozenset({START_DEPLOY, FOLLOWUP_ACTION, RETRO_ACTION, NOGO_ACTION, CLASSIFY_ACTION})
+_FORM_BUTTONS = frozenset({START_DEPLOY, FOLLOWUP_ACTION, RETRO_ACTION, NOGO_ACTION, CLASSIFY_ACTION,
+                           ASSESS_FORM, LOG_ACTION, LOG_PAGE_ACTION})  # these open a form or only read
 
 
 def identity(body: dict) -> str | None:

@@ -37,12 +37,15 @@ USAGE: dict[str, str] = {
                 '[services=a,b] [environments=production] [repeat="FREQ=WEEKLY;BYDAY=FR"] | '
                 '/release blackout list | /release blackout remove 3 [reason="…"] | '
                 '/release blackout subscribe url=https://… name="…" [tz=…] [services=…] [environments=…]',
+    "log": "/release log REL-12 text…   or   /release log REL-12 correct=<entry number> text…"
+           "   (an emergency's decision log)",
+    "bridge": '/release bridge close REL-12 summary="…"   (once validation is recorded)',
     "help": "/release help",
 }
 
 _KEYS: dict[str, set[str]] = {
     "request": {"service", "version", "type", "start", "tz", "duration", "summary", "env", "environment",
-                "flags", "risk", "rollback", "links"},
+                "flags", "risk", "rollback", "links", "incident"},
     "go": {"note", "role"},
     "nogo": {"reason", "role"},
     "withdraw": set(),
@@ -61,6 +64,8 @@ _KEYS: dict[str, set[str]] = {
     "override": {"kind", "reason"},
     "calendar": {"days", "service"},
     "blackout": {"name", "start", "end", "tz", "services", "environments", "repeat", "url", "reason"},
+    "log": {"correct"},
+    "bridge": {"summary"},
     "help": set(),
 }
 _BLACKOUT_KEYS = {
@@ -142,6 +147,8 @@ def parse_command(text: str) -> ParsedCommand:
     if unstorable(text):
         first = text.split(maxsplit=1)[0].lower()
         check_text(text, form=USAGE.get(first, USAGE["help"]))
+    if text.split(maxsplit=1)[0].lower() == "log":
+        return _parse_log(text)
     try:
         tokens = shlex.split(text)
     except ValueError:
@@ -190,6 +197,10 @@ def parse_command(text: str) -> ParsedCommand:
         if positional:
             raise InputError(f"'{positional[0]}' is not understood here; values are given as key=value", form=form)
         return ParsedCommand(name, None, args, (action,))
+    if name == "bridge":
+        if len(positional) != 2 or positional[0].lower() != "close":
+            raise InputError("bridge takes close and a release id, e.g. " + form, form=form)
+        return ParsedCommand(name, _release_id(positional[1], form), args, ("close",))
     if name == "list":
         if len(positional) > 1 or (positional and positional[0].lower() not in {"pending", "upcoming", "mine"}):
             raise InputError("list takes pending, upcoming or mine", form=form)
@@ -201,6 +212,25 @@ def parse_command(text: str) -> ParsedCommand:
             raise InputError("'env' is given twice (env and environment mean the same)", field="env", form=form)
         args["env"] = args.pop("environment")
     return ParsedCommand(name, release_id, args, tuple(positional))
+
+
+def _parse_log(text: str) -> ParsedCommand:
+    """`log REL-n [correct=N] free text`: the text is taken as typed (quotes, '=' and all), not as fields."""
+    form = USAGE["log"]
+    parts = text.split(maxsplit=2)
+    if len(parts) < 2:
+        raise InputError("/release log needs a release id like REL-12 and the entry's text", form=form)
+    release_id = _release_id(parts[1], form)
+    rest = parts[2] if len(parts) > 2 else ""
+    args: dict[str, str] = {}
+    first, _, after = rest.partition(" ")
+    if first.lower().startswith("correct="):
+        args["correct"] = first.split("=", 1)[1]
+        rest = after
+    args["text"] = rest.strip()
+    if not args["text"]:
+        raise InputError("the log entry has no text", form=form)
+    return ParsedCommand("log", release_id, args)
 
 
 def _release_id(text: str, form: str | None = None) -> int:
