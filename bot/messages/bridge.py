@@ -178,3 +178,20 @@ def assess_modal(r: Release, e: Emergency, channel_id: str) -> dict:
             "private_metadata": json.dumps({"release": r.id, "channel": channel_id}),
             "blocks": [field("blast_radius", "Blast radius", e.blast_radius),
                        field("rollback", "Rollback option", e.rollback_option)]}
+
+
+def record_blocks(r: Release, e: Emergency, lines: list[LogLine], room: int) -> list[dict]:
+    """The emergency part of `/release show`: where the bridge is, and as much of the log as fits in `room`
+    blocks; the rest is one click (the card's Decision log button) or the CLI away, never cut silently."""
+    where = (f"<#{e.bridge_channel}>" if e.bridge_kind == "channel" and e.bridge_channel
+             else "a thread in the release channel" if e.bridge_kind == "thread" else "being opened")
+    head = (f"*Emergency* · incident {esc(e.incident) or '(none given)'} · bridge: {where} · opened {date(e.opened_at)}"
+            + (f" · closed {date(e.closed_at)}: {esc(e.close_summary or '')}" if e.closed_at else ""))
+    chunks = log_sections(lines) or ["Nothing logged yet."]
+    room = max(room - 2, 1)
+    blocks = [section(clip(head)), *(section(("*Decision log*\n" if i == 0 else "") + c)
+                                     for i, c in enumerate(chunks[:room]))]
+    if len(chunks) > room:
+        blocks.append(context(f"The decision log goes on: the bridge card's *Decision log* button pages through it, "
+                              f"and `releasebot audit {r.ref}` prints all of it."))
+    return blocks
