@@ -219,3 +219,26 @@ def test_the_bridge_closes_only_once_validated_and_then_sums_up_and_archives(bot
     assert "validated" in text and "+45m" in text and "assessed: not recorded" in text
     bot.command('bridge close REL-1 summary="again"', user="U0RM")
     assert "already closed" in reply(bot)
+
+
+def test_the_cards_assessment_buttons_call_the_assessment(bot, db, monkeypatch):
+    # em-core's commands.emergency.assess(db, actor, release_id, fields, clock, policy); a stand-in here.
+    from commands import emergency as use_cases
+    from commands.outcome import Outcome
+    calls = []
+
+    def assess(db_, actor, release_id, fields, clock, policy):
+        calls.append((actor.user_id, release_id, fields))
+        return Outcome("Recorded.", changed=False)
+    monkeypatch.setattr(use_cases, "assess", assess, raising=False)
+    e = opened(bot)
+    bot.click("bridge_assess_scope", "1", user="U0EL", channel=e.bridge_channel, message_ts=e.card_ts)
+    bot.click("bridge_assess_ci", "1", user="U0OPS", channel=e.bridge_channel, message_ts=e.card_ts)
+    assert calls == [("U0EL", 1, {"scope": "confirmed"}), ("U0OPS", 1, {"ci": "passed"})]
+    bot.click("bridge_assess_form", "1", user="U0EL", channel=e.bridge_channel, message_ts=e.card_ts)
+    [form] = bot.emulator.calls_to("views.open")
+    assert form.args["view"]["callback_id"] == "bridge_assess"
+    bot.submit("bridge_assess", {"blast_radius": {"blast_radius": {"type": "plain_text_input", "value": "EU only"}},
+                                 "rollback": {"rollback": {"type": "plain_text_input", "value": None}}},
+               user="U0EL", private_metadata=form.args["view"]["private_metadata"])
+    assert calls[-1] == ("U0EL", 1, {"blast_radius": "EU only"})
