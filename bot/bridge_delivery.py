@@ -44,9 +44,22 @@ _INVITE_DONE = {"already_in_channel", "cant_invite_self"}
 _PIN_DONE = {"already_pinned"}
 
 
+# Not a "no" about this call: Slack is busy or the token is bad. The row is retried (bot.delivery decides how).
+_NOT_AN_ANSWER = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout",
+                  "invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
+
+
 def _code(exc: SlackApiError) -> str | None:
     data = exc.response.data
     return data.get("error") if isinstance(data, dict) else None
+
+
+def _refusal(exc: SlackApiError) -> str:
+    """Slack's answer to this very call (already_in_channel, already_pinned, …); anything else is re-raised."""
+    code = _code(exc)
+    if exc.response.status_code != 200 or code is None or code in _NOT_AN_ANSWER:
+        raise exc
+    return code
 
 
 class BridgeDelivery:
@@ -94,9 +107,9 @@ class BridgeDelivery:
         try:
             channel = self._client.conversations_create(name=name, is_private=False)["channel"]["id"]
         except SlackApiError as exc:
-            code = _code(exc)
-            if exc.response.status_code != 200 or code not in CHANNEL_REFUSED:
-                raise  # Slack down, rate limited: the row is retried, nothing is decided yet
+            code = _refusal(exc)  # Slack down, rate limited: the row is retried, nothing is decided yet
+            if code not in CHANNEL_REFUSED:
+                raise
             channel = self._ours(name) if code == "name_taken" else None
             if channel is None:
                 reason = f"{CHANNEL_REFUSED[code]} ({code})"
@@ -133,27 +146,21 @@ class BridgeDelivery:
             self._client.conversations_invite(channel=channel, users=",".join(people))
             return
         except SlackApiError as exc:
-            if exc.response.status_code != 200 or _code(exc) in ("ratelimited", "internal_error", "fatal_error"):
-                raise
-            if _code(exc) in _INVITE_DONE and len(people) == 1:
+            if _refusal(exc) in _INVITE_DONE and len(people) == 1:
                 return
         # One of them could not be invited (already in, deactivated, a guest): the others one by one.
         for user in people:
             try:
                 self._client.conversations_invite(channel=channel, users=user)
             except SlackApiError as exc:
-                if exc.response.status_code != 200 or _code(exc) == "ratelimited":
-                    raise
-                if _code(exc) not in _INVITE_DONE:
+                if _refusal(exc) not in _INVITE_DONE:
                     log.warning("could not invite %s to the bridge %s: %s", user, channel, _code(exc))
 
     def _pin(self, channel: str, ts: str) -> None:
         try:
             self._client.pins_add(channel=channel, timestamp=ts)
         except SlackApiError as exc:
-            if exc.response.status_code != 200 or _code(exc) == "ratelimited":
-                raise
-            if _code(exc) not in _PIN_DONE:  # no pins:write, not pinnable: the card still stands first
+            if _refusal(exc) not in _PIN_DONE:  # no pins:write, not pinnable: the card still stands first
                 log.warning("could not pin the bridge card in %s: %s", channel, _code(exc))
 
     # ---- bridge_card ----------------------------------------------------------------------------
@@ -207,8 +214,6 @@ class BridgeDelivery:
             try:
                 self._client.conversations_archive(channel=e.bridge_channel)
             except SlackApiError as exc:
-                if exc.response.status_code != 200 or _code(exc) == "ratelimited":
-                    raise
-                if _code(exc) != "already_archived":
+                if _refusal(exc) != "already_archived":
                     log.warning("could not archive the bridge %s of %s: %s", e.bridge_channel, r.ref, _code(exc))
         done(row, "summary posted" + (", channel archived" if e.bridge_kind == "channel" else ""))

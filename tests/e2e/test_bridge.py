@@ -242,3 +242,13 @@ def test_the_cards_assessment_buttons_call_the_assessment(bot, db, monkeypatch):
                                  "rollback": {"rollback": {"type": "plain_text_input", "value": None}}},
                user="U0EL", private_metadata=form.args["view"]["private_metadata"])
     assert calls[-1] == ("U0EL", 1, {"blast_radius": "EU only"})
+
+
+def test_slack_down_while_making_the_channel_is_retried_not_a_fallback(bot, db, clock):
+    bot.emulator.fail_next("conversations.create", status=200, error="service_unavailable")
+    bot.command(EMERGENCY, user="U0DEV")
+    assert emergency(db).bridge_kind is None and outbox_row(db, "bridge-open:1").sent_at is None
+    clock.advance(minutes=1)
+    bot.deliver()
+    e = emergency(db)
+    assert e.bridge_kind == "channel" and e.bridge_fallback_reason is None and len(bot.emulator.channels) == 1
