@@ -8,7 +8,7 @@ from slack_bolt import App
 from slack_bolt.authorization import AuthorizeResult
 
 from bot import inbox, replay
-from bot.listeners import deploy, release, vote, welcome
+from bot.listeners import bridge, deploy, release, vote, welcome
 from bot.services import Services
 
 
@@ -42,4 +42,5 @@ def build_app(svc: Services, listener_executor: Executor | None = None, inbox_le
     vote.register(app, svc)
     deploy.register(app, svc)
     welcome.register(app, svc)
+    bridge.register(app, svc)
     return app

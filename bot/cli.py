@@ -141,6 +141,11 @@ def _audit(ref: str) -> int:
            "nonconformances": [n.model_dump() for n in rec.nonconformances],
            "planning_flags": [f.model_dump() for f in rec.flags],
            "audit_trail": [e.model_dump() for e in rec.trail]}
+    if rec.emergency is not None:
+        # QMS 4.6: the bridge record, and the decision log as people read it (timestamps ISO 8601, UTC).
+        out["emergency"] = rec.emergency.model_dump()
+        out["decision_log"] = [{"at": x.at, "actor": x.actor, "kind": x.kind, "action": x.action, "text": x.text,
+                                "entry": x.entry_id, "corrects": x.corrects_id} for x in rec.decision_log]
     print(json.dumps(_jsonable(out), indent=2, default=str))
     return 0
 

@@ -40,7 +40,9 @@ from storage import outbox
 from storage.db import read, transaction
 from storage.models import Outbox
 
+from bot.bridge_delivery import BridgeDelivery
 from bot.messages import aftercare, calendar
+from bot.roles import RoleDirectory
 from bot.messages import release as render
 
 log = logging.getLogger(__name__)
@@ -145,8 +147,9 @@ def _retry_after(headers) -> int:
 
 class Delivery:
     def __init__(self, db: Engine, client: WebClient, clock: Clock, channel: str, policy: Policy,
-                 lease: timedelta = outbox.LEASE):
+                 lease: timedelta = outbox.LEASE, roles: RoleDirectory | None = None):
         self._db, self._client, self._clock, self._channel, self._policy = db, client, clock, channel, policy
+        self._bridge = BridgeDelivery(db, client, clock, channel, policy, roles or RoleDirectory(policy, client, clock))
         self.lease = lease  # how long a claim holds; RELEASEBOT_OUTBOX_LEASE_SECONDS (bot/cli.py)
         self._stopping = threading.Event()
 
@@ -233,15 +236,22 @@ class Delivery:
         # most of the volume, and the approval message is the expensive one.
         send = {announce.APPROVAL_MESSAGE: self._approval_message, announce.THREAD_NOTE: self._thread_note,
                 announce.REMINDER: self._reminder, announce.CHANNEL_NOTE: self._channel_note,
-                bridge.BRIDGE_OPEN: self._bridge_open}.get(row.kind)
+                bridge.BRIDGE_OPEN: self._bridge_open, bridge.BRIDGE_CARD: self._bridge_card,
+                bridge.BRIDGE_POST: self._bridge_post}.get(row.kind)
         if send is None:
             # Written by a newer version of the bot; leave it for that version to send.
             raise Undeliverable(f"unknown outbox kind {row.kind}")
         send(row)
 
+    # The emergency bridge (bot/bridge_delivery.py): its channel or thread, the card, its posts.
     def _bridge_open(self, row: Outbox) -> None:
-        # Placeholder until the bridge is built: nothing to send yet.
-        self._done(row, "bridge not built")
+        self._bridge.open(row, self._done)
+
+    def _bridge_card(self, row: Outbox) -> None:
+        self._bridge.card(row, self._done)
+
+    def _bridge_post(self, row: Outbox) -> None:
+        self._bridge.post(row, self._done)
 
     def _done(self, row: Outbox, result: str = "sent") -> None:
         with transaction(self._db) as session:

@@ -34,6 +34,7 @@ from storage.db import ACK_WAIT, Busy
 
 from bot.messages.aftercare import FOLLOWUP_ACTION, RETRO_ACTION, START_DEPLOY
 from bot.messages.help import MENU_ACTIONS
+from bot.messages.bridge import ASSESS_FORM, LOG_ACTION, LOG_PAGE_ACTION
 from bot.messages.modal import CLASSIFY_ACTION
 from bot.messages.release import NOGO_ACTION
 
@@ -47,7 +48,8 @@ BUSY = ":hourglass: releasebot is busy; nothing was recorded. Try again in a mom
 MAX_KEY = 255  # storage.models.SeenDelivery.key
 _READ_COMMANDS = frozenset({"help", "roles", "show", "list", "calendar", "deploy"})  # deploy opens the checklist form
 # (the bare /release menu's buttons only read or open the request form)
-_FORM_BUTTONS = frozenset({START_DEPLOY, FOLLOWUP_ACTION, RETRO_ACTION, NOGO_ACTION, CLASSIFY_ACTION, *MENU_ACTIONS})
+_FORM_BUTTONS = frozenset({START_DEPLOY, FOLLOWUP_ACTION, RETRO_ACTION, NOGO_ACTION, CLASSIFY_ACTION, *MENU_ACTIONS,
+                           ASSESS_FORM, LOG_ACTION, LOG_PAGE_ACTION})  # these open a form or only read
 
 
 def identity(body: dict) -> str | None:

@@ -56,6 +56,19 @@ class RoleDirectory:
         except RoleLookupError as exc:
             log.warning("%s", exc)
             return None
+    def holders(self, role: str) -> set[str]:
+        """Everyone holding the role: the users policy names and the members of its user groups.
+        A group Slack cannot list right now is left out (logged), not fatal: who else holds the role still counts."""
+        users = set()
+        for member in self._policy.roles.get(role, ()):
+            if not member.startswith("S"):
+                users.add(member)
+                continue
+            try:
+                users |= self._group(member)
+            except RoleLookupError as exc:
+                log.warning("%s", exc)
+        return users
 
     def _group(self, group_id: str) -> frozenset[str]:
         now = self._clock.now()

@@ -45,7 +45,7 @@ def build_services(config: Config, db: Engine, clock: Clock, policy: Policy) -> 
     # thread); the client only retries a dropped connection once.
     client = WebClient(token=config.bot_token, base_url=config.api_url, timeout=10,
                        retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=1)])
-    return Services(config=config, db=db, clock=clock, policy=policy, client=client,
-                    roles=RoleDirectory(policy, client, clock),
-                    delivery=Delivery(db, client, clock, config.release_channel, policy),
+    roles = RoleDirectory(policy, client, clock)
+    return Services(config=config, db=db, clock=clock, policy=policy, client=client, roles=roles,
+                    delivery=Delivery(db, client, clock, config.release_channel, policy, roles=roles),
                     people=People(client, clock))

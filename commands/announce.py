@@ -17,6 +17,7 @@ APPROVAL_MESSAGE = "approval_message"
 THREAD_NOTE = "thread_note"
 REMINDER = "reminder"
 CHANNEL_NOTE = "channel_note"  # to the release channel, about no one release
+BRIDGE_CARD = "bridge_card"  # an emergency's pinned bridge card, updated in place
 
 
 def stream(release: Release) -> str:
@@ -33,13 +34,27 @@ def approval_message(session: Session, release: Release, now: datetime) -> None:
 def approval_update(session: Session, release: Release, now: datetime, cause: AuditEvent) -> None:
     outbox.enqueue(session, key=f"approval:{release.id}:event:{cause.id}", kind=APPROVAL_MESSAGE,
                    release_id=release.id, at=now, stream=stream(release))
+    bridge_card(session, release, now, f"event:{cause.id}")
+
+
+def bridge_card(session: Session, release: Release, now: datetime, cause: str) -> None:
+    """An emergency's bridge card shows what just changed. One row per change (the key names it); the card is
+    rendered when the row is sent, and a row with a later one behind it is skipped, so a burst costs one update."""
+    if release.effective_type != "emergency":
+        return
+    outbox.enqueue(session, key=f"bridge-card:{release.id}:{cause}"[:200], kind=BRIDGE_CARD,
+                   release_id=release.id, at=now, stream=stream(release))
 
 
 def note(session: Session, release: Release, event: str, now: datetime, key_suffix: str = "",
          **payload) -> bool:
     """A line in the release's thread; False if this key was already queued (a replay)."""
-    return outbox.enqueue(session, key=f"note:{release.id}:{event}:{key_suffix}", kind=THREAD_NOTE,
-                   release_id=release.id, payload={"event": event, **payload}, at=now, stream=stream(release))
+    added = outbox.enqueue(session, key=f"note:{release.id}:{event}:{key_suffix}", kind=THREAD_NOTE,
+                           release_id=release.id, payload={"event": event, **payload}, at=now,
+                           stream=stream(release))
+    if added:
+        bridge_card(session, release, now, f"note:{event}:{key_suffix}")
+    return added
 
 
 def reminder(session: Session, release: Release, what: str, due_at: datetime, now: datetime,

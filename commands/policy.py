@@ -71,6 +71,8 @@ DEFAULTS: dict[str, Any] = {
     # How long a message Slack keeps refusing with a retryable error (5xx, 429, timeouts) is retried
     # before it is dead-lettered and stops holding up the release's later messages.
     "delivery": {"dead_letter_after": "24h"},
+    # QMS 4.6: an emergency is worked on a bridge, a channel of its own (or a thread in the release channel).
+    "emergency": {"bridge": "channel", "channel_name": "rel-{n}-{service}-emergency"},
 }
 # tables whose keys are names the operator chooses (people's roles, environments)
 _OPEN_TABLES = ("roles.", "calendar.max_concurrent.", "calendar.windows.")
@@ -129,6 +131,12 @@ class DeliveryPolicy:
 
 
 @dataclass(frozen=True)
+class EmergencyPolicy:
+    bridge: str = "channel"  # channel | thread
+    channel_name: str = "rel-{n}-{service}-emergency"  # {n}: the release number, {service}: its service
+
+
+@dataclass(frozen=True)
 class Policy:
     types: Mapping[str, TypePolicy]
     roles: Mapping[str, tuple[str, ...]]  # role -> Slack user ids (U/W) and user group ids (S)
@@ -137,6 +145,7 @@ class Policy:
     deployment: DeploymentPolicy = None  # type: ignore[assignment]  (always set by from_mapping)
     calendar: CalendarPolicy = None  # type: ignore[assignment]  (always set by from_mapping)
     delivery: DeliveryPolicy = None  # type: ignore[assignment]  (always set by from_mapping)
+    emergency: EmergencyPolicy = field(default_factory=EmergencyPolicy)
     source: str = "built-in defaults"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -178,6 +187,7 @@ class Policy:
                    calendar=_calendar_policy(merged["calendar"], tuple(envs), source,
                                              set((data.get("calendar") or {}).get("max_concurrent") or {})),
                    delivery=_delivery_policy(merged["delivery"], source),
+                   emergency=_emergency_policy(merged["emergency"], source),
                    source=source,
                    raw=MappingProxyType(dict(merged)))
 
@@ -259,6 +269,21 @@ def _delivery_policy(spec: Mapping[str, Any], source: str) -> DeliveryPolicy:
     if not low <= after <= high:
         raise PolicyError(source, "delivery.dead_letter_after", "must be from 15m to 30d")
     return DeliveryPolicy(dead_letter_after=after)
+
+
+def _emergency_policy(spec: Mapping[str, Any], source: str) -> EmergencyPolicy:
+    bridge = spec.get("bridge")
+    if bridge not in ("channel", "thread"):
+        raise PolicyError(source, "emergency.bridge", 'must be "channel" or "thread"')
+    name = spec.get("channel_name")
+    try:
+        ok = isinstance(name, str) and bool(name.format(n=1, service="x").strip())
+    except (KeyError, IndexError, ValueError):
+        ok = False
+    if not ok:
+        raise PolicyError(source, "emergency.channel_name",
+                          'must be a name pattern using {n} and {service}, like "rel-{n}-{service}-emergency"')
+    return EmergencyPolicy(bridge=bridge, channel_name=name)
 
 
 def _calendar_policy(spec: Mapping[str, Any], envs: tuple[str, ...], source: str,

@@ -8,6 +8,7 @@ from sqlalchemy import or_
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
+from commands import bridge, decision_log
 from commands.approval import ApprovalStatus
 from commands.clock import Clock
 from commands.outcome import Actor
@@ -15,7 +16,8 @@ from commands.release import approval_of, load
 from commands.states import LIVE_STATES, PENDING
 from storage import audit
 from storage.db import read
-from storage.models import AuditEvent, Deployment, NonConformance, Release, ReleaseFlag, SignOff, Task, Vote
+from storage.models import (AuditEvent, Deployment, Emergency, NonConformance, Release, ReleaseFlag, SignOff, Task,
+                            Vote)
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class ReleaseRecord:
     tasks: list[Task] = field(default_factory=list)
     nonconformances: list[NonConformance] = field(default_factory=list)
     flags: list[ReleaseFlag] = field(default_factory=list)  # every planning flag ever raised, cleared or not
+    emergency: Emergency | None = None  # an emergency's bridge record (QMS 4.6)
+    decision_log: list = field(default_factory=list)  # commands.decision_log.LogLine, oldest first
 
 
 def show_release(db: Engine, release_id: int) -> ReleaseRecord:
@@ -42,9 +46,12 @@ def show_release(db: Engine, release_id: int) -> ReleaseRecord:
         def rows(model):
             return list(session.exec(select(model).where(model.release_id == rid).order_by(model.id)))
         deployments = rows(Deployment)
-        return ReleaseRecord(release, approval_of(session, release), rows(Vote), audit.trail(session, rid),
+        trail = audit.trail(session, rid)
+        emergency = bridge.of(session, rid)
+        log = decision_log.merged(trail, decision_log.entries(session, rid)) if emergency else []
+        return ReleaseRecord(release, approval_of(session, release), rows(Vote), trail,
                              deployments[0] if deployments else None, rows(SignOff), rows(Task),
-                             rows(NonConformance), rows(ReleaseFlag))
+                             rows(NonConformance), rows(ReleaseFlag), emergency, log)
 
 
 def list_releases(db: Engine, actor: Actor, which: str | None, clock: Clock, limit: int = 20) -> list[Release]:

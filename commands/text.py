@@ -39,13 +39,16 @@ USAGE: dict[str, str] = {
                 '/release blackout subscribe url=https://… name="…" [tz=…] [services=…] [environments=…]',
     "roles": "/release roles   (who holds each role, and which are empty)",
     "help": "/release help [request|approve|deploy|after|calendar|admin]",
+    "log": "/release log REL-12 text…   or   /release log REL-12 correct=<entry number> text…"
+           "   (an emergency's decision log)",
+    "bridge": '/release bridge close REL-12 summary="…"   (once validation is recorded)',
 }
 # What `/release help <topic>` explains, by what someone wants to do (bot/messages/help.py has the text).
 HELP_TOPICS = ("request", "approve", "deploy", "after", "calendar", "admin")
 
 _KEYS: dict[str, set[str]] = {
     "request": {"service", "version", "type", "start", "tz", "duration", "summary", "env", "environment",
-                "flags", "risk", "rollback", "links"},
+                "flags", "risk", "rollback", "links", "incident"},
     "go": {"note", "role"},
     "nogo": {"reason", "role"},
     "withdraw": set(),
@@ -65,6 +68,8 @@ _KEYS: dict[str, set[str]] = {
     "calendar": {"days", "service"},
     "blackout": {"name", "start", "end", "tz", "services", "environments", "repeat", "url", "reason"},
     "roles": set(),
+    "log": {"correct"},
+    "bridge": {"summary"},
     "help": set(),
 }
 _BLACKOUT_KEYS = {
@@ -146,6 +151,8 @@ def parse_command(text: str) -> ParsedCommand:
     if unstorable(text):
         first = text.split(maxsplit=1)[0].lower()
         check_text(text, form=USAGE.get(first, USAGE["help"]))
+    if text.split(maxsplit=1)[0].lower() == "log":
+        return _parse_log(text)
     try:
         tokens = shlex.split(text)
     except ValueError:
@@ -198,6 +205,10 @@ def parse_command(text: str) -> ParsedCommand:
         if len(positional) > 1 or (positional and positional[0].lower() not in HELP_TOPICS):
             raise InputError(f"help topics are {', '.join(HELP_TOPICS)}", form=form)
         return ParsedCommand(name, None, args, tuple(p.lower() for p in positional))
+    if name == "bridge":
+        if len(positional) != 2 or positional[0].lower() != "close":
+            raise InputError("bridge takes close and a release id, e.g. " + form, form=form)
+        return ParsedCommand(name, _release_id(positional[1], form), args, ("close",))
     if name == "list":
         if len(positional) > 1 or (positional and positional[0].lower() not in {"pending", "upcoming", "mine"}):
             raise InputError("list takes pending, upcoming or mine", form=form)
@@ -209,6 +220,25 @@ def parse_command(text: str) -> ParsedCommand:
             raise InputError("'env' is given twice (env and environment mean the same)", field="env", form=form)
         args["env"] = args.pop("environment")
     return ParsedCommand(name, release_id, args, tuple(positional))
+
+
+def _parse_log(text: str) -> ParsedCommand:
+    """`log REL-n [correct=N] free text`: the text is taken as typed (quotes, '=' and all), not as fields."""
+    form = USAGE["log"]
+    parts = text.split(maxsplit=2)
+    if len(parts) < 2:
+        raise InputError("/release log needs a release id like REL-12 and the entry's text", form=form)
+    release_id = _release_id(parts[1], form)
+    rest = parts[2] if len(parts) > 2 else ""
+    args: dict[str, str] = {}
+    first, _, after = rest.partition(" ")
+    if first.lower().startswith("correct="):
+        args["correct"] = first.split("=", 1)[1]
+        rest = after
+    args["text"] = rest.strip()
+    if not args["text"]:
+        raise InputError("the log entry has no text", form=form)
+    return ParsedCommand("log", release_id, args)
 
 
 def _release_id(text: str, form: str | None = None) -> int:

@@ -177,6 +177,27 @@ class SlackClient:
         }
         return self._send_payload(payload, retry_num, timestamp)
 
+    def event(self, event: dict, *, event_id: str | None = None, retry_num: int | None = None,
+              timestamp: int | None = None) -> httpx.Response:
+        """An Events API delivery (JSON, signed). The same event_id again is Slack's retry of it."""
+        body = json.dumps({"token": VERIFICATION_TOKEN, "team_id": self.team_id, "api_app_id": APP_ID,
+                           "event": event, "type": "event_callback",
+                           "event_id": event_id or f"Ev{next(self._seq):08d}",
+                           "event_time": int(time.time()), "authorizations": []})
+        self.last_payload = json.loads(body)
+        headers = {**self.signed_headers(body, timestamp), "Content-Type": "application/json"}
+        if retry_num is not None:
+            headers["X-Slack-Retry-Num"] = str(retry_num)
+            headers["X-Slack-Retry-Reason"] = "http_timeout"
+        return self.post_raw(body.encode("utf-8"), headers)
+
+    def reaction_added(self, channel: str, ts: str, *, user: str, reaction: str = "pushpin",
+                       item_user: str | None = None, **kw) -> httpx.Response:
+        return self.event({"type": "reaction_added", "user": user, "reaction": reaction,
+                           "item": {"type": "message", "channel": channel, "ts": ts},
+                           **({"item_user": item_user} if item_user else {}), "event_ts": f"{int(time.time())}.000200"},
+                          **kw)
+
     def view_block_action(self, action_id: str, view: dict, state_values: dict, *, user: str = "U_ALICE",
                           block_id: str | None = None) -> httpx.Response:
         """An interactive element inside an open modal changed (dispatch_action)."""

@@ -78,6 +78,12 @@ class SlackEmulator:
         self.bot_users: set[str] = set()
         self.valid_tokens: set[str] = {"xoxb-test"}
         self.messages: dict[tuple[str, str], dict] = {}
+        # Channels made with conversations.create (or make_channel): id -> {name, creator, members, is_archived}.
+        # Other C… ids (the release channel) take messages without being listed here.
+        self.channels: dict[str, dict] = {}
+        self.pins: set[tuple[str, str]] = set()
+        self.unreadable: set[str] = set()  # channels whose history the bot may not read (not_in_channel)
+        self._channel_counter = itertools.count(1)
         # apps.connections.open answers with connections_url() when set (tests/socket_emulator.py does).
         self.connections_url: Callable[[], str] | None = None
         self._failures: dict[str, list[_Failure]] = {}
@@ -102,6 +108,13 @@ class SlackEmulator:
             "users.info": self._users_info,
             "users.lookupByEmail": self._users_lookup_by_email,
             "conversations.info": self._conversations_info,
+            "conversations.create": self._conversations_create,
+            "conversations.invite": self._conversations_invite,
+            "conversations.archive": self._conversations_archive,
+            "conversations.list": self._conversations_list,
+            "conversations.history": self._conversations_history,
+            "conversations.replies": self._conversations_replies,
+            "pins.add": self._pins_add,
             "apps.connections.open": self._apps_connections_open,
         }
 
@@ -187,7 +200,24 @@ class SlackEmulator:
             self._delays.clear()
             self._healed += 1
             self.messages.clear()
+            self.channels.clear()
+            self.pins.clear()
             self._ts_counter = itertools.count(1)
+
+    def make_channel(self, name: str, creator: str = "UBOT") -> str:
+        """A channel that exists already (made by someone, or by an earlier try of the bot)."""
+        with self._cond:
+            return self._new_channel(name, creator)
+
+    def post_as(self, channel: str, user: str, text: str, thread_ts: str | None = None) -> str:
+        """A person's message, as if posted in Slack's client (the emulator stores it as Slack would)."""
+        with self._cond:
+            ts = self._next_ts()
+            message = {"type": "message", "user": user, "text": text, "ts": ts}
+            if thread_ts:
+                message["thread_ts"] = thread_ts
+            self.messages[(channel, ts)] = message
+            return ts
 
     def heal(self) -> None:
         """Slack is back: drop queued failures and delays (delayed calls answer now), keep messages and
@@ -308,6 +338,8 @@ class SlackEmulator:
     def _chat_post_message(self, args: dict) -> dict:
         channel = _require_channel(args)
         _require_text(args)
+        if self.channels.get(channel, {}).get("is_archived"):
+            raise _SlackError("is_archived")
         ts = self._next_ts()
         message = {"type": "message", "user": "UBOT", "bot_id": "B0001", "text": args.get("text", ""), "ts": ts}
         for key in ("blocks", "attachments", "thread_ts", "metadata"):
@@ -399,6 +431,121 @@ class SlackEmulator:
 
     def _conversations_info(self, args: dict) -> dict:
         return {"channel": {"id": _require_channel(args)}}
+
+    _CHANNEL_NAME = re.compile(r"^[a-z0-9_-]{1,80}$")
+
+    def _new_channel(self, name: str, creator: str) -> str:
+        channel = f"C0BR{next(self._channel_counter):05d}"
+        self.channels[channel] = {"id": channel, "name": name, "creator": creator, "is_channel": True,
+                                  "is_private": False, "is_archived": False, "members": {creator}}
+        return channel
+
+    def _channel(self, args: dict) -> dict:
+        channel = self.channels.get(str(args.get("channel") or ""))
+        if channel is None:
+            raise _SlackError("channel_not_found")
+        return channel
+
+    @staticmethod
+    def _public(channel: dict) -> dict:
+        return {k: v for k, v in channel.items() if k != "members"}
+
+    def _conversations_create(self, args: dict) -> dict:
+        name = str(args.get("name") or "")
+        if not name:
+            raise _SlackError("invalid_name_required")
+        if len(name) > 80:
+            raise _SlackError("invalid_name_maxlength")
+        if not self._CHANNEL_NAME.match(name):
+            raise _SlackError("invalid_name_specials")
+        if any(c["name"] == name for c in self.channels.values()):
+            raise _SlackError("name_taken")
+        return {"channel": self._public(self.channels[self._new_channel(name, "UBOT")])}
+
+    def _conversations_invite(self, args: dict) -> dict:
+        channel = self._channel(args)
+        if channel["is_archived"]:
+            raise _SlackError("is_archived")
+        users = [u for u in str(args.get("users") or "").split(",") if u]
+        if not users:
+            raise _SlackError("no_user")
+        for user in users:
+            if user in self.missing_users:
+                raise _SlackError("user_not_found")
+            if user == "UBOT":
+                raise _SlackError("cant_invite_self")
+            if user in channel["members"]:
+                raise _SlackError("already_in_channel")  # Slack refuses the whole call, unless force=true
+        channel["members"].update(users)
+        return {"channel": self._public(channel)}
+
+    def _conversations_archive(self, args: dict) -> dict:
+        channel = self._channel(args)
+        if channel["is_archived"]:
+            raise _SlackError("already_archived")
+        channel["is_archived"] = True
+        return {}
+
+    def _conversations_list(self, args: dict) -> dict:
+        exclude = str(args.get("exclude_archived", "")).lower() in ("true", "1")
+        rows = [self._public(c) for c in self.channels.values() if not (exclude and c["is_archived"])]
+        limit = int(args.get("limit") or 100)
+        start = int(args.get("cursor") or 0)
+        page, rest = rows[start:start + limit], rows[start + limit:]
+        return {"channels": page, "response_metadata": {"next_cursor": str(start + limit) if rest else ""}}
+
+    def _readable(self, args: dict) -> str:
+        channel = _require_channel(args)
+        if channel in self.unreadable:
+            raise _SlackError("not_in_channel")
+        if channel not in self.channels and not any(c == channel for c, _ in self.messages):
+            raise _SlackError("channel_not_found")
+        return channel
+
+    @staticmethod
+    def _in_range(ts: str, args: dict) -> bool:
+        inclusive = str(args.get("inclusive", "")).lower() in ("true", "1")
+        latest, oldest = args.get("latest"), args.get("oldest")
+        if latest and (float(ts) > float(latest) or (not inclusive and ts == latest)):
+            return False
+        if oldest and (float(ts) < float(oldest) or (not inclusive and ts == oldest)):
+            return False
+        return True
+
+    def _conversations_history(self, args: dict) -> dict:
+        channel = self._readable(args)
+        # The channel's own messages (thread replies are not in its history), newest first.
+        rows = sorted((m for (c, _), m in self.messages.items()
+                       if c == channel and m.get("thread_ts", m["ts"]) == m["ts"] and self._in_range(m["ts"], args)),
+                      key=lambda m: float(m["ts"]), reverse=True)
+        limit = int(args.get("limit") or 100)
+        return {"messages": rows[:limit], "has_more": len(rows) > limit}
+
+    def _conversations_replies(self, args: dict) -> dict:
+        channel = self._readable(args)
+        ts = str(args.get("ts") or "")
+        if (channel, ts) not in self.messages:
+            raise _SlackError("thread_not_found")
+        parent = self.messages[(channel, ts)].get("thread_ts") or ts
+        if (channel, parent) not in self.messages:
+            raise _SlackError("thread_not_found")
+        # Slack puts the thread's parent first, then the replies in the range, oldest first.
+        replies = sorted((m for (c, t), m in self.messages.items()
+                          if c == channel and m.get("thread_ts") == parent and t != parent
+                          and self._in_range(t, args)), key=lambda m: float(m["ts"]))
+        limit = int(args.get("limit") or 1000)
+        rows = [self.messages[(channel, parent)], *replies]
+        return {"messages": rows[:limit], "has_more": len(rows) > limit}
+
+    def _pins_add(self, args: dict) -> dict:
+        channel = _require_channel(args)
+        ts = str(args.get("timestamp") or "")
+        if (channel, ts) not in self.messages:
+            raise _SlackError("message_not_found")
+        if (channel, ts) in self.pins:
+            raise _SlackError("already_pinned")
+        self.pins.add((channel, ts))
+        return {}
 
     def _apps_connections_open(self, args: dict) -> dict:
         # An app-level token must be in valid_tokens. Without a SocketEmulator no WebSocket server stands

@@ -24,7 +24,7 @@ from commands.vote import cast_vote, withdraw_vote
 from storage import outbox
 from storage.db import ACK_WAIT, Busy
 
-from bot.listeners import calendar, deploy
+from bot.listeners import bridge, calendar, deploy
 from bot.listeners.common import ephemeral, just_ack, run
 from bot.messages import modal
 from bot.messages import help as help_msg, roles as roles_msg
@@ -80,6 +80,8 @@ def register(app: App, svc: Services) -> None:
             run(svc, tell, lambda: _roles(svc, respond))
         elif cmd.name in ("calendar", "blackout"):
             calendar.handle(svc, cmd, user, respond, tell)
+        elif cmd.name in ("log", "bridge"):
+            bridge.handle(svc, cmd, body, tell)
         else:
             run(svc, tell, lambda: _change(svc, cmd, user), form_of=cmd.name)
 

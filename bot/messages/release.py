@@ -137,6 +137,9 @@ def record_message(rec: ReleaseRecord) -> list[dict]:
               for n in rec.nonconformances]
     if after:
         blocks.append(section(clip("*After deployment*\n" + "\n".join(after))))
+    if rec.emergency is not None:
+        from bot.messages.bridge import record_blocks  # bridge messages build on this module
+        blocks += record_blocks(r, rec.emergency, rec.decision_log, room=(BLOCK_LIMIT - len(blocks)) // 2)
     lines = [f"{date(e.at)} {mention(e.actor)} *{esc(e.action)}*" + (f": {esc(e.reason)}" if e.reason else "")
              for e in rec.trail]
     # Long trails are split over sections; past the block limit, point to the full export.

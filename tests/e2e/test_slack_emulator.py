@@ -276,3 +276,43 @@ def test_users_can_be_missing_deactivated_or_bots(emu, web):
     assert web.users_info(user="U0LEFT")["user"]["deleted"] is True
     assert web.users_lookupByEmail(email="u0bot@example.com")["user"]["is_bot"] is True
     assert web.users_info(user="U_ALICE")["user"]["deleted"] is False
+
+
+def test_bridge_methods_answer_like_slack():
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
+    from slack_emulator import SlackEmulator
+
+    def code(call) -> str:
+        with pytest.raises(SlackApiError) as err:
+            call()
+        return err.value.response["error"]
+
+    with SlackEmulator() as emu:
+        c = WebClient(token="xoxb-test", base_url=emu.api_url)
+        ch = c.conversations_create(name="rel-1-payments-emergency")["channel"]["id"]
+        assert code(lambda: c.conversations_create(name="rel-1-payments-emergency")) == "name_taken"
+        assert code(lambda: c.conversations_create(name="Has Spaces")) == "invalid_name_specials"
+        assert code(lambda: c.conversations_create(name="x" * 81)) == "invalid_name_maxlength"
+        c.conversations_invite(channel=ch, users="U1,U2")
+        assert code(lambda: c.conversations_invite(channel=ch, users="U2")) == "already_in_channel"
+        assert code(lambda: c.conversations_invite(channel="C0NONE", users="U2")) == "channel_not_found"
+        [listed] = c.conversations_list(exclude_archived=True)["channels"]
+        assert listed["name"] == "rel-1-payments-emergency" and listed["creator"] == "UBOT"
+        ts = c.chat_postMessage(channel=ch, text="card")["ts"]
+        reply = emu.post_as(ch, "U1", "in thread", thread_ts=ts)
+        c.pins_add(channel=ch, timestamp=ts)
+        assert code(lambda: c.pins_add(channel=ch, timestamp=ts)) == "already_pinned"
+        assert code(lambda: c.pins_add(channel=ch, timestamp="1.2")) == "message_not_found"
+        assert [m["ts"] for m in c.conversations_history(channel=ch, latest=ts, inclusive=True, limit=1)["messages"]] \
+            == [ts]
+        assert [m["ts"] for m in c.conversations_history(channel=ch)["messages"]] == [ts]  # no replies
+        got = c.conversations_replies(channel=ch, ts=ts, oldest=reply, latest=reply, inclusive=True)["messages"]
+        assert [m["ts"] for m in got] == [ts, reply]
+        emu.unreadable.add(ch)
+        assert code(lambda: c.conversations_history(channel=ch)) == "not_in_channel"
+        c.conversations_archive(channel=ch)
+        assert code(lambda: c.conversations_archive(channel=ch)) == "already_archived"
+        assert code(lambda: c.chat_postMessage(channel=ch, text="x")) == "is_archived"
+        assert c.conversations_list(exclude_archived=True)["channels"] == []
