@@ -79,17 +79,43 @@ def free_slots(earliest: datetime, duration: timedelta, busy: Iterable[tuple[dat
                step: timedelta = timedelta(minutes=15)) -> list[datetime]:
     """The first `count` start times from `earliest` on, `step`-aligned, whose
     window [start, start + duration) overlaps nothing busy and fits an allowed
-    deployment window. Successive slots do not overlap each other.
+    deployment window. Successive slots do not overlap each other."""
+    busy_us = [(to_us(s), to_us(e)) for s, e in busy]
+    return [from_us(t) for t in free_slots_us(to_us(earliest), duration_us(duration), busy_us, windows, count,
+                                              duration_us(horizon), duration_us(step))]
 
-    Candidates jump straight to the end of whatever blocks them, so the search
-    costs about as many steps as there are busy intervals, not minutes."""
-    intervals = sorted((s, e) for s, e in busy if e > earliest)
+
+def merge(busy: Iterable[tuple]) -> list[tuple]:
+    """The union of these intervals: sorted, disjoint, touching ones joined (an empty one stays a point).
+
+    Only compares, so any ordered values do: ints, datetimes, or timestamps as a database stored them."""
+    out: list[tuple] = []
+    last_end = None
+    for s, e in sorted(busy):
+        if last_end is not None and s <= last_end:
+            if e > last_end:
+                out[-1] = (out[-1][0], e)
+                last_end = e
+        else:
+            out.append((s, e))
+            last_end = e
+    return out
+
+
+def free_slots_us(earliest: int, duration: int, busy: Iterable[tuple[int, int]], windows: DeploymentWindows | None,
+                  count: int, horizon: int, step: int) -> list[int]:
+    """free_slots over integer microseconds since the epoch (how the planning search reads the calendar).
+
+    The busy intervals are merged first, so one pass over the gaps finds the
+    slots: a candidate is blocked only by the first merged interval that ends
+    after it, and jumps straight to its end."""
+    intervals = merge((s, e) for s, e in busy if e > earliest)
     limit = earliest + horizon
     t = _align(earliest, step)
-    found: list[datetime] = []
-    openings = windows.openings(t) if windows else None
+    found: list[int] = []
+    openings = ((to_us(o), to_us(c)) for o, c in windows.openings(from_us(t))) if windows else None
     current = next(openings) if openings else None
-    i = 0
+    i, n = 0, len(intervals)
     while t < limit and len(found) < count:
         if windows is not None:
             while current and current[1] < t + duration:
@@ -102,21 +128,33 @@ def free_slots(earliest: datetime, duration: timedelta, busy: Iterable[tuple[dat
             if t + duration > current[1]:
                 current = next(openings, None)
                 continue
-        while i < len(intervals) and intervals[i][1] <= t:
+        while i < n and intervals[i][1] <= t:
             i += 1
-        blocker = next((iv for iv in intervals[i:] if iv[0] < t + duration and iv[1] > t), None)
-        if blocker is None:
+        if i < n and intervals[i][0] < t + duration:
+            t = _align(intervals[i][1], step)
+        else:
             found.append(t)
             t = _align(t + duration, step)
-        else:
-            t = _align(blocker[1], step)
     return found
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
 
 
-def _align(t: datetime, step: timedelta) -> datetime:
-    """Round up, exactly (microseconds count), to the next multiple of `step` from the epoch."""
-    q, r = divmod(t - _EPOCH, step)
-    return _EPOCH + (q + (1 if r else 0)) * step
+def to_us(t: datetime) -> int:
+    return (t - EPOCH) // _MICRO
+
+
+def from_us(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us)
+
+
+def duration_us(d: timedelta) -> int:
+    return d // _MICRO
+
+
+def _align(t: int, step: int) -> int:
+    """Round up to the next multiple of `step` from the epoch."""
+    q, r = divmod(t, step)
+    return (q + (1 if r else 0)) * step

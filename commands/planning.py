@@ -15,15 +15,17 @@ from sqlalchemy import bindparam, func, select
 from sqlmodel import Session
 
 from calendars.timeparse import format_duration
-from calendars.windows import free_slots
+from calendars.windows import duration_us, free_slots_us, from_us, merge, to_us
 from commands.classification import controls
 from commands.policy import Policy
 from commands.states import SCHEDULED
 from storage.models import Blackout, BlackoutOccurrence, Release, ReleaseFlag, UTCDateTime
+from storage import scan
 
 MAX_RELEASE = timedelta(days=14)  # request validation refuses longer windows
 MAX_OCCURRENCE = timedelta(days=35)  # longer blackouts are stored as consecutive pieces
 SLOT_HORIZON = timedelta(days=90)
+SLOT_STEP = timedelta(minutes=15)  # slots start on the quarter hour
 
 
 @dataclass(frozen=True)
@@ -170,19 +172,23 @@ def _saturated(windows: list[tuple[datetime, datetime]], limit: int) -> list[tup
     return out
 
 
-_BUSY_RELEASES = (select(Release.start_at, Release.end_at, Release.service)
-                  .where(Release.environment == bindparam("env"), Release.state.in_(SCHEDULED),
-                         Release.start_at > bindparam("lo"), Release.start_at < bindparam("end"),
-                         Release.end_at > bindparam("start"), Release.id != bindparam("exclude")))
+# Start and end only, as stored (storage.scan), in start order,
+# straight from the covering window indexes (migration 0015): on a full calendar these read tens of
+# thousands of windows per search, and building entities or processing each timestamp was nearly all
+# of its cost.
+_HOLDING = (Release.state.in_(SCHEDULED), Release.start_at > bindparam("lo"), Release.start_at < bindparam("end"),
+            Release.end_at > bindparam("start"), Release.id != bindparam("exclude"))
+_BUSY_ENVIRONMENT = (select(Release.start_at, Release.end_at)
+                     .where(Release.environment == bindparam("env"), *_HOLDING).order_by(Release.start_at))
 _BUSY_SERVICE = (select(Release.start_at, Release.end_at)
-                 .where(Release.service == bindparam("service"), Release.state.in_(SCHEDULED),
-                        Release.start_at > bindparam("lo"), Release.start_at < bindparam("end"),
-                        Release.end_at > bindparam("start"), Release.id != bindparam("exclude")))
-_BUSY_BLACKOUTS = (select(BlackoutOccurrence.start_at, BlackoutOccurrence.end_at, Blackout.services,
-                          Blackout.environments)
-                   .join(Blackout, Blackout.id == BlackoutOccurrence.blackout_id)
-                   .where(BlackoutOccurrence.start_at > bindparam("lo"), BlackoutOccurrence.start_at < bindparam("end"),
-                          BlackoutOccurrence.end_at > bindparam("start"), Blackout.removed_at.is_(None)))
+                 .where(Release.service == bindparam("service"), *_HOLDING).order_by(Release.start_at))
+_LIVE_BLACKOUTS = select(Blackout.id, Blackout.services, Blackout.environments).where(Blackout.removed_at.is_(None))
+_BUSY_OCCURRENCES = (select(BlackoutOccurrence.start_at, BlackoutOccurrence.end_at)
+                     .where(BlackoutOccurrence.start_at > bindparam("lo"),
+                            BlackoutOccurrence.start_at < bindparam("end"),
+                            BlackoutOccurrence.end_at > bindparam("start"),
+                            BlackoutOccurrence.blackout_id.in_(bindparam("ids", expanding=True)))
+                     .order_by(BlackoutOccurrence.start_at))
 
 
 def next_free_slots(session: Session, policy: Policy, *, service: str, environment: str, release_type: str,
@@ -191,21 +197,30 @@ def next_free_slots(session: Session, policy: Policy, *, service: str, environme
     """The next `count` starts, of the same duration, that pass every check and
     fall inside the environment's deployment windows if policy sets them.
 
-    Months of calendar are read here, so only the columns needed, not whole rows."""
+    The busy intervals are read once, each kind in one indexed range query (the
+    environment's releases, the service's releases, the blackouts that apply),
+    then merged and scanned in one pass (calendars.windows.free_slots_us)."""
     earliest = now + controls(policy, release_type).lead_time
     until = earliest + SLOT_HORIZON
     window = {"start": earliest, "end": until, "exclude": exclude or 0}
-    busy = [(s, e) for s, e, services, envs in session.execute(_BUSY_BLACKOUTS, {**window,
-                                                                                "lo": earliest - MAX_OCCURRENCE})
-            if (not services or service in services) and (not envs or environment in envs)]
-    busy += [tuple(r) for r in session.execute(_BUSY_SERVICE, {**window, "lo": earliest - MAX_RELEASE,
-                                                               "service": service})]
+    def run(query, params):
+        return scan.rows_as_stored(session, query, params)
+
+    # The blackouts that apply are few (hundreds at most); their occurrences are many.
+    ids = [i for i, services, envs in session.execute(_LIVE_BLACKOUTS)
+           if (not services or service in services) and (not envs or environment in envs)]
+    busy = run(_BUSY_OCCURRENCES, {**window, "lo": earliest - MAX_OCCURRENCE, "ids": ids}) if ids else []
+    busy += run(_BUSY_SERVICE, {**window, "lo": earliest - MAX_RELEASE, "service": service})
     limit = policy.calendar.max_concurrent.get(environment)
     if limit:
-        env_rows = session.execute(_BUSY_RELEASES, {**window, "lo": earliest - MAX_RELEASE, "env": environment})
-        busy += _saturated([(s, e) for s, e, _ in env_rows], limit)
-    return free_slots(earliest, duration, busy, policy.calendar.windows.get(environment), count=count,
-                      horizon=SLOT_HORIZON)
+        env_rows = run(_BUSY_ENVIRONMENT, {**window, "lo": earliest - MAX_RELEASE, "env": environment})
+        # One at a time: each window is busy as it is (the search merges them); more: where `limit` overlap.
+        busy += env_rows if limit == 1 else _saturated(env_rows, limit)
+    # Merged as stored (they compare correctly within one database), converted once per busy stretch.
+    merged = [(scan.to_us(s), scan.to_us(e)) for s, e in merge(busy)]
+    found = free_slots_us(to_us(earliest), duration_us(duration), merged, policy.calendar.windows.get(environment),
+                          count, duration_us(SLOT_HORIZON), duration_us(SLOT_STEP))
+    return [from_us(t) for t in found]
 
 
 def open_flags(session: Session, release_id: int) -> list[ReleaseFlag]:

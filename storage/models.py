@@ -47,9 +47,10 @@ class Release(SQLModel, table=True):
     __tablename__ = "release"
     # Conflict checks ask "which live releases of this service (or environment)
     # overlap this window?": these make that a range scan, not a table scan.
+    # state and id ride along so the free-slot search, which reads months of windows, never leaves the index.
     __table_args__ = (Index("ix_release_window", "start_at", "end_at"),
-                      Index("ix_release_service_window", "service", "start_at", "end_at"),
-                      Index("ix_release_environment_window", "environment", "start_at", "end_at"))
+                      Index("ix_release_service_window", "service", "start_at", "end_at", "state", "id"),
+                      Index("ix_release_environment_window", "environment", "start_at", "end_at", "state", "id"))
 
     id: Optional[int] = Field(default=None, primary_key=True)
     # Slack's trigger_id / view id of the request that created it: a retried
@@ -247,7 +248,7 @@ class BlackoutOccurrence(SQLModel, table=True):
     """Blackouts expanded into UTC intervals over a horizon, so checks are index range queries."""
 
     __tablename__ = "blackout_occurrence"
-    __table_args__ = (Index("ix_blackout_occurrence_window", "start_at", "end_at"),)
+    __table_args__ = (Index("ix_blackout_occurrence_window", "start_at", "end_at", "blackout_id"),)
 
     id: Optional[int] = Field(default=None, primary_key=True)
     blackout_id: int = Field(foreign_key="blackout.id", index=True)
