@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _ABSENT = {"user_not_found", "users_not_found", "user_not_visible", "account_inactive"}
 
 
@@ -61,13 +62,21 @@ class People:
             lookups -= 1
             try:
                 user = self._client.users_info(user=user_id).get("user") or {}
-            except (SlackApiError, OSError) as exc:
-                log.info("users.info for a name failed: %s", getattr(exc, "response", None) and
-                         exc.response.get("error") or exc)
-                continue
+            except SlackApiError as exc:
+                data = exc.response.data if isinstance(exc.response.data, dict) else {}
+                if data.get("error") in _ABSENT:
+                    continue
+                # Slack is failing (5xx, 429): the caller holds a render slot, so no more waits this time.
+                log.info("users.info for a name failed: %s", data.get("error") or exc.response.status_code)
+                break
+            except OSError as exc:
+                log.info("users.info for a name failed: %s", exc)
+                break
             profile = user.get("profile") or {}
             name = str(profile.get("display_name") or profile.get("real_name") or user.get("real_name")
-                       or user.get("name") or "").strip()
+                       or user.get("name") or "")
+            # one line of at most 80 characters: it is shown in calendar descriptions
+            name = " ".join(_CONTROL.sub(" ", name).split())[:80]
             if name:
                 with self._lock:
                     self._names[user_id] = (now, name)
