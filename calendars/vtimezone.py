@@ -6,8 +6,8 @@ as +01:00). So each zone is written the way the zone's rules are: a STANDARD and
 with a yearly RRULE (BYMONTH and BYDAY, e.g. the last Sunday of March). A zone whose rules
 changed inside the span gets one component per period, each closed with UNTIL (UTC, as RFC
 5545 §3.6.5 asks); a transition that fits no weekday rule is a component of its own; a zone
-without transitions in the span is one STANDARD. The transitions come from zoneinfo, so the
-VTIMEZONE says what the events' own zone says.
+without DST in the span is one STANDARD, from its last change (or 1970). The transitions come
+from zoneinfo, so the VTIMEZONE says what the events' own zone says.
 """
 from __future__ import annotations
 
