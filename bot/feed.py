@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import math
+import re
 import threading
 from collections import OrderedDict, deque
 from datetime import datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
-from commands.agenda import feed_events, feed_revision
+from slack_sdk.errors import SlackApiError
+
+from commands.agenda import FEED_AHEAD, FeedContext, feed_events, feed_people, feed_revision
 from commands.text import SERVICE_NAME
 from calendars.ics import feed
 
@@ -57,6 +61,11 @@ def valid(svc: Services, token: str) -> bool:
     return bool(user) and hmac.compare_digest(token_for(svc, user), token)
 
 
+log = logging.getLogger(__name__)
+
+# Part of every ETag: bump it when what a feed looks like changes (a new property, another VTIMEZONE
+# form), so a client holding the old body's ETag gets the new body instead of a 304.
+FEED_FORMAT = 2
 FEED_RENDERS = 2  # renders at once; each holds a waitress thread for as long as it takes
 FEED_BURST, FEED_WINDOW = 3, timedelta(seconds=60)  # per token: a client refreshing a few feeds at once
 CACHED_FEEDS = 16  # rendered bodies kept, least recently used dropped (a big feed is a few MiB)
@@ -101,6 +110,51 @@ class _Cache:
                 self._bodies.popitem(last=False)
 
 
+_HOST = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+
+
+def uid_host(svc: Services, environ) -> str:
+    """The host that qualifies UIDs (release-1@releasebot.example.com), so two installs' events never
+    share one in a calendar: RELEASEBOT_PUBLIC_URL's host; without it, the host the client asked for
+    (the one its subscription names, so stable for it); "releasebot" if neither is a host name."""
+    for candidate in (svc.config.public_url, "//" + (environ.get("HTTP_HOST") or "")):
+        try:
+            host = (urlsplit(candidate or "").hostname or "").lower()
+        except ValueError:
+            continue
+        if len(host) <= 253 and _HOST.fullmatch(host):
+            return host
+    return "releasebot"
+
+
+class _Workspace:
+    """The workspace's address (auth.test's url, https://<workspace>.slack.com/), for links to threads:
+    asked once per process, and after a failure not again for RETRY, so a render never waits on Slack
+    more than once in a while."""
+
+    RETRY = timedelta(minutes=5)
+
+    def __init__(self, svc: Services):
+        self._svc, self._tried, self.url = svc, None, None
+        self._lock = threading.Lock()
+
+    def lookup(self) -> str | None:
+        with self._lock:
+            now = self._svc.clock.now()
+            if self.url or (self._tried and now - self._tried < self.RETRY):
+                return self.url
+            self._tried = now
+            try:
+                url = self._svc.client.auth_test().get("url")
+            except (SlackApiError, OSError) as exc:
+                log.warning("feed: auth.test failed (%s); thread links wait for the next render",
+                            getattr(exc, "response", None) and exc.response.get("error") or exc)
+                return None
+            if isinstance(url, str) and re.fullmatch(r"https://[A-Za-z0-9.-]+/?", url):
+                self.url = url
+            return self.url
+
+
 def _not_modified(environ, etag: str, last_modified: datetime) -> bool:
     """RFC 9110 13.1: If-None-Match decides when present; otherwise If-Modified-Since."""
     match = environ.get("HTTP_IF_NONE_MATCH")
@@ -119,6 +173,8 @@ def _not_modified(environ, etag: str, last_modified: datetime) -> bool:
 
 def feed_app(svc: Services):
     limiter, cache, slots = _Limiter(), _Cache(), threading.BoundedSemaphore(FEED_RENDERS)
+    workspace = _Workspace(svc)
+    calendar_policy = svc.policy.calendar
 
     def application(environ, start_response):
         method = environ.get("REQUEST_METHOD")
@@ -146,8 +202,18 @@ def feed_app(svc: Services):
         service = (query.get("service") or [None])[0]
         # The window moves once a day, so a day's feed is one revision until something in it changes.
         day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        revision = feed_revision(svc.db, day, service)
-        etag = '"' + hashlib.sha256(repr(revision.fingerprint).encode()).hexdigest()[:32] + '"'
+        keep = calendar_policy.feed_keep_cancelled
+        revision = feed_revision(svc.db, day, service, keep)
+        host = uid_host(svc, environ)
+
+        def tag(names: dict, workspace_url: str | None) -> str:
+            # Everything the body is made of: the database's part, then what comes from elsewhere (the UID
+            # host, the thread links' workspace, the names known, the policy and the format).
+            made_of = (FEED_FORMAT, revision.fingerprint, host, workspace_url, sorted(names.items()),
+                       calendar_policy.feed_refresh, keep)
+            return '"' + hashlib.sha256(repr(made_of).encode()).hexdigest()[:32] + '"'
+
+        etag = tag(svc.people.known_names(), workspace.url)
         validators = [("ETag", etag), ("Last-Modified", format_datetime(revision.last_modified, usegmt=True)),
                       ("Cache-Control", "private, max-age=300")]
         if _not_modified(environ, etag, revision.last_modified):
@@ -162,8 +228,16 @@ def feed_app(svc: Services):
             try:
                 body = cache.get(etag)  # another request may have rendered it meanwhile
                 if body is None:
-                    body = feed(feed_events(svc.db, day, service),
-                                name="Releases" + (f": {service}" if service else ""))
+                    url = workspace.lookup()
+                    names, known = svc.people.names(feed_people(svc.db, day, service))
+                    context = FeedContext(host=host, workspace_url=url, names=names, keep_cancelled=keep)
+                    body = feed(feed_events(svc.db, day, service, context),
+                                name="Releases" + (f": {service}" if service else ""),
+                                refresh=calendar_policy.feed_refresh, horizon=day + FEED_AHEAD)
+                    # A render that learnt names or the workspace made a body the next request's ETag
+                    # describes, not this one's: it is labelled (and kept) as that one.
+                    etag = tag(known, url)
+                    validators[0] = ("ETag", etag)
                     cache.put(etag, body)
             finally:
                 slots.release()

@@ -6,7 +6,7 @@ the expansion, a bounded step at a time). Someone else's calendar gets the caps
 our own rules have: at most MAX_OCCURRENCES up to the horizon, and a rule dense
 enough to cost more than that is dropped; either way the calendar is "cut short".
 Errors never quote the calendar: they are shown in the release channel. Out: a feed Google Calendar and Outlook can subscribe to, with
-stable UIDs, SEQUENCE, STATUS:CANCELLED and a VTIMEZONE for every TZID.
+stable UIDs, SEQUENCE, STATUS:CANCELLED, refresh hints and a rule-based VTIMEZONE for every TZID.
 """
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ from math import prod
 from typing import Iterable
 
 import recurring_ical_events
-from icalendar import Calendar, Event, vRecur
+from icalendar import Calendar, Event, vDuration, vRecur
 
 from calendars.recurrence import MAX_OCCURRENCES, local_to_utc
 from calendars.timeparse import zone
+from calendars.vtimezone import vtimezone
 
 UTC = timezone.utc
 PRODID = "-//releasebot//release calendar//EN"
@@ -209,20 +210,29 @@ class FeedEvent:
     categories: tuple[str, ...] = ()
 
 
-def feed(events: Iterable[FeedEvent], name: str = "Releases") -> bytes:
-    """An RFC 5545 calendar without METHOD: a published feed, not a scheduling message."""
+def feed(events: Iterable[FeedEvent], name: str = "Releases", refresh: timedelta = timedelta(hours=1),
+         horizon: datetime | None = None) -> bytes:
+    """An RFC 5545 calendar without METHOD: a published feed, not a scheduling message.
+
+    `refresh` is how often clients should fetch it again (REFRESH-INTERVAL, RFC 7986, and Outlook's
+    X-PUBLISHED-TTL). Each TZID gets a rule-based VTIMEZONE (calendars.vtimezone) for the span its
+    events use; a recurring event's zone is written to `horizon` (UTC), the feed's far end."""
     cal = Calendar()
     cal.add("prodid", PRODID)
     cal.add("version", "2.0")
     cal.add("calscale", "GREGORIAN")
     cal.add("x-wr-calname", name)
+    cal.add("refresh-interval", refresh, parameters={"VALUE": "DURATION"})
+    cal.add("x-published-ttl", vDuration(refresh))
+    spans: dict[str, list[datetime]] = {}
     for fe in events:
         z = zone(fe.tz)
         ev = Event()
         ev.add("uid", fe.uid)
         ev.add("dtstamp", fe.stamp.astimezone(UTC))
-        ev.add("dtstart", fe.start_local.replace(tzinfo=z))
-        ev.add("dtend", fe.end_local.replace(tzinfo=z))
+        start, end = fe.start_local.replace(tzinfo=z), fe.end_local.replace(tzinfo=z)
+        ev.add("dtstart", start)
+        ev.add("dtend", end)
         ev.add("summary", fe.summary)
         if fe.description:
             ev.add("description", fe.description)
@@ -233,5 +243,10 @@ def feed(events: Iterable[FeedEvent], name: str = "Releases") -> bytes:
         if fe.rrule:
             ev.add("rrule", vRecur.from_ical(fe.rrule.removeprefix("RRULE:")))
         cal.add_component(ev)
-    cal.add_missing_timezones()
+        span = spans.setdefault(fe.tz, [start.astimezone(UTC), end.astimezone(UTC)])
+        far = max(end.astimezone(UTC), horizon or end) if fe.rrule else end.astimezone(UTC)
+        span[0], span[1] = min(span[0], start.astimezone(UTC)), max(span[1], far)
+    # Before the events that use them: a reader that resolves a TZID as it meets it (vobject) then
+    # knows the zone, instead of falling back to a zone database or to UTC.
+    cal.subcomponents[:0] = [vtimezone(tzid, *spans[tzid]) for tzid in sorted(cal.get_used_tzids())]
     return cal.to_ical()

@@ -1,10 +1,11 @@
 """The release calendar as people read it: an agenda in Slack and an ICS feed."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Mapping
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.engine import Engine
 
 from calendars.ics import FeedEvent
@@ -49,45 +50,91 @@ def agenda(db: Engine, now: datetime, days: int = 14, service: str | None = None
     return sorted(items, key=lambda i: (i.start, i.kind))
 
 
-def feed_events(db: Engine, now: datetime, service: str | None = None) -> list[FeedEvent]:
+@dataclass(frozen=True)
+class FeedContext:
+    """What the feed says that the database does not know, passed in so rendering stays a function of its
+    inputs: the host that makes UIDs globally unique, the workspace's address for thread links, people's
+    names, and how long a removed blackout stays in the feed as CANCELLED."""
+    host: str = "releasebot"
+    workspace_url: str | None = None  # https://<workspace>.slack.com/
+    names: Mapping[str, str] = field(default_factory=dict)  # Slack user id -> name
+    keep_cancelled: timedelta = timedelta(days=30)
+
+
+def feed_people(db: Engine, now: datetime, service: str | None = None) -> set[str]:
+    """The people the feed for (now, service) names: whose names it needs."""
+    with read(db) as session:
+        return set(session.scalars(_feed_releases(now, service).with_only_columns(Release.requester_id)
+                                   .distinct()))
+
+
+def _feed_releases(now: datetime, service: str | None):
+    q = select(Release).where(Release.start_at > now - FEED_PAST, Release.start_at < now + FEED_AHEAD)
+    return q.where(Release.service == service) if service else q
+
+
+def _visible(b: Blackout, now: datetime, keep: timedelta) -> bool:
+    """A removed blackout is shown CANCELLED for `keep` after its removal, so a client that fetches now
+    and then sees it cancelled rather than silently gone; then it leaves the feed."""
+    return b.removed_at is None or b.removed_at > now - keep
+
+
+def feed_events(db: Engine, now: datetime, service: str | None = None,
+                context: FeedContext = FeedContext()) -> list[FeedEvent]:
     """Releases and blackouts as feed events. UIDs never change; SEQUENCE is the row's revision."""
     out: list[FeedEvent] = []
+    host = context.host
     with read(db) as session:
-        q = select(Release).where(Release.start_at > now - FEED_PAST, Release.start_at < now + FEED_AHEAD)
-        if service:
-            q = q.where(Release.service == service)
-        for r in session.scalars(q.order_by(Release.id)):
+        for r in session.scalars(_feed_releases(now, service).order_by(Release.id)):
             z = zone(r.tz)
             out.append(FeedEvent(
-                uid=f"release-{r.id}@releasebot", summary=f"{r.ref} {r.service} {r.version} ({r.effective_type}, "
-                                                        f"{r.state})",
-                description=f"{r.summary}\nEnvironment: {r.environment}\nRequested by {r.requester_id}",
+                uid=f"release-{r.id}@{host}", summary=f"{r.ref} {r.service} {r.version} ({r.effective_type}, "
+                                                     f"{r.state})",
+                description=_release_description(r, context),
                 start_local=r.start_at.astimezone(z).replace(tzinfo=None),
                 end_local=r.end_at.astimezone(z).replace(tzinfo=None), tz=r.tz, sequence=r.revision,
                 stamp=r.updated_at, cancelled=r.state == CANCELLED, categories=("release", r.environment)))
         for b in session.scalars(select(Blackout).order_by(Blackout.id)):
             if service and b.services and service not in b.services:
                 continue
+            if not _visible(b, now, context.keep_cancelled):
+                continue
             removed = b.removed_at is not None
             if b.subscription_id is None:
-                out.append(FeedEvent(uid=f"blackout-{b.id}@releasebot", summary=f"Blackout: {b.name}",
+                out.append(FeedEvent(uid=f"blackout-{b.id}@{host}", summary=f"Blackout: {b.name}",
                                      description=_scope(b), start_local=b.start_local, end_local=b.end_local,
                                      tz=b.tz, sequence=b.revision, stamp=b.removed_at or b.created_at,
                                      cancelled=removed, rrule=b.rrule, categories=("blackout",)))
                 continue
             if removed:
-                continue
+                continue  # its occurrences were deleted with it: nothing is left to show cancelled
             # A subscribed calendar's events are republished one by one, as the bot expanded them.
             z = zone(b.tz)
             for o in session.scalars(select(BlackoutOccurrence).where(BlackoutOccurrence.blackout_id == b.id,
                                                                       BlackoutOccurrence.end_at > now - FEED_PAST)
                                      .order_by(BlackoutOccurrence.start_at)):
-                out.append(FeedEvent(uid=f"blackout-{b.id}-{int(o.start_at.timestamp())}@releasebot",
+                out.append(FeedEvent(uid=f"blackout-{b.id}-{int(o.start_at.timestamp())}@{host}",
                                      summary=f"Blackout: {o.summary or b.name}", description=_scope(b),
                                      start_local=o.start_at.astimezone(z).replace(tzinfo=None),
                                      end_local=o.end_at.astimezone(z).replace(tzinfo=None), tz=b.tz, sequence=0,
                                      stamp=b.created_at, categories=("blackout",)))
     return out
+
+
+def thread_link(workspace_url: str | None, channel: str | None, ts: str | None) -> str | None:
+    """The approval message's permalink, as Slack writes them: /archives/<channel>/p<ts without the dot>."""
+    if not (workspace_url and channel and ts):
+        return None
+    return f"{workspace_url.rstrip('/')}/archives/{channel}/p{ts.replace('.', '')}"
+
+
+def _release_description(r: Release, context: FeedContext) -> str:
+    lines = [r.summary, f"Environment: {r.environment}",
+             f"Requested by {context.names.get(r.requester_id) or r.requester_id}"]
+    link = thread_link(context.workspace_url, r.channel_id, r.message_ts)
+    if link:
+        lines.append(f"Slack thread: {link}")
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -97,16 +144,19 @@ class FeedRevision:
     last_modified: datetime  # the newest change to anything in it, or `now` (the window moved then)
 
 
-def feed_revision(db: Engine, now: datetime, service: str | None = None) -> FeedRevision:
-    """One query of aggregates, on indexed columns: releases in the window (every change bumps revision),
-    blackouts (added, removed, revision), subscriptions (each good fetch) and the stored occurrences of
+def feed_revision(db: Engine, now: datetime, service: str | None = None,
+                  keep_cancelled: timedelta = timedelta(days=30)) -> FeedRevision:
+    """One query of aggregates, on indexed columns: releases in the window (every change bumps revision;
+    the approval message's ts, which makes the thread link, is set after the release: a first post counts
+    one more, a re-post after a deletion gets a ts later than any before it), blackouts (added, removed,
+    revision, and how many are still shown: a removed one leaves the feed `keep_cancelled` after its
+    removal, a moment no write marks), subscriptions (each good fetch) and the stored occurrences of
     subscribed calendars (re-expanded as their horizon rolls; ids never come back on PostgreSQL, and
     count and first/last start tell a re-expansion apart on SQLite)."""
-    in_window = select(Release).where(Release.start_at > now - FEED_PAST, Release.start_at < now + FEED_AHEAD)
-    if service:
-        in_window = in_window.where(Release.service == service)
+    in_window = _feed_releases(now, service)
     subscribed = (select(BlackoutOccurrence).join(Blackout, Blackout.id == BlackoutOccurrence.blackout_id)
                   .where(Blackout.subscription_id.is_not(None), BlackoutOccurrence.end_at > now - FEED_PAST))
+    shown = select(Blackout).where(or_(Blackout.removed_at.is_(None), Blackout.removed_at > now - keep_cancelled))
 
     def agg(q, *cols):
         return [q.with_only_columns(c).scalar_subquery() for c in cols]
@@ -118,7 +168,9 @@ def feed_revision(db: Engine, now: datetime, service: str | None = None) -> Feed
                + agg(select(CalendarSubscription), func.max(CalendarSubscription.last_ok_at))
                + agg(subscribed, func.count(BlackoutOccurrence.id), func.min(BlackoutOccurrence.id),
                      func.max(BlackoutOccurrence.id), func.min(BlackoutOccurrence.start_at),
-                     func.max(BlackoutOccurrence.start_at)))
+                     func.max(BlackoutOccurrence.start_at))
+               + agg(in_window, func.count(Release.message_ts), func.max(Release.message_ts))
+               + agg(shown, func.count(Blackout.id)))
     with read(db) as session:  # a feed poll never waits for (or takes) the write lock
         row = tuple(session.execute(select(*columns)).one())
     stamps = [v for v in (row[1], row[4], row[5], row[7]) if isinstance(v, datetime)]

@@ -67,6 +67,8 @@ DEFAULTS: dict[str, Any] = {
         "blackout_warning_lead": "24h",
         "max_concurrent": {"production": 1},  # environments not named here: no limit
         "windows": {},  # e.g. production = { days = "Mon-Thu", start = "09:00", end = "16:00", tz = "Europe/London" }
+        "feed_refresh": "1h",  # how often calendar clients are asked to fetch the ICS feed again
+        "feed_keep_cancelled": "30d",  # a removed blackout stays in the feed as CANCELLED this long, then goes
     },
     # How long a message Slack keeps refusing with a retryable error (5xx, 429, timeouts) is retried
     # before it is dead-lettered and stops holding up the release's later messages.
@@ -114,6 +116,15 @@ class CalendarPolicy:
     blackout_warning_lead: timedelta
     max_concurrent: Mapping[str, int]
     windows: Mapping[str, DeploymentWindows]
+    feed_refresh: timedelta = timedelta(hours=1)
+    feed_keep_cancelled: timedelta = timedelta(days=30)
+
+    # A client told to come back sooner than every 15 minutes only adds load (Google polls every few
+    # hours whatever it is told); later than a week, a change is seen too late to matter.
+    FEED_REFRESH_BOUNDS = (timedelta(minutes=15), timedelta(days=7))
+    # A client that was offline must still see the CANCELLED before the event goes; a year of removed
+    # blackouts is enough for anyone.
+    FEED_KEEP_CANCELLED_BOUNDS = (timedelta(days=1), timedelta(days=365))
 
     # QMS §5.1: overriding a blackout requires VP-level approval; lead time,
     # deployment windows and conflicts are the release manager's call.
@@ -313,8 +324,15 @@ def _calendar_policy(spec: Mapping[str, Any], envs: tuple[str, ...], source: str
             raise PolicyError(source, key, str(exc)) from None
         if windows[env].end <= windows[env].start:
             raise PolicyError(source, key, "end must be after start (windows do not cross midnight)")
+    refresh = _duration(spec, "calendar", "feed_refresh", source)
+    if not CalendarPolicy.FEED_REFRESH_BOUNDS[0] <= refresh <= CalendarPolicy.FEED_REFRESH_BOUNDS[1]:
+        raise PolicyError(source, "calendar.feed_refresh", "must be from 15m to 7d")
+    keep = _duration(spec, "calendar", "feed_keep_cancelled", source)
+    if not CalendarPolicy.FEED_KEEP_CANCELLED_BOUNDS[0] <= keep <= CalendarPolicy.FEED_KEEP_CANCELLED_BOUNDS[1]:
+        raise PolicyError(source, "calendar.feed_keep_cancelled", "must be from 1d to 365d")
     return CalendarPolicy(blackout_warning_lead=_duration(spec, "calendar", "blackout_warning_lead", source),
-                          max_concurrent=MappingProxyType(limits), windows=MappingProxyType(windows))
+                          max_concurrent=MappingProxyType(limits), windows=MappingProxyType(windows),
+                          feed_refresh=refresh, feed_keep_cancelled=keep)
 
 
 def _type_policy(name: str, spec: Mapping[str, Any], source: str) -> TypePolicy:

@@ -173,16 +173,16 @@ def test_ics_feed_round_trip_keeps_uids_and_increases_sequence(cal_bot, db):
     cal = Calendar.from_ical(first.content)
     assert cal.get("METHOD") is None
     events = {str(e["UID"]): e for e in cal.walk("VEVENT")}
-    assert set(events) == {"release-1@releasebot", "blackout-1@releasebot"}
+    assert set(events) == {"release-1@releases.example.com", "blackout-1@releases.example.com"}
     assert {str(t["TZID"]) for t in cal.walk("VTIMEZONE")} == {"Europe/London", "America/New_York"}
-    assert events["release-1@releasebot"]["DTSTART"].params["TZID"] == "Europe/London"
-    assert "FREQ=WEEKLY" in events["blackout-1@releasebot"]["RRULE"].to_ical().decode()
-    seq = int(events["release-1@releasebot"]["SEQUENCE"])
+    assert events["release-1@releases.example.com"]["DTSTART"].params["TZID"] == "Europe/London"
+    assert "FREQ=WEEKLY" in events["blackout-1@releases.example.com"]["RRULE"].to_ical().decode()
+    seq = int(events["release-1@releases.example.com"]["SEQUENCE"])
     cal_bot.command("edit REL-1 version=1.0.1", user="U0DEV")
     cal_bot.command('cancel REL-1 reason="superseded"', user="U0DEV")
     again = {str(e["UID"]): e for e in Calendar.from_ical(httpx.get(url).content).walk("VEVENT")}
-    assert int(again["release-1@releasebot"]["SEQUENCE"]) > seq
-    assert str(again["release-1@releasebot"]["STATUS"]) == "CANCELLED"
+    assert int(again["release-1@releases.example.com"]["SEQUENCE"]) > seq
+    assert str(again["release-1@releases.example.com"]["STATUS"]) == "CANCELLED"
 
 
 @pytest.mark.parametrize("query", ["", "?token=", "?token=U0DEV.0000", "?token=nobody"])
@@ -195,7 +195,7 @@ def test_feed_filters_by_service(cal_bot, db):
     cal_bot.command(req(service="ledger", start="2026-12-02 14:00"), user="U0DEV")
     url = feed_url(cal_bot) + "&service=ledger"
     uids = {str(e["UID"]) for e in Calendar.from_ical(httpx.get(url).content).walk("VEVENT")}
-    assert uids == {"release-2@releasebot"}
+    assert uids == {"release-2@releases.example.com"}
 
 
 ICS = """BEGIN:VCALENDAR

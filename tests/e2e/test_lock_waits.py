@@ -52,7 +52,7 @@ def test_show_list_and_the_feed_answer_while_a_writer_holds_the_database(bot, db
     shown, listed = bot.emulator.calls_to("response_url")[-2:]
     assert shown.args["text"] == "REL-1" and "Add refunds" in str(shown.args["blocks"])
     assert listed.args["text"] == "Releases" and "REL-1" in str(listed.args["blocks"])
-    assert got.status_code == 200 and "UID:release-1@releasebot" in got.text
+    assert got.status_code == 200 and "UID:release-1@127.0.0.1" in got.text
 
 
 def test_a_go_click_is_answered_busy_while_a_writer_holds_the_database_and_counts_when_sent_again(bot, db, db_url):

@@ -164,5 +164,5 @@ def test_pipeline_api_feed_and_health_work_the_same_in_both_modes(db, clock, pol
         assert answer.status_code == 200 and answer.json()["release"] == "REL-1"
         assert answer.json()["allowed"] is False  # pending, not approved
         feed = http.get("/calendar.ics", params={"token": token_for(bot.svc, "U0DEV")})
-        assert feed.status_code == 200 and "release-1@releasebot" in feed.text
+        assert feed.status_code == 200 and "UID:release-1@127.0.0.1" in feed.text  # the host asked for
         assert http.get("/calendar.ics", params={"token": "U0DEV.0000"}).status_code == 404

@@ -295,3 +295,20 @@ def test_deployers_default_to_operations_and_platform_leads_qms_3_4():
 def test_deployers_must_be_known_roles(value):
     err = refused({"deployment": {"deployers": value}})
     assert err.key == "deployment.deployers" and "non-empty list of roles" in err.problem
+
+
+def test_feed_refresh_and_cancelled_blackouts_default_to_an_hour_and_thirty_days():
+    cal = Policy.default().calendar
+    assert (cal.feed_refresh, cal.feed_keep_cancelled) == (timedelta(hours=1), timedelta(days=30))
+    cal = load({"calendar": {"feed_refresh": "4h", "feed_keep_cancelled": "7d"}}).calendar
+    assert (cal.feed_refresh, cal.feed_keep_cancelled) == (timedelta(hours=4), timedelta(days=7))
+    assert cal.max_concurrent == {"production": 1}  # the other calendar keys keep their defaults
+
+
+@pytest.mark.parametrize("key, value, problem", [
+    ("feed_refresh", "5m", "must be from 15m to 7d"), ("feed_refresh", "8d", "must be from 15m to 7d"),
+    ("feed_refresh", "soon", "is not a duration"), ("feed_keep_cancelled", "12h", "must be from 1d to 365d"),
+    ("feed_keep_cancelled", "400d", "must be from 1d to 365d"), ("feed_keep_cancelled", 30, "duration string")])
+def test_feed_keys_out_of_bounds_are_refused(key, value, problem):
+    err = refused({"calendar": {key: value}})
+    assert err.key == f"calendar.{key}" and problem in err.problem

@@ -34,3 +34,10 @@ def test_shipped_policy_spells_out_the_deployment_defaults():
     shipped, default = Policy.from_mapping(data, source="policy.toml"), Policy.default()
     assert shipped.deployment == default.deployment
     assert data["types"]["emergency"]["approval_sla"] == "30m" and "deployment" in data
+
+
+def test_shipped_policy_spells_out_the_feed_defaults():
+    data = tomllib.loads((ROOT / "policy.toml").read_text())
+    shipped, default = Policy.from_mapping(data, source="policy.toml"), Policy.default()
+    assert shipped.calendar == default.calendar
+    assert data["calendar"] == {"feed_refresh": "1h", "feed_keep_cancelled": "30d"}
