@@ -129,6 +129,8 @@ def _audit(ref: str) -> int:
     from commands.record import show_release
     from commands.text import parse_ref
     from storage.audit import _jsonable
+
+    from bot.times import iso_all
     engine = _database()
     try:
         rec = show_release(engine, parse_ref(ref))
@@ -141,7 +143,7 @@ def _audit(ref: str) -> int:
            "nonconformances": [n.model_dump() for n in rec.nonconformances],
            "planning_flags": [f.model_dump() for f in rec.flags],
            "audit_trail": [e.model_dump() for e in rec.trail]}
-    print(json.dumps(_jsonable(out), indent=2, default=str))
+    print(json.dumps(iso_all(_jsonable(out)), indent=2, default=str))  # refusals quote times: ISO 8601 here
     return 0
 
 
