@@ -8,7 +8,7 @@ from slack_bolt import App
 from slack_bolt.authorization import AuthorizeResult
 
 from bot import inbox, replay
-from bot.listeners import deploy, release, vote
+from bot.listeners import deploy, pages, release, vote
 from bot.services import Services
 
 
@@ -41,4 +41,5 @@ def build_app(svc: Services, listener_executor: Executor | None = None, inbox_le
     release.register(app, svc)
     vote.register(app, svc)
     deploy.register(app, svc)
+    pages.register(app, svc)
     return app

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from commands.text import render_times
 
+from bot.messages.ids import MORE_ACTION
 from bot.times import planned_in
 
 TEXT_LIMIT = 3000  # characters in one section's text
@@ -89,6 +90,12 @@ def section(text: str) -> dict:
 def sections(text: str) -> list[dict]:
     """A long text over as many sections as it needs, so nothing is cut off."""
     return [section(piece) for piece in split(text)]
+
+
+def more_button(value: str) -> dict:
+    """The "More" under a paged list: the next page is shown to the person who clicks, only to them."""
+    return {"type": "actions", "block_id": f"more:{value}"[:255],
+            "elements": [{"type": "button", "action_id": MORE_ACTION, "value": value, "text": plain("More")}]}
 
 
 def context(text: str) -> dict:
