@@ -15,6 +15,7 @@ from slack_sdk.models.views import View
 from calendars.recurrence import Occurrence
 from commands.agenda import Item
 from commands.approval import ApprovalStatus, CastVote, RoleStatus
+from commands.classification import Answers
 from commands.policy import Policy
 from commands.record import ReleaseRecord
 from commands.reminders import Notice
@@ -131,6 +132,12 @@ def renderers(kind: str) -> dict:
         "checklist_modal": lambda: (None, aftercare.checklist_modal(largest(kind), "C1")),
         "task_modal": lambda: (None, aftercare.task_modal("followup", largest(kind), "C1")),
         "nogo_modal": lambda: (None, modal.nogo_modal("REL-7", 7, "C1")),
+        "request_modal": lambda: (None, modal.request_modal(
+            Policy.from_mapping({"roles": ROLES}, source="t"),
+            {"service": "s" * 80, "version": fill(kind, _LIMITS["version"]), "type": "minor", "env": "production",
+             "start": "2026-12-01 14:00", "tz": "America/Argentina/ComodRivadavia", "duration": "60m",
+             **{f: fill(kind, _LIMITS[f]) for f in ("summary", "risk", "rollback", "links")}},
+            Answers(), "C1")),
         **{f"reminder {what}": (lambda what=what: _reminder(kind, what)) for what in aftercare._REMINDER_TEXT},
         **{f"thread_note {event}": (lambda event=event: _note(kind, event))
            for event in (*aftercare.THREAD_NOTES, *calendar.REPLAN_NOTES)},
