@@ -35,6 +35,7 @@ from bot.config import ApiToken
 from bot.logging_safe import loggable
 from bot.people import EMAIL, USER_ID, NotAMember, SlackUnavailable
 from bot.services import Services
+from bot.times import iso_all
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,8 @@ def api_app(svc: Services) -> Callable:
         else:
             log.info("pipeline API: %s %s by pipeline %s -> %s", loggable(method), loggable(path),
                      pipeline and pipeline.name, response.status)
-        payload = json.dumps(response.body, ensure_ascii=False).encode("utf-8")
+        # commands/ marks the times in its sentences; a pipeline reads them as ISO 8601 UTC.
+        payload = json.dumps(iso_all(response.body), ensure_ascii=False).encode("utf-8")
         start_response(f"{response.status} {_REASON.get(response.status, '')}".strip(),
                        [("Content-Type", "application/json; charset=utf-8"), ("Cache-Control", "no-store"),
                         ("Content-Length", str(len(payload))), *response.headers])

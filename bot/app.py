@@ -8,7 +8,7 @@ from slack_bolt import App
 from slack_bolt.authorization import AuthorizeResult
 
 from bot import inbox, replay
-from bot.listeners import bridge, deploy, release, vote, welcome
+from bot.listeners import bridge, deploy, pages, release, vote, welcome
 from bot.services import Services
 
 
@@ -43,4 +43,5 @@ def build_app(svc: Services, listener_executor: Executor | None = None, inbox_le
     deploy.register(app, svc)
     welcome.register(app, svc)
     bridge.register(app, svc)
+    pages.register(app, svc)
     return app

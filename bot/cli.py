@@ -129,6 +129,8 @@ def _audit(ref: str) -> int:
     from commands.record import show_release
     from commands.text import parse_ref
     from storage.audit import _jsonable
+
+    from bot.times import iso_all
     engine = _database()
     try:
         rec = show_release(engine, parse_ref(ref))
@@ -146,7 +148,7 @@ def _audit(ref: str) -> int:
         out["emergency"] = rec.emergency.model_dump()
         out["decision_log"] = [{"at": x.at, "actor": x.actor, "kind": x.kind, "action": x.action, "text": x.text,
                                 "entry": x.entry_id, "corrects": x.corrects_id} for x in rec.decision_log]
-    print(json.dumps(_jsonable(out), indent=2, default=str))
+    print(json.dumps(iso_all(_jsonable(out)), indent=2, default=str))  # refusals quote times: ISO 8601 here
     return 0
 
 

@@ -184,8 +184,9 @@ def _imported(ev, tz: str) -> ImportedEvent | None:
 
 
 # NUL and unpaired surrogates are not text (PostgreSQL refuses NUL outright); line breaks and other
-# control characters in a name would break the one-line messages and logs it is shown in.
-_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
+# control characters in a name would break the one-line messages and logs it is shown in. The
+# noncharacters U+FDD0-U+FDEF make the bot's time marker (commands.text.when): a name never carries one.
+_NOT_TEXT = re.compile("[\x00\ud800-\udfff\ufdd0-\ufdef]")
 _CONTROL = re.compile("[\x01-\x1f\x7f-\x9f]+")
 
 

@@ -24,6 +24,7 @@ from commands.outcome import Actor, Outcome, could_not_check
 from commands.policy import Policy
 from commands.release import snapshot
 from commands.states import CLOSED, STABILISING
+from commands.text import when
 from storage.models import Release, SignOff, Task
 
 TASKS = {"followup": "24-hour follow-up", "retrospective": "retrospective"}
@@ -87,7 +88,7 @@ def sign_off(db: Engine, actor: Actor, release_id: int, clock: Clock, policy: Po
                           "stabilisation window.", "not_stabilising")
         if d.now < dep.stabilisation_ends_at:
             raise Refused(f"The stabilisation window of {release.ref} runs until "
-                          f"{dep.stabilisation_ends_at:%Y-%m-%d %H:%M} UTC; sign off after it.", "too_early")
+                          f"{when(dep.stabilisation_ends_at)}; sign off after it.", "too_early")
         mine = next((s for s in signoffs(d.session, release) if s.user_id == actor.user_id), None)
         if mine:
             raise Refused(f"You already signed off as {mine.role}; one person signs off once.", "one_person_one_role")
@@ -147,7 +148,7 @@ def record_task(db: Engine, actor: Actor, release_id: int, kind: str, details: M
         task = owed(d)
         if task and task.done_at:
             return Outcome(f"The {TASKS[kind]} of {d.release.ref} was already recorded by {task.done_by} at "
-                           f"{task.done_at:%Y-%m-%d %H:%M} UTC.", d.release)
+                           f"{when(task.done_at)}.", d.release)
         return None
 
     def check(d: Decision) -> Task:

@@ -23,7 +23,7 @@ from commands.clock import Clock
 from commands.planning import MAX_OCCURRENCE
 from commands.policy import Policy
 from commands.request import AHEAD_TEXT, MAX_AHEAD
-from commands.text import MAX_ID
+from commands.text import MAX_ID, when
 from storage import audit, outbox
 from storage.db import read, transaction
 from storage.models import Blackout, BlackoutOccurrence, CalendarSubscription
@@ -81,8 +81,8 @@ def parse_blackout(raw: Mapping[str, str], policy: Policy, now: datetime) -> Bla
     # Wall-clock times against UTC now: hours off at most, nothing next to two years.
     naive_now = now.astimezone(UTC).replace(tzinfo=None)
     if abs(parsed["start"] - naive_now) > MAX_AHEAD:
-        raise FieldErrors({"start": f"a blackout starts {AHEAD_TEXT} (between {naive_now - MAX_AHEAD:%Y-%m-%d} "
-                                    f"and {naive_now + MAX_AHEAD:%Y-%m-%d})"})
+        raise FieldErrors({"start": f"a blackout starts {AHEAD_TEXT} (between "
+                                    f"{when(now - MAX_AHEAD, show='d')} and {when(now + MAX_AHEAD, show='d')})"})
     if parsed["end"] - parsed["start"] > MAX_AHEAD:
         raise FieldErrors({"end": "a blackout lasts at most two years; add another for the rest"})
     rrule = get("repeat") or None
@@ -144,8 +144,8 @@ def add_blackout(db: Engine, actor: Actor, raw: Mapping[str, str], clock: Clock,
                             "environments": b.environments, "occurrences": count})
         flagged = replan.blackout_changed(session, row.id, actor.user_id, now, may_clear=False)
     upcoming = occurrences_of(db, row.id, now, limit=1)
-    when = f"; next {upcoming[0].start:%Y-%m-%d %H:%M}–{upcoming[0].end:%Y-%m-%d %H:%M} UTC" if upcoming else ""
-    msg = f"Blackout {row.id} '{b.name}' added{when}."
+    nxt = f"; next {when(upcoming[0].start, b.tz)}–{when(upcoming[0].end, b.tz)}" if upcoming else ""
+    msg = f"Blackout {row.id} '{b.name}' added{nxt}."
     if flagged:
         msg += f" It covers {', '.join(flagged)}: each is flagged and cannot be approved until it moves or an " \
                "executive overrides the flag."

@@ -27,6 +27,7 @@ from commands.classification import controls
 from commands.policy import Policy
 from commands.release import APPROVED, current_votes, load, snapshot
 from commands.states import DEPLOYING, FAILED, IN_FLIGHT, ROLLED_BACK, ROLLING_BACK, STABILISING
+from commands.text import when
 from storage.db import read
 from storage.models import Deployment, Release, Task
 
@@ -126,9 +127,9 @@ def gate_reasons(release: Release, session: Session, who: Deployer, now: datetim
         if v.decision == NOGO:
             reasons.append(f"a No-go from {v.voter_id} ({v.role}) stands: {v.note}")
     if not release.start_at <= now < release.end_at:
-        end_fmt = "%H:%M" if release.end_at.date() == release.start_at.date() else "%Y-%m-%d %H:%M"
-        reasons.append(f"now ({now:%Y-%m-%d %H:%M} UTC) is outside the planned window "
-                       f"{release.start_at:%Y-%m-%d %H:%M}–{release.end_at.strftime(end_fmt)} UTC; reschedule it with "
+        end_show = "t" if release.end_at.date() == release.start_at.date() else "dt"
+        reasons.append(f"now ({when(now)}) is outside the planned window "
+                       f"{when(release.start_at)}–{when(release.end_at, show=end_show)}; reschedule it with "
                        f"/release reschedule {release.ref} start=… (rescheduling resets the votes)")
     for identity in who.identities:  # the person and the pipeline carrying it
         mine = next((v for v in votes if v.voter_id == identity and v.decision in (GO, NOGO)), None)
@@ -142,8 +143,8 @@ def gate_reasons(release: Release, session: Session, who: Deployer, now: datetim
     if role:
         reasons.append(role)
     for hit in planning.blackouts_not_overridden(session, release):
-        reasons.append(f"{release.ref} falls in blackout '{hit.name}' ({hit.start:%Y-%m-%d %H:%M}–"
-                       f"{hit.end:%Y-%m-%d %H:%M} UTC); deploying in it needs an executive override of its "
+        reasons.append(f"{release.ref} falls in blackout '{hit.name}' ({when(hit.start)}–"
+                       f"{when(hit.end)}); deploying in it needs an executive override of its "
                        "blackout flag (QMS 5.1)")
     for key, text in CHECKLIST:
         if not checklist.get(key):
@@ -165,7 +166,7 @@ def start_replay(d: Decision, who: Deployer) -> Outcome | None:
     existing = deployment_of(d.session, d.release)
     if existing and existing.deployer_id == who.user_id and d.release.state in IN_FLIGHT:
         return Outcome(f"{d.release.ref} is already being deployed by you since "
-                       f"{existing.started_at:%H:%M} UTC.", d.release, data={"reasons": []})
+                       f"{when(existing.started_at, show='t')}.", d.release, data={"reasons": []})
     return None
 
 
@@ -235,7 +236,7 @@ def rollback_change(d: Decision, who: Deployer, dep: Deployment, reason: str) ->
     ev = d.record("rollback_decided", before=before, reason=reason)
     announce.approval_update(d.session, release, d.now, ev)
     announce.note(d.session, release, "rollback_decided", d.now, by=who.user_id, reason=reason)
-    return Outcome(f"Rollback of {release.ref} decided at {d.now:%H:%M} UTC. When service is restored: "
+    return Outcome(f"Rollback of {release.ref} decided at {when(d.now, show='t')}. When service is restored: "
                    f"/release done {release.ref} outcome=rolled_back.", release, changed=True)
 
 
@@ -287,7 +288,7 @@ def finish_change(d: Decision, who: Deployer, dep: Deployment, outcome: str, pol
     _owe_aftercare(d.session, release, dep, outcome, now, policy)
     msg = f"{release.ref} recorded as {outcome.replace('_', ' ')}."
     if outcome == "success":
-        msg += (f" Stabilisation runs until {dep.stabilisation_ends_at:%Y-%m-%d %H:%M} UTC; then the sign-offs "
+        msg += (f" Stabilisation runs until {when(dep.stabilisation_ends_at)}; then the sign-offs "
                 "are asked for in the thread.")
     return Outcome(msg, release, changed=True)
 

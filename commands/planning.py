@@ -19,6 +19,7 @@ from calendars.windows import duration_us, free_slots_us, from_us, merge, to_us
 from commands.classification import controls
 from commands.policy import Policy
 from commands.states import SCHEDULED
+from commands.text import when
 from storage.models import Blackout, BlackoutOccurrence, Release, ReleaseFlag, UTCDateTime
 from storage import scan
 
@@ -114,7 +115,7 @@ def releases_over_all(session: Session, start: datetime, end: datetime) -> list[
 
 
 def blackout_detail(hit: BlackoutHit) -> str:
-    return f"falls in blackout '{hit.name}' ({hit.start:%Y-%m-%d %H:%M}–{hit.end:%Y-%m-%d %H:%M} UTC)"
+    return f"falls in blackout '{hit.name}' ({when(hit.start)}–{when(hit.end)})"
 
 
 def check(session: Session, policy: Policy, *, service: str, environment: str, release_type: str,
@@ -136,7 +137,7 @@ def check(session: Session, policy: Policy, *, service: str, environment: str, r
             flags.append(Flag("blackout", blackout_detail(hit), f"blackout:{hit.blackout_id}"))
     for r in releases_over(session, start, end, service=service, exclude=exclude):
         flags.append(Flag("conflict", f"overlaps {r.ref} ({r.service} {r.version}, {r.state}, "
-                                      f"{r.start_at:%Y-%m-%d %H:%M}–{r.end_at:%H:%M} UTC)", r.ref))
+                                      f"{when(r.start_at)}–{when(r.end_at, show='t')})", r.ref))
     limit = policy.calendar.max_concurrent.get(environment)
     if limit:
         others = releases_over(session, start, end, environment=environment, exclude=exclude)

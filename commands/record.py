@@ -54,7 +54,8 @@ def show_release(db: Engine, release_id: int) -> ReleaseRecord:
                              rows(NonConformance), rows(ReleaseFlag), emergency, log)
 
 
-def list_releases(db: Engine, actor: Actor, which: str | None, clock: Clock, limit: int = 20) -> list[Release]:
+def list_releases(db: Engine, actor: Actor, which: str | None, clock: Clock, limit: int = 20,
+                  offset: int = 0) -> list[Release]:
     now = clock.now()
     query = select(Release)
     if which == "pending":
@@ -68,4 +69,4 @@ def list_releases(db: Engine, actor: Actor, which: str | None, clock: Clock, lim
     else:
         query = query.order_by(Release.id.desc())
     with read(db) as session:
-        return list(session.exec(query.limit(limit)))
+        return list(session.exec(query.offset(offset).limit(limit)))

@@ -11,7 +11,7 @@ from calendars.timeparse import (DURATION_FORM, START_FORM, TimeInputError, pars
 from commands.classification import FLAG_TO_KEY, Answers
 from commands.errors import FieldErrors
 from commands.policy import RELEASE_TYPES, Policy
-from commands.text import UNSTORABLE, unstorable
+from commands.text import UNSTORABLE, unstorable, when
 
 REQUIRED = ("service", "version", "type", "start", "tz", "duration", "summary")
 _SERVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
@@ -117,7 +117,7 @@ def validate(raw: Mapping[str, str | None], answers: Answers | None, policy: Pol
                 errors["start"] = f"{get('start')} {tz} is in the past; use {START_FORM}"
             elif start_at > now + MAX_AHEAD:
                 errors["start"] = (f"{get('start')} {tz} is more than two years ahead; a release starts "
-                                   f"{AHEAD_TEXT} (by {(now + MAX_AHEAD):%Y-%m-%d})")
+                                   f"{AHEAD_TEXT} (by {when(now + MAX_AHEAD, show='d')})")
         except TimeInputError as exc:
             errors["start"] = str(exc)
     duration = None

@@ -5,6 +5,8 @@ import html
 import re
 import shlex
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
 
 from commands.errors import InputError, NotFound
 
@@ -86,11 +88,41 @@ _NUMBER = re.compile(r"^\d+\Z", re.ASCII)
 MAX_ID = 2**31 - 1
 # Text no database keeps: PostgreSQL refuses NUL in text and JSON, and an unpaired
 # surrogate cannot be encoded as UTF-8 at all. Refused at every edge, one check.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-UNSTORABLE = "contains a NUL character or an unpaired surrogate, which is not text; remove it and send it again"
+# Also the noncharacters U+FDD0-U+FDEF (Unicode keeps them for a program's own use): the
+# time marker (when()) is made of them, so no text a person sends can pose as one.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff\ufdd0-\ufdef]")
+UNSTORABLE = ("contains a NUL character, an unpaired surrogate or a Unicode noncharacter, which is not text; "
+              "remove it and send it again")
 # Names that reach a header or a calendar's name (the feed's service=): what a service may be called, no more.
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}\Z", re.ASCII)
 _QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'"})
+
+
+# ---- times in replies -------------------------------------------------------------
+# commands/ says *when*, never how a person sees it: Slack shows each reader their own zone
+# (<!date^…>), the Pipeline API and the CLI ISO 8601 in UTC (bot/times.py). A marker between two noncharacters
+# carries the instant, what to show (d: date, t: time, dt: both) and, optionally, the zone the
+# person planned in; the renderers turn every marker into their form. check_text refuses
+# these characters in anything a person sends, so a look-alike in user text never matches.
+_MARK_OPEN, _MARK_CLOSE = "\ufdd0", "\ufdd1"
+TIME_MARK = re.compile("\ufdd0(-?[0-9]{1,12});(dt|d|t);([A-Za-z0-9_+\\-/]{0,64})\ufdd1")
+_STRAY = re.compile("[\ufdd0-\ufdef]")
+
+
+def when(dt: datetime, tz: str | None = None, show: str = "dt") -> str:
+    """A time as a person will read it in a reply; `tz` (an IANA zone) is added as the planned zone."""
+    if show not in ("dt", "d", "t"):
+        raise ValueError(f"show is dt, d or t, not {show!r}")
+    if dt.tzinfo is None:
+        raise ValueError("when() takes an aware datetime")
+    return f"{_MARK_OPEN}{int(dt.timestamp())};{show};{tz or ''}{_MARK_CLOSE}"
+
+
+def render_times(text: str, render: Callable[[datetime, str, str | None], str]) -> str:
+    """Every marker in `text` as `render(instant in UTC, show, tz)` gives it; a broken one is dropped."""
+    def one(m: re.Match) -> str:
+        return render(datetime.fromtimestamp(int(m.group(1)), timezone.utc), m.group(2), m.group(3) or None)
+    return _STRAY.sub("", TIME_MARK.sub(one, text))
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from bot.listeners import bridge, calendar, deploy
 from bot.listeners.common import ephemeral, just_ack, run
 from bot.messages import modal
 from bot.messages import help as help_msg, roles as roles_msg
-from bot.messages.release import RESCHEDULE_ACTION, error_text, list_message, record_message
+from bot.messages.release import LIST_PAGE, RESCHEDULE_ACTION, error_text, list_message, record_messages
 from bot.replay import BUSY
 from bot.services import Services
 
@@ -233,13 +233,14 @@ def _read(svc: Services, cmd: ParsedCommand, user: str, respond, tell) -> None:
     def work():
         if cmd.name == "show":
             rec = show_release(svc.db, cmd.release_id)
-            respond(blocks=record_message(rec), text=f"{rec.release.ref}", response_type="ephemeral",
-                    replace_original=False)
+            for blocks in record_messages(rec):  # a long record in a few messages, nothing cut off
+                respond(blocks=blocks, text=f"{rec.release.ref}", response_type="ephemeral",
+                        replace_original=False)
         else:
             which = cmd.positional[0] if cmd.positional else None
-            releases = list_releases(svc.db, Actor(user), which, svc.clock)
-            respond(blocks=list_message(releases, which), text="Releases", response_type="ephemeral",
-                    replace_original=False)
+            releases = list_releases(svc.db, Actor(user), which, svc.clock, limit=LIST_PAGE + 1)
+            respond(blocks=list_message(releases, which, more=len(releases) > LIST_PAGE), text="Releases",
+                    response_type="ephemeral", replace_original=False)
     run(svc, tell, work, form_of=cmd.name)
 
 

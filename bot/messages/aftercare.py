@@ -9,7 +9,7 @@ from commands.reminders import Notice
 from storage.models import Release
 
 from bot.messages import calendar
-from bot.messages.common import context, date, esc, mention, plain, section
+from bot.messages.common import context, date, esc, mention, plain, section, sections
 
 START_DEPLOY = "deploy_start"
 OUTCOME_ACTION = "deploy_outcome"  # value: "<release id>:<outcome>"
@@ -106,7 +106,7 @@ def reminder(n: Notice, policy: Policy) -> tuple[str, list[dict]]:
         missing=", ".join(f"{role} ×{count}" for role, count in missing.items()),
         state=esc(str(n.detail.get("state", "")).replace("_", " ")), end=date(end) if end else "")
     who = " ".join([*(mention(u) for u in n.users), role_mentions(policy, n.roles) if n.roles else ""]).strip()
-    blocks = [section(f"{who}\n{text}" if who else text)]
+    blocks = sections(f"{who}\n{text}" if who else text)
     if n.what.startswith("followup"):
         blocks.append(actions(f"followup:{r.id}", button("Record follow-up", FOLLOWUP_ACTION, str(r.id), "primary")))
     elif n.what.startswith("retrospective"):

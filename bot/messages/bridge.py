@@ -62,7 +62,7 @@ def card(v: BridgeView, members: Mapping[str, tuple[str, ...]]) -> tuple[str, li
                          if e.validated_at else "")
                       + (f"\nbridge closed {date(e.closed_at)}" if e.closed_at else ""))]
     if e.approved_at is None:
-        blocks.append(roles_block(r, v.status))
+        blocks.extend(roles_block(r, v.status))
     checks = [_check("Blast radius", e.blast_radius, e.blast_radius_by),
               _check("Rollback option", e.rollback_option, e.rollback_option_by),
               _check("Scope confirmed as the minimum needed", None, e.scope_confirmed_by),

@@ -8,9 +8,11 @@ from commands.agenda import Item
 from calendars.recurrence import Occurrence
 from storage.models import Blackout, ReleaseFlag
 
-from bot.messages.common import BLOCK_LIMIT, clip, context, date, esc, mention, section
+from bot.messages.common import BLOCK_LIMIT, context, date, esc, mention, more_button, section, sections
+from bot.messages.ids import more_value
 
 _DAY = "{date_long_pretty}"
+BLACKOUT_PAGE = 10  # blackouts a list shows; "More" shows the next ones
 
 
 def agenda(items: list[Item], days: int, service: str | None, feed_url: str | None) -> list[dict]:
@@ -30,10 +32,12 @@ def agenda(items: list[Item], days: int, service: str | None, feed_url: str | No
     if not by_day:
         blocks.append(section("Nothing scheduled."))
     for first, lines in by_day.values():
-        if len(blocks) >= BLOCK_LIMIT - 2:
-            blocks.append(context("More on the calendar feed."))
+        day = sections(f"*{date(first, _DAY)}*\n" + "\n".join(lines))
+        if len(blocks) + len(day) > BLOCK_LIMIT - 2:
+            blocks.append(context(f"More days than one message holds: from {date(first, _DAY)} on, see the "
+                                  "calendar feed, or `/release calendar days=…` with fewer days."))
             break
-        blocks.append(section(clip(f"*{date(first, _DAY)}*\n" + "\n".join(lines))))
+        blocks.extend(day)
     if feed_url:
         blocks.append(context(f"Subscribe in Google Calendar or Outlook: {feed_url} (this address is yours; "
                               "keep it private)"))
@@ -42,11 +46,16 @@ def agenda(items: list[Item], days: int, service: str | None, feed_url: str | No
     return blocks
 
 
-def blackout_list(rows: list[tuple[Blackout, list[Occurrence]]], status: dict[int, str] | None = None) -> list[dict]:
+def blackout_list(rows: list[tuple[Blackout, list[Occurrence]]], status: dict[int, str] | None = None,
+                  offset: int = 0) -> list[dict]:
+    """One page of the blackouts (BLACKOUT_PAGE from `offset`), with a "More" button when more follow."""
     if not rows:
         return [section("*Blackouts*\nNone. Add one with `/release blackout add …`.")]
+    page = rows[offset:offset + BLACKOUT_PAGE]
+    title = "*Blackouts*" + (f" (from no. {offset + 1} of {len(rows)})" if offset else
+                             f" ({len(rows)})" if len(rows) > BLACKOUT_PAGE else "")
     lines = []
-    for b, nxt in rows:
+    for b, nxt in page:
         scope = (f"{', '.join(map(esc, b.services)) or 'all services'} · "
                  f"{', '.join(map(esc, b.environments)) or 'all environments'}")
         kind = "subscribed calendar" if b.subscription_id else (f"repeats `{esc(b.rrule)}`" if b.rrule else "one-off")
@@ -54,7 +63,10 @@ def blackout_list(rows: list[tuple[Blackout, list[Occurrence]]], status: dict[in
         lines.append(f"*{b.id}* {esc(b.name)} ({kind}, {esc(b.tz)}) · {scope}\n    next: {upcoming}")
         if (status or {}).get(b.id):  # a subscribed calendar failing or cut short: a category, never its text
             lines.append(f"    :warning: {esc(status[b.id])}")
-    return [section(clip("*Blackouts*\n" + "\n".join(lines)))]
+    blocks = sections(title + "\n" + "\n".join(lines)) if lines else [section(f"{title}\nNo more.")]
+    if offset + BLACKOUT_PAGE < len(rows):
+        blocks.append(more_button(more_value("blackouts", "all", offset + BLACKOUT_PAGE)))
+    return blocks
 
 
 def flags_block(flags: list[ReleaseFlag], slots: list[datetime]) -> list[dict]:
@@ -74,7 +86,7 @@ def flags_block(flags: list[ReleaseFlag], slots: list[datetime]) -> list[dict]:
                  "(`/release override`; blackouts need an executive).")
         if slots:
             text += "\n*Next free slots:* " + ", ".join(date(s) for s in slots)
-    return [section(clip(text))]
+    return sections(text)
 
 
 def blackout_warning(detail: dict) -> tuple[str, list[dict]]:
@@ -88,7 +100,11 @@ def blackout_warning(detail: dict) -> tuple[str, list[dict]]:
     else:
         text = f"{head}\nNo release is scheduled inside it."
     # The notification text is shown raw too (push notifications, the channel list): escaped like the blocks.
-    return f"Blackout {esc(detail['name'])} starts soon", [section(clip(text))]
+    blocks = sections(text)
+    if len(blocks) > BLOCK_LIMIT:
+        blocks = blocks[:BLOCK_LIMIT - 1] + [context("More releases than one message holds: `/release calendar` "
+                                                     "lists them all.")]
+    return f"Blackout {esc(detail['name'])} starts soon", blocks
 
 
 def channel_note(payload: dict) -> str:

@@ -12,6 +12,7 @@ from commands.classification import QUESTIONS, Answers, derive_type
 from commands.policy import RELEASE_TYPES, Policy
 
 from bot.messages.common import context, esc, plain
+from bot.times import iso_times
 
 REQUEST_CALLBACK, NOGO_CALLBACK, CLASSIFY_ACTION = "release_request", "nogo_reason", "answers"
 # where each field's error is shown
@@ -101,7 +102,8 @@ def field_errors(errors: Mapping[str, str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for f, msg in errors.items():
         block = ERROR_BLOCK.get(f, f)
-        out.setdefault(block, msg[:150])
+        # A modal's error is plain text, where <!date^…> does not render: times are ISO 8601 UTC here.
+        out.setdefault(block, iso_times(msg)[:150])
     return out
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 
 from bot.config import ApiToken, ConfigError, load_config
+from bot.times import iso_times
 from commands.deploy import Deployer, check_gate
 from storage.models import AuditEvent, Deployment, NonConformance, Release
 
@@ -152,7 +153,8 @@ def test_gate_denies_with_every_reason_the_slack_gate_gives(api_bot, api, db, cl
     body = r.json()
     assert body["allowed"] is False
     reasons = body["reasons"]
-    assert reasons == check_gate(db, 1, Deployer.of(role_holder("U0RM")), clock, {}, policy)  # Slack's very gate
+    gate = check_gate(db, 1, Deployer.of(role_holder("U0RM")), clock, {}, policy)
+    assert reasons == [iso_times(r) for r in gate]  # Slack's very gate, its times as ISO 8601 UTC
     expected = ["REL-1 is pending, not approved", "outside the planned window", "voted Go as release_manager",
                 "U0RM holds no deploying role (operations or platform_lead)", "not confirmed: monitoring", "not confirmed: the rollback plan", "not confirmed: on-call"]
     assert len(reasons) == len(expected)

@@ -16,6 +16,7 @@ from commands.vote import cast_vote
 from conftest import ROLES, actor
 from storage.models import Outbox, SignOff, Task
 from unit_support import REQUESTER, counts, events, new_release, outbox_keys, release
+from bot.times import iso_times
 
 UTC = timezone.utc
 WINDOW = dict(start="2026-12-09 10:00", tz="UTC", duration="60m")  # a Wednesday, past every lead time
@@ -86,7 +87,7 @@ def test_sign_off_is_refused_before_the_stabilisation_window_ends(db, clock, pol
     before = writes(db, rid)[1:3]
     out = sign_off(db, actor("U0QA"), rid, clock, policy)
     assert_refused(db, rid, out, "U0QA", "signoff_refused", "too_early")
-    assert "runs until 2026-12-09 12:30 UTC" in out.message
+    assert "runs until 2026-12-09T12:30:00Z" in iso_times(out.message)
     assert writes(db, rid)[1:3] == before
     assert release(db, rid).state == "stabilising"
 
@@ -315,8 +316,8 @@ def test_a_task_is_recorded_once(db, clock, policy):
     clock.advance(hours=1)
     out = record_task(db, actor("U0RM"), rid, "followup", {"evidence": "something else"}, clock, policy)
     assert not out.changed and not out.refused
-    assert out.message == (f"The 24-hour follow-up of REL-{rid} was already recorded by {DEPLOYER} at "
-                           f"{first_at:%Y-%m-%d %H:%M} UTC.")
+    assert iso_times(out.message) == (f"The 24-hour follow-up of REL-{rid} was already recorded by {DEPLOYER} at "
+                                      f"{first_at:%Y-%m-%dT%H:%M:%SZ}.")
     t = task(db, rid, "followup")
     assert (t.done_by, t.done_at, t.details) == (DEPLOYER, first_at, NOTES)
     assert writes(db, rid) == before

@@ -19,6 +19,7 @@ from conftest import ROLES, START, actor
 from storage.db import transaction
 from storage.models import AuditEvent, Blackout, BlackoutOccurrence, CalendarSubscription, Outbox
 from unit_support import new_release, outbox
+from bot.times import iso_times
 
 UTC = timezone.utc
 RM = "U0RM"
@@ -75,7 +76,8 @@ def test_add_a_one_off_blackout(db, clock, policy):
     out = add_blackout(db, actor(RM), {**PEAK, "services": "payments, search", "environments": "production"},
                        clock, policy)
     assert out.changed and out.data == {"blackout": 1}
-    assert out.message == "Blackout 1 'Peak trading' added; next 2026-12-18 16:00–2027-01-04 08:00 UTC."
+    assert iso_times(out.message) == ("Blackout 1 'Peak trading' added; next 2026-12-18T16:00:00Z (2026-12-18 16:00 "
+                                      "Europe/London)–2027-01-04T08:00:00Z (2027-01-04 08:00 Europe/London).")
     b = get(db, Blackout, 1)
     assert (b.name, b.start_local, b.end_local, b.tz, b.rrule) == (
         "Peak trading", datetime(2026, 12, 18, 16), datetime(2027, 1, 4, 8), "Europe/London", None)
@@ -91,7 +93,8 @@ def test_add_a_one_off_blackout(db, clock, policy):
 
 def test_add_a_recurring_blackout(db, clock, policy):
     out = add_blackout(db, actor(RM), WEEKEND, clock, policy)
-    assert out.message == "Blackout 1 'Weekend' added; next 2026-11-27 16:00–2026-11-30 08:00 UTC."
+    assert iso_times(out.message) == ("Blackout 1 'Weekend' added; next 2026-11-27T16:00:00Z (2026-11-27 16:00 "
+                                      "Europe/London)–2026-11-30T08:00:00Z (2026-11-30 08:00 Europe/London).")
     occs = stored(db, 1)
     assert occs[0].start_at == utc(2026, 11, 27, 16)
     london = ZoneInfo("Europe/London")
@@ -379,7 +382,8 @@ def test_fetched_events_become_blackout_occurrences(db, clock, policy):
     rid = new_release(db, clock, policy)
     with Session(db) as s:
         [flag] = open_flags(s, rid)
-        assert flag.detail == "falls in blackout 'Company offsite' (2026-12-01 00:00–2026-12-02 00:00 UTC)"
+        assert iso_times(flag.detail) == ("falls in blackout 'Company offsite' (2026-12-01T00:00:00Z–"
+                                          "2026-12-02T00:00:00Z)")
     # and warned, once per occurrence, under the event's own name
     # a subscribed calendar's events are told apart by title as well, so two starting together both warn
     assert [(r.key.rsplit(":", 1)[0], r.payload["summary"]) for r in warnings(db)] == [

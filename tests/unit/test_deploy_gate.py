@@ -16,6 +16,7 @@ from commands.policy import Policy
 from conftest import ROLES, START, actor
 from storage.models import Deployment
 from unit_support import REQUESTER, actions, counts, dev, events, new_release, outbox, outbox_keys, release
+from bot.times import iso_times
 
 UTC = timezone.utc
 # A window well past every type's lead time, so the requests stay valid whatever the planning checks demand.
@@ -129,8 +130,9 @@ def test_window_edges_start_inclusive_end_exclusive(db, clock, policy, now, insi
         assert reasons == []
     else:
         [reason] = reasons
-        assert "outside the planned window 2026-12-09 10:00–11:00 UTC" in reason
-        assert f"now ({now:%Y-%m-%d %H:%M} UTC)" in reason
+        reason = iso_times(reason)
+        assert "outside the planned window 2026-12-09T10:00:00Z–2026-12-09T11:00:00Z" in reason
+        assert f"now ({now:%Y-%m-%dT%H:%M:%SZ})" in reason
         assert f"/release reschedule REL-{rid}" in reason
 
 
@@ -138,7 +140,7 @@ def test_before_the_window_at_request_time(db, clock, policy):
     rid = approved(db, clock, policy)
     assert clock.now() == START  # two weeks early
     [reason] = gate(db, clock, rid)
-    assert "now (2026-11-23 09:00 UTC) is outside the planned window" in reason
+    assert "now (2026-11-23T09:00:00Z) is outside the planned window" in iso_times(reason)
 
 
 @pytest.mark.parametrize("voter", ["U0RM", "U0QA"])
@@ -335,7 +337,7 @@ def test_a_second_start_by_the_same_deployer_is_idempotent(db, clock, policy):
     # a retried delivery; even with a different checklist it is the same deployment
     out = start_deployment(db, deployer(pipeline="gitlab"), rid, {}, clock, POLICY)
     assert not out.changed and not out.refused
-    assert out.message == f"REL-{rid} is already being deployed by you since 10:05 UTC."
+    assert iso_times(out.message) == f"REL-{rid} is already being deployed by you since 2026-12-09T10:05:00Z."
     assert out.data == {"reasons": []}
     assert (actions(db, rid), outbox_keys(db), release(db, rid).revision) == before
     [dep] = deployments(db)
@@ -437,7 +439,8 @@ def test_the_gate_refuses_inside_a_blackout_without_an_executive_override(db, cl
     bid = _freeze_behind_the_bots_back(db, clock, policy)
     clock.set(IN_WINDOW)
     reasons = gate(db, clock, rid)
-    assert reasons == ["REL-1 falls in blackout 'Peak trading' (2026-12-09 00:00–2026-12-10 00:00 UTC); deploying "
+    assert [iso_times(r) for r in reasons] == [
+        "REL-1 falls in blackout 'Peak trading' (2026-12-09T00:00:00Z–2026-12-10T00:00:00Z); deploying "
                        "in it needs an executive override of its blackout flag (QMS 5.1)"]
     assert bid
 

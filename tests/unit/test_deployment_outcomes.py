@@ -14,6 +14,7 @@ from commands.vote import cast_vote, withdraw_vote
 from conftest import actor
 from storage.models import Deployment, NonConformance, Outbox, Task
 from unit_support import REQUESTER, actions, counts, events, new_release, outbox_keys, release
+from bot.times import iso_times
 
 UTC = timezone.utc
 WINDOW = dict(start="2026-12-09 10:00", tz="UTC", duration="60m")  # a Wednesday, past every lead time
@@ -90,7 +91,7 @@ def test_success_starts_the_stabilisation_window_of_the_type(db, clock, policy, 
     out = finish(db, clock, policy, rid, "success", note="smoke tests green", link="https://ci.test/p/7")
     assert out.changed and not out.refused
     ends = now + window
-    assert f"Stabilisation runs until {ends:%Y-%m-%d %H:%M} UTC" in out.message
+    assert f"Stabilisation runs until {ends:%Y-%m-%dT%H:%M:%SZ}" in iso_times(out.message)
     r = release(db, rid)
     assert r.state == "stabilising" and r.updated_at == now
     dep = deployment(db, rid)

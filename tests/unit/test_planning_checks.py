@@ -18,6 +18,7 @@ from commands.vote import cast_vote
 from conftest import ROLES, START, actor
 from storage.models import ReleaseFlag
 from unit_support import actions, counts, dev, events, new_release, release, request
+from bot.times import iso_times
 
 UTC = timezone.utc
 HOUR = timedelta(hours=1)
@@ -115,7 +116,7 @@ def test_blackout_flag_names_the_blackout(db, clock, policy):
     out = request(db, clock, policy)
     [flag] = open_flags(db, out.release.id)
     assert (flag.kind, flag.ref) == ("blackout", f"blackout:{bid}")
-    assert flag.detail == "falls in blackout 'Peak trading' (2026-11-30 00:00–2026-12-02 00:00 UTC)"
+    assert iso_times(flag.detail) == "falls in blackout 'Peak trading' (2026-11-30T00:00:00Z–2026-12-02T00:00:00Z)"
     assert "Peak trading" in out.message
 
 
@@ -123,7 +124,7 @@ def test_a_recurring_blackout_flags_the_occurrence_the_window_falls_in(db, clock
     blackout(db, clock, policy, name="Weekend", start="2026-11-27 16:00", end="2026-11-30 08:00",
              repeat="FREQ=WEEKLY;BYDAY=FR")
     [flag] = check(db, policy, start=utc(2026, 12, 5, 10), end=utc(2026, 12, 5, 11))  # a Saturday
-    assert flag.detail == "falls in blackout 'Weekend' (2026-12-04 16:00–2026-12-07 08:00 UTC)"
+    assert iso_times(flag.detail) == "falls in blackout 'Weekend' (2026-12-04T16:00:00Z–2026-12-07T08:00:00Z)"
     assert check(db, policy, start=utc(2026, 12, 7, 8), end=utc(2026, 12, 7, 9)) == []  # Monday, as it ends
     assert check(db, policy, start=utc(2026, 12, 4, 15), end=utc(2026, 12, 4, 16)) == []  # Friday, as it begins
     # a week-long release touching two occurrences is flagged once per blackout
@@ -160,7 +161,8 @@ def test_a_release_overlapping_another_of_the_same_service_names_it(db, clock, p
     rid = new_release(db, clock, policy, env="staging", start="2026-12-01 14:30", version="2.3.2")
     [flag] = open_flags(db, rid)
     assert (flag.kind, flag.ref) == ("conflict", "REL-1")
-    assert flag.detail == "overlaps REL-1 (payments 2.3.1, pending, 2026-12-01 14:00–15:00 UTC)"
+    assert iso_times(flag.detail) == ("overlaps REL-1 (payments 2.3.1, pending, 2026-12-01T14:00:00Z–"
+                                      "2026-12-01T15:00:00Z)")
 
 
 def test_touching_windows_do_not_conflict(db, clock, policy):
@@ -542,7 +544,7 @@ def test_a_blackout_flag_names_the_blackouts_own_period_not_a_storage_piece(db, 
     # reported as "2027-01-05 00:00–2027-01-30 00:00".
     blackout(db, clock, policy, name="Year end", start="2026-12-01 00:00", end="2027-01-30 00:00", tz="UTC")
     [flag] = check(db, policy, start=utc(2027, 1, 10, 14), end=utc(2027, 1, 10, 15))
-    assert flag.detail == "falls in blackout 'Year end' (2026-12-01 00:00–2027-01-30 00:00 UTC)"
+    assert iso_times(flag.detail) == "falls in blackout 'Year end' (2026-12-01T00:00:00Z–2027-01-30T00:00:00Z)"
 
 
 # --- deployment windows (policy [calendar.windows]) are a check, not only a hint for the slots ----------------------
