@@ -91,8 +91,8 @@ class SlackClient:
         # Slack's action_ts tells one click from the next; two clicks in a test may share a microsecond.
         return f"{int(time.time())}.{next(self._seq):06d}"
 
-    def _response_url(self, kind: str) -> str:
-        name = f"{kind}-{next(self._seq)}"
+    def _response_url(self, kind: str, user: str) -> str:
+        name = f"{kind}-{next(self._seq)}-{user}"  # whose request it answers (SlackEmulator.said_to)
         if self.emulator is not None:
             return self.emulator.response_url(name)
         return f"https://hooks.slack.com/{kind}s/{self.team_id}/{name}/{secrets.token_hex(12)}"
@@ -128,7 +128,7 @@ class SlackClient:
             "text": text,
             "api_app_id": APP_ID,
             "is_enterprise_install": "false",
-            "response_url": self._response_url("command"),
+            "response_url": self._response_url("command", user),
             "trigger_id": trigger_id or self._trigger_id(),
         }
         self.last_payload = fields
@@ -163,7 +163,7 @@ class SlackClient:
             "channel": {"id": channel, "name": channel.lower()},
             "message": message,
             "state": {"values": {}},
-            "response_url": self._response_url("action"),
+            "response_url": self._response_url("action", user),
             "actions": [
                 {
                     "action_id": action_id,

@@ -23,7 +23,7 @@ from storage import outbox
 from storage.db import ACK_WAIT, Busy
 
 from bot.listeners import calendar, deploy
-from bot.listeners.common import ephemeral, just_ack, run
+from bot.listeners.common import answer_to, carry_answer, just_ack, run
 from bot.messages import modal
 from bot.messages.release import error_text, help_text, list_message, record_message
 from bot.replay import BUSY
@@ -56,15 +56,13 @@ def register(app: App, svc: Services) -> None:
         if cmd.name == "help":
             return
 
-        def tell(text: str) -> None:
-            respond(text=text, response_type="ephemeral", replace_original=False)
-
+        tell = answer_to(svc, client, body)
         user = body["user_id"]
         if cmd.name == "request":
             _request(svc, cmd, body, tell, client)
         elif cmd.name == "deploy":
             deploy.open_form(svc, client, body["trigger_id"], cmd.release_id, body.get("channel_id", ""), tell,
-                             "deploy")
+                             "deploy", body=body)
         elif cmd.name in ("show", "list"):
             _read(svc, cmd, user, respond, tell)
         elif cmd.name in ("calendar", "blackout"):
@@ -102,8 +100,7 @@ def register(app: App, svc: Services) -> None:
         done = context.get("outcome")
         if not done:
             return
-        channel = json.loads(view.get("private_metadata") or "{}").get("channel") or svc.config.release_channel
-        run(svc, ephemeral(client, channel, body["user"]["id"]),
+        run(svc, answer_to(svc, client, body),
             lambda: Outcome(done["message"], changed=done["changed"]), queued=done.get("queued"))
 
     app.view(modal.REQUEST_CALLBACK)(ack=ack_request_form, lazy=[after_request_form])
@@ -146,7 +143,7 @@ def _request(svc: Services, cmd: ParsedCommand, body: dict, tell, client) -> Non
         args["tz"] = _user_tz(client, user)
     view = modal.request_modal(svc.policy, args, answers or Answers(), body.get("channel_id", ""))
     try:
-        client.views_open(trigger_id=body["trigger_id"], view=view)
+        client.views_open(trigger_id=body["trigger_id"], view=carry_answer(view, body))
     except SlackApiError as exc:
         log.warning("views.open failed: %s", exc.response.get("error"))
         tell(":warning: Slack would not open the request form (it must open within 3 seconds). "

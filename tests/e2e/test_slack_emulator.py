@@ -59,7 +59,7 @@ def test_update_of_unknown_message_is_message_not_found(web):
 
 def test_channel_not_found(emu, web):
     with pytest.raises(SlackApiError) as exc:
-        web.chat_postMessage(channel="U_ALICE", text="hi")
+        web.chat_postMessage(channel="X_NOT_A_CHANNEL", text="hi")
     assert exc.value.response.status_code == 200
     assert exc.value.response["error"] == "channel_not_found"
     assert emu.messages == {}
