@@ -17,12 +17,21 @@ APPROVAL_MESSAGE = "approval_message"
 THREAD_NOTE = "thread_note"
 REMINDER = "reminder"
 CHANNEL_NOTE = "channel_note"  # to the release channel, about no one release
+SETUP_NOTICE = "setup_notice"  # to a person by DM, about the bot's own setup (the channel it is not in)
 
 
 def stream(release: Release) -> str:
     # A release's announcements keep their order: the approval message must
     # exist before a reply can go into its thread.
     return f"release:{release.id}"
+
+
+def not_in_channel(session: Session, release: Release, channel: str, now: datetime) -> bool:
+    """The requester hears that the bot cannot post their release's messages in `channel`: once per release
+    and channel however many of its messages fail there. No stream: it must not wait behind them."""
+    return outbox.enqueue(session, key=f"not-in-channel:{release.id}:{channel}", kind=SETUP_NOTICE,
+                          release_id=release.id, payload={"user": release.requester_id, "channel": channel},
+                          at=now)
 
 
 def approval_message(session: Session, release: Release, now: datetime) -> None:
