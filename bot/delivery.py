@@ -234,9 +234,7 @@ class Delivery:
                 return None  # another process holds it now
             release = session.get(Release, row.release_id) if tell_requester and row.release_id else None
             if release is not None:
-                channel = release.channel_id or self._channel
-                if announce.not_in_channel(session, release, channel, now):
-                    notice = f"not-in-channel:{release.id}:{channel}"
+                notice = announce.not_in_channel(session, release, release.channel_id or self._channel, now)
             if row.kind == announce.REMINDER:
                 try:
                     with session.begin_nested():  # the next nudge is still owed; the burial stands without it

@@ -26,12 +26,14 @@ def stream(release: Release) -> str:
     return f"release:{release.id}"
 
 
-def not_in_channel(session: Session, release: Release, channel: str, now: datetime) -> bool:
+def not_in_channel(session: Session, release: Release, channel: str, now: datetime) -> str | None:
     """The requester hears that the bot cannot post their release's messages in `channel`: once per release
-    and channel however many of its messages fail there. No stream: it must not wait behind them."""
-    return outbox.enqueue(session, key=f"not-in-channel:{release.id}:{channel}", kind=SETUP_NOTICE,
-                          release_id=release.id, payload={"user": release.requester_id, "channel": channel},
-                          at=now)
+    and channel however many of its messages fail there. No stream: it must not wait behind them.
+    Returns the row's key if this call queued it."""
+    key = f"not-in-channel:{release.id}:{channel}"
+    added = outbox.enqueue(session, key=key, kind=SETUP_NOTICE, release_id=release.id,
+                           payload={"user": release.requester_id, "channel": channel}, at=now)
+    return key if added else None
 
 
 def approval_message(session: Session, release: Release, now: datetime) -> None:
