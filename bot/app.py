@@ -1,15 +1,36 @@
 """The Bolt app: one App, its listeners, nothing else."""
 from __future__ import annotations
 
+import logging
 import secrets
 from concurrent.futures import Executor, ThreadPoolExecutor
 
 from slack_bolt import App
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped, warning_token_skipped
 
 from bot import inbox, replay
 from bot.listeners import bridge, deploy, pages, release, vote, welcome
 from bot.services import Services
+
+
+class _TokenGivenOnce(logging.Filter):
+    """Drops Bolt's two warnings that "the token will be ignored", which every start printed right after the
+    operator set SLACK_BOT_TOKEN. The app gets the token once, in `client` (ours: SLACK_API_URL, timeout,
+    retries), and `authorize` hands it out with no auth.test call. Bolt warns anyway: it reads
+    SLACK_BOT_TOKEN from the environment itself whenever no `token` is passed, then finds a client, and a
+    client's token beside `authorize`. Passing `token` alone would make Bolt build a client of its own
+    (slack.com, no retry policy); passing nothing but `client` would bring back auth.test on the first
+    request. Only these two exact messages are dropped; every other Bolt warning shows."""
+
+    _MESSAGES = frozenset({warning_client_prioritized_and_token_skipped(), warning_token_skipped()})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() not in self._MESSAGES
+
+
+_BOLT_LOG = logging.getLogger("slack_bolt.App")
+_BOLT_LOG.addFilter(_TokenGivenOnce())
 
 
 def build_app(svc: Services, listener_executor: Executor | None = None, inbox_lease=None) -> App:
@@ -17,6 +38,7 @@ def build_app(svc: Services, listener_executor: Executor | None = None, inbox_le
     if listener_executor is None:
         listener_executor = ThreadPoolExecutor(max_workers=svc.config.workers, thread_name_prefix="listener")
     app = App(
+        logger=_BOLT_LOG,
         client=svc.client,
         # Verification stays on in both modes. Bolt itself lets Socket Mode envelopes through (they arrive on
         # the connection the bot opened with its app token); every HTTP request must be signed. In Socket

@@ -13,6 +13,9 @@ from sqlalchemy.exc import OperationalError
 from bot import logging_safe
 from bot.config import ConfigError, load_config, load_policy
 
+# The start-up log is one line per fact (database, channel, mode, listening), all from this logger.
+log = logging.getLogger("releasebot")
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="releasebot", description="Release management from Slack.")
@@ -29,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line every tick says nothing
     # "skipped: maximum number of running instances" only means a long sweep is still running.
     logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
+    logging.getLogger("waitress").setLevel(logging.WARNING)  # "Serving on …" repeats the listening line
+    # Alembic logs a "setup plugin" line per plugin when it is imported, then a line per step: none of them
+    # is anything an operator acts on (the database line says where the schema is); warnings still show.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         if args.cmd == "migrate":
             return _migrate()
@@ -42,14 +49,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _database(migrate: bool = True):
+def _database(migrate: bool = True, announce: bool = False):
     from storage.db import DEFAULT_URL, make_engine
     from storage.migrate import upgrade
     url = os.environ.get("DATABASE_URL") or DEFAULT_URL
     try:
         engine = make_engine(url)
         if migrate:
-            upgrade(engine)
+            before, after = upgrade(engine)
+            if announce:
+                log.info("%s", describe_database(engine, before, after))
         else:
             _require_latest_schema(engine)
     except ConfigError:
@@ -61,6 +70,18 @@ def _database(migrate: bool = True):
         raise ConfigError(f"releasebot cannot start: DATABASE_URL is not usable ({exc}). Use sqlite:///path.db "
                           "or postgresql://user@host:5432/db.") from None
     return engine
+
+
+def describe_database(engine, before: str | None, after: str | None) -> str:
+    """Which database, never its password or user: dialect, where, and the schema it is at."""
+    url = engine.url
+    dialect = url.get_backend_name()
+    if dialect == "sqlite":
+        where = url.database or ":memory:"
+    else:
+        where = f"{url.host or 'localhost'}{f':{url.port}' if url.port else ''}/{url.database or ''}"
+    schema = after if before == after else f"{after} (upgraded from {before or 'an empty database'})"
+    return f"database: {dialect} at {where}, schema {schema}"
 
 
 def _require_latest_schema(engine) -> None:
@@ -158,6 +179,7 @@ def _serve() -> int:
 
     from commands.clock import SystemClock
 
+    from bot import membership
     from bot.app import build_app
     from bot.scheduler import build_scheduler
     from bot.server import SERVER_OPTIONS, wsgi_app
@@ -168,11 +190,11 @@ def _serve() -> int:
     lease = _outbox_lease()
     inbox_lease = _lease_seconds("RELEASEBOT_INBOX_LEASE_SECONDS", 120, "an inbox row",
                                  "a listener's longest after-ack work")
-    engine = _database()
+    engine = _database(announce=True)
     needed = {role for t in policy.types.values() for role in t.approvers}
     empty = sorted(role for role in needed if not policy.role_members(role))
     if empty:
-        logging.warning("nobody holds %s in %s: releases needing them cannot be approved until [roles] names "
+        log.warning("nobody holds %s in %s: releases needing them cannot be approved until [roles] names "
                         "someone", ", ".join(empty), policy.source)
     svc = build_services(config, engine, SystemClock(), policy)
     if lease is not None:
@@ -183,10 +205,12 @@ def _serve() -> int:
         if exc.response.get("error") in ("invalid_auth", "not_authed", "account_inactive", "token_revoked"):
             raise ConfigError(f"releasebot cannot start: Slack rejected SLACK_BOT_TOKEN "
                               f"({exc.response.get('error')}). Reinstall the app and copy its bot token.") from None
-        logging.warning("auth.test failed (%s); starting anyway, announcements wait in the outbox",
-                        exc.response.get("error"))
+        log.warning("auth.test failed (%s); starting anyway, announcements wait in the outbox",
+                    exc.response.get("error"))
     except OSError as exc:
-        logging.warning("Slack unreachable at start (%s); starting anyway, announcements wait in the outbox", exc)
+        log.warning("Slack unreachable at start (%s); starting anyway, announcements wait in the outbox", exc)
+    channel = membership.check(svc.client, config.release_channel)
+    (log.info if channel.member else log.warning)("%s", channel.log_line())
     app = build_app(svc, inbox_lease=inbox_lease)
     scheduler = build_scheduler(svc, app.inbox)
     # Before the scheduler starts: its first sweep runs at once, and a SIGTERM
@@ -204,9 +228,11 @@ def _serve() -> int:
                 raise ConfigError(f"releasebot cannot start: Slack refused the Socket Mode connection "
                                   f"({exc.response.get('error')}). Check SLACK_APP_TOKEN: an app-level token "
                                   "(xapp-…) with the connections:write scope.") from None
-            logging.info("releasebot connected to Slack over Socket Mode")
-        logging.info("releasebot listening on :%s (%s/api/v1/, /calendar.ics, /healthz)", config.port,
-                     "" if config.app_token else "/slack/events, ")
+            log.info("mode: Socket Mode, connected to Slack (its requests arrive over the WebSocket, not HTTP)")
+        else:
+            log.info("mode: HTTP, Slack sends its requests to /slack/events (signed)")
+        log.info("listening on :%s (%s/api/v1/, /calendar.ics, /healthz)", config.port,
+                 "" if config.app_token else "/slack/events, ")
         waitress.serve(wsgi_app(app, engine, svc), host="0.0.0.0", port=config.port, **SERVER_OPTIONS)
     except KeyboardInterrupt:
         pass

@@ -8,7 +8,9 @@ depends on whose fault the refusal is (classify):
 - permanent for this message (invalid_blocks, not_in_channel, is_archived,
   msg_too_long, …): dead-lettered at once. A message whose blocks or length
   Slack refused goes out once more as plain text with a pointer to
-  `/release show REL-n`; into a channel the bot cannot post in, nothing goes;
+  `/release show REL-n`; into a channel the bot cannot post in (not_in_channel,
+  channel_not_found), nothing goes, and the release's requester is told by DM
+  (once per release and channel: which channel, `/invite @releasebot`);
 - bot-wide (the token was rejected): no message's fault, so never
   dead-lettered; logged as an error and retried with backoff until it is fixed.
 A dead letter no longer holds up its release's later messages.
@@ -38,11 +40,11 @@ from commands.deploy import deployment_of
 from commands.release import approval_of, load
 from storage import outbox
 from storage.db import read, transaction
-from storage.models import Outbox
+from storage.models import Outbox, Release
 
 from bot.bridge_delivery import BridgeDelivery
-from bot.messages import aftercare, calendar
 from bot.roles import RoleDirectory
+from bot.messages import aftercare, calendar, setup
 from bot.messages import release as render
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,8 @@ _BOT_WIDE_CODES = frozenset({
     "invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired", "missing_scope",
     "not_allowed_token_type", "team_access_not_granted", "ekm_access_denied", "no_permission",
 })
+# The bot is not in the channel (or cannot see it): no message can go there until someone invites it.
+NOT_IN_CHANNEL_CODES = ("not_in_channel", "channel_not_found")
 # Refusals a plain-text copy of the same message gets past.
 _CONTENT_CODES = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_too_long"})
 FALLBACK_LIMIT = 3000  # well under Slack's 40,000 characters, and what one section block shows whole
@@ -161,6 +165,7 @@ class Delivery:
         """Send what is due now (only the rows with these keys, when given). Returns how many rows were sent.
 
         Loops because sending a release's first row makes its next row due."""
+        keys = list(keys) if keys is not None else None  # grows by the notices its rows queue (_deliver)
         sent = 0
         for _ in range(max_rounds):
             if self._stopping.is_set():
@@ -172,7 +177,7 @@ class Delivery:
                 if self._stopping.is_set() or not self._lease_left(row):
                     self._hand_back(rows[i:])
                     break
-                sent += self._deliver(row)
+                sent += self._deliver(row, keys)
         return sent
 
     def _lease_left(self, row: Outbox) -> bool:
@@ -186,7 +191,9 @@ class Delivery:
         for row in rows:
             outbox.mark_retry(self._db, row, row.due_at, row.last_error or "")
 
-    def _deliver(self, row: Outbox) -> int:
+    def _deliver(self, row: Outbox, keys: list[str] | None = None) -> int:
+        """Send one row. `keys` (run_once's, when it sends only some rows) gains the requester's notice
+        queued when this row finds the bot outside its channel, so that notice goes in the same run."""
         try:
             self._send(row)
             return 1
@@ -195,8 +202,13 @@ class Delivery:
             return 0
         except Exception as exc:  # noqa: BLE001 - one bad row must not strand the rest of its batch
             kind, delay, error, reason = _assess(exc, row)
+            code = _code(exc) if isinstance(exc, SlackApiError) else None
         if kind == PERMANENT:
-            self._bury(row, reason)
+            # (A notice that cannot reach the requester is not told about again.)
+            notice = self._bury(row, reason, tell_requester=code in NOT_IN_CHANNEL_CODES
+                                and row.kind != announce.SETUP_NOTICE)
+            if notice and keys is not None:
+                keys.append(notice)
             return 0
         if kind == BOT_WIDE:
             log.error("Slack rejected the bot token (%s): nothing can be sent until SLACK_BOT_TOKEN is fixed; "
@@ -215,12 +227,17 @@ class Delivery:
         outbox.mark_retry(self._db, row, self._clock.now() + delay, error)
         return 0
 
-    def _bury(self, row: Outbox, reason: str, result: str | None = None) -> None:
-        """Dead-letter the row: its release's later messages go on without it."""
+    def _bury(self, row: Outbox, reason: str, result: str | None = None, tell_requester: bool = False) -> str | None:
+        """Dead-letter the row: its release's later messages go on without it. With tell_requester (the bot
+        is not in the channel), its requester's notice is queued with the burial; returns its key if new."""
         now = self._clock.now()
+        notice = None
         with transaction(self._db) as session:
             if not outbox.mark_dead(session, row, now, reason, result):
-                return  # another process holds it now
+                return None  # another process holds it now
+            release = session.get(Release, row.release_id) if tell_requester and row.release_id else None
+            if release is not None:
+                notice = announce.not_in_channel(session, release, release.channel_id or self._channel, now)
             if row.kind == announce.REMINDER:
                 try:
                     with session.begin_nested():  # the next nudge is still owed; the burial stands without it
@@ -230,6 +247,7 @@ class Delivery:
         log.error("outbox %s (%s, id %s) is a dead letter: %s%s. Later messages of its release go on; "
                   "`releasebot outbox --dead` lists it, `--retry %s` tries it once more.", row.key, row.kind,
                   row.id, reason, f"; {result}" if result else "; nothing sent instead", row.id)
+        return notice
 
     def _send(self, row: Outbox) -> None:
         # Each kind loads only what its message shows: reminders and notes are
@@ -237,7 +255,7 @@ class Delivery:
         send = {announce.APPROVAL_MESSAGE: self._approval_message, announce.THREAD_NOTE: self._thread_note,
                 announce.REMINDER: self._reminder, announce.CHANNEL_NOTE: self._channel_note,
                 bridge.BRIDGE_OPEN: self._bridge_open, bridge.BRIDGE_CARD: self._bridge_card,
-                bridge.BRIDGE_POST: self._bridge_post}.get(row.kind)
+                bridge.BRIDGE_POST: self._bridge_post, announce.SETUP_NOTICE: self._setup_notice}.get(row.kind)
         if send is None:
             # Written by a newer version of the bot; leave it for that version to send.
             raise Undeliverable(f"unknown outbox kind {row.kind}")
@@ -316,6 +334,14 @@ class Delivery:
 
     def _channel_note(self, row: Outbox) -> None:
         self._client.chat_postMessage(channel=self._channel, text=calendar.channel_note(row.payload))
+        self._done(row)
+
+    def _setup_notice(self, row: Outbox) -> None:
+        # To the user id: Slack opens the bot's own DM with them, which needs no channel membership.
+        with read(self._db) as session:
+            ref = load(session, row.release_id).ref
+        self._client.chat_postMessage(channel=row.payload["user"],
+                                      text=setup.not_in_channel(ref, row.payload["channel"]))
         self._done(row)
 
     def _post_in_thread(self, release, text: str, blocks: list[dict] | None) -> None:

@@ -18,13 +18,11 @@ goes on unclaimed instead: reads never wait for a writer.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from typing import Callable
 
 from slack_bolt import Ack, App, BoltRequest, BoltResponse
 from slack_sdk.errors import SlackApiError
-from slack_sdk.webhook import WebhookClient
 from sqlalchemy.exc import SQLAlchemyError
 
 from commands.errors import InputError
@@ -32,6 +30,7 @@ from commands.text import parse_command
 from storage import replay as seen
 from storage.db import ACK_WAIT, Busy
 
+from bot.listeners.common import answer_to
 from bot.messages.aftercare import FOLLOWUP_ACTION, RETRO_ACTION, START_DEPLOY
 from bot.messages.help import MENU_ACTIONS
 from bot.messages.bridge import ASSESS_FORM, LOG_ACTION, LOG_PAGE_ACTION
@@ -184,25 +183,10 @@ def _already_done(svc: Services, body: dict, executor) -> BoltResponse:
 def _answer(svc: Services, body: dict, executor, text: str) -> BoltResponse:
     if body.get("command"):
         return Ack()(text=text, response_type="ephemeral")  # the ack text is the answer
-    user = (body.get("user") or {}).get("id")
-    if body.get("response_url"):
-        url = body["response_url"]
-        executor.submit(_tell_safely, lambda: WebhookClient(url).send(
-            text=text, response_type="ephemeral", replace_original=False))
-    elif body.get("type") == "view_submission" and user:
-        # The modal closed the first time; say it where the modal was opened from.
-        channel = _metadata(body).get("channel") or svc.config.release_channel
-        executor.submit(_tell_safely, lambda: svc.client.chat_postEphemeral(
-            channel=channel, user=user, text=text))
+    if (body.get("user") or {}).get("id"):
+        # A click on its response_url; a closed form where it was opened from, or by DM (Answer).
+        executor.submit(_tell_safely, lambda: answer_to(svc, svc.client, body)(text))
     return BoltResponse(status=200, body="")
-
-
-def _metadata(body: dict) -> dict:
-    try:
-        meta = json.loads((body.get("view") or {}).get("private_metadata") or "{}")
-    except ValueError:
-        return {}
-    return meta if isinstance(meta, dict) else {}
 
 
 def _tell_safely(send: Callable[[], object]) -> None:

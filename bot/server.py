@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+import json
 import logging
 import threading
 import time
@@ -21,9 +22,11 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from storage import outbox
 from storage.db import read
 
 from bot.api import api_app
+from bot.delivery import NOT_IN_CHANNEL_CODES
 from bot.feed import feed_app
 from bot.services import Services
 
@@ -64,18 +67,25 @@ def wsgi_app(app: App, db: Engine, svc: Services) -> Callable:
         if path == "/calendar.ics":
             return calendar(environ, start_response)
         if path == "/healthz":
-            try:
-                with read(db) as session:  # a health check never waits behind a writer
-                    session.execute(text("SELECT 1"))
-                status, body = "200 OK", b"ok\n"
-            except Exception:  # noqa: BLE001 - health checks answer, they do not raise
-                status, body = "503 Service Unavailable", b"database unavailable\n"
-            start_response(status, list(_TEXT))
+            status, body = health(db)
+            start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
         start_response("404 Not Found", list(_TEXT))
         return [b"not found\n"]
 
     return application
+
+
+def health(db: Engine) -> tuple[str, bytes]:
+    """/healthz: the database answers, and how many messages the bot could not post because it is not in
+    their channel (dead letters, so every process says the same)."""
+    try:
+        with read(db) as session:  # a health check never waits behind a writer
+            session.execute(text("SELECT 1"))
+        missing = outbox.dead_letters(db, *NOT_IN_CHANNEL_CODES)
+    except Exception:  # noqa: BLE001 - health checks answer, they do not raise
+        return "503 Service Unavailable", json.dumps({"status": "database unavailable"}).encode() + b"\n"
+    return "200 OK", json.dumps({"status": "ok", "not_in_channel": missing}).encode() + b"\n"
 
 
 def verified(slack: Callable, signing_secret: str) -> Callable:

@@ -18,12 +18,23 @@ THREAD_NOTE = "thread_note"
 REMINDER = "reminder"
 CHANNEL_NOTE = "channel_note"  # to the release channel, about no one release
 BRIDGE_CARD = "bridge_card"  # an emergency's pinned bridge card, updated in place
+SETUP_NOTICE = "setup_notice"  # to a person by DM, about the bot's own setup (the channel it is not in)
 
 
 def stream(release: Release) -> str:
     # A release's announcements keep their order: the approval message must
     # exist before a reply can go into its thread.
     return f"release:{release.id}"
+
+
+def not_in_channel(session: Session, release: Release, channel: str, now: datetime) -> str | None:
+    """The requester hears that the bot cannot post their release's messages in `channel`: once per release
+    and channel however many of its messages fail there. No stream: it must not wait behind them.
+    Returns the row's key if this call queued it."""
+    key = f"not-in-channel:{release.id}:{channel}"
+    added = outbox.enqueue(session, key=key, kind=SETUP_NOTICE, release_id=release.id,
+                           payload={"user": release.requester_id, "channel": channel}, at=now)
+    return key if added else None
 
 
 def approval_message(session: Session, release: Release, now: datetime) -> None:

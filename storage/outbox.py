@@ -136,3 +136,11 @@ def unsent(engine: Engine, dead_only: bool = False, limit: int = 500) -> list[Ou
         query = query.where(Outbox.dead_at.is_not(None))
     with read(engine) as session:
         return list(session.scalars(query.order_by(Outbox.id).limit(limit)))
+
+
+def dead_letters(engine: Engine, *reasons: str) -> int:
+    """How many rows are dead letters for one of these reasons (Slack's error code begins the reason)."""
+    query = (select(func.count()).select_from(_t)
+             .where(_t.c.dead_at.is_not(None), or_(*(_t.c.dead_reason.like(f"{r}%") for r in reasons))))
+    with read(engine) as session:
+        return session.execute(query).scalar_one()

@@ -91,8 +91,8 @@ class SlackClient:
         # Slack's action_ts tells one click from the next; two clicks in a test may share a microsecond.
         return f"{int(time.time())}.{next(self._seq):06d}"
 
-    def _response_url(self, kind: str) -> str:
-        name = f"{kind}-{next(self._seq)}"
+    def _response_url(self, kind: str, user: str) -> str:
+        name = f"{kind}-{next(self._seq)}-{user}"  # whose request it answers (SlackEmulator.said_to)
         if self.emulator is not None:
             return self.emulator.response_url(name)
         return f"https://hooks.slack.com/{kind}s/{self.team_id}/{name}/{secrets.token_hex(12)}"
@@ -128,7 +128,7 @@ class SlackClient:
             "text": text,
             "api_app_id": APP_ID,
             "is_enterprise_install": "false",
-            "response_url": self._response_url("command"),
+            "response_url": self._response_url("command", user),
             "trigger_id": trigger_id or self._trigger_id(),
         }
         self.last_payload = fields
@@ -163,7 +163,7 @@ class SlackClient:
             "channel": {"id": channel, "name": channel.lower()},
             "message": message,
             "state": {"values": {}},
-            "response_url": self._response_url("action"),
+            "response_url": self._response_url("action", user),
             "actions": [
                 {
                     "action_id": action_id,
@@ -176,20 +176,6 @@ class SlackClient:
             ],
         }
         return self._send_payload(payload, retry_num, timestamp)
-
-    def event(self, event: dict, *, event_id: str | None = None, retry_num: int | None = None,
-              timestamp: int | None = None) -> httpx.Response:
-        """An Events API delivery (JSON, signed). The same event_id again is Slack's retry of it."""
-        body = json.dumps({"token": VERIFICATION_TOKEN, "team_id": self.team_id, "api_app_id": APP_ID,
-                           "event": event, "type": "event_callback",
-                           "event_id": event_id or f"Ev{next(self._seq):08d}",
-                           "event_time": int(time.time()), "authorizations": []})
-        self.last_payload = json.loads(body)
-        headers = {**self.signed_headers(body, timestamp), "Content-Type": "application/json"}
-        if retry_num is not None:
-            headers["X-Slack-Retry-Num"] = str(retry_num)
-            headers["X-Slack-Retry-Reason"] = "http_timeout"
-        return self.post_raw(body.encode("utf-8"), headers)
 
     def reaction_added(self, channel: str, ts: str, *, user: str, reaction: str = "pushpin",
                        item_user: str | None = None, **kw) -> httpx.Response:
@@ -279,8 +265,9 @@ class SlackClient:
         return self._send_payload(payload, retry_num, None)
 
     def event(self, event: dict, *, event_id: str | None = None, bot_user: str = "UBOT",
-              retry_num: int | None = None) -> httpx.Response:
-        """An Events API delivery (JSON body), with the authorizations Slack names the installed bot in."""
+              retry_num: int | None = None, timestamp: int | None = None) -> httpx.Response:
+        """An Events API delivery (JSON body), with the authorizations Slack names the installed bot in.
+        The same event_id again is Slack's retry of it."""
         body = {
             "token": VERIFICATION_TOKEN,
             "team_id": self.team_id,
@@ -295,7 +282,7 @@ class SlackClient:
         }
         self.last_payload = body
         raw = json.dumps(body)
-        headers = {**self.signed_headers(raw), "Content-Type": "application/json"}
+        headers = {**self.signed_headers(raw, timestamp), "Content-Type": "application/json"}
         if retry_num is not None:
             headers["X-Slack-Retry-Num"] = str(retry_num)
             headers["X-Slack-Retry-Reason"] = "http_timeout"

@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 # Form-encoded requests carry structured fields as JSON strings; Slack decodes them.
 _JSON_FIELDS = ("blocks", "attachments", "view")
 _CHANNEL_PREFIXES = ("C", "G", "D")
+_USER_PREFIXES = ("U", "W")
 
 
 @dataclass
@@ -61,6 +62,11 @@ def _require_channel(args: dict) -> str:
     return channel
 
 
+def dm_of(user: str) -> str:
+    """The id of the bot's own DM with `user`, which chat.postMessage to the user id opens."""
+    return f"D{user}"
+
+
 def _require_text(args: dict) -> None:
     if not (args.get("text") or args.get("blocks") or args.get("attachments")):
         raise _SlackError("no_text")
@@ -84,6 +90,9 @@ class SlackEmulator:
         self.pins: set[tuple[str, str]] = set()
         self.unreadable: set[str] = set()  # channels whose history the bot may not read (not_in_channel)
         self._channel_counter = itertools.count(1)
+        # Channels the bot was never invited to: posting there answers not_in_channel, as Slack does without
+        # chat:write.public. A D… channel is someone's DM: the bot is in none but its own (dm_of(user)).
+        self.not_member: set[str] = set()
         # apps.connections.open answers with connections_url() when set (tests/socket_emulator.py does).
         self.connections_url: Callable[[], str] | None = None
         self._failures: dict[str, list[_Failure]] = {}
@@ -156,6 +165,16 @@ class SlackEmulator:
     def calls_to(self, method: str) -> list[Call]:
         with self._cond:
             return [c for c in self.calls if c.method == method]
+
+    def said_to(self, user: str) -> list[str]:
+        """The texts the bot told `user`, in order, whichever way reached them: a response_url handed out
+        for one of their requests (tests/slack_client.py names it after them), an ephemeral message to
+        them, or a DM (chat.postMessage to their user id)."""
+        with self._cond:
+            return [c.args.get("text") or "" for c in self.calls if c.ok and (
+                (c.method == "response_url" and (c.response_url_name or "").endswith(f"-{user}"))
+                or (c.method == "chat.postEphemeral" and c.args.get("user") == user)
+                or (c.method == "chat.postMessage" and c.args.get("channel") == user))]
 
     def fail_next(
         self,
@@ -335,8 +354,25 @@ class SlackEmulator:
             "bot_id": "B0001",
         }
 
-    def _chat_post_message(self, args: dict) -> dict:
+    def _member_channel(self, args: dict) -> str:
+        """The channel the bot may post in, or the Slack error for one it may not."""
+        channel = str(args.get("channel") or "")
+        if channel.startswith(_USER_PREFIXES):
+            raise _SlackError("channel_not_found")
         channel = _require_channel(args)
+        if channel.startswith("D") and not channel[1:].startswith(_USER_PREFIXES):
+            raise _SlackError("channel_not_found")  # a DM between people: the bot cannot see it at all
+        if channel in self.not_member:
+            raise _SlackError("not_in_channel")
+        return channel
+
+    def _chat_post_message(self, args: dict) -> dict:
+        channel = str(args.get("channel") or "")
+        if channel.startswith(_USER_PREFIXES):
+            # A user id opens (or finds) the bot's own DM with that person, and the answer names the DM.
+            channel = dm_of(channel)
+        else:
+            channel = self._member_channel(args)
         _require_text(args)
         if self.channels.get(channel, {}).get("is_archived"):
             raise _SlackError("is_archived")
@@ -361,7 +397,7 @@ class SlackEmulator:
         return {"channel": channel, "ts": ts, "text": message.get("text", ""), "message": message}
 
     def _chat_post_ephemeral(self, args: dict) -> dict:
-        _require_channel(args)
+        self._member_channel(args)
         if not args.get("user"):
             raise _SlackError("user_not_found")
         _require_text(args)
@@ -430,7 +466,9 @@ class SlackEmulator:
         return {"user": {**self._user(local.upper()), "name": local, "profile": {"email": email}}}
 
     def _conversations_info(self, args: dict) -> dict:
-        return {"channel": {"id": _require_channel(args)}}
+        channel = _require_channel(args)
+        return {"channel": {"id": channel, "name": channel.lower(), "is_channel": channel.startswith("C"),
+                            "is_member": channel not in self.not_member}}
 
     _CHANNEL_NAME = re.compile(r"^[a-z0-9_-]{1,80}$")
 

@@ -1,10 +1,12 @@
 """What every listener does after its use case: tell the actor, then let delivery run."""
 from __future__ import annotations
 
+import json
 import logging
-from typing import Callable
+from typing import Callable, Optional
 
 from slack_sdk.errors import SlackApiError
+from slack_sdk.webhook import WebhookClient
 
 from commands.errors import InputError
 from commands.outcome import Outcome
@@ -53,11 +55,87 @@ def needs_note(svc: Services, outcome: Outcome) -> str:
     if not needed:
         return ""
     return refusal_note([holders(svc.policy, role) for role in needed], svc.policy.source)
+# chat.postEphemeral cannot reach the person there (a DM between people, a channel the bot is not in): a DM can.
+NO_EPHEMERAL = frozenset({"not_in_channel", "channel_not_found", "user_not_in_channel"})
+
+
+class Answer:
+    """The one way a listener answers the person who asked, wherever they asked from.
+
+    Slack's response_url first (slash commands and buttons carry one; a form carries the one of the command
+    or button that opened it, in its private_metadata): it reaches the person in DMs and in channels the
+    bot is not in. Else chat.postEphemeral in the channel. Where neither can reach them (no response_url,
+    or it expired, and the bot is not in the channel or it is a DM), a DM from the bot. Called as
+    `answer(text)` or `answer(text, blocks)`."""
+
+    def __init__(self, client, user: str, channel: Optional[str] = None, response_url: Optional[str] = None):
+        self.client, self.user, self.channel, self.response_url = client, user, channel, response_url
+
+    def __call__(self, text: str, blocks: Optional[list[dict]] = None) -> None:
+        extra = {"blocks": blocks} if blocks else {}
+        if self.response_url:
+            try:
+                sent = WebhookClient(self.response_url, timeout=10).send(
+                    text=text, response_type="ephemeral", replace_original=False, **extra)
+                if sent.status_code == 200:
+                    return
+                # Used five times or older than 30 minutes (an inbox row run late): Slack says no.
+                log.info("response_url refused the answer (%s %s); answering another way", sent.status_code,
+                         sent.body)
+            except OSError as exc:
+                log.info("response_url unreachable (%s); answering another way", exc)
+        if self.channel and not self.channel.startswith("D"):  # a DM's ephemeral only works in the bot's own
+            try:
+                self.client.chat_postEphemeral(channel=self.channel, user=self.user, text=text, **extra)
+                return
+            except SlackApiError as exc:
+                if exc.response.get("error") not in NO_EPHEMERAL:
+                    raise
+        self.client.chat_postMessage(channel=self.user, text=text, **extra)
+
+
+def answer_to(svc: Services, client, body: dict) -> Answer:
+    """How to answer the person behind this command, click or form submission (see Answer)."""
+    meta = metadata(body)
+    user = body.get("user_id") or (body.get("user") or {}).get("id") or ""
+    urls = [u.get("response_url") for u in body.get("response_urls") or [] if isinstance(u, dict)]
+    # a carried response_url answers the person whose command or click opened the form, and nobody else
+    carried = meta.get("response_url") if meta.get("response_url_user") == user else None
+    response_url = body.get("response_url") or next((u for u in urls if u), None) or carried
+    channel = (body.get("channel_id") or (body.get("channel") or {}).get("id") or meta.get("channel")
+               or (svc.config.release_channel if body.get("type") == "view_submission" else None))
+    return Answer(client, user, channel, response_url if isinstance(response_url, str) else None)
+
+
+def metadata(body: dict) -> dict:
+    """A form's private_metadata (what the bot put there when it opened it), {} for anything else."""
+    try:
+        meta = json.loads((body.get("view") or {}).get("private_metadata") or "{}")
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def carry_answer(view: dict, body: dict) -> dict:
+    """The form `view`, carrying the response_url of the command or click that opens it, so its
+    submission (which has none of its own) is answered there too (Answer)."""
+    url = body.get("response_url")
+    if not url:
+        return view
+    try:
+        meta = json.loads(view.get("private_metadata") or "{}")
+    except ValueError:
+        return view
+    if not isinstance(meta, dict):
+        return view
+    opener = body.get("user_id") or (body.get("user") or {}).get("id") or ""
+    carried = json.dumps({**meta, "response_url": url, "response_url_user": opener})
+    return {**view, "private_metadata": carried} if len(carried) <= 3000 else view  # Slack's limit
 
 
 def ephemeral(client, channel: str, user: str) -> Callable[[str], None]:
-    """Tell one person something in a channel, visible to them only."""
-    return lambda text: client.chat_postEphemeral(channel=channel, user=user, text=text)
+    """Tell one person something in a channel; a DM where the bot cannot show it there (Answer)."""
+    return Answer(client, user, channel)
 
 
 def just_ack(ack) -> None:

@@ -13,7 +13,7 @@ from commands.errors import InputError
 from commands.record import show_release
 from commands.text import UNSTORABLE, parse_ref, unstorable_field
 
-from bot.listeners.common import ephemeral, just_ack, run
+from bot.listeners.common import answer_to, carry_answer, just_ack, run
 from bot.messages import aftercare as msg
 from bot.messages.common import esc
 from bot.services import Services
@@ -27,8 +27,9 @@ def deployer(svc: Services, user_id: str) -> Deployer:
 
 
 def open_form(svc: Services, client, trigger_id: str, release_id: int, channel: str, tell, kind: str,
-              user: str | None = None) -> None:
-    """Open the checklist, follow-up or retrospective form for a release.
+              user: str | None = None, body: dict | None = None) -> None:
+    """Open the checklist, follow-up or retrospective form for a release; its submission is answered where
+    `body` (the command or click opening it) would be.
 
     The checklist opens only when ticking it could let the deployment start: a gate that already
     fails for another reason (not approved, outside the window, a blackout, the wrong role) is
@@ -51,7 +52,7 @@ def open_form(svc: Services, client, trigger_id: str, release_id: int, channel: 
         return
     view = msg.checklist_modal(release, channel) if kind == "deploy" else msg.task_modal(kind, release, channel)
     try:
-        client.views_open(trigger_id=trigger_id, view=view)
+        client.views_open(trigger_id=trigger_id, view=carry_answer(view, body or {}))
     except SlackApiError as exc:
         log.warning("views.open (%s) failed: %s", kind, exc.response.get("error"))
         tell(":warning: Slack would not open the form; please try again.")
@@ -60,14 +61,14 @@ def open_form(svc: Services, client, trigger_id: str, release_id: int, channel: 
 def register(app: App, svc: Services) -> None:
     def from_button(kind: str):
         def lazy(body, action, client):
-            channel, user = body["channel"]["id"], body["user"]["id"]
+            tell = answer_to(svc, client, body)
             try:
                 release_id = parse_ref(str(action["value"]).split(":")[0])  # bounded, like a typed id
             except InputError as exc:
-                ephemeral(client, channel, user)(f":warning: {esc(exc.message)}")
+                tell(f":warning: {esc(exc.message)}")
                 return
-            open_form(svc, client, body["trigger_id"], release_id, channel, ephemeral(client, channel, user), kind,
-                      user)
+            open_form(svc, client, body["trigger_id"], release_id, body["channel"]["id"], tell, kind,
+                      body["user"]["id"], body=body)
         return lazy
 
     app.action(msg.START_DEPLOY)(ack=just_ack, lazy=[from_button("deploy")])
@@ -79,7 +80,7 @@ def register(app: App, svc: Services) -> None:
         ticked = {o["value"] for o in ((view["state"]["values"].get("checklist") or {}).get("checklist") or {})
                   .get("selected_options") or []}
         user = body["user"]["id"]
-        run(svc, ephemeral(client, meta.get("channel") or svc.config.release_channel, user),
+        run(svc, answer_to(svc, client, body),
             lambda: start_deployment(svc.db, deployer(svc, user), parse_ref(str(meta["release"])),
                                      {key: key in ticked for key, _ in CHECKLIST}, svc.clock, svc.policy))
 
@@ -89,8 +90,8 @@ def register(app: App, svc: Services) -> None:
 
     def outcome_clicked(body, action, client):
         release_id, outcome = action["value"].split(":", 1)
-        user, channel = body["user"]["id"], body["channel"]["id"]
-        run(svc, ephemeral(client, channel, user),
+        user = body["user"]["id"]
+        run(svc, answer_to(svc, client, body),
             lambda: finish_deployment(svc.db, deployer(svc, user), parse_ref(release_id), outcome, svc.clock,
                                       svc.policy))
 
@@ -98,8 +99,8 @@ def register(app: App, svc: Services) -> None:
 
     def signoff_clicked(body, action, client):
         release_id, role = action["value"].split(":", 1)
-        user, channel = body["user"]["id"], body["channel"]["id"]
-        run(svc, ephemeral(client, channel, user),
+        user = body["user"]["id"]
+        run(svc, answer_to(svc, client, body),
             lambda: sign_off(svc.db, svc.actor(user), parse_ref(release_id), svc.clock, svc.policy, role_hint=role))
 
     app.action(msg.SIGNOFF_ACTION)(ack=just_ack, lazy=[signoff_clicked])
@@ -122,7 +123,7 @@ def register(app: App, svc: Services) -> None:
                 return
             meta = json.loads(view.get("private_metadata") or "{}")
             user = body["user"]["id"]
-            run(svc, ephemeral(client, meta.get("channel") or svc.config.release_channel, user),
+            run(svc, answer_to(svc, client, body),
                 lambda: record_task(svc.db, svc.actor(user), parse_ref(str(meta["release"])), kind, values, svc.clock,
                                     svc.policy))
         return ack_form, lazy

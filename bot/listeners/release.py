@@ -25,7 +25,7 @@ from storage import outbox
 from storage.db import ACK_WAIT, Busy
 
 from bot.listeners import bridge, calendar, deploy
-from bot.listeners.common import ephemeral, just_ack, run
+from bot.listeners.common import answer_to, carry_answer, ephemeral, just_ack, run
 from bot.messages import modal
 from bot.messages import help as help_msg, roles as roles_msg
 from bot.messages.release import LIST_PAGE, RESCHEDULE_ACTION, error_text, list_message, record_messages
@@ -65,15 +65,13 @@ def register(app: App, svc: Services) -> None:
         if cmd.name == "help":
             return
 
-        def tell(text: str) -> None:
-            respond(text=text, response_type="ephemeral", replace_original=False)
-
+        tell = answer_to(svc, client, body)
         user = body["user_id"]
         if cmd.name == "request":
             _request(svc, cmd, body, tell, client)
         elif cmd.name == "deploy":
             deploy.open_form(svc, client, body["trigger_id"], cmd.release_id, body.get("channel_id", ""), tell,
-                             "deploy", user)
+                             "deploy", user, body=body)
         elif cmd.name in ("show", "list"):
             _read(svc, cmd, user, respond, tell)
         elif cmd.name == "roles":
@@ -115,8 +113,7 @@ def register(app: App, svc: Services) -> None:
         done = context.get("outcome")
         if not done:
             return
-        channel = json.loads(view.get("private_metadata") or "{}").get("channel") or svc.config.release_channel
-        run(svc, ephemeral(client, channel, body["user"]["id"]),
+        run(svc, answer_to(svc, client, body),
             lambda: Outcome(done["message"], changed=done["changed"]), queued=done.get("queued"))
 
     app.view(modal.REQUEST_CALLBACK)(ack=ack_request_form, lazy=[after_request_form])
@@ -153,7 +150,7 @@ def register(app: App, svc: Services) -> None:
 
         which = action["action_id"]
         if which == help_msg.MENU_REQUEST:
-            _open_request_form(svc, client, body["trigger_id"], user, channel, {}, None, tell)
+            _open_request_form(svc, client, body["trigger_id"], user, channel, {}, None, tell, body)
         elif which == help_msg.MENU_MINE:
             _read(svc, ParsedCommand("list", positional=("mine",)), user, respond, tell)
         elif which == help_msg.MENU_CALENDAR:
@@ -168,7 +165,7 @@ def register(app: App, svc: Services) -> None:
     # The global shortcut "Request a release" (manifest.yml): the request form, from anywhere.
     def shortcut_used(body, client):
         user = body["user"]["id"]
-        _open_request_form(svc, client, body["trigger_id"], user, "", {}, None, _dm(client, user))
+        _open_request_form(svc, client, body["trigger_id"], user, "", {}, None, _dm(client, user), body)
 
     app.shortcut(help_msg.REQUEST_SHORTCUT)(ack=just_ack, lazy=[shortcut_used])
 
@@ -194,17 +191,17 @@ def _request(svc: Services, cmd: ParsedCommand, body: dict, tell, client) -> Non
                                  form=USAGE["request"]) from None
         run(svc, tell, work)
         return
-    _open_request_form(svc, client, body["trigger_id"], user, body.get("channel_id", ""), args, answers, tell)
+    _open_request_form(svc, client, body["trigger_id"], user, body.get("channel_id", ""), args, answers, tell, body)
 
 
 def _open_request_form(svc: Services, client, trigger_id: str, user: str, channel: str, args: dict,
-                       answers: Answers | None, tell) -> None:
+                       answers: Answers | None, tell, body: dict) -> None:
     """The request form, prefilled with what was typed; the outcome is said in `channel` (or the release channel)."""
     if not args.get("tz"):
         args["tz"] = _user_tz(client, user)
     view = modal.request_modal(svc.policy, args, answers or Answers(), channel)
     try:
-        client.views_open(trigger_id=trigger_id, view=view)
+        client.views_open(trigger_id=trigger_id, view=carry_answer(view, body))
     except SlackApiError as exc:
         log.warning("views.open failed: %s", exc.response.get("error"))
         tell(":warning: Slack would not open the request form (it must open within 3 seconds). "

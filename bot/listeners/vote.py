@@ -11,7 +11,7 @@ from commands.errors import InputError
 from commands.text import UNSTORABLE, parse_ref, unstorable
 from commands.vote import cast_vote
 
-from bot.listeners.common import ephemeral, just_ack, run
+from bot.listeners.common import answer_to, carry_answer, just_ack, run
 from bot.messages import modal
 from bot.messages.common import esc
 from bot.messages.release import GO_ACTION, NOGO_ACTION
@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 
 def register(app: App, svc: Services) -> None:
     def go(body, action, client):
-        user, channel = body["user"]["id"], body["channel"]["id"]
-        run(svc, ephemeral(client, channel, user),
+        user = body["user"]["id"]
+        run(svc, answer_to(svc, client, body),
             lambda: cast_vote(svc.db, svc.actor(user), parse_ref(str(action["value"])), "go", svc.clock))
 
     app.action(GO_ACTION)(ack=just_ack, lazy=[go])
@@ -32,14 +32,15 @@ def register(app: App, svc: Services) -> None:
         try:
             release_id = parse_ref(str(action["value"]))  # bounded: a forged value is no release, not a crash
         except InputError as exc:
-            ephemeral(client, body["channel"]["id"], body["user"]["id"])(f":warning: {esc(exc.message)}")
+            answer_to(svc, client, body)(f":warning: {esc(exc.message)}")
             return
         try:
             client.views_open(trigger_id=body["trigger_id"],
-                              view=modal.nogo_modal(f"REL-{release_id}", release_id, body["channel"]["id"]))
+                              view=carry_answer(modal.nogo_modal(f"REL-{release_id}", release_id,
+                                                                 body["channel"]["id"]), body))
         except SlackApiError as exc:
             log.warning("views.open for No-go failed: %s", exc.response.get("error"))
-            ephemeral(client, body["channel"]["id"], body["user"]["id"])(
+            answer_to(svc, client, body)(
                 f"Slack would not open the No-go form; use `/release nogo REL-{release_id} reason=\"…\"`.")
 
     app.action(NOGO_ACTION)(ack=just_ack, lazy=[open_nogo_form])
@@ -62,7 +63,7 @@ def register(app: App, svc: Services) -> None:
             return
         meta = json.loads(view.get("private_metadata") or "{}")
         user = body["user"]["id"]
-        run(svc, ephemeral(client, meta.get("channel") or svc.config.release_channel, user),
+        run(svc, answer_to(svc, client, body),
             lambda: cast_vote(svc.db, svc.actor(user), parse_ref(str(meta["release"])), "nogo", svc.clock, note=reason))
 
     app.view(modal.NOGO_CALLBACK)(ack=ack_nogo_reason, lazy=[nogo])

@@ -61,7 +61,7 @@ def test_button_refusals_are_ephemeral_and_audited(bot, db):
     post = bot.emulator.calls_to("chat.postMessage")[0]
     for user in ("U0DEV", "U0OPS"):
         bot.click("vote_go", "1", user=user, channel=post.response["channel"], message_ts=post.response["ts"])
-    said = {c.args["user"]: c.args["text"] for c in bot.emulator.calls_to("chat.postEphemeral")}
+    said = {user: bot.emulator.said_to(user)[-1] for user in ("U0DEV", "U0OPS")}
     assert "requester never approves" in said["U0DEV"]
     assert "you hold none of those roles" in said["U0OPS"]
     assert [e.after["code"] for e in audit(db) if e.action == "vote_refused"] == ["requester", "no_required_role"]

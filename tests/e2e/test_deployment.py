@@ -34,7 +34,7 @@ def actions(db, rid=1) -> list[str]:
 
 
 def said_to(bot, user) -> str:
-    return [c.args["text"] for c in bot.emulator.calls_to("chat.postEphemeral") if c.args["user"] == user][-1]
+    return bot.emulator.said_to(user)[-1]
 
 
 def thread_posts(bot) -> list:

@@ -172,6 +172,6 @@ def test_a_forged_log_line_in_a_request_path_stays_on_one_line(edge_bot):
                                           ("signoff", "99999999999:qa_lead")])
 def test_a_button_value_past_32_bits_is_no_such_release(edge_bot, db, action, value):
     edge_bot.click(action, value, user="U0RM", channel="C0RELEASES")
-    said = edge_bot.emulator.calls_to("chat.postEphemeral")[-1].args["text"]
+    said = edge_bot.emulator.said_to("U0RM")[-1]
     assert "does not exist" in said
     assert written(db) == (0, 0, 0, 0, 0, 0)

@@ -28,7 +28,7 @@ def said(bot) -> str:
 
 
 def ephemerals_to(bot, user) -> list[str]:
-    return [c.args["text"] for c in bot.emulator.calls_to("chat.postEphemeral") if c.args["user"] == user]
+    return bot.emulator.said_to(user)  # whichever way the answer reached them (response_url, ephemeral, DM)
 
 
 def release(db, rid=1) -> Release:

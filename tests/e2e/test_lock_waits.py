@@ -65,7 +65,7 @@ def test_a_go_click_is_answered_busy_while_a_writer_holds_the_database_and_count
     wire.replay(bot)  # the very same click: not taken for a replay, since nothing was kept of it
     [vote] = rows(db, Vote)
     assert (vote.voter_id, vote.decision) == ("U0QA", "go")
-    assert answers(bot, "action-") == [BUSY]
+    assert answers(bot, "action-") == [BUSY, "Your Go on REL-1 is recorded as qa_lead."]  # the same click's url
 
 
 def test_a_request_form_is_answered_busy_in_its_ack_and_makes_the_release_when_submitted_again(bot, db, db_url):
@@ -109,4 +109,5 @@ if os.environ.get("RELEASEBOT_TEST_DATABASE_URL"):
             assert rows(db, Vote) == []  # its work waits for the lock
         bot.idle()
         [vote] = rows(db, Vote)
-        assert vote.decision == "go" and answers(bot, "action-") == []
+        # the click's own answer once the lock is gone, never "busy"
+        assert vote.decision == "go" and answers(bot, "action-") == ["Your Go on REL-1 is recorded as qa_lead."]

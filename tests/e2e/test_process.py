@@ -118,3 +118,57 @@ def test_app_token_selects_socket_mode_and_a_rejected_one_is_a_clear_exit_2(emul
     assert done.returncode == 2 and "SLACK_APP_TOKEN" in done.stderr and "Traceback" not in done.stderr
     [opened] = emulator.calls_to("apps.connections.open")
     assert opened.token == "xapp-unknown"
+
+
+def serve_until_up(env) -> str:
+    """Start `releasebot serve`, wait until it serves, stop it with SIGTERM; its whole log."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], cwd=ROOT, env={**env, "PORT": str(port)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until_serving(f"http://127.0.0.1:{port}", proc)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        out = proc.stdout.read()
+    assert "Traceback" not in out
+    return out
+
+
+def facts(out: str) -> list[str]:
+    """The log's messages, without time and level."""
+    return [line.split(": ", 1)[1] if ": " in line else line for line in out.splitlines() if line.strip()]
+
+
+def test_start_up_log_is_one_line_per_fact(emulator, db_url):
+    out = serve_until_up(base_env(emulator, db_url))
+    said = facts(out)
+    # the policy's empty roles are a fact too (no policy file here): one line
+    assert [f.split(":")[0] for f in said if not f.startswith("nobody holds")] == [
+        "database", "channel", "mode", "listening on "]
+    database = next(f for f in said if f.startswith("database: "))
+    dialect = "postgresql" if db_url.startswith("postgres") else "sqlite"
+    assert database.startswith(f"database: {dialect} at ") and "schema 0009" in database
+    assert "postgres@" not in database and "password" not in database
+    assert "channel: C0RELEASES, the bot is a member" in said
+    assert "mode: HTTP, Slack sends its requests to /slack/events (signed)" in said
+    # alembic's "setup plugin"/"Context impl"/"Running upgrade" lines and Bolt's "token will be ignored" are gone
+    assert "alembic" not in out and "token" not in out and "Serving on" not in out
+
+
+def test_start_up_says_in_one_line_that_the_bot_is_not_in_the_release_channel(emulator, db_url):
+    emulator.not_member.add("C0RELEASES")
+    out = serve_until_up(base_env(emulator, db_url))
+    [line] = [f for f in facts(out) if f.startswith("channel")]
+    assert "not a member of C0RELEASES" in line and "/invite @releasebot" in line
+    assert out.count("/invite @releasebot") == 1
+
+
+def test_slack_unreachable_at_start_up_is_said_and_start_up_goes_on(emulator, db_url):
+    env = base_env(emulator, db_url, SLACK_API_URL=f"http://127.0.0.1:{free_port()}/api/")
+    out = serve_until_up(env)
+    [line] = [f for f in facts(out) if f.startswith("channel")]
+    assert "could not check that the bot is a member of C0RELEASES" in line and "Slack unreachable" in line
+    assert any(f.startswith("listening on ") for f in facts(out))

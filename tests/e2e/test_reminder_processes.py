@@ -310,10 +310,10 @@ def test_a_batch_whose_lease_ran_low_is_handed_back_not_sent(db, clock, policy, 
     seen = []
     real_deliver = delivery._deliver
 
-    def slow_deliver(row):
+    def slow_deliver(row, *rest):
         seen.append(row.id)
         clock.advance(seconds=31)  # more than half the 60 s lease goes on this one send
-        return real_deliver(row)
+        return real_deliver(row, *rest)
 
     delivery._deliver = slow_deliver
     assert delivery.run_once(max_rounds=1) == 1

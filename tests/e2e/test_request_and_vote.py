@@ -27,7 +27,7 @@ def click(bot, action_id, user, release_id=1):
 
 
 def ephemerals(bot, user):
-    return [c.args["text"] for c in bot.emulator.calls_to("chat.postEphemeral") if c.args["user"] == user]
+    return bot.emulator.said_to(user)
 
 
 def test_one_line_request_creates_release_and_posts_approval_message(bot, db):

@@ -157,7 +157,7 @@ def test_pipeline_api_feed_and_health_work_the_same_in_both_modes(db, clock, pol
         env.update({**SOCKET, "SLACK_SIGNING_SECRET": ""})
     requested(db, clock, policy)
     with running(db, clock, policy, emulator, env) as bot, httpx.Client(base_url=bot.url, timeout=10) as http:
-        assert http.get("/healthz").text == "ok\n"
+        assert http.get("/healthz").json()["status"] == "ok"
         gate = "/api/v1/releases/REL-1/gate?actor=U0RM"
         assert http.get(gate).status_code == 401
         answer = http.get(gate, headers={"Authorization": f"Bearer {API_TOKEN}"})

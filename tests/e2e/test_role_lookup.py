@@ -60,7 +60,7 @@ def test_vote_while_slack_cannot_list_the_group_asks_to_try_again(bot, db):
     post = bot.emulator.calls_to("chat.postMessage")[0]
     slack_cannot_list_groups(bot)
     bot.click("vote_go", "1", user="U0QAGROUP", channel=post.response["channel"], message_ts=post.response["ts"])
-    [told] = [c.args["text"] for c in bot.emulator.calls_to("chat.postEphemeral") if c.args["user"] == "U0QAGROUP"]
+    [told] = bot.emulator.said_to("U0QAGROUP")
     assert "try again" in told and "qa_lead" in told
     bot.command("go REL-1", user="U0QAGROUP")
     assert "try again" in reply(bot)

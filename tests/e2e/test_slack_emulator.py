@@ -59,7 +59,7 @@ def test_update_of_unknown_message_is_message_not_found(web):
 
 def test_channel_not_found(emu, web):
     with pytest.raises(SlackApiError) as exc:
-        web.chat_postMessage(channel="U_ALICE", text="hi")
+        web.chat_postMessage(channel="X_NOT_A_CHANNEL", text="hi")
     assert exc.value.response.status_code == 200
     assert exc.value.response["error"] == "channel_not_found"
     assert emu.messages == {}
@@ -316,3 +316,23 @@ def test_bridge_methods_answer_like_slack():
         assert code(lambda: c.conversations_archive(channel=ch)) == "already_archived"
         assert code(lambda: c.chat_postMessage(channel=ch, text="x")) == "is_archived"
         assert c.conversations_list(exclude_archived=True)["channels"] == []
+def test_a_channel_the_bot_is_not_in_refuses_posts_and_says_so_in_conversations_info(emu, web):
+    emu.not_member.add("C_OUTSIDE")
+    for call in (lambda: web.chat_postMessage(channel="C_OUTSIDE", text="hi"),
+                 lambda: web.chat_postEphemeral(channel="C_OUTSIDE", user="U_ALICE", text="hi")):
+        with pytest.raises(SlackApiError) as exc:
+            call()
+        assert exc.value.response["error"] == "not_in_channel"
+    assert web.conversations_info(channel="C_OUTSIDE")["channel"]["is_member"] is False
+    assert web.conversations_info(channel="C_RELEASES")["channel"]["is_member"] is True
+
+
+def test_a_dm_between_people_is_invisible_and_a_user_id_opens_the_bots_own_dm(emu, web):
+    with pytest.raises(SlackApiError) as exc:
+        web.chat_postEphemeral(channel="D0PEOPLE", user="U_ALICE", text="hi")
+    assert exc.value.response["error"] == "channel_not_found"
+    with pytest.raises(SlackApiError):
+        web.chat_postEphemeral(channel="U_ALICE", user="U_ALICE", text="hi")  # ephemeral needs a channel
+    sent = web.chat_postMessage(channel="U_ALICE", text="hello")
+    assert sent["channel"] == "DU_ALICE" and ("DU_ALICE", sent["ts"]) in emu.messages
+    assert emu.said_to("U_ALICE") == ["hello"]

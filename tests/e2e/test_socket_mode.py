@@ -189,4 +189,5 @@ def test_releasebot_serve_in_socket_mode_takes_slack_over_the_socket_and_not_ove
             proc.kill()
         out = proc.stdout.read()
         socket.stop()
-    assert "Traceback" not in out and "connected to Slack over Socket Mode" in out
+    assert "Traceback" not in out and "mode: Socket Mode, connected to Slack" in out
+    assert "channel: C0RELEASES, the bot is a member" in out  # checked in Socket Mode too

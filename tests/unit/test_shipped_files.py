@@ -25,7 +25,7 @@ def test_procfile_migrates_on_release_and_serves_on_web():
 def test_manifest_declares_the_command_interactivity_and_scopes_the_bot_uses():
     text = (ROOT / "manifest.yml").read_text()
     for needed in ("command: /release", "/slack/events", "is_enabled: true", "- commands", "- chat:write",
-                   "- usergroups:read", "- users:read"):
+                   "- usergroups:read", "- users:read", "- channels:read", "- groups:read"):
         assert needed in text
 
 
