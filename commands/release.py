@@ -23,7 +23,7 @@ from commands.clock import Clock
 from commands.errors import FieldErrors, InputError, NotFound, Refused, required_reason
 from commands.outcome import Actor, Outcome
 from commands.policy import Policy
-from commands.request import Draft, validate
+from commands.request import Draft, echo_window, validate
 from commands.states import APPROVED, CANCELLED, LIVE_STATES, PENDING
 from storage import audit
 from storage.db import is_postgres, read, write
@@ -197,11 +197,12 @@ def schedule_nudge(session: Session, release: Release, now: datetime, policy: Po
 
 def request_release(db: Engine, actor: Actor, raw: Mapping[str, str | None], answers: Answers | None,
                     clock: Clock, policy: Policy, request_key: str | None = None,
-                    lock_wait: float | None = None) -> Outcome:
+                    lock_wait: float | None = None, locale: str | None = None) -> Outcome:
     """`lock_wait`: storage.db.ACK_WAIT when the caller must answer within Slack's ack; it raises
-    storage.db.Busy, having written nothing, if another writer holds the database that long."""
+    storage.db.Busy, having written nothing, if another writer holds the database that long.
+    `locale`: the requester's Slack locale, for a start like "12/03"."""
     now = clock.now()
-    draft = validate(raw, answers, policy, now)
+    draft = validate(raw, answers, policy, now, locale=locale)
     try:
         with write(db, lock_wait=lock_wait) as session:
             if request_key:
@@ -238,7 +239,9 @@ def request_release(db: Engine, actor: Actor, raw: Mapping[str, str | None], ans
             if existing is None:
                 raise
             return Outcome(f"{existing.ref} was already created from this request.", existing)
-    msg = f"{release.ref} requested: {release.service} {release.version} as {release.effective_type}."
+    msg = (f"{release.ref} requested: {release.service} {release.version} as {release.effective_type}, "
+           f"window {echo_window(release.start_at, release.end_at, release.tz)}"
+           f"{f' ({draft.note})' if draft.note else ''}.")
     if flags:
         msg += (" Planning checks flagged it, so it cannot be approved until it moves to a clean window or the "
                 "flags are overridden: " + "; ".join(f.detail for f in flags) + ".")
@@ -300,7 +303,7 @@ _EDIT_FORM = '/release edit REL-12 [version=…] [summary="…"] … reason="…
 
 
 def edit_release(db: Engine, actor: Actor, release_id: int, changes: Mapping[str, str | None], clock: Clock,
-                 policy: Policy) -> Outcome:
+                 policy: Policy, locale: str | None = None) -> Outcome:
     """Change what was requested. Approvers approved what they saw, so any change to the
     release package starts a new round of votes, and after approval it needs a written reason.
     Type, environment and answers set the controls and are not edited: cancel and request again."""
@@ -326,7 +329,7 @@ def edit_release(db: Engine, actor: Actor, release_id: int, changes: Mapping[str
                "links": release.links, **changes}
         try:
             draft = validate(raw, None, policy, now, allow_past_start=not {"start", "tz"} & set(changes),
-                             classify=False)
+                             classify=False, locale=locale)
         except FieldErrors as exc:
             raise InputError(f"{exc.field}: {exc.errors[exc.field]}", field=exc.field, form=_EDIT_FORM) from None
         if _package(draft) == _package_of(release):
@@ -358,6 +361,9 @@ def edit_release(db: Engine, actor: Actor, release_id: int, changes: Mapping[str
         if {"start_at", "end_at"} & set(changed):
             recheck(d.session, release, actor.user_id, d.now, policy)
         msg = f"{release.ref} updated ({', '.join(changed)})."
+        if {"start_at", "end_at", "tz"} & set(changed):
+            msg += (f" Window now {echo_window(release.start_at, release.end_at, release.tz)}"
+                    f"{f' ({draft.note})' if draft.note else ''}.")
         if votes_cast:
             msg += " Earlier votes no longer count; approvers must vote again."
         return Outcome(msg, release, changed=True)

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Mapping
 
-from calendars.timeparse import (DURATION_FORM, START_FORM, TimeInputError, parse_duration, parse_local,
-                                 zone)
+from calendars.timeparse import DURATION_FORM, START_FORM, TimeInputError, parse_duration, parse_start, zone
 from commands.classification import FLAG_TO_KEY, Answers
 from commands.errors import FieldErrors
 from commands.policy import RELEASE_TYPES, Policy
@@ -38,6 +37,7 @@ class Draft:
     rollback: str | None
     links: str | None
     answers: Answers | None  # None only for an edit, which leaves the classification alone
+    note: str | None = None  # how an ambiguous start was read, said back with the window
 
     @property
     def end_at(self) -> datetime:
@@ -70,13 +70,27 @@ def parse_flags(text: str) -> Answers:
     return Answers.from_keys(keys)
 
 
+def echo_window(start: datetime, end: datetime, tz: str) -> str:
+    """The one way a created or changed window is said back: each reader sees it in their own zone
+    (<!date^…>), with the planning zone's wall clock beside it, so nobody has to trust a conversion.
+    Used by the one-line command and the form alike."""
+    z = zone(tz)
+    ls, le = start.astimezone(z), end.astimezone(z)
+    same_day = ls.date() == le.date()
+    planned = f"{ls:%a %d %b %H:%M}–{le:%H:%M}" if same_day else f"{ls:%a %d %b %H:%M} – {le:%a %d %b %H:%M}"
+    end_fmt = "{time}" if same_day else "{date_short_pretty} {time}"
+    return (f"<!date^{int(start.timestamp())}^{{date_short_pretty}} {{time}}|{ls:%Y-%m-%d %H:%M} {tz}>–"
+            f"<!date^{int(end.timestamp())}^{end_fmt}|{le:%Y-%m-%d %H:%M} {tz}> your time "
+            f"({planned} {tz})")
+
+
 def validate(raw: Mapping[str, str | None], answers: Answers | None, policy: Policy, now: datetime,
-             *, allow_past_start: bool = False, classify: bool = True) -> Draft:
+             *, allow_past_start: bool = False, classify: bool = True, locale: str | None = None) -> Draft:
     """Every wrong field at once, keyed by field name, so a modal can show them all inline.
 
     allow_past_start: an edit that leaves the window alone must not be refused
     because the window has since begun. classify=False: an edit, which changes
-    neither the answers nor the type."""
+    neither the answers nor the type. locale: the requester's Slack locale, for a start like "12/03"."""
     get = lambda k: (raw.get(k) or "").strip()  # noqa: E731
     errors: dict[str, str] = {}
     bad = {f for f, v in raw.items() if unstorable(v)}
@@ -109,14 +123,17 @@ def validate(raw: Mapping[str, str | None], answers: Answers | None, policy: Pol
             zone(tz)
         except TimeInputError as exc:
             errors["tz"] = str(exc)
-    start_at = None
+    start_at, note = None, None
     if get("start") and "tz" not in errors and tz:
         try:
-            start_at = parse_local(get("start"), tz)
+            start = parse_start(get("start"), tz, now, locale)
+            start_at, note = start.at, start.note
+            read = f"{get('start')} {tz}" if get("start") == f"{start.local:%Y-%m-%d %H:%M}" else \
+                f"{get('start')} ({start.local:%Y-%m-%d %H:%M} {tz})"
             if start_at < now - _PAST_GRACE and not allow_past_start:
-                errors["start"] = f"{get('start')} {tz} is in the past; use {START_FORM}"
+                errors["start"] = f"{read} is in the past; use {START_FORM}"
             elif start_at > now + MAX_AHEAD:
-                errors["start"] = (f"{get('start')} {tz} is more than two years ahead; a release starts "
+                errors["start"] = (f"{read} is more than two years ahead; a release starts "
                                    f"{AHEAD_TEXT} (by {(now + MAX_AHEAD):%Y-%m-%d})")
         except TimeInputError as exc:
             errors["start"] = str(exc)
@@ -132,4 +149,19 @@ def validate(raw: Mapping[str, str | None], answers: Answers | None, policy: Pol
         raise FieldErrors(errors)
     return Draft(service=service, version=version, requested_type=rtype, environment=env, start_at=start_at,
                  duration=duration, tz=tz, summary=get("summary"), risk=get("risk") or None,
-                 rollback=get("rollback") or None, links=get("links") or None, answers=answers)
+                 rollback=get("rollback") or None, links=get("links") or None, answers=answers, note=note)
+
+
+def start_prefill(text: str | None, tz: str, now: datetime, locale: str | None = None) -> tuple[str | None, str]:
+    """A typed start for the form's pickers: ("YYYY-MM-DD HH:MM" or None, the hint that keeps what was typed).
+    The pickers take only a real date and an HH:mm time; anything else would make Slack refuse the form."""
+    text = (text or "").strip()
+    if not text:
+        return None, ""
+    try:
+        start = parse_start(text, tz, now, locale)
+    except TimeInputError as exc:
+        return None, f"You typed start \"{text}\": {exc}. Pick the date and time below."
+    local = f"{start.local:%Y-%m-%d %H:%M}"
+    note = f"; {start.note}" if start.note else ""
+    return local, f"You typed start \"{text}\": read as {start.local:%a %d %b %H:%M} {tz}{note}."
