@@ -23,7 +23,7 @@ from commands.clock import Clock
 from commands.errors import FieldErrors, InputError, NotFound, Refused, required_reason
 from commands.outcome import Actor, Outcome
 from commands.policy import Policy
-from commands.request import Draft, echo_window, validate
+from commands.request import Draft, validate
 from commands.states import APPROVED, CANCELLED, LIVE_STATES, PENDING
 from storage import audit
 from storage.db import is_postgres, read, write
@@ -239,9 +239,7 @@ def request_release(db: Engine, actor: Actor, raw: Mapping[str, str | None], ans
             if existing is None:
                 raise
             return Outcome(f"{existing.ref} was already created from this request.", existing)
-    msg = (f"{release.ref} requested: {release.service} {release.version} as {release.effective_type}, "
-           f"window {echo_window(release.start_at, release.end_at, release.tz)}"
-           f"{f' ({draft.note})' if draft.note else ''}.")
+    msg = f"{release.ref} requested: {release.service} {release.version} as {release.effective_type}."
     if flags:
         msg += (" Planning checks flagged it, so it cannot be approved until it moves to a clean window or the "
                 "flags are overridden: " + "; ".join(f.detail for f in flags) + ".")
@@ -249,7 +247,12 @@ def request_release(db: Engine, actor: Actor, raw: Mapping[str, str | None], ans
         msg += (f" The answers make it {release.derived_type}; {release.requested_type} alone would drop "
                 f"{', '.join(c.missing)}. This is recorded as a misclassification and the controls of both types "
                 f"apply unless a release manager accepts it (/release accept {release.ref} reason=…).")
-    return Outcome(msg, release, changed=True)
+    return Outcome(msg, release, changed=True, data=window_data(release, draft))
+
+
+def window_data(release: Release, draft: Draft) -> dict[str, Any]:
+    """The window the bot says back (bot.messages.common.window_echo), and how an ambiguous start was read."""
+    return {"window": (release.start_at, release.end_at, release.tz), "reading": draft.note}
 
 
 def _new_release(d: Draft, c: Classification, actor: Actor, now: datetime, request_key: str | None) -> Release:
@@ -361,12 +364,10 @@ def edit_release(db: Engine, actor: Actor, release_id: int, changes: Mapping[str
         if {"start_at", "end_at"} & set(changed):
             recheck(d.session, release, actor.user_id, d.now, policy)
         msg = f"{release.ref} updated ({', '.join(changed)})."
-        if {"start_at", "end_at", "tz"} & set(changed):
-            msg += (f" Window now {echo_window(release.start_at, release.end_at, release.tz)}"
-                    f"{f' ({draft.note})' if draft.note else ''}.")
         if votes_cast:
             msg += " Earlier votes no longer count; approvers must vote again."
-        return Outcome(msg, release, changed=True)
+        moved = {"start_at", "end_at", "tz"} & set(changed)
+        return Outcome(msg, release, changed=True, data=window_data(release, draft) if moved else {})
 
     return decide(db, release_id, actor.user_id, "edit", now, check=check, change=change)
 

@@ -70,20 +70,6 @@ def parse_flags(text: str) -> Answers:
     return Answers.from_keys(keys)
 
 
-def echo_window(start: datetime, end: datetime, tz: str) -> str:
-    """The one way a created or changed window is said back: each reader sees it in their own zone
-    (<!date^…>), with the planning zone's wall clock beside it, so nobody has to trust a conversion.
-    Used by the one-line command and the form alike."""
-    z = zone(tz)
-    ls, le = start.astimezone(z), end.astimezone(z)
-    same_day = ls.date() == le.date()
-    planned = f"{ls:%a %d %b %H:%M}–{le:%H:%M}" if same_day else f"{ls:%a %d %b %H:%M} – {le:%a %d %b %H:%M}"
-    end_fmt = "{time}" if same_day else "{date_short_pretty} {time}"
-    return (f"<!date^{int(start.timestamp())}^{{date_short_pretty}} {{time}}|{ls:%Y-%m-%d %H:%M} {tz}>–"
-            f"<!date^{int(end.timestamp())}^{end_fmt}|{le:%Y-%m-%d %H:%M} {tz}> your time "
-            f"({planned} {tz})")
-
-
 def validate(raw: Mapping[str, str | None], answers: Answers | None, policy: Policy, now: datetime,
              *, allow_past_start: bool = False, classify: bool = True, locale: str | None = None) -> Draft:
     """Every wrong field at once, keyed by field name, so a modal can show them all inline.

@@ -11,7 +11,7 @@ from commands.outcome import Outcome
 from commands.text import USAGE
 from storage import outbox
 
-from bot.messages.common import esc
+from bot.messages.common import outcome_text
 from bot.messages.release import error_text
 from bot.services import Services
 
@@ -40,7 +40,7 @@ def run(svc: Services, tell: Callable[[str], None], work: Callable[[], Outcome |
         return
     if outcome is None:
         return
-    _tell(tell, esc(outcome.message))
+    _tell(tell, outcome_text(outcome.message, outcome.data))
     if outcome.changed:
         kick(svc, [*(queued or ()), *mine])
 

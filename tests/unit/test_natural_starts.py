@@ -9,7 +9,8 @@ import pytest
 from calendars.timeparse import TimeInputError, needs_locale, parse_start
 from commands.errors import FieldErrors
 from commands.policy import Policy
-from commands.request import echo_window, start_prefill, validate
+from bot.messages.common import outcome_text, window_echo
+from commands.request import start_prefill, validate
 
 UTC = timezone.utc
 LONDON = "Europe/London"
@@ -129,9 +130,17 @@ def test_prefill_gives_the_pickers_the_reading_and_keeps_the_typed_text():
 
 
 def test_the_echo_is_a_date_token_with_the_planning_zone():
-    text = echo_window(utc(2026, 7, 1, 13, 0), utc(2026, 7, 1, 14, 30), LONDON)
+    text = window_echo(utc(2026, 7, 1, 13, 0), utc(2026, 7, 1, 14, 30), LONDON)
     assert text.startswith("<!date^1782910800^{date_short_pretty} {time}|2026-07-01 14:00 Europe/London>–")
     assert "<!date^1782916200^{time}|2026-07-01 15:30 Europe/London>" in text
     assert text.endswith("(Wed 01 Jul 14:00–15:30 Europe/London)")
-    overnight = echo_window(utc(2026, 7, 1, 22, 0), utc(2026, 7, 2, 1, 0), LONDON)
+    overnight = window_echo(utc(2026, 7, 1, 22, 0), utc(2026, 7, 2, 1, 0), LONDON)
     assert "^{date_short_pretty} {time}|2026-07-02 02:00 Europe/London>" in overnight
+
+
+def test_the_reply_escapes_the_message_and_adds_the_window_and_the_reading():
+    text = outcome_text("REL-1 requested: <!channel>.", {"window": (utc(2026, 12, 3, 14, 0), utc(2026, 12, 3, 15, 0),
+                                                                    LONDON), "reading": "read 12/03 as 3 December"})
+    assert text.startswith("REL-1 requested: &lt;!channel&gt;. Window: <!date^")
+    assert text.endswith("(Thu 03 Dec 14:00–15:00 Europe/London). (read 12/03 as 3 December.)")
+    assert outcome_text("Nothing moved.", {}) == "Nothing moved."

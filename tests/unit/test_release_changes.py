@@ -32,9 +32,9 @@ def approve_minor(db, clock, rid):
 def test_request_creates_a_pending_release(db, clock, policy):
     out = request(db, clock, policy, risk="low", rollback="redeploy 2.3.0", links="https://ci.test/1")
     assert out.changed
-    assert out.message == ("REL-1 requested: payments 2.3.1 as minor, window <!date^1796133600^{date_short_pretty} "
-                           "{time}|2026-12-01 14:00 Europe/London>–<!date^1796137200^{time}|2026-12-01 15:00 "
-                           "Europe/London> your time (Tue 01 Dec 14:00–15:00 Europe/London).")
+    assert out.message == "REL-1 requested: payments 2.3.1 as minor."
+    assert out.data["window"] == (datetime(2026, 12, 1, 14, 0, tzinfo=timezone.utc),
+                                  datetime(2026, 12, 1, 15, 0, tzinfo=timezone.utc), "Europe/London")
     r = release(db, out.release.id)
     assert (r.ref, r.service, r.version, r.environment) == ("REL-1", "payments", "2.3.1", "production")
     assert (r.requested_type, r.derived_type, r.effective_type, r.misclassified) == ("minor", "minor", "minor", False)
