@@ -10,7 +10,7 @@ from calendars.timeparse import DURATION_FORM, START_FORM, TimeInputError, parse
 from commands.classification import FLAG_TO_KEY, Answers
 from commands.errors import FieldErrors
 from commands.policy import RELEASE_TYPES, Policy
-from commands.text import UNSTORABLE, unstorable
+from commands.text import UNSTORABLE, did_you_mean, nearest, unstorable
 
 REQUIRED = ("service", "version", "type", "start", "tz", "duration", "summary")
 _SERVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
@@ -65,7 +65,7 @@ def parse_flags(text: str) -> Answers:
     for flag in given:
         if flag not in FLAG_TO_KEY:
             raise FieldErrors({"flags": f"'{flag}' is not a classification flag; flags are "
-                                        f"{', '.join(FLAG_TO_KEY)}, or none"})
+                                        f"{', '.join(FLAG_TO_KEY)}, or none.{did_you_mean(flag, FLAG_TO_KEY)}"})
         keys.append(FLAG_TO_KEY[flag])
     return Answers.from_keys(keys)
 
@@ -91,7 +91,8 @@ def validate(raw: Mapping[str, str | None], answers: Answers | None, policy: Pol
     if version and any(c.isspace() for c in version):
         errors["version"] = "a version or artifact reference has no spaces, e.g. 2.3.1 or ghcr.io/acme/pay@sha256:…"
     if rtype and rtype not in RELEASE_TYPES:
-        errors["type"] = f"'{rtype}' is not a release type; types are {', '.join(RELEASE_TYPES)}"
+        errors["type"] = (f"'{rtype}' is not a release type; types are {', '.join(RELEASE_TYPES)}."
+                          f"{did_you_mean(rtype, RELEASE_TYPES)}")
     if classify and answers is None:
         errors["flags"] = _ANSWER
     elif classify and rtype == "emergency" and not answers.incident:
@@ -99,7 +100,8 @@ def validate(raw: Mapping[str, str | None], answers: Answers | None, policy: Pol
                           "'Responds to a production incident or outage?' (flag incident), or choose another type")
     env = get("env") or policy.default_environment
     if env not in policy.environments:
-        errors["env"] = f"'{env}' is not an environment; environments are {', '.join(policy.environments)}"
+        errors["env"] = (f"'{env}' is not an environment; environments are {', '.join(policy.environments)}"
+                         f"{'.' + did_you_mean(env, policy.environments) if nearest(env, policy.environments) else ''}")
     for f, limit in _LIMITS.items():
         if len(get(f)) > limit:
             errors[f] = f"is too long ({len(get(f))} characters; at most {limit})"
