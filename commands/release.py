@@ -23,7 +23,7 @@ from commands.clock import Clock
 from commands.errors import FieldErrors, InputError, NotFound, Refused, required_reason
 from commands.outcome import Actor, Outcome
 from commands.policy import Policy
-from commands.request import Draft, validate
+from commands.request import Draft, validate, window_data
 from commands.states import APPROVED, CANCELLED, LIVE_STATES, PENDING
 from storage import audit
 from storage.db import is_postgres, read, write
@@ -247,12 +247,7 @@ def request_release(db: Engine, actor: Actor, raw: Mapping[str, str | None], ans
         msg += (f" The answers make it {release.derived_type}; {release.requested_type} alone would drop "
                 f"{', '.join(c.missing)}. This is recorded as a misclassification and the controls of both types "
                 f"apply unless a release manager accepts it (/release accept {release.ref} reason=…).")
-    return Outcome(msg, release, changed=True, data=window_data(release, draft))
-
-
-def window_data(release: Release, draft: Draft) -> dict[str, Any]:
-    """The window the bot says back (bot.messages.common.window_echo), and how an ambiguous start was read."""
-    return {"window": (release.start_at, release.end_at, release.tz), "reading": draft.note}
+    return Outcome(msg, release, changed=True, data=window_data(draft))
 
 
 def _new_release(d: Draft, c: Classification, actor: Actor, now: datetime, request_key: str | None) -> Release:
@@ -367,7 +362,7 @@ def edit_release(db: Engine, actor: Actor, release_id: int, changes: Mapping[str
         if votes_cast:
             msg += " Earlier votes no longer count; approvers must vote again."
         moved = {"start_at", "end_at", "tz"} & set(changed)
-        return Outcome(msg, release, changed=True, data=window_data(release, draft) if moved else {})
+        return Outcome(msg, release, changed=True, data=window_data(draft) if moved else {})
 
     return decide(db, release_id, actor.user_id, "edit", now, check=check, change=change)
 

@@ -70,6 +70,12 @@ def parse_flags(text: str) -> Answers:
     return Answers.from_keys(keys)
 
 
+def window_data(draft: Draft) -> dict:
+    """For the Outcome: the window the bot says back (bot.messages.common.window_echo), and how an
+    ambiguous start was read."""
+    return {"window": (draft.start_at, draft.end_at, draft.tz), "reading": draft.note}
+
+
 def validate(raw: Mapping[str, str | None], answers: Answers | None, policy: Policy, now: datetime,
              *, allow_past_start: bool = False, classify: bool = True, locale: str | None = None) -> Draft:
     """Every wrong field at once, keyed by field name, so a modal can show them all inline.

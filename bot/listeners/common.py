@@ -6,6 +6,7 @@ from typing import Callable
 
 from slack_sdk.errors import SlackApiError
 
+from calendars.timeparse import needs_locale
 from commands.errors import InputError
 from commands.outcome import Outcome
 from commands.text import USAGE
@@ -75,3 +76,17 @@ def _tell(tell: Callable[[str], None], text: str) -> None:
         tell(text)
     except (SlackApiError, OSError) as exc:
         log.warning("could not answer the user: %s", exc)
+
+
+def user_profile(client, user: str) -> tuple[str | None, str | None]:
+    """The requester's zone and locale from users.info; (None, None) when Slack cannot say."""
+    try:
+        found = client.users_info(user=user, include_locale=True)["user"]
+        return found.get("tz") or None, found.get("locale") or None
+    except (SlackApiError, OSError, KeyError):
+        return None, None
+
+
+def locale_for(client, user: str, *starts: str | None) -> str | None:
+    """Only a start like "12/03" depends on the locale; only then is Slack asked."""
+    return user_profile(client, user)[1] if any(needs_locale(s) for s in starts) else None

@@ -25,7 +25,7 @@ from storage import outbox
 from storage.db import ACK_WAIT, Busy
 
 from bot.listeners import calendar, deploy
-from bot.listeners.common import ephemeral, just_ack, run
+from bot.listeners.common import ephemeral, just_ack, locale_for, run, user_profile
 from bot.messages import modal
 from bot.messages.release import error_text, help_text, list_message, record_message
 from bot.replay import BUSY
@@ -146,13 +146,14 @@ def _request(svc: Services, cmd: ParsedCommand, body: dict, tell, client) -> Non
             try:
                 return request_release(svc.db, Actor(user), args, answers, svc.clock, svc.policy,
                                        request_key=f"cmd:{body.get('trigger_id')}",
-                                       locale=_locale_for(client, user, args.get("start")))
+                                       locale=locale_for(client, user, args.get("start")))
             except FieldErrors as exc:
                 raise InputError(f"{exc.field}: {exc.errors[exc.field]}", field=exc.field,
                                  form=USAGE["request"]) from None
         run(svc, tell, work)
         return
-    tz, locale = _user_profile(client, user) if not args.get("tz") or needs_locale(args.get("start")) else (None, None)
+    asks_slack = not args.get("tz") or needs_locale(args.get("start"))
+    tz, locale = user_profile(client, user) if asks_slack else (None, None)
     args["tz"] = args.get("tz") or tz or "UTC"
     # The pickers take only a real date and HH:mm: show the reading of what was typed, keep the text in a hint.
     start, hint = start_prefill(args.get("start"), args["tz"], svc.clock.now(), locale)
@@ -169,20 +170,6 @@ def _request(svc: Services, cmd: ParsedCommand, body: dict, tell, client) -> Non
         else:
             why = f"Slack refused the form: {error}{f' ({details})' if details else ''}."
         tell(f":warning: {why} Try again, or give every field in one line: `{USAGE['request']}`")
-
-
-def _user_profile(client, user: str) -> tuple[str | None, str | None]:
-    """The requester's zone and locale from users.info; (None, None) when Slack cannot say."""
-    try:
-        found = client.users_info(user=user, include_locale=True)["user"]
-        return found.get("tz") or None, found.get("locale") or None
-    except (SlackApiError, OSError, KeyError):
-        return None, None
-
-
-def _locale_for(client, user: str, *starts: str | None) -> str | None:
-    """Only a start like "12/03" depends on the locale; only then is Slack asked."""
-    return _user_profile(client, user)[1] if any(needs_locale(s) for s in starts) else None
 
 
 def _read(svc: Services, cmd: ParsedCommand, user: str, respond, tell) -> None:
@@ -202,7 +189,7 @@ def _read(svc: Services, cmd: ParsedCommand, user: str, respond, tell) -> None:
 def _change(svc: Services, cmd: ParsedCommand, user: str, client) -> Outcome:
     actor = svc.actor(user)
     a, rid = cmd.args, cmd.release_id
-    locale = lambda: _locale_for(client, user, a.get("start"))  # noqa: E731
+    locale = lambda: locale_for(client, user, a.get("start"))  # noqa: E731
     if cmd.name == "go":
         return cast_vote(svc.db, actor, rid, "go", svc.clock, note=a.get("note"), role_hint=a.get("role"))
     if cmd.name == "nogo":

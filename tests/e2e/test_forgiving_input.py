@@ -158,3 +158,23 @@ def test_a_misspelt_release_type_suggests_the_nearest(bot, db):
                 'duration=1h summary=x', user="U0DEV")
     assert "Did you mean `minor`?" in reply(bot)
     assert releases(db) == []
+
+
+def test_the_form_and_the_line_say_the_window_back_the_same_way(bot, db):
+    from test_request_modal import META, values
+    bot.submit("release_request", values(duration={"duration": {"type": "plain_text_input", "value": "90min"}}),
+               user="U0DEV", private_metadata=META)
+    [r] = releases(db)
+    assert r.duration_minutes == 90
+    said = bot.emulator.calls_to("chat.postEphemeral")[-1].args["text"]
+    assert f"Window: <!date^{int(r.start_at.timestamp())}^" in said
+    assert "(Tue 01 Dec 14:00–15:30 Europe/London)" in said
+
+
+def test_a_blackout_takes_natural_dates_and_is_echoed_with_its_zone(bot, db):
+    bot.emulator.locales["U0RM"] = "en-GB"
+    bot.command('blackout add name="Peak trading" start="friday 16:00" end="12/03 08:00" tz=Europe/London',
+                user="U0RM")
+    text = reply(bot)
+    assert "Blackout 1 'Peak trading' added. Window: <!date^" in text
+    assert "(Fri 27 Nov 16:00 – Fri 12 Mar 08:00 Europe/London)" in text
