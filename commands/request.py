@@ -152,10 +152,12 @@ def start_prefill(text: str | None, tz: str, now: datetime, locale: str | None =
     text = (text or "").strip()
     if not text:
         return None, ""
+    shown = text if len(text) <= 80 else text[:79] + "…"
     try:
         start = parse_start(text, tz, now, locale)
     except TimeInputError as exc:
-        return None, f"You typed start \"{text}\": {exc}. Pick the date and time below."
+        why = str(exc) if shown == text else "not a start I can read"
+        return None, f"You typed start \"{shown}\": {why}. Pick the date and time below."
     local = f"{start.local:%Y-%m-%d %H:%M}"
     note = f"; {start.note}" if start.note else ""
-    return local, f"You typed start \"{text}\": read as {start.local:%a %d %b %H:%M} {tz}{note}."
+    return local, f"You typed start \"{shown}\": read as {start.local:%a %d %b %H:%M} {tz}{note}."

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 from commands.classification import QUESTIONS, Answers, derive_type
 from commands.policy import RELEASE_TYPES, Policy
 
-from bot.messages.common import context, esc, plain
+from bot.messages.common import clip, context, esc, plain
 
 REQUEST_CALLBACK, NOGO_CALLBACK, CLASSIFY_ACTION = "release_request", "nogo_reason", "answers"
 # where each field's error is shown
@@ -52,6 +52,8 @@ def picker_start(text: str | None) -> tuple[str, str] | None:
 def request_modal(policy: Policy, prefill: Mapping[str, str], answers: Answers, channel_id: str,
                   start_hint: str = "") -> dict:
     """start_hint: what the requester typed as a start and how it was read, shown under the pickers."""
+    # It rides in private_metadata too (Slack's limit there: 3,000 characters), so it stays short.
+    start_hint = clip(start_hint, 600)
     derived = derive_type(answers)
     checks = [_option(key, question) for key, question, _ in QUESTIONS]
     answer_el: dict[str, Any] = {"type": "checkboxes", "action_id": CLASSIFY_ACTION, "options": checks}

@@ -144,3 +144,10 @@ def test_the_reply_escapes_the_message_and_adds_the_window_and_the_reading():
     assert text.startswith("REL-1 requested: &lt;!channel&gt;. Window: <!date^")
     assert text.endswith("(Thu 03 Dec 14:00–15:00 Europe/London). (read 12/03 as 3 December.)")
     assert outcome_text("Nothing moved.", {}) == "Nothing moved."
+
+
+def test_a_long_typed_start_keeps_the_hint_short():
+    value, hint = start_prefill("x" * 3000, LONDON, NOW)
+    assert value is None and len(hint) < 200
+    value, hint = start_prefill("12/03 14:00", LONDON, NOW)  # no locale: say why the pickers are empty
+    assert value is None and "day/month or month/day" in hint
