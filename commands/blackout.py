@@ -15,7 +15,7 @@ from sqlmodel import Session
 from calendars import ics
 from calendars.netpolicy import AddressRefused, NetPolicy
 from calendars.recurrence import Occurrence, expand, parse_rrule
-from calendars.timeparse import UTC, TimeInputError, zone
+from calendars.timeparse import START_FORM, UTC, TimeInputError, parse_start, zone
 from commands import announce, replan
 from commands.errors import FieldErrors, InputError, NotFound, Refused, required_reason
 from commands.outcome import Actor, Outcome
@@ -61,7 +61,7 @@ def _names(text: str, field: str, allowed: tuple[str, ...] | None = None) -> lis
     return names
 
 
-def parse_blackout(raw: Mapping[str, str], policy: Policy, now: datetime) -> BlackoutInput:
+def parse_blackout(raw: Mapping[str, str], policy: Policy, now: datetime, locale: str | None = None) -> BlackoutInput:
     get = lambda k: (raw.get(k) or "").strip()  # noqa: E731
     errors = {k: "is required" for k in ("name", "start", "end", "tz") if not get(k)}
     if errors:
@@ -72,10 +72,15 @@ def parse_blackout(raw: Mapping[str, str], policy: Policy, now: datetime) -> Bla
         raise FieldErrors({"tz": str(exc)}) from None
     parsed = {}
     for key in ("start", "end"):
-        try:
+        try:  # a wall clock in tz; expansion deals with times a DST change skips
             parsed[key] = datetime.strptime(get(key).replace("T", " "), "%Y-%m-%d %H:%M")
         except ValueError:
-            raise FieldErrors({key: f"'{get(key)}' is not a date and time like \"2026-12-18 16:00\""}) from None
+            try:  # what people type ("dec 24 18:00", "friday 16:00"), read like a release's start
+                parsed[key] = parse_start(get(key), get("tz"), now, locale).local
+            except TimeInputError as exc:
+                raise FieldErrors({key: str(exc) if "start I can read" not in str(exc) else
+                                   f"'{get(key)}' is not a date and time like \"2026-12-18 16:00\"; "
+                                   f"use {START_FORM}"}) from None
     if parsed["end"] <= parsed["start"]:
         raise FieldErrors({"end": "must be after start"})
     # Wall-clock times against UTC now: hours off at most, nothing next to two years.
@@ -113,14 +118,16 @@ def _refused(db: Engine, actor: Actor, action: str, exc: Refused, now: datetime,
         return _refuse(session, actor, action, exc, now, **detail)
 
 
-def add_blackout(db: Engine, actor: Actor, raw: Mapping[str, str], clock: Clock, policy: Policy) -> Outcome:
+def add_blackout(db: Engine, actor: Actor, raw: Mapping[str, str], clock: Clock, policy: Policy,
+                 locale: str | None = None) -> Outcome:
+    """locale: the manager's Slack locale, for a start or end like "12/03"."""
     now = clock.now()
     try:
         actor.require((_MANAGER,), _NOT_MANAGER)
     except Refused as exc:
         return _refused(db, actor, "blackout_add", exc, now)
     try:
-        b = parse_blackout(raw, policy, now)
+        b = parse_blackout(raw, policy, now, locale)
     except FieldErrors as exc:
         raise InputError(f"{exc.field}: {exc.errors[exc.field]}", field=exc.field, form=FORM) from None
     with transaction(db) as session:
@@ -144,12 +151,18 @@ def add_blackout(db: Engine, actor: Actor, raw: Mapping[str, str], clock: Clock,
                             "environments": b.environments, "occurrences": count})
         flagged = replan.blackout_changed(session, row.id, actor.user_id, now, may_clear=False)
     upcoming = occurrences_of(db, row.id, now, limit=1)
-    nxt = f"; next {when(upcoming[0].start, b.tz)}–{when(upcoming[0].end, b.tz)}" if upcoming else ""
-    msg = f"Blackout {row.id} '{b.name}' added{nxt}."
+    # Said back by the bot (data["window"], bot.messages.common.window_echo): a one-off blackout whole (its
+    # stored occurrences are split into chunks), a repeating one's next occurrence.
+    window = {}
+    if upcoming:
+        first = upcoming[0] if b.rrule else Occurrence(*(t.replace(tzinfo=zone(b.tz)).astimezone(UTC)
+                                                         for t in (b.start_local, b.end_local)))
+        window = {"window": (first.start, first.end, b.tz)}
+    msg = f"Blackout {row.id} '{b.name}' added."
     if flagged:
         msg += f" It covers {', '.join(flagged)}: each is flagged and cannot be approved until it moves or an " \
                "executive overrides the flag."
-    return Outcome(msg, changed=True, data={"blackout": row.id, **({"flagged": flagged} if flagged else {})})
+    return Outcome(msg, changed=True, data={"blackout": row.id, **window, **({"flagged": flagged} if flagged else {})})
 
 
 def remove_blackout(db: Engine, actor: Actor, blackout_id: int, clock: Clock, reason: str | None = None) -> Outcome:

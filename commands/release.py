@@ -23,7 +23,7 @@ from commands.clock import Clock
 from commands.errors import FieldErrors, InputError, NotFound, Refused, required_reason
 from commands.outcome import Actor, Outcome
 from commands.policy import Policy
-from commands.request import Draft, validate
+from commands.request import Draft, validate, window_data
 from commands.states import APPROVED, CANCELLED, LIVE_STATES, PENDING
 from storage import audit
 from storage.db import is_postgres, read, write
@@ -197,11 +197,12 @@ def schedule_nudge(session: Session, release: Release, now: datetime, policy: Po
 
 def request_release(db: Engine, actor: Actor, raw: Mapping[str, str | None], answers: Answers | None,
                     clock: Clock, policy: Policy, request_key: str | None = None,
-                    lock_wait: float | None = None) -> Outcome:
+                    lock_wait: float | None = None, locale: str | None = None) -> Outcome:
     """`lock_wait`: storage.db.ACK_WAIT when the caller must answer within Slack's ack; it raises
-    storage.db.Busy, having written nothing, if another writer holds the database that long."""
+    storage.db.Busy, having written nothing, if another writer holds the database that long.
+    `locale`: the requester's Slack locale, for a start like "12/03"."""
     now = clock.now()
-    draft = validate(raw, answers, policy, now)
+    draft = validate(raw, answers, policy, now, locale=locale)
     try:
         with write(db, lock_wait=lock_wait) as session:
             if request_key:
@@ -247,7 +248,7 @@ def request_release(db: Engine, actor: Actor, raw: Mapping[str, str | None], ans
         msg += (f" The answers make it {release.derived_type}; {release.requested_type} alone would drop "
                 f"{', '.join(c.missing)}. This is recorded as a misclassification and the controls of both types "
                 f"apply unless a release manager accepts it (/release accept {release.ref} reason=…).")
-    return Outcome(msg, release, changed=True)
+    return Outcome(msg, release, changed=True, data=window_data(draft))
 
 
 def _new_release(d: Draft, c: Classification, actor: Actor, now: datetime, request_key: str | None) -> Release:
@@ -301,7 +302,7 @@ _EDIT_FORM = '/release edit REL-12 [version=…] [summary="…"] … reason="…
 
 
 def edit_release(db: Engine, actor: Actor, release_id: int, changes: Mapping[str, str | None], clock: Clock,
-                 policy: Policy) -> Outcome:
+                 policy: Policy, locale: str | None = None) -> Outcome:
     """Change what was requested. Approvers approved what they saw, so any change to the
     release package starts a new round of votes, and after approval it needs a written reason.
     Type, environment and answers set the controls and are not edited: cancel and request again."""
@@ -327,7 +328,7 @@ def edit_release(db: Engine, actor: Actor, release_id: int, changes: Mapping[str
                "links": release.links, **changes}
         try:
             draft = validate(raw, None, policy, now, allow_past_start=not {"start", "tz"} & set(changes),
-                             classify=False)
+                             classify=False, locale=locale)
         except FieldErrors as exc:
             raise InputError(f"{exc.field}: {exc.errors[exc.field]}", field=exc.field, form=_EDIT_FORM) from None
         if _package(draft) == _package_of(release):
@@ -361,7 +362,8 @@ def edit_release(db: Engine, actor: Actor, release_id: int, changes: Mapping[str
         msg = f"{release.ref} updated ({', '.join(changed)})."
         if votes_cast:
             msg += " Earlier votes no longer count; approvers must vote again."
-        return Outcome(msg, release, changed=True)
+        moved = {"start_at", "end_at", "tz"} & set(changed)
+        return Outcome(msg, release, changed=True, data=window_data(draft) if moved else {})
 
     return decide(db, release_id, actor.user_id, "edit", now, check=check, change=change)
 

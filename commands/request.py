@@ -6,12 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Mapping
 
-from calendars.timeparse import (DURATION_FORM, START_FORM, TimeInputError, parse_duration, parse_local,
-                                 zone)
+from calendars.timeparse import DURATION_FORM, START_FORM, TimeInputError, parse_duration, parse_start, zone
 from commands.classification import FLAG_TO_KEY, Answers
 from commands.errors import FieldErrors
 from commands.policy import RELEASE_TYPES, Policy
-from commands.text import UNSTORABLE, unstorable, when
+from commands.text import UNSTORABLE, did_you_mean, nearest, unstorable, when
 
 REQUIRED = ("service", "version", "type", "start", "tz", "duration", "summary")
 _SERVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
@@ -38,6 +37,7 @@ class Draft:
     rollback: str | None
     links: str | None
     answers: Answers | None  # None only for an edit, which leaves the classification alone
+    note: str | None = None  # how an ambiguous start was read, said back with the window
 
     @property
     def end_at(self) -> datetime:
@@ -65,18 +65,24 @@ def parse_flags(text: str) -> Answers:
     for flag in given:
         if flag not in FLAG_TO_KEY:
             raise FieldErrors({"flags": f"'{flag}' is not a classification flag; flags are "
-                                        f"{', '.join(FLAG_TO_KEY)}, or none"})
+                                        f"{', '.join(FLAG_TO_KEY)}, or none.{did_you_mean(flag, FLAG_TO_KEY)}"})
         keys.append(FLAG_TO_KEY[flag])
     return Answers.from_keys(keys)
 
 
+def window_data(draft: Draft) -> dict:
+    """For the Outcome: the window the bot says back (bot.messages.common.window_echo), and how an
+    ambiguous start was read."""
+    return {"window": (draft.start_at, draft.end_at, draft.tz), "reading": draft.note}
+
+
 def validate(raw: Mapping[str, str | None], answers: Answers | None, policy: Policy, now: datetime,
-             *, allow_past_start: bool = False, classify: bool = True) -> Draft:
+             *, allow_past_start: bool = False, classify: bool = True, locale: str | None = None) -> Draft:
     """Every wrong field at once, keyed by field name, so a modal can show them all inline.
 
     allow_past_start: an edit that leaves the window alone must not be refused
     because the window has since begun. classify=False: an edit, which changes
-    neither the answers nor the type."""
+    neither the answers nor the type. locale: the requester's Slack locale, for a start like "12/03"."""
     get = lambda k: (raw.get(k) or "").strip()  # noqa: E731
     errors: dict[str, str] = {}
     bad = {f for f, v in raw.items() if unstorable(v)}
@@ -91,7 +97,8 @@ def validate(raw: Mapping[str, str | None], answers: Answers | None, policy: Pol
     if version and any(c.isspace() for c in version):
         errors["version"] = "a version or artifact reference has no spaces, e.g. 2.3.1 or ghcr.io/acme/pay@sha256:…"
     if rtype and rtype not in RELEASE_TYPES:
-        errors["type"] = f"'{rtype}' is not a release type; types are {', '.join(RELEASE_TYPES)}"
+        errors["type"] = (f"'{rtype}' is not a release type; types are {', '.join(RELEASE_TYPES)}."
+                          f"{did_you_mean(rtype, RELEASE_TYPES)}")
     if classify and answers is None:
         errors["flags"] = _ANSWER
     elif classify and rtype == "emergency" and not answers.incident:
@@ -99,7 +106,8 @@ def validate(raw: Mapping[str, str | None], answers: Answers | None, policy: Pol
                           "'Responds to a production incident or outage?' (flag incident), or choose another type")
     env = get("env") or policy.default_environment
     if env not in policy.environments:
-        errors["env"] = f"'{env}' is not an environment; environments are {', '.join(policy.environments)}"
+        errors["env"] = (f"'{env}' is not an environment; environments are {', '.join(policy.environments)}"
+                         f"{'.' + did_you_mean(env, policy.environments) if nearest(env, policy.environments) else ''}")
     for f, limit in _LIMITS.items():
         if len(get(f)) > limit:
             errors[f] = f"is too long ({len(get(f))} characters; at most {limit})"
@@ -109,14 +117,16 @@ def validate(raw: Mapping[str, str | None], answers: Answers | None, policy: Pol
             zone(tz)
         except TimeInputError as exc:
             errors["tz"] = str(exc)
-    start_at = None
+    start_at, note = None, None
     if get("start") and "tz" not in errors and tz:
         try:
-            start_at = parse_local(get("start"), tz)
+            start = parse_start(get("start"), tz, now, locale)
+            start_at, note = start.at, start.note
+            read = f"{get('start')}, read as {when(start_at, tz)},"
             if start_at < now - _PAST_GRACE and not allow_past_start:
-                errors["start"] = f"{get('start')} {tz} is in the past; use {START_FORM}"
+                errors["start"] = f"{read} is in the past; use {START_FORM}"
             elif start_at > now + MAX_AHEAD:
-                errors["start"] = (f"{get('start')} {tz} is more than two years ahead; a release starts "
+                errors["start"] = (f"{read} is more than two years ahead; a release starts "
                                    f"{AHEAD_TEXT} (by {when(now + MAX_AHEAD, show='d')})")
         except TimeInputError as exc:
             errors["start"] = str(exc)
@@ -132,4 +142,21 @@ def validate(raw: Mapping[str, str | None], answers: Answers | None, policy: Pol
         raise FieldErrors(errors)
     return Draft(service=service, version=version, requested_type=rtype, environment=env, start_at=start_at,
                  duration=duration, tz=tz, summary=get("summary"), risk=get("risk") or None,
-                 rollback=get("rollback") or None, links=get("links") or None, answers=answers)
+                 rollback=get("rollback") or None, links=get("links") or None, answers=answers, note=note)
+
+
+def start_prefill(text: str | None, tz: str, now: datetime, locale: str | None = None) -> tuple[str | None, str]:
+    """A typed start for the form's pickers: ("YYYY-MM-DD HH:MM" or None, the hint that keeps what was typed).
+    The pickers take only a real date and an HH:mm time; anything else would make Slack refuse the form."""
+    text = (text or "").strip()
+    if not text:
+        return None, ""
+    shown = text if len(text) <= 80 else text[:79] + "…"
+    try:
+        start = parse_start(text, tz, now, locale)
+    except TimeInputError as exc:
+        why = str(exc) if shown == text else "not a start I can read"
+        return None, f"You typed start \"{shown}\": {why}. Pick the date and time below."
+    local = f"{start.local:%Y-%m-%d %H:%M}"
+    note = f"; {start.note}" if start.note else ""
+    return local, f"You typed start \"{shown}\": read as {start.local:%a %d %b %H:%M} {tz}{note}."

@@ -1,6 +1,7 @@
 """The `/release …` command line: tokens, key=value pairs and the right form for each subcommand."""
 from __future__ import annotations
 
+import difflib
 import html
 import re
 import shlex
@@ -96,6 +97,30 @@ UNSTORABLE = ("contains a NUL character, an unpaired surrogate or a Unicode nonc
 # Names that reach a header or a calendar's name (the feed's service=): what a service may be called, no more.
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}\Z", re.ASCII)
 _QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'"})
+# Words people reach for that are another command here; the rest is found by edit distance.
+ALIASES = {"approve": "go", "approved": "go", "lgtm": "go", "reject": "nogo", "deny": "nogo", "no-go": "nogo",
+           "create": "request", "new": "request", "status": "show", "info": "show", "ls": "list",
+           "move": "reschedule", "delete": "cancel", "abort": "cancel", "ship": "deploy", "revert": "rollback"}
+
+
+def nearest(word: str, choices, *, aliases: dict[str, str] | None = None) -> str | None:
+    """The choice someone most likely meant by word (an alias, else the closest by edit distance), or None."""
+    word = word.strip().lower()
+    if aliases and word in aliases:
+        return aliases[word]
+    found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def did_you_mean(word: str, choices, *, shown: str = "{}", aliases: dict[str, str] | None = None) -> str:
+    """ " Did you mean `…`?" for the nearest choice, or "" when nothing is near."""
+    found = nearest(word, choices, aliases=aliases)
+    return f" Did you mean `{shown.format(found)}`?" if found else ""
+
+
+def _quoted(key: str, value: str) -> str:
+    q = "'" if '"' in value and "'" not in value else '"'
+    return f"{key}={q}{value}{q}"
 
 
 # ---- times in replies -------------------------------------------------------------
@@ -193,24 +218,41 @@ def parse_command(text: str) -> ParsedCommand:
                          'like summary="Add refunds"', form=USAGE.get(first, USAGE["help"])) from None
     name = tokens[0].lower()
     if name not in USAGE:
-        raise InputError(f"'{tokens[0]}' is not a /release command; try one of: {', '.join(USAGE)}",
+        rest = text.split(maxsplit=1)[1] if len(tokens) > 1 else ""
+        rest = rest if len(rest) <= 200 else rest[:199] + "…"
+        first_key = tokens[0].partition("=")[0].lower()
+        if "=" in tokens[0] and first_key in _KEYS["request"]:  # the verb was left out
+            hint = f" Did you mean `/release request {text if len(text) <= 200 else text[:199] + '…'}`?"
+        else:
+            hint = did_you_mean(name, USAGE, shown="/release {}" + (f" {rest}" if rest else ""), aliases=ALIASES)
+        raise InputError(f"'{tokens[0]}' is not a /release command.{hint} Commands: {', '.join(USAGE)}",
                          form=USAGE["help"])
     form = USAGE[name]
     args: dict[str, str] = {}
     positional: list[str] = []
+    spill: dict[str, list[str]] = {}  # bare words after key=value: the value had spaces and no quotes
+    last_key = None
     for tok in tokens[1:]:
         key, eq, value = tok.partition("=")
         if eq:
             key = key.strip().lower()
             if key not in _KEYS[name]:
                 allowed = ", ".join(sorted(_KEYS[name])) or "none"
-                raise InputError(f"'{key}' is not a field of /release {name} (fields: {allowed})",
+                hint = did_you_mean(key, _KEYS[name], shown="{}=")
+                raise InputError(f"'{key}' is not a field of /release {name}.{hint} Fields: {allowed}",
                                  field=key, form=form)
             if key in args:
                 raise InputError(f"'{key}' is given twice", field=key, form=form)
             args[key] = value.strip()
+            last_key = key
+        elif last_key is not None and not (name in _NEEDS_REF and not positional and _REF.match(tok)):
+            spill.setdefault(last_key, []).append(tok)
         else:
             positional.append(tok)
+    if spill:
+        key, words = next(iter(spill.items()))
+        raise InputError(f"the value of {key} has spaces, so put it in quotes: "
+                         f"{_quoted(key, ' '.join([args[key], *words]))}", field=key, form=form)
     release_id = None
     if name in _NEEDS_REF:
         if not positional:
@@ -220,10 +262,12 @@ def parse_command(text: str) -> ParsedCommand:
         action = positional.pop(0).lower() if positional else "list"
         allowed = _BLACKOUT_KEYS.get(action)
         if allowed is None:
-            raise InputError(f"'{action}' is not a blackout action; use add, list, remove or subscribe", form=form)
+            raise InputError(f"'{action}' is not a blackout action.{did_you_mean(action, _BLACKOUT_KEYS)} "
+                             "Use add, list, remove or subscribe", form=form)
         extra = sorted(set(args) - allowed)
         if extra:
-            raise InputError(f"'{extra[0]}' is not a field of /release blackout {action}", field=extra[0], form=form)
+            raise InputError(f"'{extra[0]}' is not a field of /release blackout {action}."
+                             f"{did_you_mean(extra[0], allowed, shown='{}=')}", field=extra[0], form=form)
         if action == "remove":
             if len(positional) != 1 or not _NUMBER.match(positional[0]):
                 raise InputError("blackout remove takes the blackout's number, e.g. /release blackout remove 3",
@@ -243,7 +287,8 @@ def parse_command(text: str) -> ParsedCommand:
         return ParsedCommand(name, _release_id(positional[1], form), args, ("close",))
     if name == "list":
         if len(positional) > 1 or (positional and positional[0].lower() not in {"pending", "upcoming", "mine"}):
-            raise InputError("list takes pending, upcoming or mine", form=form)
+            hint = did_you_mean(positional[0], ("pending", "upcoming", "mine")) if len(positional) == 1 else ""
+            raise InputError(f"list takes pending, upcoming or mine{'.' + hint if hint else ''}", form=form)
         positional = [p.lower() for p in positional]
     elif positional:
         raise InputError(f"'{positional[0]}' is not understood here; values are given as key=value", form=form)

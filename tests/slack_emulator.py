@@ -52,7 +52,8 @@ class _Failure:
 
 
 class _SlackError(Exception):
-    """Raised by method handlers; becomes HTTP 200 {"ok": false, "error": ...}."""
+    """Raised by method handlers; becomes HTTP 200 {"ok": false, "error": ...}, with
+    response_metadata.messages when a second argument lists them (as Slack's invalid_arguments does)."""
 
 
 def _require_channel(args: dict) -> str:
@@ -82,6 +83,8 @@ class SlackEmulator:
         self.missing_users: set[str] = set()
         self.deleted_users: set[str] = set()
         self.bot_users: set[str] = set()
+        # users.info(include_locale=true) answers en-US, Slack's default, unless set here.
+        self.locales: dict[str, str] = {}
         self.valid_tokens: set[str] = {"xoxb-test"}
         self.messages: dict[tuple[str, str], dict] = {}
         # Channels made with conversations.create (or make_channel): id -> {name, creator, members, is_archived}.
@@ -336,7 +339,10 @@ class SlackEmulator:
         try:
             return {"ok": True, **handler(args)}
         except _SlackError as e:
-            return {"ok": False, "error": str(e)}
+            out = {"ok": False, "error": e.args[0]}
+            if len(e.args) > 1:
+                out["response_metadata"] = {"messages": list(e.args[1])}
+            return out
 
     def _next_ts(self) -> str:
         n = next(self._ts_counter)
@@ -407,6 +413,9 @@ class SlackEmulator:
     def _views_open(self, args: dict) -> dict:
         if not args.get("trigger_id"):
             raise _SlackError("invalid_trigger_id")
+        bad = _invalid_pickers(args.get("view"))
+        if bad:
+            raise _SlackError("invalid_arguments", bad)
         return {"view": self._view(args, f"V{next(self._view_counter):08d}")}
 
     def _views_update(self, args: dict) -> dict:
@@ -453,7 +462,10 @@ class SlackEmulator:
         user = str(args.get("user") or "")
         if not user:
             raise _SlackError("user_not_found")
-        return {"user": self._user(user)}
+        found = self._user(user)
+        if str(args.get("include_locale")).lower() in ("true", "1"):
+            found["locale"] = self.locales.get(user, "en-US")
+        return {"user": found}
 
     def _users_lookup_by_email(self, args: dict) -> dict:
         # The addresses users.info hands out, <lowercased user id>@example.com, are the known ones.
@@ -635,6 +647,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args) -> None:
         pass  # keep pytest output clean; the calls list is the log
+
+
+_DATE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])\Z")
+_TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d\Z")
+
+
+def _invalid_pickers(view) -> list[str]:
+    """Slack refuses a view whose datepicker initial_date is not YYYY-MM-DD, or whose timepicker
+    initial_time is not HH:mm (24-hour, two digits each), with invalid_arguments and a pointer."""
+    bad = []
+    blocks = view.get("blocks") if isinstance(view, dict) else None
+    for i, block in enumerate(blocks or []):
+        element = block.get("element") or {} if isinstance(block, dict) else {}
+        for kind, key, pattern in (("datepicker", "initial_date", _DATE), ("timepicker", "initial_time", _TIME)):
+            if element.get("type") == kind and key in element and not pattern.match(str(element[key])):
+                bad.append(f"[ERROR] must match pattern \"{pattern.pattern}\" "
+                           f"[json-pointer:/view/blocks/{i}/element/{key}]")
+    return bad
 
 
 def _parse_body(raw: str, content_type: str) -> tuple[dict | None, str | None]:

@@ -10,7 +10,7 @@ from commands.outcome import Outcome
 from commands.text import SERVICE_NAME, USAGE, ParsedCommand
 
 from bot import calendar_sync, feed
-from bot.listeners.common import run
+from bot.listeners.common import locale_for, run
 from bot.messages.common import esc
 from bot.messages import calendar as render
 from bot.services import Services
@@ -39,7 +39,8 @@ def handle(svc: Services, cmd: ParsedCommand, user: str, respond, tell) -> None:
             return None
         actor = svc.actor(user)
         if action == "add":
-            return add_blackout(svc.db, actor, cmd.args, svc.clock, svc.policy)
+            return add_blackout(svc.db, actor, cmd.args, svc.clock, svc.policy,
+                                locale=locale_for(svc.client, user, cmd.args.get("start"), cmd.args.get("end")))
         if action == "remove":
             return remove_blackout(svc.db, actor, int(cmd.positional[1]), svc.clock, reason=cmd.args.get("reason"))
         outcome = subscribe(svc.db, actor, cmd.args, svc.clock, svc.policy, net=svc.config.calendar_net)

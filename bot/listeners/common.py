@@ -8,13 +8,14 @@ from typing import Callable, Optional
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
+from calendars.timeparse import needs_locale
 from commands.errors import InputError
 from commands.outcome import Outcome
 from commands.roles import holders
 from commands.text import USAGE
 from storage import outbox
 
-from bot.messages.common import esc
+from bot.messages.common import outcome_text
 from bot.messages.release import error_text
 from bot.messages.roles import refusal_note
 from bot.services import Services
@@ -44,7 +45,7 @@ def run(svc: Services, tell: Callable[[str], None], work: Callable[[], Outcome |
         return
     if outcome is None:
         return
-    _tell(tell, esc(outcome.message) + needs_note(svc, outcome))
+    _tell(tell, outcome_text(outcome.message, outcome.data) + needs_note(svc, outcome))
     if outcome.changed:
         kick(svc, [*(queued or ()), *mine])
 
@@ -163,3 +164,17 @@ def _tell(tell: Callable[[str], None], text: str) -> None:
         tell(text)
     except (SlackApiError, OSError) as exc:
         log.warning("could not answer the user: %s", exc)
+
+
+def user_profile(client, user: str) -> tuple[str | None, str | None]:
+    """The requester's zone and locale from users.info; (None, None) when Slack cannot say."""
+    try:
+        found = client.users_info(user=user, include_locale=True)["user"]
+        return found.get("tz") or None, found.get("locale") or None
+    except (SlackApiError, OSError, KeyError):
+        return None, None
+
+
+def locale_for(client, user: str, *starts: str | None) -> str | None:
+    """Only a start like "12/03" depends on the locale; only then is Slack asked."""
+    return user_profile(client, user)[1] if any(needs_locale(s) for s in starts) else None

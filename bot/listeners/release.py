@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 
 from slack_bolt import App
 from slack_sdk.errors import SlackApiError
@@ -13,7 +14,8 @@ from commands.outcome import Actor, Outcome
 from commands.record import list_releases, show_release
 from commands.release import (accept_misclassification, cancel_release, override_flags, edit_release,
                               request_release)
-from commands.request import missing_fields, parse_flags
+from calendars.timeparse import needs_locale
+from commands.request import missing_fields, parse_flags, start_prefill
 from commands.roles import all_holders
 from commands.replan import reschedule_to_slot
 from commands.text import USAGE, ParsedCommand, parse_command, parse_ref
@@ -25,7 +27,7 @@ from storage import outbox
 from storage.db import ACK_WAIT, Busy
 
 from bot.listeners import bridge, calendar, deploy
-from bot.listeners.common import answer_to, carry_answer, ephemeral, just_ack, run
+from bot.listeners.common import answer_to, carry_answer, ephemeral, just_ack, locale_for, run, user_profile
 from bot.messages import modal
 from bot.messages import help as help_msg, roles as roles_msg
 from bot.messages.release import LIST_PAGE, RESCHEDULE_ACTION, error_text, list_message, record_messages
@@ -81,7 +83,7 @@ def register(app: App, svc: Services) -> None:
         elif cmd.name in ("log", "bridge"):
             bridge.handle(svc, cmd, body, tell)
         else:
-            run(svc, tell, lambda: _change(svc, cmd, user), form_of=cmd.name)
+            run(svc, tell, lambda: _change(svc, cmd, user, client), form_of=cmd.name)
 
     app.command("/release")(ack=ack_command, lazy=[do_command])
 
@@ -106,25 +108,32 @@ def register(app: App, svc: Services) -> None:
                                                              "saved. Please submit again."})
             return
         # For the lazy half (carried through the inbox): what to say, and the messages to send at once.
-        context["outcome"] = {"message": outcome.message, "changed": outcome.changed, "queued": list(queued)}
+        window = outcome.data.get("window")
+        context["outcome"] = {"message": outcome.message, "changed": outcome.changed, "queued": list(queued),
+                              "window": [window[0].isoformat(), window[1].isoformat(), window[2]] if window else None,
+                              "reading": outcome.data.get("reading")}
         ack()
 
     def after_request_form(body, view, context, client):
         done = context.get("outcome")
         if not done:
             return
+        window = done.get("window")
+        data = {"window": (datetime.fromisoformat(window[0]), datetime.fromisoformat(window[1]), window[2])
+                if window else None, "reading": done.get("reading")}
         run(svc, answer_to(svc, client, body),
-            lambda: Outcome(done["message"], changed=done["changed"]), queued=done.get("queued"))
+            lambda: Outcome(done["message"], changed=done["changed"], data=data), queued=done.get("queued"))
 
     app.view(modal.REQUEST_CALLBACK)(ack=ack_request_form, lazy=[after_request_form])
 
     def redraw_form(body, client):
         view = body["view"]
         raw, answers = modal.read_request(view["state"]["values"], fill_type=False)
-        channel = json.loads(view.get("private_metadata") or "{}").get("channel", "")
+        meta = json.loads(view.get("private_metadata") or "{}")
         try:
             client.views_update(view_id=view["id"], hash=view.get("hash"),
-                                view=modal.request_modal(svc.policy, raw, answers, channel))
+                                view=modal.request_modal(svc.policy, raw, answers, meta.get("channel", ""),
+                                                         meta.get("start_hint") or ""))
         except SlackApiError as exc:  # hash_conflict: the user kept typing; their next change redraws it
             log.info("views.update skipped: %s", exc.response.get("error"))
 
@@ -185,7 +194,8 @@ def _request(svc: Services, cmd: ParsedCommand, body: dict, tell, client) -> Non
         def work() -> Outcome:
             try:
                 return request_release(svc.db, Actor(user), args, answers, svc.clock, svc.policy,
-                                       request_key=f"cmd:{body.get('trigger_id')}")
+                                       request_key=f"cmd:{body.get('trigger_id')}",
+                                       locale=locale_for(client, user, args.get("start")))
             except FieldErrors as exc:
                 raise InputError(f"{exc.field}: {exc.errors[exc.field]}", field=exc.field,
                                  form=USAGE["request"]) from None
@@ -197,27 +207,29 @@ def _request(svc: Services, cmd: ParsedCommand, body: dict, tell, client) -> Non
 def _open_request_form(svc: Services, client, trigger_id: str, user: str, channel: str, args: dict,
                        answers: Answers | None, tell, body: dict) -> None:
     """The request form, prefilled with what was typed; the outcome is said in `channel` (or the release channel)."""
-    if not args.get("tz"):
-        args["tz"] = _user_tz(client, user)
-    view = modal.request_modal(svc.policy, args, answers or Answers(), channel)
+    asks_slack = not args.get("tz") or needs_locale(args.get("start"))
+    tz, locale = user_profile(client, user) if asks_slack else (None, None)
+    args["tz"] = args.get("tz") or tz or "UTC"
+    # The pickers take only a real date and HH:mm: show the reading of what was typed, keep the text in a hint.
+    start, hint = start_prefill(args.get("start"), args["tz"], svc.clock.now(), locale)
+    args["start"] = start or ""
+    view = modal.request_modal(svc.policy, args, answers or Answers(), channel, hint)
     try:
         client.views_open(trigger_id=trigger_id, view=carry_answer(view, body))
     except SlackApiError as exc:
-        log.warning("views.open failed: %s", exc.response.get("error"))
-        tell(":warning: Slack would not open the request form (it must open within 3 seconds). "
-             f"Try again, or give every field in one line: `{USAGE['request']}`")
+        error = exc.response.get("error") or "unknown_error"
+        details = "; ".join((exc.response.get("response_metadata") or {}).get("messages") or [])
+        log.warning("views.open failed: %s %s", error, details)
+        if error in ("expired_trigger_id", "invalid_trigger_id"):
+            why = f"Slack would not open the request form ({error}: it must open within 3 seconds)."
+        else:
+            why = f"Slack refused the form: {error}{f' ({details})' if details else ''}."
+        tell(f":warning: {why} Try again, or give every field in one line: `{USAGE['request']}`")
 
 
 def _dm(client, user: str):
     """A shortcut has no channel and no response_url: anything to say goes to the person's DM with the bot."""
     return lambda text: client.chat_postMessage(channel=user, text=text)
-
-
-def _user_tz(client, user: str) -> str:
-    try:
-        return client.users_info(user=user)["user"].get("tz") or "UTC"
-    except (SlackApiError, OSError, KeyError):
-        return "UTC"
 
 
 def _roles(svc: Services, respond) -> None:
@@ -241,9 +253,10 @@ def _read(svc: Services, cmd: ParsedCommand, user: str, respond, tell) -> None:
     run(svc, tell, work, form_of=cmd.name)
 
 
-def _change(svc: Services, cmd: ParsedCommand, user: str) -> Outcome:
+def _change(svc: Services, cmd: ParsedCommand, user: str, client) -> Outcome:
     actor = svc.actor(user)
     a, rid = cmd.args, cmd.release_id
+    locale = lambda: locale_for(client, user, a.get("start"))  # noqa: E731
     if cmd.name == "go":
         return cast_vote(svc.db, actor, rid, "go", svc.clock, note=a.get("note"), role_hint=a.get("role"))
     if cmd.name == "nogo":
@@ -253,7 +266,7 @@ def _change(svc: Services, cmd: ParsedCommand, user: str) -> Outcome:
     if cmd.name == "cancel":
         return cancel_release(svc.db, actor, rid, a.get("reason", ""), svc.clock, svc.policy)
     if cmd.name == "edit":
-        return edit_release(svc.db, actor, rid, a, svc.clock, svc.policy)
+        return edit_release(svc.db, actor, rid, a, svc.clock, svc.policy, locale=locale())
     if cmd.name == "accept":
         return accept_misclassification(svc.db, actor, rid, a.get("reason", ""), svc.clock, svc.policy)
     if cmd.name == "override":
@@ -261,7 +274,7 @@ def _change(svc: Services, cmd: ParsedCommand, user: str) -> Outcome:
     if cmd.name == "reschedule":
         if "start" not in a:
             raise InputError("reschedule needs start=", field="start", form=USAGE["reschedule"])
-        return edit_release(svc.db, actor, rid, a, svc.clock, svc.policy)
+        return edit_release(svc.db, actor, rid, a, svc.clock, svc.policy, locale=locale())
     who = Deployer.of(actor)  # keeps the unresolved roles: "could not check" is not a refusal
     if cmd.name == "done":
         if "outcome" not in a:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Any, Mapping
+from zoneinfo import ZoneInfo
 
 from commands.text import render_times
 
@@ -76,6 +78,29 @@ def shorten(text: str, limit: int, more: str) -> str:
     if len(text) <= limit:
         return text
     return text[:cut_point(text, limit - len(more) - 2)].rstrip() + "… " + more
+def window_echo(start: datetime, end: datetime, tz: str) -> str:
+    """The one way a created or changed window is said back: each reader sees it in their own zone
+    (<!date^…>), with the planning zone's wall clock beside it, so nobody has to trust a conversion."""
+    z = ZoneInfo(tz)
+    ls, le = start.astimezone(z), end.astimezone(z)
+    same_day = ls.date() == le.date()
+    planned = f"{ls:%a %d %b %H:%M}–{le:%H:%M}" if same_day else f"{ls:%a %d %b %H:%M} – {le:%a %d %b %H:%M}"
+    end_fmt = "{time}" if same_day else "{date_short_pretty} {time}"
+    return (f"<!date^{int(start.timestamp())}^{{date_short_pretty}} {{time}}|{ls:%Y-%m-%d %H:%M} {esc(tz)}>–"
+            f"<!date^{int(end.timestamp())}^{end_fmt}|{le:%Y-%m-%d %H:%M} {esc(tz)}> your time "
+            f"({planned} {esc(tz)})")
+
+
+def outcome_text(message: str, data: Mapping[str, Any] | None = None) -> str:
+    """A use case's plain message, escaped, then the window it created or moved (data["window"]:
+    start, end, zone) and how an ambiguous start was read (data["reading"])."""
+    text = esc(message)
+    window = (data or {}).get("window")
+    if window:
+        text += f" Window: {window_echo(*window)}."
+    if (data or {}).get("reading"):
+        text += f" ({esc(data['reading'])}.)"
+    return text
 
 
 def clip(text: str, limit: int = TEXT_LIMIT) -> str:

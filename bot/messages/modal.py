@@ -6,17 +6,20 @@ maps straight onto the block that shows it.
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime
 from typing import Any, Mapping
 
 from commands.classification import QUESTIONS, Answers, derive_type
 from commands.policy import RELEASE_TYPES, Policy
 
-from bot.messages.common import context, esc, plain
+from bot.messages.common import clip, context, esc, plain
 from bot.times import iso_times
 
 REQUEST_CALLBACK, NOGO_CALLBACK, CLASSIFY_ACTION = "release_request", "nogo_reason", "answers"
 # where each field's error is shown
 ERROR_BLOCK = {"start": "start_date", "flags": "answers"}
+_PICKER_START = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}\Z", re.ASCII)
 
 
 def _text_input(block_id: str, label: str, initial: str | None, *, optional: bool = False, multiline: bool = False,
@@ -33,7 +36,25 @@ def _option(value: str, text: str) -> dict:
     return {"text": plain(text, 75), "value": value}
 
 
-def request_modal(policy: Policy, prefill: Mapping[str, str], answers: Answers, channel_id: str) -> dict:
+def picker_start(text: str | None) -> tuple[str, str] | None:
+    """("YYYY-MM-DD", "HH:mm") when text is exactly a real date and time the pickers can show, else None:
+    Slack refuses the whole form (invalid_arguments) over one bad initial_date or initial_time."""
+    text = (text or "").strip()
+    if not _PICKER_START.match(text):
+        return None
+    try:
+        datetime.strptime(text, "%Y-%m-%d %H:%M")
+    except ValueError:
+        return None
+    day, time = text.split(" ")
+    return day, time
+
+
+def request_modal(policy: Policy, prefill: Mapping[str, str], answers: Answers, channel_id: str,
+                  start_hint: str = "") -> dict:
+    """start_hint: what the requester typed as a start and how it was read, shown under the pickers."""
+    # It rides in private_metadata too (Slack's limit there: 3,000 characters), so it stays short.
+    start_hint = clip(start_hint, 600)
     derived = derive_type(answers)
     checks = [_option(key, question) for key, question, _ in QUESTIONS]
     answer_el: dict[str, Any] = {"type": "checkboxes", "action_id": CLASSIFY_ACTION, "options": checks}
@@ -51,9 +72,11 @@ def request_modal(policy: Policy, prefill: Mapping[str, str], answers: Answers, 
         del env_el["initial_option"]
     date_el: dict[str, Any] = {"type": "datepicker", "action_id": "start_date"}
     time_el: dict[str, Any] = {"type": "timepicker", "action_id": "start_time"}
-    start = (prefill.get("start") or "").split(" ")
-    if len(start) == 2:
+    start = picker_start(prefill.get("start"))
+    if start:
         date_el["initial_date"], time_el["initial_time"] = start
+    elif (prefill.get("start") or "").strip() and not start_hint:
+        start_hint = f"You typed start \"{prefill['start'].strip()}\"; pick the date and time below."
     blocks = [
         {"type": "input", "block_id": "answers", "optional": True, "dispatch_action": True,
          "label": plain("Classification: tick every answer that is yes"), "element": answer_el},
@@ -67,6 +90,7 @@ def request_modal(policy: Policy, prefill: Mapping[str, str], answers: Answers, 
         {"type": "input", "block_id": "env", "label": plain("Environment"), "element": env_el},
         {"type": "input", "block_id": "start_date", "label": plain("Planned start date"), "element": date_el},
         {"type": "input", "block_id": "start_time", "label": plain("Planned start time"), "element": time_el},
+        *([context(esc(start_hint))] if start_hint else []),
         _text_input("tz", "Time zone (IANA)", prefill.get("tz") or "UTC", placeholder="Europe/London"),
         _text_input("duration", "Duration", prefill.get("duration") or "60m", placeholder="60m, 2h"),
         _text_input("summary", "Scope / summary", prefill.get("summary"), multiline=True),
@@ -76,7 +100,7 @@ def request_modal(policy: Policy, prefill: Mapping[str, str], answers: Answers, 
     ]
     return {"type": "modal", "callback_id": REQUEST_CALLBACK, "title": plain("Request a release", 24),
             "submit": plain("Request"), "close": plain("Cancel"), "blocks": blocks,
-            "private_metadata": json.dumps({"channel": channel_id})}
+            "private_metadata": json.dumps({"channel": channel_id, "start_hint": start_hint})}
 
 
 def read_request(values: Mapping[str, Mapping[str, Any]], fill_type: bool = True) -> tuple[dict[str, str], Answers]:

@@ -36,7 +36,8 @@ def more_values(blocks) -> list[str]:
 def test_blackout_added_says_when_in_the_readers_zone(bot):
     bot.command(blackout(0), user="U0RM")
     text = answers(bot)[-1].args["text"]
-    assert "Blackout 1 'Freeze 0' added; next <!date^" in text and "(2027-01-01 00:00 Europe/London)" in text
+    # the window is said back by bot.messages.common.window_echo, in each reader's zone and the planning zone's
+    assert "Blackout 1 'Freeze 0' added. Window: <!date^" in text and "(Fri 01 Jan 00:00–06:00 Europe/London)" in text
     assert "\ufdd0" not in text and " UTC;" not in text
 
 

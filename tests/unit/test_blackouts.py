@@ -75,9 +75,9 @@ def blackout_events(db, action) -> list[AuditEvent]:
 def test_add_a_one_off_blackout(db, clock, policy):
     out = add_blackout(db, actor(RM), {**PEAK, "services": "payments, search", "environments": "production"},
                        clock, policy)
-    assert out.changed and out.data == {"blackout": 1}
-    assert iso_times(out.message) == ("Blackout 1 'Peak trading' added; next 2026-12-18T16:00:00Z (2026-12-18 16:00 "
-                                      "Europe/London)–2027-01-04T08:00:00Z (2027-01-04 08:00 Europe/London).")
+    assert out.changed and out.data == {"blackout": 1, "window": (utc(2026, 12, 18, 16), utc(2027, 1, 4, 8),
+                                                                  "Europe/London")}
+    assert out.message == "Blackout 1 'Peak trading' added."  # the bot adds the window (window_echo)
     b = get(db, Blackout, 1)
     assert (b.name, b.start_local, b.end_local, b.tz, b.rrule) == (
         "Peak trading", datetime(2026, 12, 18, 16), datetime(2027, 1, 4, 8), "Europe/London", None)
@@ -93,8 +93,8 @@ def test_add_a_one_off_blackout(db, clock, policy):
 
 def test_add_a_recurring_blackout(db, clock, policy):
     out = add_blackout(db, actor(RM), WEEKEND, clock, policy)
-    assert iso_times(out.message) == ("Blackout 1 'Weekend' added; next 2026-11-27T16:00:00Z (2026-11-27 16:00 "
-                                      "Europe/London)–2026-11-30T08:00:00Z (2026-11-30 08:00 Europe/London).")
+    assert out.message == "Blackout 1 'Weekend' added."
+    assert out.data["window"] == (utc(2026, 11, 27, 16), utc(2026, 11, 30, 8), "Europe/London")  # the next one
     occs = stored(db, 1)
     assert occs[0].start_at == utc(2026, 11, 27, 16)
     london = ZoneInfo("Europe/London")
@@ -108,7 +108,17 @@ def test_add_a_recurring_blackout(db, clock, policy):
 def test_a_blackout_already_over_is_added_without_a_next(db, clock, policy):
     out = add_blackout(db, actor(RM), {**PEAK, "start": "2026-11-01 00:00", "end": "2026-11-02 00:00"}, clock,
                        policy)
-    assert out.message == "Blackout 1 'Peak trading' added."
+    assert out.message == "Blackout 1 'Peak trading' added." and "window" not in out.data
+
+
+def test_a_blackout_takes_natural_dates_read_in_its_zone(db, clock, policy):
+    # The clock is Monday 23 Nov 09:00 UTC; "friday 16:00" London is 27 Nov, "12/03" is day first for en-GB.
+    out = add_blackout(db, actor(RM), {**PEAK, "start": "friday 16:00", "end": "12/03 08:00"}, clock, policy,
+                       locale="en-GB")
+    b = get(db, Blackout, out.data["blackout"])
+    assert (b.start_local, b.end_local) == (datetime(2026, 11, 27, 16), datetime(2027, 3, 12, 8))
+    with pytest.raises(InputError, match="tomorrow 14:00"):
+        add_blackout(db, actor(RM), {**PEAK, "start": "after lunch"}, clock, policy)
 
 
 @pytest.mark.parametrize("user", ["U0DEV", "U0EXEC", "U0QA"])
@@ -137,8 +147,8 @@ def test_only_a_release_manager_or_an_executive_removes(db, clock, policy, user)
     ({"name": "x" * 201}, "name", "name: at most 200 characters"),
     ({"tz": " "}, "tz", "tz: is required"),
     ({"tz": "Mars/Olympus"}, "tz", "is not an IANA time zone"),
-    ({"start": "tomorrow"}, "start", "start: 'tomorrow' is not a date and time"),
-    ({"end": "2027-01-04"}, "end", "end: '2027-01-04' is not a date and time"),
+    ({"start": "someday"}, "start", "start: 'someday' is not a date and time"),
+    ({"end": "after lunch"}, "end", "end: 'after lunch' is not a date and time"),
     ({"end": "2026-12-18 16:00"}, "end", "end: must be after start"),
     ({"end": "2026-12-18 15:00"}, "end", "end: must be after start"),
     ({"repeat": "FREQ=SOMETIMES"}, "repeat", "is not an RFC 5545 RRULE"),

@@ -33,6 +33,8 @@ def test_request_creates_a_pending_release(db, clock, policy):
     out = request(db, clock, policy, risk="low", rollback="redeploy 2.3.0", links="https://ci.test/1")
     assert out.changed
     assert out.message == "REL-1 requested: payments 2.3.1 as minor."
+    assert out.data["window"] == (datetime(2026, 12, 1, 14, 0, tzinfo=timezone.utc),
+                                  datetime(2026, 12, 1, 15, 0, tzinfo=timezone.utc), "Europe/London")
     r = release(db, out.release.id)
     assert (r.ref, r.service, r.version, r.environment) == ("REL-1", "payments", "2.3.1", "production")
     assert (r.requested_type, r.derived_type, r.effective_type, r.misclassified) == ("minor", "minor", "minor", False)

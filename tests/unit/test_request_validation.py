@@ -5,6 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from bot.times import iso_times
 from commands.classification import Answers
 from commands.errors import FieldErrors, InputError
 from commands.policy import Policy
@@ -100,14 +101,14 @@ def test_emergency_for_an_incident_is_accepted(p):
 
 
 def test_many_wrong_fields_at_once(p):
-    errors = errors_of({"service": "pay ments", "version": "2.3 .1", "type": "hotfix", "start": "tomorrow",
+    errors = errors_of({"service": "pay ments", "version": "2.3 .1", "type": "hotfix", "start": "someday",
                         "tz": "Europe/London", "duration": "soon", "summary": "x" * 2001, "env": "moon",
                         "risk": "r" * 2001}, p)
     assert set(errors) == {"service", "version", "type", "start", "duration", "summary", "env", "risk"}
     assert "payments-api" in errors["service"]
     assert "no spaces" in errors["version"]
     assert "'hotfix' is not a release type" in errors["type"]
-    assert "YYYY-MM-DD HH:MM" in errors["start"]
+    assert "YYYY-MM-DD HH:MM" in errors["start"] and "tomorrow 14:00" in errors["start"]
     assert "'soon' is not a duration like 45m" in errors["duration"]
     assert errors["summary"] == "is too long (2001 characters; at most 2000)"
     assert errors["risk"] == "is too long (2001 characters; at most 2000)"
@@ -168,7 +169,8 @@ def test_past_start(p):
     # START is 2026-11-23 09:00 UTC; London is on GMT then.
     errors = errors_of({**RAW, "start": "2026-11-23 08:54"}, p)
     assert set(errors) == {"start"}
-    assert "2026-11-23 08:54 Europe/London is in the past" in errors["start"]
+    assert ("2026-11-23 08:54, read as 2026-11-23T08:54:00Z (2026-11-23 08:54 Europe/London), is in the past"
+            in iso_times(errors["start"]))
 
 
 def test_a_start_within_five_minutes_ago_is_someone_typing_now(p):

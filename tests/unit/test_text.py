@@ -218,3 +218,45 @@ def test_parse_ref():
 def test_usage_has_a_form_for_every_subcommand():
     for name, form in USAGE.items():
         assert form.startswith(f"/release {name}")
+
+
+# --- did you mean ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("line, says", [
+    ("approve REL-12", "Did you mean `/release go REL-12`?"),
+    ("reject REL-12", "Did you mean `/release nogo REL-12`?"),
+    ("reqest service=payments", "Did you mean `/release request service=payments`?"),
+    ("sho REL-3", "Did you mean `/release show REL-3`?"),
+    ("service=payments version=2.3.1 flags=none", "Did you mean `/release request service=payments version=2.3.1 "
+                                                  "flags=none`?"),
+    ("go REL-1 nte=fine", "Did you mean `note=`?"),
+    ("request servce=payments", "Did you mean `service=`?"),
+    ("blackout remvoe 3", "Did you mean `remove`?"),
+    ("blackout add nme=x", "Did you mean `name=`?"),
+    ("list upcomming", "Did you mean `upcoming`?"),
+])
+def test_a_near_miss_names_what_was_meant(line, says):
+    with pytest.raises(InputError) as err:
+        parse_command(line)
+    assert says in err.value.message
+
+
+def test_nothing_near_suggests_nothing():
+    with pytest.raises(InputError) as err:
+        parse_command("xyzzy")
+    assert "Did you mean" not in err.value.message and "request, go" in err.value.message
+
+
+@pytest.mark.parametrize("line, quoted", [
+    ("request service=payments summary=Add refunds now", 'summary="Add refunds now"'),
+    ("edit REL-2 summary=Fix 2 bugs", 'summary="Fix 2 bugs"'),
+    ('blackout add name=Peak trading start="2026-12-18 16:00"', 'name="Peak trading"'),
+])
+def test_an_unquoted_value_with_spaces_is_shown_quoted(line, quoted):
+    with pytest.raises(InputError) as err:
+        parse_command(line)
+    assert quoted in err.value.message and err.value.field == quoted.split("=")[0]
+
+
+def test_a_release_id_after_the_fields_is_still_the_release_id():
+    assert parse_command("go note=fine REL-4").release_id == 4

@@ -20,6 +20,8 @@ def utc(*args) -> datetime:
     ("45m", 45), ("2h", 120), ("1h30m", 90), ("3d", 3 * 1440), ("1w", 7 * 1440),
     ("90", 90), ("5", 5),                       # a bare number is minutes
     ("1H30M", 90), (" 1h 30m ", 90), ("2d4h", 2 * 1440 + 240), ("0h30m", 30), ("01h", 60),
+    ("1 hour", 60), ("90min", 90), ("2 hours 30 minutes", 150), ("1hr", 60), ("30 mins", 30), ("1 day", 1440),
+    ("1 hour and 30 min", 90), ("2 weeks", 2 * 7 * 1440),
 ])
 def test_durations(text, minutes):
     assert parse_duration(text) == timedelta(minutes=minutes)
@@ -31,7 +33,7 @@ def test_zero_is_refused(text):
         parse_duration(text)
 
 
-@pytest.mark.parametrize("text", ["", "  ", "soon", "h", "m30", "1.5h", "-30m", "-5", "1h30", "30 minutes",
+@pytest.mark.parametrize("text", ["", "  ", "soon", "h", "m30", "1.5h", "-30m", "-5", "1h30", "30 mins ago",
                                   "1s", "1y", "PT1H", "1h-30m", "+5"])
 def test_garbage_is_refused(text):
     with pytest.raises(TimeInputError):

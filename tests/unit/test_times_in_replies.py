@@ -25,7 +25,11 @@ _FORMATS = re.compile(r"\.strftime\(|\{[^{}\n]*:%[^{}\n]*\}")
 # The one left: the edit form's prefill, a value fed back into the parser in the release's own zone.
 # values fed back into the parser, not text for a person: the edit form's prefill, a slot button's start
 _NOT_FOR_PEOPLE = {("release.py", '.strftime("%Y-%m-%d %H:%M"), "tz": release.tz'),
-                   ("replan.py", 'local = start.astimezone(zone(tz)).strftime("%Y-%m-%d %H:%M")')}
+                   ("replan.py", 'local = start.astimezone(zone(tz)).strftime("%Y-%m-%d %H:%M")'),
+                   # the request form's picker value, and its hint: plain text under the pickers, where Slack
+                   # renders no dates, so it names the zone it read the typed start in
+                   ("request.py", 'local = f"{start.local:%Y-%m-%d %H:%M}"'),
+                   ("request.py", 'read as {start.local:%a %d %b %H:%M} {tz}{note}.')}
 
 
 def test_commands_no_longer_format_times_for_people():
