@@ -145,11 +145,12 @@ def assessment_fields(raw: Mapping[str, str | None]) -> dict[str, str | None]:
 
 
 def assess(db: Engine, actor: Actor | str, release_id: int, fields: Mapping[str, str | None], clock: Clock,
-           policy: Policy | None = None) -> Outcome:
+           policy: Policy | None = None, *, environments: frozenset[str] | None = None) -> Outcome:
     """Record assessment items (QMS 4.6, Assessment row), each once. `fields` are the command line's
     (blast_radius="…", rollback="…", scope="confirmed", ci="passed"), any subset; the bridge card's
     buttons pass one of them. An item already recorded is left as it is (a double click, a retried
-    delivery): the first record stands, and a correction goes into the decision log."""
+    delivery): the first record stands, and a correction goes into the decision log.
+    `environments`: a pipeline's token scope (the Pipeline API); None: any."""
     items = assessment_fields(fields)
     who = actor if isinstance(actor, str) else actor.user_id
 
@@ -160,12 +161,16 @@ def assess(db: Engine, actor: Actor | str, release_id: int, fields: Mapping[str,
                              "a bridge", form=USAGE["assess"])
         if d.release.state not in LIVE_STATES:
             raise Refused(f"{d.release.ref} is {d.release.state}; its assessment is closed.", "not_live")
+        if environments is not None and d.release.environment not in environments:
+            raise Refused(f"{who} may report only for {', '.join(sorted(environments))}, not "
+                          f"{d.release.environment}.", "pipeline_scope")
         return em
 
     def replay(d: Decision) -> Outcome | None:
         em = of(d.session, d.release)
         if em is not None and all(_recorded(em, item) for item in items):
-            return Outcome(_summary(d.release, em, "Already recorded."), d.release)
+            return Outcome(_summary(d.release, em, "Already recorded."), d.release,
+                           data={"recorded": [], "assessed": em.assessed_at is not None})
         return None
 
     def change(d: Decision) -> Outcome:
