@@ -11,12 +11,13 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import timedelta
 from types import MappingProxyType
 from typing import Any, Mapping
 
 from calendars.timeparse import TimeInputError, parse_duration, zone
 from calendars.windows import DeploymentWindows, parse_clock, parse_days
+from commands.emergency_policy import EMERGENCY_DEFAULTS, EmergencyPolicy, emergency_policy
 
 RELEASE_TYPES = ("major", "minor", "patch", "security", "emergency", "infrastructure")
 ROLES = (
@@ -74,24 +75,7 @@ DEFAULTS: dict[str, Any] = {
     # How long a message Slack keeps refusing with a retryable error (5xx, 429, timeouts) is retried
     # before it is dead-lettered and stops holding up the release's later messages.
     "delivery": {"dead_letter_after": "24h"},
-    # QMS §4.6 emergency track; §4.2 approval cycle target; §6.1 quarterly engineering review.
-    "emergency": {
-        "window": "4h",  # an emergency's window opens when it is requested and lasts this long
-        "bridge": "channel",  # "channel" (conversations.create) or "thread" (in the release channel)
-        "channel_name": "rel-{n}-{service}-emergency",
-        "assessment_target": "15m",
-        "approval_target": "30m",
-        "min_monitoring": "30m",
-        "extended_monitoring": "24h",
-        "change_request_within": "4h",
-        "planning_within": "24h",
-        "test_review_within": "24h",
-        "docs_within": "24h",
-        "retrospective_business_days": 5,
-        "frequency_limit": 2,
-        "frequency_days": 30,
-        "quarterly_review": "2027-01-15",
-    },
+    "emergency": dict(EMERGENCY_DEFAULTS),  # commands/emergency_policy.py
 }
 # tables whose keys are names the operator chooses (people's roles, environments)
 _OPEN_TABLES = ("roles.", "calendar.max_concurrent.", "calendar.windows.")
@@ -120,31 +104,6 @@ class TypePolicy:
     def __post_init__(self):
         if not self.approver_sets:
             object.__setattr__(self, "approver_sets", (self.approvers,))
-
-
-@dataclass(frozen=True)
-class EmergencyPolicy:
-    """The emergency track (QMS 4.6): its window, bridge, targets and deferred-step deadlines."""
-
-    window: timedelta = timedelta(hours=4)
-    bridge: str = "channel"
-    channel_name: str = "rel-{n}-{service}-emergency"
-    assessment_target: timedelta = timedelta(minutes=15)
-    approval_target: timedelta = timedelta(minutes=30)
-    min_monitoring: timedelta = timedelta(minutes=30)
-    extended_monitoring: timedelta = timedelta(hours=24)
-    change_request_within: timedelta = timedelta(hours=4)
-    planning_within: timedelta = timedelta(hours=24)
-    test_review_within: timedelta = timedelta(hours=24)
-    docs_within: timedelta = timedelta(hours=24)
-    retrospective_business_days: int = 5
-    frequency_limit: int = 2
-    frequency_days: int = 30
-    quarterly_review: date = date(2027, 1, 15)
-
-    BRIDGES = ("channel", "thread")
-    DURATIONS = ("window", "assessment_target", "approval_target", "min_monitoring", "extended_monitoring",
-                 "change_request_within", "planning_within", "test_review_within", "docs_within")
 
 
 @dataclass(frozen=True)
@@ -232,7 +191,7 @@ class Policy:
                    calendar=_calendar_policy(merged["calendar"], tuple(envs), source,
                                              set((data.get("calendar") or {}).get("max_concurrent") or {})),
                    delivery=_delivery_policy(merged["delivery"], source),
-                   emergency=_emergency_policy(merged["emergency"], source),
+                   emergency=emergency_policy(merged["emergency"], source),
                    source=source,
                    raw=MappingProxyType(dict(merged)))
 
@@ -378,42 +337,3 @@ def _type_policy(name: str, spec: Mapping[str, Any], source: str) -> TypePolicy:
     return TypePolicy(name=name, lead_time=durations["lead_time"], stabilisation=durations["stabilisation"],
                       approvers=MappingProxyType(union), approval_sla=durations["approval_sla"],
                       approver_sets=tuple(MappingProxyType(one) for one in sets))
-
-
-def _emergency_policy(spec: Mapping[str, Any], source: str) -> EmergencyPolicy:
-    values: dict[str, Any] = {d: _duration(spec, "emergency", d, source) for d in EmergencyPolicy.DURATIONS}
-    if not timedelta(minutes=15) <= values["window"] <= timedelta(hours=24):
-        raise PolicyError(source, "emergency.window", "must be from 15m to 24h")
-    for d in EmergencyPolicy.DURATIONS:
-        if values[d] <= timedelta(0):
-            raise PolicyError(source, f"emergency.{d}", "must be longer than zero")
-    bridge = spec.get("bridge")
-    if bridge not in EmergencyPolicy.BRIDGES:
-        raise PolicyError(source, "emergency.bridge", 'must be "channel" or "thread"')
-    pattern = spec.get("channel_name")
-    try:
-        sample = pattern.format(n=1, service="svc") if isinstance(pattern, str) else None
-    except (KeyError, IndexError, ValueError):
-        sample = None
-    if not sample or "{n}" not in pattern:
-        raise PolicyError(source, "emergency.channel_name",
-                          'must be a name pattern with {n} (the release number) and optionally {service}, '
-                          'e.g. "rel-{n}-{service}-emergency"')
-    values["bridge"], values["channel_name"] = bridge, pattern
-    for k, low, high in (("retrospective_business_days", 1, 60), ("frequency_limit", 1, 100),
-                         ("frequency_days", 1, 366)):
-        n = spec.get(k)
-        if not isinstance(n, int) or isinstance(n, bool) or not low <= n <= high:
-            raise PolicyError(source, f"emergency.{k}", f"must be a whole number from {low} to {high}")
-        values[k] = n
-    review = spec.get("quarterly_review")
-    if isinstance(review, date) and not hasattr(review, "hour"):
-        values["quarterly_review"] = review  # TOML's bare date
-    else:
-        try:
-            values["quarterly_review"] = date.fromisoformat(str(review)) if isinstance(review, str) else None
-        except ValueError:
-            values["quarterly_review"] = None
-        if values["quarterly_review"] is None:
-            raise PolicyError(source, "emergency.quarterly_review", 'must be a date like "2027-01-15"')
-    return EmergencyPolicy(**values)
