@@ -13,6 +13,7 @@ within seconds, from the outbox.
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
@@ -20,6 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from commands import announce, bridge
+from commands.approval import describe_set
 from commands.classification import Answers
 from commands.clock import Clock
 from commands.decision import Decision, decide
@@ -238,7 +240,6 @@ def open_emergency(db: Engine, actor: Actor, args: Mapping[str, str | None], clo
              "release channel, saying why)" if policy.emergency.bridge == "channel"
              else "its bridge is being opened as a thread in the release channel")
     sets = r.approver_sets or [r.required_roles]
-    from commands.approval import describe_set
     msg = (f"{r.ref} is open: emergency {r.service} {r.version} for incident {get('incident')}; "
            f"window now to +{_minutes(window)} min. {where[0].upper() + where[1:]}. Next: the assessment "
            f"(/release assess {r.ref} blast_radius=\"…\" rollback=\"…\" scope=confirmed ci=passed), then "
@@ -253,6 +254,5 @@ _INCIDENT = ("the reference (an id or a URL) of the production incident this fix
 
 def channel_name(policy: Policy, release: Release) -> str:
     """The bridge channel's name as the policy pattern makes it: lowercased, Slack's characters, 80 at most."""
-    import re
     name = policy.emergency.channel_name.format(n=release.id, service=release.service).lower()
     return re.sub(r"[^a-z0-9_-]", "-", name)[:80]

@@ -161,3 +161,25 @@ def test_bad_emergency_values_are_refused_at_start_up(spec, key):
     with pytest.raises(PolicyError) as info:
         Policy.from_mapping({"emergency": spec}, source="t.toml")
     assert info.value.key == key
+
+
+# --- rendering ---------------------------------------------------------------------------------------------------
+
+def test_the_approval_message_shows_each_set_and_which_one_approved():
+    from bot.messages.aftercare import thread_note
+    from bot.messages.common import BLOCK_LIMIT, TEXT_LIMIT
+    from bot.messages.release import roles_block
+    from storage.models import Release
+    r = Release(id=7, service="payments", version="hotfix", environment="production", requested_type="emergency",
+                derived_type="emergency", effective_type="emergency", required_roles=UNION, approver_sets=SETS,
+                tz="UTC", duration_minutes=240, summary="x", requester_id="U0DEV", state="pending")
+    waiting = roles_block(r, status(UNION, [go("U0CAB1", "cab")], SETS))["text"]["text"]
+    assert "Any one of these sets approves" in waiting and "*cab* 1/2: <@U0CAB1>" in waiting
+    assert "*release_manager* 0/1: waiting" in waiting and len(waiting) <= TEXT_LIMIT
+    done = roles_block(r, status(UNION, [go("U0RM", "release_manager"), go("U0EL", "engineering_lead")], SETS))
+    assert "Approved by the set *release_manager + engineering_lead*" in done["text"]["text"]
+    text, blocks = thread_note("approved", r, {"approver_set": "cab ×2"})
+    assert "approved* by the approver set cab ×2" in text and (blocks is None or len(blocks) <= BLOCK_LIMIT)
+    # a single set keeps the old rendering
+    single = roles_block(r, status({"release_manager": 1}, []))["text"]["text"]
+    assert "Any one" not in single and "*release_manager* 0/1" in single
