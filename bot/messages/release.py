@@ -63,7 +63,7 @@ def roles_block(r: Release, st: ApprovalStatus) -> dict:
         lines.append(f"{icon} *{role.role}* {len(role.goes)}/{role.needed}: {who}")
     for v in st.nogos:
         lines.append(f":octagonal_sign: *No-go* from {mention(v.voter_id)} ({v.role}): {esc(v.note or '')}")
-    return section("*Required approvals*\n" + "\n".join(lines))
+    return section(clip("*Required approvals*\n" + "\n".join(lines)))
 
 
 def deployment_text(d: Deployment) -> str:
