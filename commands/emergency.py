@@ -244,8 +244,11 @@ def open_emergency(db: Engine, actor: Actor, args: Mapping[str, str | None], clo
            f"window now to +{_minutes(window)} min. {where[0].upper() + where[1:]}. Next: the assessment "
            f"(/release assess {r.ref} blast_radius=\"…\" rollback=\"…\" scope=confirmed ci=passed), then "
            f"co-approval by {' or '.join(describe_set(s) for s in sets)}.")
-    rest = out.message.split(" as emergency.", 1)[1].strip() if " as emergency." in out.message else ""
-    return Outcome(msg + (" " + rest if rest else ""), r, changed=True, data=out.data)
+    if out.data.get("flags"):
+        # a blackout (executive override, QMS 5.1) or a conflict (release manager) still holds it
+        msg += (" Planning checks flagged it, so it cannot be approved until the flags are overridden: "
+                + "; ".join(out.data["flags"]) + ".")
+    return Outcome(msg, r, changed=True, data=out.data)
 
 
 _INCIDENT = ("the reference (an id or a URL) of the production incident this fixes, e.g. incident=INC-4211; "

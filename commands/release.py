@@ -258,7 +258,7 @@ def request_release(db: Engine, actor: Actor, raw: Mapping[str, str | None], ans
         msg += (f" The answers make it {release.derived_type}; {release.requested_type} alone would drop "
                 f"{', '.join(c.missing)}. This is recorded as a misclassification and the controls of both types "
                 f"apply unless a release manager accepts it (/release accept {release.ref} reason=…).")
-    return Outcome(msg, release, changed=True)
+    return Outcome(msg, release, changed=True, data={"flags": [f.detail for f in flags]})
 
 
 def _new_release(d: Draft, c: Classification, actor: Actor, now: datetime, request_key: str | None) -> Release:
