@@ -4,6 +4,8 @@
     POST /api/v1/releases/REL-n/deployments   {"status": "started"|"succeeded"|"failed"|"rolled_back",
                                                "actor": …, "artifact": …, "commit": …, "pipeline_url": …,
                                                "checklist": {"monitoring": true, …}, "note": …}
+    POST /api/v1/releases/REL-n/assessment    {"ci": "passed"}   (an emergency's assessment item, QMS 4.6:
+                                               the automated CI checks passed; recorded as the pipeline)
 
 Each pipeline has its own bearer token (RELEASEBOT_API_TOKENS); only the
 tokens' sha256 digests are kept, with what each token allows (environments,
@@ -27,6 +29,7 @@ from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import parse_qs
 
 from commands.deploy import CHECKLIST, Deployer, check_gate, pipeline_identity, release_state
+from commands.emergency import assess
 from commands.errors import CouldNotCheck, InputError, NotFound
 from commands.pipeline import STATUSES, Report, report_deployment
 from commands.text import UNSTORABLE, parse_ref, unstorable_field
@@ -40,8 +43,8 @@ from bot.times import iso_all
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
-_ROUTE = re.compile(r"^/api/v1/releases/([^/]+)/(gate|deployments)/?$")
-_METHOD = {"gate": "GET", "deployments": "POST"}
+_ROUTE = re.compile(r"^/api/v1/releases/([^/]+)/(gate|deployments|assessment)/?$")
+_METHOD = {"gate": "GET", "deployments": "POST", "assessment": "POST"}
 CHECK_KEYS = tuple(key for key, _ in CHECKLIST)
 _BODY_FIELDS = {"status", "actor", "artifact", "commit", "pipeline_url", "checklist", "note"}
 _URL = re.compile(r"https?://\S+")
@@ -118,8 +121,8 @@ def authenticate(token_hashes: Mapping[str, ApiToken], header: str) -> ApiToken:
 def _route(svc: Services, pipeline: ApiToken, method: str, path: str, environ) -> Response:
     m = _ROUTE.match(path)
     if not m:
-        raise ApiError(404, f"no such endpoint: {path}; use /api/v1/releases/REL-n/gate or "
-                            "/api/v1/releases/REL-n/deployments")
+        raise ApiError(404, f"no such endpoint: {path}; use /api/v1/releases/REL-n/gate, "
+                            "/api/v1/releases/REL-n/deployments or /api/v1/releases/REL-n/assessment")
     ref, what = m.groups()
     if method != _METHOD[what]:
         raise ApiError(405, f"{path} takes {_METHOD[what]}, not {method}", [("Allow", _METHOD[what])])
@@ -132,6 +135,8 @@ def _route(svc: Services, pipeline: ApiToken, method: str, path: str, environ) -
     try:
         if what == "gate":
             return _gate(svc, pipeline, release_id, environ)
+        if what == "assessment":
+            return _assessment(svc, pipeline, release_id, environ)
         return _report(svc, pipeline, release_id, environ)
     except NotFound:
         raise ApiError(404, f"REL-{release_id} does not exist") from None
@@ -186,6 +191,22 @@ def _report(svc: Services, pipeline: ApiToken, release_id: int, environ) -> Resp
         return Response(409, {"release": ref, "error": out.message})
     code = 201 if status == "started" and out.changed else 200  # 200: a repeat, already recorded
     return Response(code, {"release": ref, "state": out.release.state, "message": out.message})
+
+
+def _assessment(svc: Services, pipeline: ApiToken, release_id: int, environ) -> Response:
+    """The pipeline's part of an emergency's assessment: CI passed. The rest is people's, on the bridge."""
+    body = _json_body(environ)
+    if set(body) != {"ci"} or body["ci"] != "passed":
+        raise ApiError(400, 'the body must be {"ci": "passed"}: a pipeline reports that the automated CI checks '
+                            "passed; blast radius, rollback and scope are recorded on the bridge")
+    out = assess(svc.db, pipeline_identity(pipeline.name), release_id, {"ci": "passed"}, svc.clock, svc.policy,
+                 environments=pipeline.environments)
+    ref = f"REL-{release_id}"
+    if out.refused:
+        return Response(409, {"release": ref, "error": out.message})
+    if out.changed:
+        _kick(svc)
+    return Response(200, {"release": ref, "assessed": bool(out.data.get("assessed")), "message": out.message})
 
 
 def deployer(svc: Services, pipeline: ApiToken, actor: Any) -> Deployer:

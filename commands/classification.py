@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Iterable
 
 from calendars.timeparse import format_duration
+from commands.approval import describe_set, union
 from commands.policy import Policy
 from storage.models import Release
 
@@ -75,22 +76,38 @@ class Controls:
     """What a release is held to. A requested type can add control, never remove it,
     so the controls of several types are their union."""
 
-    required_roles: dict[str, int]
+    required_roles: dict[str, int]  # every role some approver set names, at its largest count
     lead_time: timedelta
     stabilisation: timedelta
     retrospective: bool
     approval_sla: timedelta  # the shorter one: it only times the nudges
+    # the alternative approver sets; any one complete set approves (one set: required_roles itself)
+    approver_sets: tuple[dict[str, int], ...] = ()
+    # QMS 4.6: the emergency track's own controls (a bridge, an assessment before co-approval, tracked
+    # deferred steps), which no other type's include however many approvers it asks for
+    emergency_track: bool = False
+
+    def sets(self) -> tuple[dict[str, int], ...]:
+        return self.approver_sets or (dict(self.required_roles),)
 
     def missing(self, other: "Controls") -> tuple[str, ...]:
         """What `other` asks for that these controls do not: empty when these include all of it."""
-        out = [f"{n} {role} approval{'s' if n > 1 else ''}" for role, n in other.required_roles.items()
-               if self.required_roles.get(role, 0) < n]
+        mine, theirs = self.sets(), other.sets()
+        if len(mine) == 1 and len(theirs) == 1:
+            out = [f"{n} {role} approval{'s' if n > 1 else ''}" for role, n in other.required_roles.items()
+                   if self.required_roles.get(role, 0) < n]
+        else:
+            # Included when every way these approve also satisfies some set of the other's.
+            covered = all(any(_includes(m, t) for t in theirs) for m in mine)
+            out = [] if covered else ["approval by " + " or ".join(describe_set(t) for t in theirs)]
         if self.lead_time < other.lead_time:
             out.append(f"lead time {format_duration(other.lead_time)}")
         if self.stabilisation < other.stabilisation:
             out.append(f"stabilisation {format_duration(other.stabilisation)}")
         if other.retrospective and not self.retrospective:
             out.append("a retrospective")
+        if other.emergency_track and not self.emergency_track:
+            out.append("the emergency track (bridge, assessment, deferred steps)")
         return tuple(out)
 
 
@@ -119,16 +136,32 @@ def controls(policy: Policy, what: "Release | str | Iterable[str]", answers: Ans
     else:
         names = tuple(what)
     types = [policy.type(n) for n in names]
-    roles: dict[str, int] = {}
+    # Combined per alternative: each way of approving the union takes one set from every type, so a
+    # stricter requested type only adds control (its roles join every alternative of the derived type).
+    sets: list[dict[str, int]] = [{}]
     for t in types:
-        for role, n in t.approvers.items():
-            roles[role] = max(roles.get(role, 0), n)
+        sets = [union((s, dict(one))) for s in sets for one in t.approver_sets]
     if answers is not None and needs_security(answers):
-        roles.setdefault("security", 1)
-    return Controls(required_roles=roles, lead_time=max(t.lead_time for t in types),
+        sets = [{**s, "security": s.get("security", 1)} for s in sets]  # security joins every set
+    sets = _minimal(sets)
+    return Controls(required_roles=union(sets), lead_time=max(t.lead_time for t in types),
                     stabilisation=max(t.stabilisation for t in types),
                     retrospective=any(n in policy.deployment.retrospective_types for n in names),
-                    approval_sla=min(t.approval_sla for t in types))
+                    approval_sla=min(t.approval_sla for t in types),
+                    approver_sets=tuple(sets) if len(sets) > 1 else (), emergency_track="emergency" in names)
+
+
+def _includes(big: dict[str, int], small: dict[str, int]) -> bool:
+    return all(big.get(r, 0) >= n for r, n in small.items())
+
+
+def _minimal(sets: list[dict[str, int]]) -> list[dict[str, int]]:
+    """Drop duplicates and any set that includes another: the smaller one approves first anyway."""
+    out: list[dict[str, int]] = []
+    for s in sets:
+        if s not in out:
+            out.append(s)
+    return [s for s in out if not any(o is not s and o != s and _includes(s, o) for o in out)]
 
 
 @dataclass(frozen=True)
@@ -143,6 +176,10 @@ class Classification:
     @property
     def required_roles(self) -> dict[str, int]:
         return dict(self.controls.required_roles)
+
+    @property
+    def approver_sets(self) -> list[dict[str, int]] | None:
+        return [dict(s) for s in self.controls.approver_sets] or None
 
 
 def classify(policy: Policy, answers: Answers | None, requested: str | None) -> Classification:

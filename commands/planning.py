@@ -122,12 +122,18 @@ def check(session: Session, policy: Policy, *, service: str, environment: str, r
           start: datetime, end: datetime, requested_at: datetime, exclude: int | None = None) -> list[Flag]:
     flags = []
     lead = controls(policy, release_type).lead_time
-    if start - requested_at < lead:
+    # QMS 4.6: an emergency bypasses planning: its window opens when it is requested, so neither lead
+    # time nor the planned deployment windows apply. Blackouts and conflicts still do: QMS 5.1 names no
+    # exception to the executive's override of a blackout, and two changes to one service at once
+    # are a risk an incident does not remove. A requested type joining it (track "emergency+minor")
+    # keeps its own planning checks: a stricter choice only adds control.
+    planned = release_type != "emergency"
+    if planned and start - requested_at < lead:
         flags.append(Flag("lead_time", f"starts {format_duration(max(start - requested_at, timedelta(0)))} after "
                                        f"it was planned; a {release_type} release needs at least "
                                        f"{format_duration(lead)} (QMS 3.7)"))
     windows = policy.calendar.windows.get(environment)
-    if windows is not None and not windows.contains(start, end):
+    if planned and windows is not None and not windows.contains(start, end):
         flags.append(Flag("window", f"falls outside the {environment} deployment windows ({windows.describe()})",
                           f"window:{environment}"))
     seen = set()
@@ -174,7 +180,7 @@ def _saturated(windows: list[tuple[datetime, datetime]], limit: int) -> list[tup
 
 
 # Start and end only, as stored (storage.scan), in start order,
-# straight from the covering window indexes (migration 0015): on a full calendar these read tens of
+# straight from the covering window indexes (migration 0012): on a full calendar these read tens of
 # thousands of windows per search, and building entities or processing each timestamp was nearly all
 # of its cost.
 _HOLDING = (Release.state.in_(SCHEDULED), Release.start_at > bindparam("lo"), Release.start_at < bindparam("end"),

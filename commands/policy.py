@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 from calendars.timeparse import TimeInputError, parse_duration, zone
 from calendars.windows import DeploymentWindows, parse_clock, parse_days
+from commands.emergency_policy import EMERGENCY_DEFAULTS, EmergencyPolicy, emergency_policy
 
 RELEASE_TYPES = ("major", "minor", "patch", "security", "emergency", "infrastructure")
 ROLES = (
@@ -43,8 +44,11 @@ DEFAULTS: dict[str, Any] = {
                   "approvers": {"engineering_lead": 1, "qa_lead": 1}},
         "security": {"lead_time": "4h", "stabilisation": "30m", "approval_sla": "4h",
                      "approvers": {"security": 1, "release_manager": 1}},
+        # §3.7: "Emergency CAB, or Release Manager + Engineering Lead if the CAB is unavailable":
+        # alternative approver sets, any one complete set approves. Lead time is not checked for an
+        # emergency opened now (§4.6 bypasses planning); see commands.planning.check.
         "emergency": {"lead_time": "1h", "stabilisation": "30m", "approval_sla": "30m",
-                      "approvers": {"release_manager": 1, "engineering_lead": 1}},
+                      "approvers": [{"cab": 2}, {"release_manager": 1, "engineering_lead": 1}]},
         "infrastructure": {"lead_time": "3d", "stabilisation": "24h", "approval_sla": "4h",
                            "approvers": {"platform_lead": 1}},
     },
@@ -73,8 +77,7 @@ DEFAULTS: dict[str, Any] = {
     # How long a message Slack keeps refusing with a retryable error (5xx, 429, timeouts) is retried
     # before it is dead-lettered and stops holding up the release's later messages.
     "delivery": {"dead_letter_after": "24h"},
-    # QMS 4.6: an emergency is worked on a bridge, a channel of its own (or a thread in the release channel).
-    "emergency": {"bridge": "channel", "channel_name": "rel-{n}-{service}-emergency"},
+    "emergency": dict(EMERGENCY_DEFAULTS),  # commands/emergency_policy.py
 }
 # tables whose keys are names the operator chooses (people's roles, environments)
 _OPEN_TABLES = ("roles.", "calendar.max_concurrent.", "calendar.windows.")
@@ -94,8 +97,15 @@ class TypePolicy:
     name: str
     lead_time: timedelta
     stabilisation: timedelta
-    approvers: Mapping[str, int]
+    approvers: Mapping[str, int]  # every role any set names, at its largest count (for listing roles)
     approval_sla: timedelta = timedelta(hours=4)
+    # Alternative approver sets (QMS 3.7 emergency: CAB, or RM + EL): any one complete set approves.
+    # The single-table form of policy.toml is one set.
+    approver_sets: tuple[Mapping[str, int], ...] = ()
+
+    def __post_init__(self):
+        if not self.approver_sets:
+            object.__setattr__(self, "approver_sets", (self.approvers,))
 
 
 @dataclass(frozen=True)
@@ -139,12 +149,6 @@ class DeliveryPolicy:
     # Shorter would give up within a few backoff steps (they grow to 15 minutes); longer
     # would hold a release's announcements back for weeks.
     BOUNDS = (timedelta(minutes=15), timedelta(days=30))
-
-
-@dataclass(frozen=True)
-class EmergencyPolicy:
-    bridge: str = "channel"  # channel | thread
-    channel_name: str = "rel-{n}-{service}-emergency"  # {n}: the release number, {service}: its service
 
 
 @dataclass(frozen=True)
@@ -198,7 +202,7 @@ class Policy:
                    calendar=_calendar_policy(merged["calendar"], tuple(envs), source,
                                              set((data.get("calendar") or {}).get("max_concurrent") or {})),
                    delivery=_delivery_policy(merged["delivery"], source),
-                   emergency=_emergency_policy(merged["emergency"], source),
+                   emergency=emergency_policy(merged["emergency"], source),
                    source=source,
                    raw=MappingProxyType(dict(merged)))
 
@@ -282,21 +286,6 @@ def _delivery_policy(spec: Mapping[str, Any], source: str) -> DeliveryPolicy:
     return DeliveryPolicy(dead_letter_after=after)
 
 
-def _emergency_policy(spec: Mapping[str, Any], source: str) -> EmergencyPolicy:
-    bridge = spec.get("bridge")
-    if bridge not in ("channel", "thread"):
-        raise PolicyError(source, "emergency.bridge", 'must be "channel" or "thread"')
-    name = spec.get("channel_name")
-    try:
-        ok = isinstance(name, str) and bool(name.format(n=1, service="x").strip())
-    except (KeyError, IndexError, ValueError):
-        ok = False
-    if not ok:
-        raise PolicyError(source, "emergency.channel_name",
-                          'must be a name pattern using {n} and {service}, like "rel-{n}-{service}-emergency"')
-    return EmergencyPolicy(bridge=bridge, channel_name=name)
-
-
 def _calendar_policy(spec: Mapping[str, Any], envs: tuple[str, ...], source: str,
                      operator_limits: set[str]) -> CalendarPolicy:
     limits = {}
@@ -339,12 +328,30 @@ def _type_policy(name: str, spec: Mapping[str, Any], source: str) -> TypePolicy:
     key = f"types.{name}"
     durations = {d: _duration(spec, key, d, source) for d in ("lead_time", "stabilisation", "approval_sla")}
     approvers = spec.get("approvers")
-    if not isinstance(approvers, dict) or not approvers:
-        raise PolicyError(source, f"{key}.approvers", "must be a table like { release_manager = 1, qa_lead = 1 }")
-    for role, count in approvers.items():
-        if role not in ROLES:
-            raise PolicyError(source, f"{key}.approvers.{role}", f"unknown role; roles are {', '.join(ROLES)}")
-        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            raise PolicyError(source, f"{key}.approvers.{role}", "must be a whole number of people, 1 or more")
+    form = ("must be a table like { release_manager = 1, qa_lead = 1 }, or a list of alternative sets like "
+            "[{ cab = 2 }, { release_manager = 1, engineering_lead = 1 }]")
+    if isinstance(approvers, dict):
+        given, where = [approvers], [f"{key}.approvers"]
+    elif isinstance(approvers, list) and approvers:
+        given, where = approvers, [f"{key}.approvers[{i}]" for i in range(len(approvers))]
+    else:
+        raise PolicyError(source, f"{key}.approvers", form)
+    sets: list[dict[str, int]] = []
+    for one, at in zip(given, where):
+        if not isinstance(one, dict) or not one:
+            raise PolicyError(source, at, form)
+        for role, count in one.items():
+            if role not in ROLES:
+                raise PolicyError(source, f"{at}.{role}", f"unknown role; roles are {', '.join(ROLES)}")
+            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                raise PolicyError(source, f"{at}.{role}", "must be a whole number of people, 1 or more")
+        if dict(one) in sets:
+            raise PolicyError(source, at, "the same approver set is listed twice")
+        sets.append(dict(one))
+    union: dict[str, int] = {}
+    for one in sets:
+        for role, count in one.items():
+            union[role] = max(union.get(role, 0), count)
     return TypePolicy(name=name, lead_time=durations["lead_time"], stabilisation=durations["stabilisation"],
-                      approvers=MappingProxyType(dict(approvers)), approval_sla=durations["approval_sla"])
+                      approvers=MappingProxyType(union), approval_sla=durations["approval_sla"],
+                      approver_sets=tuple(MappingProxyType(one) for one in sets))

@@ -18,7 +18,7 @@ from calendars.timeparse import zone
 from commands import announce, emergency, planning, replan
 from commands.approval import CastVote, status
 from commands.decision import decide
-from commands.classification import Answers, Classification, classify, controls, track
+from commands.classification import Answers, Classification, classify, controls, needs_security, track
 from commands.clock import Clock
 from commands.errors import FieldErrors, InputError, NotFound, Refused, required_reason
 from commands.outcome import Actor, Outcome
@@ -37,7 +37,7 @@ def snapshot(r: Release) -> dict[str, Any]:
         "misclassified": r.misclassified, "required_roles": dict(r.required_roles),
         "start_at": r.start_at, "end_at": r.end_at, "tz": r.tz, "summary": r.summary, "risk": r.risk,
         "rollback_plan": r.rollback_plan, "links": r.links, "state": r.state, "round": r.round,
-    }
+    } | ({"approver_sets": [dict(one) for one in r.approver_sets]} if r.approver_sets else {})
 
 
 # Built once; these run on every vote and every delivery.
@@ -64,7 +64,8 @@ def current_votes(session: Session, release: Release) -> list[Vote]:
 
 def approval_of(session: Session, release: Release):
     votes = current_votes(session, release)
-    return status(release.required_roles, [CastVote(v.voter_id, v.role, v.decision, v.note) for v in votes])
+    return status(release.required_roles, [CastVote(v.voter_id, v.role, v.decision, v.note) for v in votes],
+                  release.approver_sets)
 
 
 def touch(release: Release, now: datetime) -> None:
@@ -78,15 +79,23 @@ def settle(session: Session, release: Release, actor: str, now: datetime) -> str
         return None
     # Votes alone do not approve a release whose window failed a planning check:
     # it needs a clean window or a written override first.
-    approved = approval_of(session, release).approved and not planning.blocking(planning.open_flags(session, release.id))
+    st = approval_of(session, release)
+    approved = st.approved and not planning.blocking(planning.open_flags(session, release.id))
+    em = emergency.of(session, release) if release.effective_type == "emergency" else None
+    if approved and em is not None and em.assessed_at is None:
+        approved = False  # QMS 4.6: co-approval follows the assessment (votes before it are refused)
     if approved and release.state == PENDING:
         before = snapshot(release)
         release.state = APPROVED
         release.approval_seq += 1
+        which = st.approver_set
+        extra = emergency.approved(session, em, which, now) if em is not None else {}
         audit.record(session, actor=actor, action="approved", release_id=release.id, at=now,
-                     before=before, after=snapshot(release),
-                     reason="every required role has a Go and no No-go stands")
-        announce.note(session, release, "approved", now, key_suffix=str(release.approval_seq))
+                     before=before, after=snapshot(release) | {"approver_set": which} | extra,
+                     reason=(f"the approver set {which} is complete" if which else "every required role has a Go")
+                     + " and no No-go stands")
+        announce.note(session, release, "approved", now, key_suffix=str(release.approval_seq),
+                      **({"approver_set": which} if which else {}))
         return "approved"
     if not approved and release.state == APPROVED:
         before = snapshot(release)
@@ -231,7 +240,9 @@ def request_release(db: Engine, actor: Actor, raw: Mapping[str, str | None], ans
             announce.approval_message(session, release, now)
             schedule_nudge(session, release, now, policy)
             if release.effective_type == "emergency":
-                emergency.opened(session, release, actor.user_id, now, incident=(raw.get("incident") or "").strip())
+                emergency.opened(session, release, actor.user_id, now, incident=draft.incident or "",
+                                 security=needs_security(draft.answers) if draft.answers else False,
+                                 policy=policy)
                 _emergency_frequency(session, release, actor.user_id, now)
     except IntegrityError:
         # Two deliveries of the same request raced; the other one created it.
@@ -248,7 +259,7 @@ def request_release(db: Engine, actor: Actor, raw: Mapping[str, str | None], ans
         msg += (f" The answers make it {release.derived_type}; {release.requested_type} alone would drop "
                 f"{', '.join(c.missing)}. This is recorded as a misclassification and the controls of both types "
                 f"apply unless a release manager accepts it (/release accept {release.ref} reason=…).")
-    return Outcome(msg, release, changed=True, data=window_data(draft))
+    return Outcome(msg, release, changed=True, data={**window_data(draft), "flags": [f.detail for f in flags]})
 
 
 def _new_release(d: Draft, c: Classification, actor: Actor, now: datetime, request_key: str | None) -> Release:
@@ -257,7 +268,7 @@ def _new_release(d: Draft, c: Classification, actor: Actor, now: datetime, reque
         requested_type=c.requested, derived_type=c.derived, effective_type=c.effective,
         classification_answered=d.answers is not None,
         answers=d.answers.as_dict() if d.answers is not None else {},
-        misclassified=c.misclassified, required_roles=c.required_roles,
+        misclassified=c.misclassified, required_roles=c.required_roles, approver_sets=c.approver_sets,
         start_at=d.start_at, end_at=d.end_at, tz=d.tz, duration_minutes=int(d.duration.total_seconds() // 60),
         summary=d.summary, risk=d.risk, rollback_plan=d.rollback, links=d.links,
         requester_id=actor.user_id, state=PENDING, created_at=now, updated_at=now,
@@ -398,7 +409,9 @@ def accept_misclassification(db: Engine, actor: Actor, release_id: int, reason: 
         release = d.release
         release.effective_type = release.requested_type
         release.misclassification_accepted_by, release.misclassification_reason = actor.user_id, reason
-        release.required_roles = dict(controls(policy, release).required_roles)
+        ctl = controls(policy, release)
+        release.required_roles = dict(ctl.required_roles)
+        release.approver_sets = [dict(one) for one in ctl.approver_sets] or None
         ev = d.record("misclassification_accepted", reason=reason)
         # Another type means another lead time; the window was planned when the release was requested,
         # unless it has been rescheduled since.

@@ -43,8 +43,11 @@ def due(session: Session, row: Outbox, policy: Policy) -> Notice | Skip:
     if what == "approval_nudge":
         if release.state != PENDING or release.round != row.payload.get("round"):
             return Skip(f"no longer waiting for votes ({release.state}, round {release.round})")
-        missing = approval_of(session, release).missing()
-        return Notice(release, what, roles=tuple(missing), detail={"missing": missing})
+        st = approval_of(session, release)
+        missing = st.missing()
+        # with alternative sets: "cab ×2 or release_manager + engineering_lead", not every role at once
+        extra = {"missing_text": st.missing_text()} if st.alternatives else {}
+        return Notice(release, what, roles=tuple(missing), detail={"missing": missing, **extra})
     if what in ("followup", "followup_escalation", "retrospective_soon", "retrospective_due"):
         kind = "followup" if what.startswith("followup") else "retrospective"
         task = session.exec(select(Task).where(Task.release_id == release.id, Task.kind == kind)).first()

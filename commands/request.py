@@ -14,7 +14,9 @@ from commands.text import UNSTORABLE, did_you_mean, nearest, unstorable, when
 
 REQUIRED = ("service", "version", "type", "start", "tz", "duration", "summary")
 _SERVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
-_LIMITS = {"version": 200, "summary": 2000, "risk": 2000, "rollback": 2000, "links": 2000}
+_LIMITS = {"version": 200, "summary": 2000, "risk": 2000, "rollback": 2000, "links": 2000, "incident": 500}
+INCIDENT_REQUIRED = ("an emergency answers a production incident (QMS 4.6 reserves the track for incident "
+                     "response): give the incident's reference, an id or a URL, e.g. incident=INC-4211")
 # A start a moment ago is someone typing "now"; an hour ago is a mistake.
 _PAST_GRACE = timedelta(minutes=5)
 # How far from now a release or a blackout may start (blackouts: either way). Planning years out is a
@@ -38,6 +40,7 @@ class Draft:
     links: str | None
     answers: Answers | None  # None only for an edit, which leaves the classification alone
     note: str | None = None  # how an ambiguous start was read, said back with the window
+    incident: str | None = None  # the incident an emergency answers (an id or URL)
 
     @property
     def end_at(self) -> datetime:
@@ -104,6 +107,8 @@ def validate(raw: Mapping[str, str | None], answers: Answers | None, policy: Pol
     elif classify and rtype == "emergency" and not answers.incident:
         errors["type"] = ("emergency is reserved for incident response (QMS 4.6): answer yes to "
                           "'Responds to a production incident or outage?' (flag incident), or choose another type")
+    elif classify and answers.incident and not get("incident"):
+        errors["incident"] = INCIDENT_REQUIRED
     env = get("env") or policy.default_environment
     if env not in policy.environments:
         errors["env"] = (f"'{env}' is not an environment; environments are {', '.join(policy.environments)}"
@@ -142,7 +147,8 @@ def validate(raw: Mapping[str, str | None], answers: Answers | None, policy: Pol
         raise FieldErrors(errors)
     return Draft(service=service, version=version, requested_type=rtype, environment=env, start_at=start_at,
                  duration=duration, tz=tz, summary=get("summary"), risk=get("risk") or None,
-                 rollback=get("rollback") or None, links=get("links") or None, answers=answers, note=note)
+                 rollback=get("rollback") or None, links=get("links") or None, answers=answers, note=note,
+                 incident=get("incident") or None)
 
 
 def start_prefill(text: str | None, tz: str, now: datetime, locale: str | None = None) -> tuple[str | None, str]:

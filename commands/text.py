@@ -15,7 +15,12 @@ USAGE: dict[str, str] = {
     "request": '/release request service=payments version=2.3.1 type=minor start="2026-12-01 14:00" '
                'tz=Europe/London duration=60m summary="Add refunds" '
                "flags=feature,sensitive,…|none [env=production] [risk=…] [rollback=…] [links=…]"
-               "   (flags: the yes answers, or none; without them the form opens)",
+               "   (flags: the yes answers, or none; without them the form opens; with flags=incident also "
+               "incident=INC-…)",
+    "emergency": '/release emergency service=payments incident=INC-4211 summary="Stop double charges" '
+                 "[version=…] [security=yes] [env=production]   (QMS 4.6: the window opens now)",
+    "assess": '/release assess REL-12 [blast_radius="…"] [rollback="…"] [scope=confirmed] [ci=passed]   '
+              "(an emergency's assessment, any subset at a time)",
     "go": "/release go REL-12 [note=…] [role=qa_lead]",
     "nogo": '/release nogo REL-12 reason="…" [role=qa_lead]',
     "withdraw": "/release withdraw REL-12",
@@ -52,6 +57,8 @@ HELP_TOPICS = ("request", "approve", "deploy", "after", "calendar", "admin")
 _KEYS: dict[str, set[str]] = {
     "request": {"service", "version", "type", "start", "tz", "duration", "summary", "env", "environment",
                 "flags", "risk", "rollback", "links", "incident"},
+    "emergency": {"service", "incident", "summary", "version", "security", "env", "environment"},
+    "assess": {"blast_radius", "rollback", "scope", "ci"},
     "go": {"note", "role"},
     "nogo": {"reason", "role"},
     "withdraw": set(),
@@ -81,7 +88,7 @@ _BLACKOUT_KEYS = {
     "list": set(),
     "remove": {"reason"},
 }
-_NEEDS_REF = {"go", "nogo", "withdraw", "show", "cancel", "edit", "accept", "reschedule", "deploy", "rollback",
+_NEEDS_REF = {"assess", "go", "nogo", "withdraw", "show", "cancel", "edit", "accept", "reschedule", "deploy", "rollback",
               "done", "signoff", "followup", "retro", "override"}
 _REF = re.compile(r"^(?:REL-)?(\d+)\Z", re.IGNORECASE | re.ASCII)
 _NUMBER = re.compile(r"^\d+\Z", re.ASCII)

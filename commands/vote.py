@@ -14,7 +14,7 @@ from typing import Mapping
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from commands import announce
+from commands import announce, emergency
 from commands.approval import GO, NOGO, WITHDRAWN, ApprovalStatus
 from commands.clock import Clock
 from commands.decision import Decision, decide
@@ -46,8 +46,14 @@ def choose_role(required: Mapping[str, int], st: ApprovalStatus, actor: Actor, d
         held = [role_hint]
     if decision == NOGO:
         return held[0]
-    open_roles = [r for r in held if (s := st.role(r)) is not None and not s.filled]
+    # With alternative approver sets, a Go fills a role some set still needs; once one set is
+    # complete the release needs no one more.
+    still = st.open_roles()
+    open_roles = [r for r in held if r in still]
     if not open_roles:
+        if st.approver_set:
+            raise Refused(f"The approver set {st.approver_set} has already approved this release; no more Go "
+                          "is needed.", "role_filled")
         taken = ", ".join(f"{r} ({', '.join(st.role(r).goes)})" for r in held)
         raise Refused(f"Your roles are already filled by other people: {taken}.", "role_filled")
     return open_roles[0]
@@ -76,6 +82,8 @@ def cast_vote(db: Engine, actor: Actor, release_id: int, decision: str, clock: C
     def check(d: Decision) -> tuple[Vote | None, str]:
         mine = d.context
         _check_can_vote(d.release, actor)
+        if decision == GO:
+            _check_assessed(d.session, d.release)
         if mine and mine.decision == GO and decision == NOGO:
             return mine, mine.role  # changing one's mind keeps the seat
         return mine, choose_role(d.release.required_roles, approval_of(d.session, d.release), actor, decision,
@@ -140,6 +148,18 @@ def _check_can_vote(release: Release, actor: Actor) -> None:
     if actor.user_id == release.requester_id:
         raise Refused(f"You requested {release.ref}, so you cannot vote on it: the requester never approves "
                       "their own release.", "requester")
+
+
+def _check_assessed(session: Session, release: Release) -> None:
+    """QMS 4.6: an emergency is co-approved after its assessment, so a Go before it is refused (audited,
+    naming what is missing). A No-go is always heard."""
+    if release.effective_type != "emergency":
+        return
+    em = emergency.of(session, release)
+    if em is not None and em.assessed_at is None:
+        missing = emergency.missing_items(em)
+        raise Refused(f"{release.ref} is an emergency: co-approval follows the assessment (QMS 4.6), which still "
+                      f"needs {', '.join(missing)} (/release assess {release.ref} …).", "assessment_incomplete")
 
 
 def _word(decision: str) -> str:

@@ -67,7 +67,9 @@ class Release(SQLModel, table=True):
     misclassified: bool = False
     misclassification_accepted_by: Optional[str] = Field(default=None, max_length=40)
     misclassification_reason: Optional[str] = _text()
-    required_roles: dict = _json()
+    required_roles: dict = _json()  # with alternative sets: every role some set names, at its largest count
+    # alternative approver sets (QMS 3.7 emergency: CAB, or RM + EL); null: required_roles is the one set
+    approver_sets: Optional[list] = Field(default=None, sa_column=Column(JSON, nullable=True))
     start_at: datetime = _ts(nullable=False)
     end_at: datetime = _ts(nullable=False)
     tz: str = Field(max_length=64)
@@ -369,6 +371,9 @@ class Emergency(SQLModel, table=True):
     ci_passed_by: Optional[str] = Field(default=None, max_length=200)
     ci_passed_at: Optional[datetime] = _ts(nullable=True)
     assessed_at: Optional[datetime] = _ts(nullable=True)
+    # the targets it was opened under (QMS 4.6 assessment < 15 min, 4.2 emergency approval < 30 min)
+    assessment_target_minutes: Optional[int] = None
+    approval_target_minutes: Optional[int] = None
     approved_at: Optional[datetime] = _ts(nullable=True)
     approver_set: Optional[str] = Field(default=None, max_length=200)  # which alternative set approved
     # validation: the on-call engineer confirms the incident is resolved and no new error patterns appeared

@@ -9,6 +9,7 @@ from slack_bolt import App
 from slack_sdk.errors import SlackApiError
 
 from commands.classification import Answers
+from commands.emergency import assess, open_emergency
 from commands.errors import FieldErrors, InputError
 from commands.outcome import Actor, Outcome
 from commands.record import list_releases, show_release
@@ -71,6 +72,9 @@ def register(app: App, svc: Services) -> None:
         user = body["user_id"]
         if cmd.name == "request":
             _request(svc, cmd, body, tell, client)
+        elif cmd.name == "emergency":
+            run(svc, tell, lambda: open_emergency(svc.db, Actor(user), cmd.args, svc.clock, svc.policy,
+                                                  request_key=f"cmd:{body.get('trigger_id')}"))
         elif cmd.name == "deploy":
             deploy.open_form(svc, client, body["trigger_id"], cmd.release_id, body.get("channel_id", ""), tell,
                              "deploy", user, body=body)
@@ -263,6 +267,8 @@ def _change(svc: Services, cmd: ParsedCommand, user: str, client) -> Outcome:
         return cast_vote(svc.db, actor, rid, "nogo", svc.clock, note=a.get("reason"), role_hint=a.get("role"))
     if cmd.name == "withdraw":
         return withdraw_vote(svc.db, actor, rid, svc.clock)
+    if cmd.name == "assess":
+        return assess(svc.db, actor, rid, a, svc.clock, svc.policy)
     if cmd.name == "cancel":
         return cancel_release(svc.db, actor, rid, a.get("reason", ""), svc.clock, svc.policy)
     if cmd.name == "edit":

@@ -73,6 +73,8 @@ def thread_note(event: str, r: Release, payload: dict) -> tuple[str, list[dict] 
     text = template.format(ref=r.ref, reason=esc(r.cancel_reason or ""),
                            deployer=mention(payload.get("deployer", "")), by=mention(payload.get("by", "")),
                            why=esc(payload.get("reason", "")), detail=esc(payload.get("detail", "")))
+    if event == "approved" and payload.get("approver_set"):
+        text = f"{r.ref} is *approved* by the approver set {esc(payload['approver_set'])}; no No-go stands."
     if event == "deployment_started":
         return text, [section(text), outcome_buttons(r)]
     return text, None
@@ -103,7 +105,7 @@ def reminder(n: Notice, policy: Policy) -> tuple[str, list[dict]]:
     end = n.detail.get("window_end")
     text = _REMINDER_TEXT.get(n.what, "{ref}: reminder").format(
         ref=r.ref, due=date(due) if due else "", needed=", ".join(n.detail.get("needed", [])),
-        missing=", ".join(f"{role} ×{count}" for role, count in missing.items()),
+        missing=n.detail.get("missing_text") or ", ".join(f"{role} ×{count}" for role, count in missing.items()),
         state=esc(str(n.detail.get("state", "")).replace("_", " ")), end=date(end) if end else "")
     who = " ".join([*(mention(u) for u in n.users), role_mentions(policy, n.roles) if n.roles else ""]).strip()
     blocks = sections(f"{who}\n{text}" if who else text)

@@ -83,6 +83,8 @@ def request_modal(policy: Policy, prefill: Mapping[str, str], answers: Answers, 
         context(f"Derived release type: *{derived}*. Nothing ticked is your answer that every question is no. "
                 "Another type adds its controls to the derived type's; if it would drop any of them, that is "
                 "recorded as a misclassification. Emergency is only for incident response (QMS 4.6)."),
+        *([_text_input("incident", "Incident reference (id or URL)", prefill.get("incident"),
+                       placeholder="INC-4211")] if answers.incident else []),
         {"type": "input", "block_id": "type", "optional": True,
          "label": plain(f"Release type (blank = {derived})"), "element": type_el},
         _text_input("service", "Service", prefill.get("service"), placeholder="payments"),
@@ -110,7 +112,7 @@ def read_request(values: Mapping[str, Mapping[str, Any]], fill_type: bool = True
         return (values.get(block) or {}).get(block) or {}
 
     raw: dict[str, str] = {}
-    for f in ("service", "version", "tz", "duration", "summary", "risk", "rollback", "links"):
+    for f in ("service", "version", "tz", "duration", "summary", "risk", "rollback", "links", "incident"):
         raw[f] = val(f).get("value") or ""
     for f in ("type", "env"):
         raw[f] = (val(f).get("selected_option") or {}).get("value") or ""

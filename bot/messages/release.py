@@ -64,7 +64,19 @@ def record_fields(r: Release, whole: bool = True) -> list[dict]:
 
 def roles_block(r: Release, st: ApprovalStatus) -> dict:
     lines = []
-    for role in st.roles:
+    if st.alternatives:
+        # QMS 3.7: any one complete set approves; say which one did
+        done = st.approver_set
+        lines.append(f"Approved by the set *{done}*." if done else "Any one of these sets approves:")
+        for one in st.sets:
+            parts = []
+            for name, n in one.items():
+                goes = st.role(name).goes
+                who = ", ".join(mention(u) for u in goes) or "waiting"
+                parts.append(f"*{name}* {min(len(goes), n)}/{n}: {who}")
+            icon = ":white_check_mark:" if st.set_complete(one) else ":hourglass_flowing_sand:"
+            lines.append(f"{icon} " + " · ".join(parts))
+    for role in st.roles if not st.alternatives else ():
         icon = ":white_check_mark:" if role.filled else ":hourglass_flowing_sand:"
         who = ", ".join(mention(u) for u in role.goes) or "waiting"
         lines.append(f"{icon} *{role.role}* {len(role.goes)}/{role.needed}: {who}")

@@ -114,6 +114,9 @@ def test_a_retry_after_the_card_was_posted_only_pins_it(bot, db, clock):
 
 def test_the_card_is_updated_in_place_when_a_decision_is_recorded(bot, db):
     e = opened(bot)
+    # the assessment first: an emergency's Go is refused until it is complete (QMS 4.6)
+    bot.command('assess REL-1 blast_radius="payments only" rollback="flag off" scope=confirmed ci=passed',
+                user="U0OPS")
     bot.command("go REL-1", user="U0RM")
     bot.deliver()
     updates = [c for c in bot.emulator.calls_to("chat.update") if c.args["ts"] == e.card_ts]

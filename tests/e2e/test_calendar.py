@@ -25,7 +25,8 @@ def cal_bot(db, clock, policy, emulator):
 
 def req(service="payments", start="2026-12-01 14:00", type_="minor", tz="UTC", duration="60m"):
     flags = {"minor": "feature", "patch": "none", "major": "breaking", "emergency": "incident"}[type_]
-    return (f'request service={service} version=1.0.0 type={type_} flags={flags} start="{start}" tz={tz} '
+    incident = " incident=INC-1" if type_ == "emergency" else ""
+    return (f'request service={service} version=1.0.0 type={type_} flags={flags}{incident} start="{start}" tz={tz} '
             f'duration={duration} '
             f'summary="Change {service}"')
 

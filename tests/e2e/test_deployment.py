@@ -301,7 +301,7 @@ def test_approval_nudge_after_sla_then_once_per_period_until_approved(bot, db, c
 
 
 def test_emergency_nudge_after_30_minutes(bot, db, clock):
-    bot.command('request service=payments version=2.3.2 type=emergency flags=incident '
+    bot.command('request service=payments version=2.3.2 type=emergency flags=incident incident=INC-1 '
                 'start="2026-11-23 09:30" tz=UTC duration=30m '
                 'summary="Fix outage"', user="U0DEV")
     clock.advance(minutes=30)

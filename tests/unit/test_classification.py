@@ -124,7 +124,9 @@ def test_controls_of_one_type_are_its_policy(p):
 
 def test_controls_of_two_types_are_their_union(p):
     c = controls(p, ("patch", "emergency"))
-    assert c.required_roles == {"engineering_lead": 1, "qa_lead": 1, "release_manager": 1}
+    # combined per alternative: patch's roles join each of emergency's sets
+    assert c.approver_sets == ({"engineering_lead": 1, "qa_lead": 1, "cab": 2},
+                               {"engineering_lead": 1, "qa_lead": 1, "release_manager": 1})
     assert c.lead_time == timedelta(days=2)           # the longer lead time
     assert c.stabilisation == timedelta(minutes=30)
     assert c.retrospective is True                    # emergency owes one, so the union does
@@ -153,7 +155,8 @@ def test_a_release_is_held_to_the_union_until_a_misclassification_is_accepted(p)
 def test_a_cve_fix_for_an_incident_keeps_the_security_engineer(p):
     c = classify(p, ans("cve", "incident"), "emergency")
     assert c.effective == "emergency" and not c.misclassified
-    assert c.required_roles == {"release_manager": 1, "engineering_lead": 1, "security": 1}
+    # security joins every alternative set
+    assert c.approver_sets == [{"cab": 2, "security": 1}, {"release_manager": 1, "engineering_lead": 1, "security": 1}]
 
 
 def test_a_feature_requested_as_security_keeps_the_qa_lead_and_the_lead_time(p):
@@ -202,10 +205,10 @@ def test_a_type_that_drops_a_derived_control_is_misclassified_and_both_apply(p, 
     assert c.misclassified
     assert (c.derived, c.requested, c.effective) == (derived, requested, derived)
     assert c.controls == controls(p, (derived, requested), ans(*keys))
-    for role, n in p.type(derived).approvers.items():
-        assert c.required_roles[role] >= n
-    for role, n in p.type(requested).approvers.items():
-        assert c.required_roles[role] >= n
+    # every way to approve it satisfies one approver set of each type
+    for one in c.controls.sets():
+        for t in (derived, requested):
+            assert any(all(one.get(r, 0) >= n for r, n in alt.items()) for alt in p.type(t).approver_sets)
     assert c.missing  # says what the requested type alone would drop
 
 

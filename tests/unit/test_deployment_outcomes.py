@@ -13,7 +13,7 @@ from commands.errors import InputError
 from commands.vote import cast_vote, withdraw_vote
 from conftest import actor
 from storage.models import Deployment, NonConformance, Outbox, Task
-from unit_support import REQUESTER, actions, counts, events, new_release, outbox_keys, release
+from unit_support import REQUESTER, actions, assessed, counts, events, new_release, outbox_keys, release
 from bot.times import iso_times
 
 UTC = timezone.utc
@@ -32,6 +32,8 @@ def who(user=DEPLOYER, pipeline=None) -> Deployer:
 
 def approved(db, clock, policy, type_="minor", **fields) -> int:
     rid = new_release(db, clock, policy, type=type_, **{**WINDOW, **fields})
+    if type_ == "emergency":
+        assert assessed(db, clock, rid).changed
     for user in VOTERS[type_]:
         assert cast_vote(db, actor(user), rid, "go", clock).changed
     assert release(db, rid).state == "approved"

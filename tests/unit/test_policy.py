@@ -34,11 +34,17 @@ def refused(data) -> PolicyError:
     ("minor", {"release_manager": 1, "qa_lead": 1}),                   # Release Manager + QA Lead
     ("patch", {"engineering_lead": 1, "qa_lead": 1}),                  # Engineering Lead + QA Lead
     ("security", {"security": 1, "release_manager": 1}),               # Security Engineer + Release Manager
-    ("emergency", {"release_manager": 1, "engineering_lead": 1}),      # RM + Engineering Lead if CAB unavailable
+    ("emergency", {"cab": 2, "release_manager": 1, "engineering_lead": 1}),  # the union of the two sets below
     ("infrastructure", {"platform_lead": 1}),                          # Platform Lead (+ Security if network/IAM)
 ])
 def test_default_approvers_match_qms_3_7(rtype, approvers):
     assert dict(Policy.default().type(rtype).approvers) == approvers
+
+
+def test_emergency_is_approved_by_the_cab_or_a_release_manager_with_an_engineering_lead():
+    # QMS 3.7: "Emergency CAB (synchronous) or Release Manager + Engineering Lead if CAB unavailable"
+    sets = [dict(s) for s in Policy.default().type("emergency").approver_sets]
+    assert sets == [{"cab": 2}, {"release_manager": 1, "engineering_lead": 1}]
 
 
 @pytest.mark.parametrize("rtype, lead_time", [
@@ -227,8 +233,13 @@ def test_empty_approvers_table():
 
 
 def test_approvers_that_is_not_a_table():
-    err = refused({"types": {"major": {"approvers": ["cab"]}}})
+    err = refused({"types": {"major": {"approvers": "cab"}}})
     assert err.key == "types.major.approvers"
+
+
+def test_an_approver_set_in_a_list_that_is_not_a_table():
+    err = refused({"types": {"major": {"approvers": ["cab"]}}})
+    assert err.key == "types.major.approvers[0]"
 
 
 def test_unknown_role_in_approvers():

@@ -97,7 +97,8 @@ def test_emergency_without_an_incident_is_refused(p, answers):
 
 
 def test_emergency_for_an_incident_is_accepted(p):
-    assert validate({**RAW, "type": "emergency"}, Answers(incident=True), p, START).requested_type == "emergency"
+    assert validate({**RAW, "type": "emergency", "incident": "INC-1"}, Answers(incident=True), p,
+                    START).requested_type == "emergency"
 
 
 def test_many_wrong_fields_at_once(p):
@@ -224,7 +225,8 @@ def test_environment_must_be_in_the_policy():
 
 @pytest.mark.parametrize("rtype", ["major", "minor", "patch", "security", "emergency", "infrastructure"])
 def test_every_release_type_is_accepted(p, rtype):
-    assert validate({**RAW, "type": rtype}, Answers(incident=True), p, START).requested_type == rtype
+    assert validate({**RAW, "type": rtype, "incident": "INC-1"}, Answers(incident=True), p,
+                    START).requested_type == rtype
 
 
 # --- flags on a one-line request ----------------------------------------------------------------------------------

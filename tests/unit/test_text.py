@@ -244,7 +244,7 @@ def test_a_near_miss_names_what_was_meant(line, says):
 def test_nothing_near_suggests_nothing():
     with pytest.raises(InputError) as err:
         parse_command("xyzzy")
-    assert "Did you mean" not in err.value.message and "request, go" in err.value.message
+    assert "Did you mean" not in err.value.message and "Commands: request, " in err.value.message
 
 
 @pytest.mark.parametrize("line, quoted", [

@@ -29,7 +29,8 @@ _NOT_FOR_PEOPLE = {("release.py", '.strftime("%Y-%m-%d %H:%M"), "tz": release.tz
                    # the request form's picker value, and its hint: plain text under the pickers, where Slack
                    # renders no dates, so it names the zone it read the typed start in
                    ("request.py", 'local = f"{start.local:%Y-%m-%d %H:%M}"'),
-                   ("request.py", 'read as {start.local:%a %d %b %H:%M} {tz}{note}.')}
+                   ("request.py", 'read as {start.local:%a %d %b %H:%M} {tz}{note}.'),
+                   ("emergency.py", '"start": now.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M"), "tz": "UTC",')}
 
 
 def test_commands_no_longer_format_times_for_people():

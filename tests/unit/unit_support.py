@@ -30,6 +30,8 @@ def request(db, clock: Clock, policy: Policy, *, requester: Actor | None = None,
     raw = {**RAW, **fields}
     if answers is None:
         answers = ANSWERS_FOR.get(str(raw.get("type")).strip().lower(), Answers())
+    if answers.incident:
+        raw.setdefault("incident", "INC-1")  # an incident answer names its incident (QMS 4.6)
     return request_release(db, requester or dev(), raw, answers, clock, policy, request_key=request_key)
 
 
@@ -37,6 +39,13 @@ def new_release(db, clock, policy, **kw) -> int:
     out = request(db, clock, policy, **kw)
     assert out.changed and out.release is not None
     return out.release.id
+
+
+def assessed(db, clock: Clock, release_id: int, who: str = "U0OPS") -> Outcome:
+    """An emergency's whole assessment (QMS 4.6), which its co-approval waits for."""
+    from commands.emergency import assess
+    return assess(db, who, release_id, {"blast_radius": "payments only", "rollback": "redeploy 2.3.0",
+                                        "scope": "confirmed", "ci": "passed"}, clock)
 
 
 def release(db, release_id: int) -> Release:

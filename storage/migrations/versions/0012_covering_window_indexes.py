@@ -6,13 +6,13 @@ calendar. With these columns in the index the scan never visits the table
 (measured on SQLite, 100k releases: 139 ms for production's 20,696 windows
 before, 26 ms after).
 
-Revision ID: 0015
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 """
 from alembic import op
 
-revision = "0015"
-down_revision = "0010"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
