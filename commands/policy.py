@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -71,6 +71,14 @@ DEFAULTS: dict[str, Any] = {
     # How long a message Slack keeps refusing with a retryable error (5xx, 429, timeouts) is retried
     # before it is dead-lettered and stops holding up the release's later messages.
     "delivery": {"dead_letter_after": "24h"},
+    # QMS 4.6 emergency track: validation, the deferred steps' deadlines (from the deployment's finish),
+    # and the frequency rule (more than frequency_limit deployments of one service in frequency_days).
+    "emergency": {
+        "min_monitoring": "30m", "extended_monitoring": "24h",
+        "change_request_within": "4h", "planning_within": "24h", "test_review_within": "24h",
+        "docs_within": "24h", "retrospective_business_days": 5,
+        "frequency_limit": 2, "frequency_days": 30, "quarterly_review": "2027-01-15",
+    },
 }
 # tables whose keys are names the operator chooses (people's roles, environments)
 _OPEN_TABLES = ("roles.", "calendar.max_concurrent.", "calendar.windows.")
@@ -129,6 +137,20 @@ class DeliveryPolicy:
 
 
 @dataclass(frozen=True)
+class EmergencyPolicy:
+    min_monitoring: timedelta = timedelta(minutes=30)
+    extended_monitoring: timedelta = timedelta(hours=24)
+    change_request_within: timedelta = timedelta(hours=4)
+    planning_within: timedelta = timedelta(hours=24)
+    test_review_within: timedelta = timedelta(hours=24)
+    docs_within: timedelta = timedelta(hours=24)
+    retrospective_business_days: int = 5
+    frequency_limit: int = 2
+    frequency_days: int = 30
+    quarterly_review: date = date(2027, 1, 15)
+
+
+@dataclass(frozen=True)
 class Policy:
     types: Mapping[str, TypePolicy]
     roles: Mapping[str, tuple[str, ...]]  # role -> Slack user ids (U/W) and user group ids (S)
@@ -137,6 +159,7 @@ class Policy:
     deployment: DeploymentPolicy = None  # type: ignore[assignment]  (always set by from_mapping)
     calendar: CalendarPolicy = None  # type: ignore[assignment]  (always set by from_mapping)
     delivery: DeliveryPolicy = None  # type: ignore[assignment]  (always set by from_mapping)
+    emergency: EmergencyPolicy = None  # type: ignore[assignment]  (always set by from_mapping)
     source: str = "built-in defaults"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -178,6 +201,7 @@ class Policy:
                    calendar=_calendar_policy(merged["calendar"], tuple(envs), source,
                                              set((data.get("calendar") or {}).get("max_concurrent") or {})),
                    delivery=_delivery_policy(merged["delivery"], source),
+                   emergency=_emergency_policy(merged["emergency"], source),
                    source=source,
                    raw=MappingProxyType(dict(merged)))
 
@@ -259,6 +283,24 @@ def _delivery_policy(spec: Mapping[str, Any], source: str) -> DeliveryPolicy:
     if not low <= after <= high:
         raise PolicyError(source, "delivery.dead_letter_after", "must be from 15m to 30d")
     return DeliveryPolicy(dead_letter_after=after)
+
+
+def _emergency_policy(spec: Mapping[str, Any], source: str) -> EmergencyPolicy:
+    ints = {}
+    for key, low, high in (("retrospective_business_days", 1, 60), ("frequency_limit", 1, 100),
+                           ("frequency_days", 1, 366)):
+        n = spec.get(key)
+        if not isinstance(n, int) or isinstance(n, bool) or not low <= n <= high:
+            raise PolicyError(source, f"emergency.{key}", f"must be a whole number from {low} to {high}")
+        ints[key] = n
+    try:
+        review = date.fromisoformat(str(spec.get("quarterly_review")))
+    except ValueError:
+        raise PolicyError(source, "emergency.quarterly_review", 'must be a date like "2027-01-15"') from None
+    spans = {k: _duration(spec, "emergency", k, source) for k in (
+        "min_monitoring", "extended_monitoring", "change_request_within", "planning_within", "test_review_within",
+        "docs_within")}
+    return EmergencyPolicy(**spans, **ints, quarterly_review=review)
 
 
 def _calendar_policy(spec: Mapping[str, Any], envs: tuple[str, ...], source: str,

@@ -54,6 +54,9 @@ THREAD_NOTES = {
     "nonconformance": ":warning: *Non-conformance (QMS 6.2)*: {detail}",
     "followup_recorded": "The 24-hour follow-up of {ref} was recorded by {by}.",
     "retrospective_recorded": "The retrospective of {ref} was recorded by {by}.",
+    "emergency_validated": ":white_check_mark: {ref} validated by {by}: the incident is resolved and no new error "
+                           "patterns appeared ({why}). Extended monitoring continues.",
+    "deferred_step_recorded": "The {step} of {ref} was recorded by {by}{late}.",
 }
 
 
@@ -72,10 +75,21 @@ def thread_note(event: str, r: Release, payload: dict) -> tuple[str, list[dict] 
     template = THREAD_NOTES.get(event, "{ref}: " + esc(event))
     text = template.format(ref=r.ref, reason=esc(r.cancel_reason or ""),
                            deployer=mention(payload.get("deployer", "")), by=mention(payload.get("by", "")),
-                           why=esc(payload.get("reason", "")), detail=esc(payload.get("detail", "")))
+                           why=esc(payload.get("reason", "")), detail=esc(payload.get("detail", "")),
+                           step=esc(payload.get("step", "")), late=_late(payload.get("late_by_minutes") or 0))
     if event == "deployment_started":
         return text, [section(text), outcome_buttons(r)]
     return text, None
+
+
+def _late(minutes: int) -> str:
+    return f", {minutes // 60}h{minutes % 60:02d}m after its deadline" if minutes else ""
+
+
+def nonconformance_note(payload: dict, policy: Policy) -> str:
+    """To the release channel: a non-conformance, with the release managers mentioned (they own the register)."""
+    return (f"{role_mentions(policy, payload.get('roles') or ('release_manager',))}\n:warning: *Non-conformance "
+            f"(QMS 6.2)* on {esc(payload.get('ref', ''))}: {esc(payload.get('detail', ''))}")
 
 
 _REMINDER_TEXT = {
@@ -89,6 +103,12 @@ _REMINDER_TEXT = {
     "signoff_request": "The stabilisation window of {ref} is over. Post-deployment sign-off needed from: {needed}.",
     "closing_signoff": "Every post-deployment sign-off and aftercare record of {ref} is in: the release manager's "
                        "sign-off closes it (QMS 4.4 step 6).",
+    "deferred_soon": "The {step} of emergency {ref} (QMS 4.6 deferred step) is due {due}. Record it with "
+                     "`/release step {ref} {key} …`.",
+    "deferred_due": ":alarm_clock: The {step} of emergency {ref} is due now ({due}). Still open at its deadline, it "
+                    "is a non-conformance; record it with `/release step {ref} {key} …`.",
+    "deferred_escalation": ":rotating_light: The {step} of emergency {ref} is overdue (it was due {due}). Escalated "
+                           "to the release managers.",
     "stuck_deployment": ":hourglass: {ref} is still {state} past its window (it ended {end}). Record how it ended "
                         "below or with `/release done {ref} outcome=…`.",
     "stuck_escalation": ":rotating_light: {ref} is still {state} past its window (it ended {end}), a grace period "
@@ -104,7 +124,8 @@ def reminder(n: Notice, policy: Policy) -> tuple[str, list[dict]]:
     text = _REMINDER_TEXT.get(n.what, "{ref}: reminder").format(
         ref=r.ref, due=date(due) if due else "", needed=", ".join(n.detail.get("needed", [])),
         missing=", ".join(f"{role} ×{count}" for role, count in missing.items()),
-        state=esc(str(n.detail.get("state", "")).replace("_", " ")), end=date(end) if end else "")
+        state=esc(str(n.detail.get("state", "")).replace("_", " ")), end=date(end) if end else "",
+        step=esc(n.detail.get("label", "")), key=esc(n.detail.get("step", "")))
     who = " ".join([*(mention(u) for u in n.users), role_mentions(policy, n.roles) if n.roles else ""]).strip()
     blocks = [section(f"{who}\n{text}" if who else text)]
     if n.what.startswith("followup"):
