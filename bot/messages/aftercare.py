@@ -16,6 +16,7 @@ OUTCOME_ACTION = "deploy_outcome"  # value: "<release id>:<outcome>"
 SIGNOFF_ACTION = "signoff"  # value: "<release id>:<role>"
 FOLLOWUP_ACTION, RETRO_ACTION = "record_followup", "record_retro"
 CHECKLIST_CALLBACK, FOLLOWUP_CALLBACK, RETRO_CALLBACK = "deploy_checklist", "followup_form", "retro_form"
+VALIDATE_ACTION, VALIDATE_CALLBACK = "emergency_validate", "emergency_validate_form"  # value: "<release id>"
 
 
 def role_mentions(policy: Policy, roles) -> str:
@@ -79,6 +80,11 @@ def thread_note(event: str, r: Release, payload: dict) -> tuple[str, list[dict] 
                            step=esc(payload.get("step", "")), late=_late(payload.get("late_by_minutes") or 0))
     if event == "deployment_started":
         return text, [section(text), outcome_buttons(r)]
+    if event == "deployment_success" and r.effective_type == "emergency":
+        text += (" On-call confirms the validation (incident resolved, no new error patterns) after the minimum "
+                 f"monitoring: the button, or `/release validate {r.ref} note=…`.")
+        return text, [section(text), actions(f"validate:{r.id}", button("Confirm validation", VALIDATE_ACTION,
+                                                                         str(r.id), "primary"))]
     return text, None
 
 
@@ -154,7 +160,10 @@ def checklist_modal(r: Release, channel_id: str) -> dict:
 
 
 def task_modal(kind: str, r: Release, channel_id: str) -> dict:
-    if kind == "followup":
+    if kind == "validate":
+        callback, title, fields = VALIDATE_CALLBACK, "Emergency validation", (
+            ("note", "Incident resolved, no new error patterns: how was it confirmed?"),)
+    elif kind == "followup":
         callback, title, fields = FOLLOWUP_CALLBACK, "24-hour follow-up", (
             ("evidence", "Post-deployment validation evidence"), ("actions", "Follow-up actions"))
     else:
