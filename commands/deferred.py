@@ -67,7 +67,7 @@ ROOT_CAUSE = "root_cause_review"
 LABELS = {**{k: s.label for k, s in STEPS.items()}, ROOT_CAUSE: "root-cause review of the emergency frequency"}
 
 
-def remind_before(step: str, due: datetime, finished: datetime, policy: Policy) -> timedelta:
+def remind_before(due: datetime, finished: datetime, policy: Policy) -> timedelta:
     """How long before the deadline the owner is reminded, and after it the release managers escalated to:
     a quarter of the time the step has, at most the retrospective's reminder lead (24h by default)."""
     return min((due - finished) / 4, policy.deployment.retrospective_remind_before)
@@ -93,7 +93,7 @@ def owe(session: Session, release: Release, finished: datetime, policy: Policy) 
         due = spec.due(finished, policy.emergency, release.tz)
         session.add(Task(release_id=release.id, kind=step, due_at=due, created_at=finished,
                          owner_id=owner_of(release, step)))
-        lead = remind_before(step, due, finished, policy)
+        lead = remind_before(due, finished, policy)
         if step == "retrospective":  # its own reminders, with the button that records it
             announce.reminder(session, release, "retrospective_soon", due - lead, finished)
             announce.reminder(session, release, "retrospective_due", due, finished)

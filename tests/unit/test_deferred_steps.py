@@ -310,3 +310,14 @@ def test_the_emergency_policy_is_read_and_checked():
         Policy.from_mapping({"emergency": {"quarterly_review": "soon"}})
     with pytest.raises(PolicyError, match="emergency.frequency_days"):
         Policy.from_mapping({"emergency": {"frequency_days": 0}})
+
+
+def test_the_step_and_validate_commands_parse():
+    from commands.text import parse_command
+    cmd = parse_command("step REL-3 Change_Request link=CR-1")
+    assert (cmd.name, cmd.release_id, cmd.positional, cmd.args) == ("step", 3, ("change_request",), {"link": "CR-1"})
+    assert parse_command('validate REL-3 note="all green"').args == {"note": "all green"}
+    with pytest.raises(InputError, match="step's name"):
+        parse_command("step REL-3 link=CR-1")
+    with pytest.raises(InputError, match="not a field"):
+        parse_command("step REL-3 docs notes=x")
