@@ -116,7 +116,9 @@ def task_of(session: Session, release: Release, step: str) -> Task | None:
 
 def overdue(session: Session, release: Release, task: Task, actor: str, now: datetime) -> bool:
     """Record the non-conformance of a step not done by its deadline (once). True if it is one."""
-    if task.kind not in LABELS or now < task.due_at or (task.done_at is not None and task.done_at <= task.due_at):
+    if task.kind not in STEPS or now < task.due_at or (task.done_at is not None and task.done_at <= task.due_at):
+        return False
+    if emergency.of(session, release) is None:  # another release's late retrospective is late, not this
         return False
     late = f"recorded {_span(task.done_at - task.due_at)} late" if task.done_at else "still open"
     nonconformance.record(session, release, kind=nonconformance.DEFERRED_STEP_OVERDUE,

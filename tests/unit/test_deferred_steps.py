@@ -321,3 +321,12 @@ def test_the_step_and_validate_commands_parse():
         parse_command("step REL-3 link=CR-1")
     with pytest.raises(InputError, match="not a field"):
         parse_command("step REL-3 docs notes=x")
+
+
+def test_a_late_retrospective_of_a_release_that_is_no_emergency_is_no_deferred_step_non_conformance(db, clock, policy):
+    rid = deploying(db, clock, policy, "major")
+    clock.advance(minutes=20)
+    assert finish(db, clock, policy, rid, "success").changed
+    clock.set(steps(db, rid)["retrospective"].due_at + timedelta(days=2))
+    assert record_step(db, actor("U0DEV"), rid, "retrospective", {"note": "n"}, clock, policy).changed
+    assert nonconformances(db) == []
