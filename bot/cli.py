@@ -146,6 +146,7 @@ def _migrate() -> int:
 
 
 def _audit(ref: str) -> int:
+    from commands.deferred import LABELS
     from commands.errors import InputError
     from commands.record import show_release
     from commands.text import parse_ref
@@ -161,6 +162,11 @@ def _audit(ref: str) -> int:
     out = {"release": rec.release.model_dump(), "votes": [v.model_dump() for v in rec.votes],
            "deployment": rec.deployment.model_dump() if rec.deployment else None,
            "signoffs": [x.model_dump() for x in rec.signoffs], "tasks": [t.model_dump() for t in rec.tasks],
+           # an emergency's deferred steps (QMS 4.6): owner, deadline, when done and how late
+           "deferred_steps": [{"step": t.kind, "label": LABELS[t.kind], "owner": t.owner_id, "due_at": t.due_at,
+                               "done_at": t.done_at, "done_by": t.done_by, "details": t.details,
+                               "late_by_minutes": max(0, int((t.done_at - t.due_at).total_seconds() // 60))
+                               if t.done_at else None} for t in rec.tasks if t.kind in LABELS],
            "nonconformances": [n.model_dump() for n in rec.nonconformances],
            "planning_flags": [f.model_dump() for f in rec.flags],
            "audit_trail": [e.model_dump() for e in rec.trail]}

@@ -31,7 +31,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.engine import Engine
 
-from commands import announce, bridge, planning, reminders
+from commands import announce, bridge, deferred, planning, reminders
 from commands.classification import track
 from commands.states import LIVE_STATES
 from commands.clock import Clock
@@ -255,7 +255,8 @@ class Delivery:
         send = {announce.APPROVAL_MESSAGE: self._approval_message, announce.THREAD_NOTE: self._thread_note,
                 announce.REMINDER: self._reminder, announce.CHANNEL_NOTE: self._channel_note,
                 bridge.BRIDGE_OPEN: self._bridge_open, bridge.BRIDGE_CARD: self._bridge_card,
-                bridge.BRIDGE_POST: self._bridge_post, announce.SETUP_NOTICE: self._setup_notice}.get(row.kind)
+                bridge.BRIDGE_POST: self._bridge_post, announce.SETUP_NOTICE: self._setup_notice,
+                deferred.DEADLINE: self._deferred_deadline}.get(row.kind)
         if send is None:
             # Written by a newer version of the bot; leave it for that version to send.
             raise Undeliverable(f"unknown outbox kind {row.kind}")
@@ -270,6 +271,15 @@ class Delivery:
 
     def _bridge_post(self, row: Outbox) -> None:
         self._bridge.post(row, self._done)
+
+    def _deferred_deadline(self, row: Outbox) -> None:
+        """A deferred step's deadline: still open, it is a non-conformance. Nothing goes to Slack from here
+        (the non-conformance queues its own announcements), so Slack being down does not hold it up."""
+        now = self._clock.now()
+        with transaction(self._db) as session:
+            if outbox.mark_sent(session, row, now, result="checked"):  # the claim is ours: check once
+                result = deferred.deadline_reached(session, row.release_id, row.payload.get("step", ""), now)
+                outbox.mark_sent(session, row, now, result=result)  # and what the check found
 
     def _done(self, row: Outbox, result: str = "sent") -> None:
         with transaction(self._db) as session:
@@ -327,13 +337,20 @@ class Delivery:
         if notice.release is None:
             self._post(self._channel, *calendar.blackout_warning(notice.detail))
         else:
-            self._post_in_thread(notice.release, *aftercare.reminder(notice, self._policy))
+            target = notice.detail.get("post_to")  # an emergency's bridge
+            if target:
+                self._post(target[0], *aftercare.reminder(notice, self._policy), thread_ts=target[1],
+                           ref=notice.release.ref)
+            else:
+                self._post_in_thread(notice.release, *aftercare.reminder(notice, self._policy))
         with transaction(self._db) as session:
             outbox.mark_sent(session, row, self._clock.now())
             reminders.after_sent(session, row, self._clock.now(), self._policy)
 
     def _channel_note(self, row: Outbox) -> None:
-        self._client.chat_postMessage(channel=self._channel, text=calendar.channel_note(row.payload))
+        text = (aftercare.nonconformance_note(row.payload, self._policy) if row.payload.get("event") == "nonconformance"
+                else calendar.channel_note(row.payload))
+        self._client.chat_postMessage(channel=self._channel, text=text)
         self._done(row)
 
     def _setup_notice(self, row: Outbox) -> None:

@@ -15,7 +15,7 @@ from typing import Mapping
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from commands import announce
+from commands import announce, deferred, emergency
 from commands.clock import Clock
 from commands.decision import Decision, decide
 from commands.deploy import deployment_of
@@ -29,6 +29,13 @@ from storage.models import Release, SignOff, Task
 
 TASKS = {"followup": "24-hour follow-up", "retrospective": "retrospective"}
 CLOSING_REMINDER = "closing_signoff"
+# Owed by the service, not by this release's record: the frequency rule's root-cause review waits for the
+# quarterly engineering review and does not hold the release open.
+_NOT_CLOSING = {deferred.ROOT_CAUSE}
+
+
+def label(kind: str) -> str:
+    return TASKS.get(kind) or deferred.LABELS.get(kind, kind)
 
 
 def signoffs(session: Session, release: Release) -> list[SignOff]:
@@ -53,14 +60,14 @@ class Open:
 
     def before_closing(self) -> str:
         parts = ([f"sign-off from {', '.join(self.signoff_roles)}"] if self.signoff_roles else []) + \
-                [f"the {TASKS[k]}" for k in self.tasks]
+                [f"the {label(k)}" for k in self.tasks]
         return ", ".join(parts)
 
 
 def still_open(session: Session, release: Release, policy: Policy) -> Open:
     taken = {s.role for s in signoffs(session, release)}
     return Open(signoff_roles=tuple(r for r in policy.deployment.signoff_roles if r not in taken),
-                tasks=tuple(t.kind for t in tasks(session, release) if t.done_at is None),
+                tasks=tuple(t.kind for t in tasks(session, release) if t.done_at is None and t.kind not in _NOT_CLOSING),
                 closing=policy.deployment.closing_role not in taken)
 
 
@@ -168,7 +175,61 @@ def record_task(db: Engine, actor: Actor, release_id: int, kind: str, details: M
                  after={"kind": kind, **details, "due_at": task.due_at, "late": d.now > task.due_at})
         announce.note(d.session, d.release, f"{kind}_recorded", d.now, by=actor.user_id)
         d.session.flush()
+        deferred.overdue(d.session, d.release, task, actor.user_id, d.now)  # an emergency's step done late
         _remind_closing_role(d, policy)
         return Outcome(f"The {TASKS[kind]} of {d.release.ref} is recorded.", d.release, changed=True)
 
     return decide(db, release_id, actor.user_id, kind, clock.now(), check=check, change=change, replay=replay)
+
+
+def validate(db: Engine, actor: Actor, release_id: int, note: str, clock: Clock, policy: Policy) -> Outcome:
+    """QMS 4.6 Validation: after [emergency] min_monitoring of a successful emergency deployment, on-call
+    (operations) confirms the triggering incident is resolved and no new error patterns appeared."""
+    note = (note or "").strip()
+    if not note:
+        raise InputError("validation needs a note: how the incident's resolution and the absence of new error "
+                         "patterns were confirmed", field="note", form=VALIDATE_FORM)
+
+    def replay(d: Decision) -> Outcome | None:
+        em = emergency.of(d.session, d.release)
+        if em and em.validated_at:
+            return Outcome(f"{d.release.ref} was already validated by {em.validated_by} at "
+                           f"{when(em.validated_at)}.", d.release)
+        return None
+
+    def check(d: Decision):
+        release = d.release
+        em = emergency.of(d.session, release)
+        if em is None:
+            raise Refused(f"{release.ref} is not an emergency release; validation by on-call is the emergency "
+                          "track's (QMS 4.6). Others are signed off after stabilisation (/release signoff).",
+                          "not_emergency")
+        dep = deployment_of(d.session, release)
+        if dep is None or dep.outcome != "success" or release.state != STABILISING:
+            raise Refused(f"{release.ref} is {release.state}; validation follows a successful deployment.",
+                          "not_deployed")
+        actor.require(("operations",), f"Validation of {release.ref} is confirmed by on-call (operations), who "
+                                       "watched the incident.", "not_oncall")
+        ready = dep.finished_at + policy.emergency.min_monitoring
+        if d.now < ready:
+            raise Refused(f"{release.ref} has been monitored for {int((d.now - dep.finished_at).total_seconds() // 60)}"
+                          f" minutes; QMS 4.6 asks for at least {int(policy.emergency.min_monitoring.total_seconds() // 60)}"
+                          f". Validate from {when(ready)}.", "too_early")
+        return em, dep
+
+    def change(d: Decision) -> Outcome:
+        em, dep = d.context
+        em.validated_at, em.validated_by, em.validation_note = d.now, actor.user_id, note
+        d.record("emergency_validated", reason=note,
+                 after={"incident": em.incident, "note": note, "deployed_at": dep.finished_at,
+                        "monitored_minutes": int((d.now - dep.finished_at).total_seconds() // 60),
+                        "extended_monitoring_until": dep.stabilisation_ends_at})
+        announce.note(d.session, d.release, "emergency_validated", d.now, by=actor.user_id, reason=note)
+        return Outcome(f"{d.release.ref} is validated: incident {em.incident} resolved, no new error patterns. "
+                       f"Extended monitoring runs until {when(dep.stabilisation_ends_at)}; the "
+                       "post-deployment sign-offs follow it.", d.release, changed=True)
+
+    return decide(db, release_id, actor.user_id, "validate", clock.now(), check=check, change=change, replay=replay)
+
+
+VALIDATE_FORM = '/release validate REL-12 note="incident resolved, error rate at baseline, no new error patterns"'

@@ -10,14 +10,14 @@ token allows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Mapping
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from calendars.business import add_business_days
-from commands import announce, planning
+from commands import announce, deferred, frequency, planning
 from commands.approval import GO, NOGO
 from commands.clock import Clock
 from commands.decision import Decision, decide
@@ -193,6 +193,8 @@ def start_change(d: Decision, who: Deployer, checklist: Mapping[str, bool], arti
                      commit=commit, pipeline_url=pipeline_url, started_at=d.now)
     d.session.add(dep)
     d.session.flush()
+    if release.effective_type == "emergency":
+        frequency.emergency_deployed(d.session, release, who.audit_name, d.now, policy)
     ev = d.record("deployment_started", after={**snapshot(release), "deployer": who.user_id,
                                                "checklist": dep.checklist, "artifact": artifact,
                                                "commit": commit, "pipeline_url": pipeline_url})
@@ -276,7 +278,7 @@ def finish_change(d: Decision, who: Deployer, dep: Deployment, outcome: str, pol
     elif outcome == "failed":
         release.state = FAILED
     else:
-        dep.stabilisation_ends_at = now + controls(policy, release).stabilisation
+        dep.stabilisation_ends_at = now + stabilisation(policy, release)
         release.state = STABILISING
         announce.reminder(d.session, release, "signoff_request", dep.stabilisation_ends_at, now)
     ev = d.record(f"deployment_{outcome}", before=before,
@@ -285,12 +287,24 @@ def finish_change(d: Decision, who: Deployer, dep: Deployment, outcome: str, pol
                          "stabilisation_ends_at": dep.stabilisation_ends_at})
     announce.approval_update(d.session, release, now, ev)
     announce.note(d.session, release, f"deployment_{outcome}", now)
+    if release.effective_type == "emergency":
+        deferred.owe(d.session, release, now, policy)
     _owe_aftercare(d.session, release, dep, outcome, now, policy)
     msg = f"{release.ref} recorded as {outcome.replace('_', ' ')}."
     if outcome == "success":
         msg += (f" Stabilisation runs until {when(dep.stabilisation_ends_at)}; then the sign-offs "
                 "are asked for in the thread.")
     return Outcome(msg, release, changed=True)
+
+
+def stabilisation(policy: Policy, release: Release) -> timedelta:
+    """QMS 4.6: an emergency's validation needs only [emergency] min_monitoring (commands.aftercare.validate),
+    but the standard stabilisation it defers is extended monitoring, [emergency] extended_monitoring (24h):
+    that is its stabilisation window, so rollback stays open and the post-deployment sign-offs come after it."""
+    window = controls(policy, release).stabilisation
+    if release.effective_type == "emergency":
+        window = max(window, policy.emergency.extended_monitoring)
+    return window
 
 
 def valid_outcome(outcome: str) -> str:

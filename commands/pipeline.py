@@ -9,13 +9,13 @@ back by itself knows only the end.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Mapping
 
 from sqlalchemy.engine import Engine
-from sqlmodel import select
 
-from commands import announce
+from commands import nonconformance
 from commands.clock import Clock
 from commands.decision import Decision, decide
 from commands.deploy import (Deployer, finish_change, finish_check, finish_replay, gate_reasons, rollback_change,
@@ -24,7 +24,6 @@ from commands.errors import CouldNotCheck
 from commands.outcome import Outcome
 from commands.policy import Policy
 from commands.states import STABILISING
-from storage import audit
 from storage.models import NonConformance
 
 # what a pipeline reports -> the outcome it records (None: the start)
@@ -103,20 +102,11 @@ def _nonconformance(d: Decision, who: Deployer, report: Report, policy: Policy) 
 
 
 def record_unapproved(d: Decision, who: Deployer, status: str, detail: str) -> NonConformance:
-    release, session, now = d.release, d.session, d.now
+    release = d.release
     text = (f"{who.audit_name} reported '{status}' for {release.ref} ({release.state}, never approved). "
             f"{detail}").strip()
     # A pipeline retrying after a timeout reports the same thing again: one record, one post.
-    same = session.exec(select(NonConformance).where(NonConformance.release_id == release.id,
-                                                     NonConformance.reported_by == who.audit_name,
-                                                     NonConformance.detail == text)).first()
-    if same:
-        return same
-    nc = NonConformance(release_id=release.id, kind="deployment_without_approval", detail=text,
-                        reported_by=who.audit_name, at=now)
-    session.add(nc)
-    session.flush()
-    audit.record(session, actor=who.audit_name, action="nonconformance", release_id=release.id, at=now,
-                 after={"kind": nc.kind, "status": status, "nonconformance": nc.id}, reason=nc.detail)
-    announce.note(session, release, "nonconformance", now, key_suffix=str(nc.id), detail=nc.detail)
+    subject = f"{release.ref}:report:{hashlib.sha256(text.encode()).hexdigest()[:40]}"
+    nc, _ = nonconformance.record(d.session, release, kind=nonconformance.DEPLOYMENT_WITHOUT_APPROVAL,
+                                  subject=subject, detail=text, actor=who.audit_name, now=d.now, status=status)
     return nc

@@ -6,7 +6,7 @@ later by the delivery loop, from the outbox rows written here.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Mapping
 
 from sqlalchemy import bindparam
@@ -27,7 +27,7 @@ from commands.request import Draft, validate, window_data
 from commands.states import APPROVED, CANCELLED, LIVE_STATES, PENDING
 from storage import audit
 from storage.db import is_postgres, read, write
-from storage.models import AuditEvent, NonConformance, Release, ReleaseFlag, Vote
+from storage.models import AuditEvent, Release, ReleaseFlag, Vote
 
 
 def snapshot(r: Release) -> dict[str, Any]:
@@ -175,28 +175,6 @@ def override_flags(db: Engine, actor: Actor, release_id: int, kind: str, reason:
                   refusal_detail={"kind": kind}, settle=True)
 
 
-EMERGENCY_WINDOW, EMERGENCY_LIMIT = timedelta(days=30), 2
-
-
-def _emergency_frequency(session: Session, release: Release, actor: str, now: datetime) -> None:
-    """QMS §4.6: more than two emergencies for one service in a rolling 30 days is a
-    non-conformance that needs a root-cause review; record it when the third arrives."""
-    recent = list(session.scalars(select(Release.id).where(
-        Release.service == release.service, Release.effective_type == "emergency", Release.state != CANCELLED,
-        Release.created_at > now - EMERGENCY_WINDOW)))
-    if len(recent) <= EMERGENCY_LIMIT:
-        return
-    refs = ", ".join(f"REL-{i}" for i in sorted(recent))
-    detail = (f"{len(recent)} emergency releases of {release.service} in 30 days ({refs}); QMS 4.6 asks for a "
-              "root-cause review at the next engineering review")
-    nc = NonConformance(release_id=release.id, kind="emergency_frequency", detail=detail, reported_by=actor, at=now)
-    session.add(nc)
-    session.flush()
-    audit.record(session, actor=actor, action="nonconformance", release_id=release.id, at=now,
-                 after={"kind": nc.kind, "nonconformance": nc.id}, reason=detail)
-    announce.note(session, release, "nonconformance", now, key_suffix=str(nc.id), detail=detail)
-
-
 def schedule_nudge(session: Session, release: Release, now: datetime, policy: Policy) -> None:
     """QMS §4.2 approval SLA: the first nudge of this round of votes; each one sent schedules the next."""
     sla = controls(policy, release).approval_sla
@@ -243,7 +221,6 @@ def request_release(db: Engine, actor: Actor, raw: Mapping[str, str | None], ans
                 emergency.opened(session, release, actor.user_id, now, incident=draft.incident or "",
                                  security=needs_security(draft.answers) if draft.answers else False,
                                  policy=policy)
-                _emergency_frequency(session, release, actor.user_id, now)
     except IntegrityError:
         # Two deliveries of the same request raced; the other one created it.
         with read(db) as session:

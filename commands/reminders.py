@@ -11,7 +11,7 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
-from commands import announce, planning
+from commands import announce, deferred, emergency, planning
 from commands.aftercare import CLOSING_REMINDER, signoffs, still_open
 from commands.classification import controls
 from commands.deploy import deployment_of
@@ -58,7 +58,11 @@ def due(session: Session, row: Outbox, policy: Policy) -> Notice | Skip:
                                    release.requester_id if kind == "retrospective" else None) if u)
         if what == "followup_escalation":
             owners = ()  # escalation goes to the release managers only
-        return Notice(release, what, users=owners, roles=("release_manager",), detail={"due_at": task.due_at})
+        detail = {"due_at": task.due_at, **_bridge(session, release)} if kind == "retrospective" else \
+            {"due_at": task.due_at}
+        return Notice(release, what, users=owners, roles=("release_manager",), detail=detail)
+    if what in DEFERRED_REMINDERS:
+        return _deferred(session, release, what, row.payload.get("step", ""))
     if what == "signoff_request":
         if release.state != STABILISING:
             return Skip(f"release is {release.state}")
@@ -77,6 +81,33 @@ def due(session: Session, row: Outbox, policy: Policy) -> Notice | Skip:
     if what in announce.STUCK_REMINDERS:
         return _stuck(session, release, what)
     return Skip(f"unknown reminder '{what}'")
+
+
+DEFERRED_REMINDERS = ("deferred_soon", "deferred_due", "deferred_escalation")
+
+
+def _bridge(session: Session, release: Release) -> dict:
+    """An emergency's aftercare is reminded in its bridge while the bridge is open; after it closes (an
+    archived channel takes no posts), in the release's thread."""
+    em = emergency.of(session, release)
+    if em is None or not em.bridge_channel or em.closed_at is not None:
+        return {}
+    return {"post_to": (em.bridge_channel, em.bridge_thread_ts)}
+
+
+def _deferred(session: Session, release: Release, what: str, step: str) -> Notice | Skip:
+    """A deferred step of an emergency: its owner before the deadline and at it, the release managers once
+    when it is overdue."""
+    task = session.exec(select(Task).where(Task.release_id == release.id, Task.kind == step)).first()
+    if task is None or task.done_at:
+        return Skip(f"{step} already recorded")
+    owner = task.owner_id or release.requester_id
+    users, roles = ((), (owner[5:],)) if owner.startswith("role:") else ((owner,), ())
+    if what == "deferred_escalation":
+        users, roles = (), ("release_manager",)
+    return Notice(release, what, users=users, roles=roles,
+                  detail={"due_at": task.due_at, "step": step, "label": deferred.LABELS.get(step, step),
+                          **_bridge(session, release)})
 
 
 def _stuck(session: Session, release: Release, what: str) -> Notice | Skip:

@@ -39,6 +39,11 @@ USAGE: dict[str, str] = {
     "signoff": "/release signoff REL-12 [role=qa_lead|operations|release_manager]",
     "followup": '/release followup REL-12 evidence="…" [actions="…"]',
     "retro": '/release retro REL-12 notes="…" [actions="…"]',
+    "validate": '/release validate REL-12 note="incident resolved, no new error patterns"   (on-call, after the '
+                "emergency's minimum monitoring)",
+    "step": "/release step REL-12 change_request link=CR-123 | planning note=… | test_review note=… | "
+            'docs link=<release notes> runbook=<runbook> | retrospective note=… | root_cause_review note=…   '
+            "(an emergency's deferred steps)",
     "override": '/release override REL-12 kind=lead_time|window|blackout|conflict reason="…"',
     "calendar": "/release calendar [days=14] [service=payments]",
     "blackout": '/release blackout add name="…" start="YYYY-MM-DD HH:MM" end="YYYY-MM-DD HH:MM" tz=Europe/London '
@@ -74,6 +79,8 @@ _KEYS: dict[str, set[str]] = {
     "signoff": {"role"},
     "followup": {"evidence", "actions"},
     "retro": {"notes", "actions"},
+    "validate": {"note"},
+    "step": {"link", "runbook", "note"},
     "override": {"kind", "reason"},
     "calendar": {"days", "service"},
     "blackout": {"name", "start", "end", "tz", "services", "environments", "repeat", "url", "reason"},
@@ -89,7 +96,7 @@ _BLACKOUT_KEYS = {
     "remove": {"reason"},
 }
 _NEEDS_REF = {"assess", "go", "nogo", "withdraw", "show", "cancel", "edit", "accept", "reschedule", "deploy", "rollback",
-              "done", "signoff", "followup", "retro", "override"}
+              "done", "signoff", "followup", "retro", "override", "validate", "step"}
 _REF = re.compile(r"^(?:REL-)?(\d+)\Z", re.IGNORECASE | re.ASCII)
 _NUMBER = re.compile(r"^\d+\Z", re.ASCII)
 # Ids are 32-bit in every table; a bigger number names nothing (and would overflow PostgreSQL's integer).
@@ -292,6 +299,11 @@ def parse_command(text: str) -> ParsedCommand:
         if len(positional) != 2 or positional[0].lower() != "close":
             raise InputError("bridge takes close and a release id, e.g. " + form, form=form)
         return ParsedCommand(name, _release_id(positional[1], form), args, ("close",))
+    if name == "step":
+        if len(positional) != 1:
+            raise InputError("step takes the step's name after the release id, e.g. /release step REL-12 "
+                             "change_request link=CR-123", form=form)
+        return ParsedCommand(name, release_id, args, (positional[0].lower(),))
     if name == "list":
         if len(positional) > 1 or (positional and positional[0].lower() not in {"pending", "upcoming", "mine"}):
             hint = did_you_mean(positional[0], ("pending", "upcoming", "mine")) if len(positional) == 1 else ""

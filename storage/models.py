@@ -216,10 +216,13 @@ class NonConformance(SQLModel, table=True):
     """QMS §6.2: things that happened outside the procedure, kept for the quarterly review."""
 
     __tablename__ = "nonconformance"
+    __table_args__ = (UniqueConstraint("kind", "subject", name="uq_nonconformance_subject"),)
 
     id: Optional[int] = Field(default=None, primary_key=True)
     release_id: Optional[int] = Field(default=None, foreign_key="release.id", index=True)
     kind: str = Field(max_length=60)
+    # what it is about, unique per kind (commands.nonconformance): recorded once however often it is seen
+    subject: Optional[str] = Field(default=None, max_length=200)
     detail: str = _text(nullable=False)
     reported_by: str = Field(max_length=200)
     at: datetime = _ts(nullable=False)

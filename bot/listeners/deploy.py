@@ -7,7 +7,7 @@ import logging
 from slack_bolt import App
 from slack_sdk.errors import SlackApiError
 
-from commands.aftercare import record_task, sign_off
+from commands.aftercare import record_task, sign_off, validate
 from commands.deploy import CHECKLIST, Deployer, finish_deployment, precheck_deployment, start_deployment
 from commands.errors import InputError
 from commands.record import show_release
@@ -74,6 +74,7 @@ def register(app: App, svc: Services) -> None:
     app.action(msg.START_DEPLOY)(ack=just_ack, lazy=[from_button("deploy")])
     app.action(msg.FOLLOWUP_ACTION)(ack=just_ack, lazy=[from_button("followup")])
     app.action(msg.RETRO_ACTION)(ack=just_ack, lazy=[from_button("retrospective")])
+    app.action(msg.VALIDATE_ACTION)(ack=just_ack, lazy=[from_button("validate")])
 
     def checklist_submitted(body, view, client):
         meta = json.loads(view.get("private_metadata") or "{}")
@@ -105,7 +106,7 @@ def register(app: App, svc: Services) -> None:
 
     app.action(msg.SIGNOFF_ACTION)(ack=just_ack, lazy=[signoff_clicked])
 
-    def task_form(kind: str, fields: tuple[str, ...]):
+    def task_form(kind: str, fields: tuple[str, ...], work=None):
         def ack_form(ack, view):
             values = _values(view, fields)
             if not values[fields[0]]:
@@ -123,15 +124,18 @@ def register(app: App, svc: Services) -> None:
                 return
             meta = json.loads(view.get("private_metadata") or "{}")
             user = body["user"]["id"]
+            do = work or (lambda actor, rid, v: record_task(svc.db, actor, rid, kind, v, svc.clock, svc.policy))
             run(svc, answer_to(svc, client, body),
-                lambda: record_task(svc.db, svc.actor(user), parse_ref(str(meta["release"])), kind, values, svc.clock,
-                                    svc.policy))
+                lambda: do(svc.actor(user), parse_ref(str(meta["release"])), values))
         return ack_form, lazy
 
     ack_f, lazy_f = task_form("followup", ("evidence", "actions"))
     app.view(msg.FOLLOWUP_CALLBACK)(ack=ack_f, lazy=[lazy_f])
     ack_r, lazy_r = task_form("retrospective", ("notes", "actions"))
     app.view(msg.RETRO_CALLBACK)(ack=ack_r, lazy=[lazy_r])
+    ack_v, lazy_v = task_form("validate", ("note",), work=lambda actor, rid, v: validate(
+        svc.db, actor, rid, v["note"], svc.clock, svc.policy))
+    app.view(msg.VALIDATE_CALLBACK)(ack=ack_v, lazy=[lazy_v])
 
 
 def _values(view: dict, fields: tuple[str, ...]) -> dict[str, str]:

@@ -20,7 +20,8 @@ from commands.request import missing_fields, parse_flags, start_prefill
 from commands.roles import all_holders
 from commands.replan import reschedule_to_slot
 from commands.text import USAGE, ParsedCommand, parse_command, parse_ref
-from commands.aftercare import record_task, sign_off
+from commands.aftercare import record_task, sign_off, validate
+from commands.deferred import record_step
 from commands.deploy import Deployer, decide_rollback, finish_deployment
 from commands.vote import cast_vote, withdraw_vote
 
@@ -298,4 +299,8 @@ def _change(svc: Services, cmd: ParsedCommand, user: str, client) -> Outcome:
         return record_task(svc.db, actor, rid, "retrospective", {"notes": a.get("notes", ""),
                                                                 "actions": a.get("actions", "")}, svc.clock,
                            svc.policy)
+    if cmd.name == "validate":
+        return validate(svc.db, actor, rid, a.get("note", ""), svc.clock, svc.policy)
+    if cmd.name == "step":
+        return record_step(svc.db, actor, rid, cmd.positional[0], a, svc.clock, svc.policy)
     raise InputError(f"/release {cmd.name} is not available", form=USAGE["help"])

@@ -16,6 +16,7 @@ OUTCOME_ACTION = "deploy_outcome"  # value: "<release id>:<outcome>"
 SIGNOFF_ACTION = "signoff"  # value: "<release id>:<role>"
 FOLLOWUP_ACTION, RETRO_ACTION = "record_followup", "record_retro"
 CHECKLIST_CALLBACK, FOLLOWUP_CALLBACK, RETRO_CALLBACK = "deploy_checklist", "followup_form", "retro_form"
+VALIDATE_ACTION, VALIDATE_CALLBACK = "emergency_validate", "emergency_validate_form"  # value: "<release id>"
 
 
 def role_mentions(policy: Policy, roles) -> str:
@@ -54,6 +55,9 @@ THREAD_NOTES = {
     "nonconformance": ":warning: *Non-conformance (QMS 6.2)*: {detail}",
     "followup_recorded": "The 24-hour follow-up of {ref} was recorded by {by}.",
     "retrospective_recorded": "The retrospective of {ref} was recorded by {by}.",
+    "emergency_validated": ":white_check_mark: {ref} validated by {by}: the incident is resolved and no new error "
+                           "patterns appeared ({why}). Extended monitoring continues.",
+    "deferred_step_recorded": "The {step} of {ref} was recorded by {by}{late}.",
 }
 
 
@@ -72,12 +76,28 @@ def thread_note(event: str, r: Release, payload: dict) -> tuple[str, list[dict] 
     template = THREAD_NOTES.get(event, "{ref}: " + esc(event))
     text = template.format(ref=r.ref, reason=esc(r.cancel_reason or ""),
                            deployer=mention(payload.get("deployer", "")), by=mention(payload.get("by", "")),
-                           why=esc(payload.get("reason", "")), detail=esc(payload.get("detail", "")))
+                           why=esc(payload.get("reason", "")), detail=esc(payload.get("detail", "")),
+                           step=esc(payload.get("step", "")), late=_late(payload.get("late_by_minutes") or 0))
     if event == "approved" and payload.get("approver_set"):
         text = f"{r.ref} is *approved* by the approver set {esc(payload['approver_set'])}; no No-go stands."
     if event == "deployment_started":
         return text, [section(text), outcome_buttons(r)]
+    if event == "deployment_success" and r.effective_type == "emergency":
+        text += (" On-call confirms the validation (incident resolved, no new error patterns) after the minimum "
+                 f"monitoring: the button, or `/release validate {r.ref} note=…`.")
+        return text, [section(text), actions(f"validate:{r.id}", button("Confirm validation", VALIDATE_ACTION,
+                                                                         str(r.id), "primary"))]
     return text, None
+
+
+def _late(minutes: int) -> str:
+    return f", {minutes // 60}h{minutes % 60:02d}m after its deadline" if minutes else ""
+
+
+def nonconformance_note(payload: dict, policy: Policy) -> str:
+    """To the release channel: a non-conformance, with the release managers mentioned (they own the register)."""
+    return (f"{role_mentions(policy, payload.get('roles') or ('release_manager',))}\n:warning: *Non-conformance "
+            f"(QMS 6.2)* on {esc(payload.get('ref', ''))}: {esc(payload.get('detail', ''))}")
 
 
 _REMINDER_TEXT = {
@@ -91,6 +111,12 @@ _REMINDER_TEXT = {
     "signoff_request": "The stabilisation window of {ref} is over. Post-deployment sign-off needed from: {needed}.",
     "closing_signoff": "Every post-deployment sign-off and aftercare record of {ref} is in: the release manager's "
                        "sign-off closes it (QMS 4.4 step 6).",
+    "deferred_soon": "The {step} of emergency {ref} (QMS 4.6 deferred step) is due {due}. Record it with "
+                     "`/release step {ref} {key} …`.",
+    "deferred_due": ":alarm_clock: The {step} of emergency {ref} is due now ({due}). Still open at its deadline, it "
+                    "is a non-conformance; record it with `/release step {ref} {key} …`.",
+    "deferred_escalation": ":rotating_light: The {step} of emergency {ref} is overdue (it was due {due}). Escalated "
+                           "to the release managers.",
     "stuck_deployment": ":hourglass: {ref} is still {state} past its window (it ended {end}). Record how it ended "
                         "below or with `/release done {ref} outcome=…`.",
     "stuck_escalation": ":rotating_light: {ref} is still {state} past its window (it ended {end}), a grace period "
@@ -106,7 +132,8 @@ def reminder(n: Notice, policy: Policy) -> tuple[str, list[dict]]:
     text = _REMINDER_TEXT.get(n.what, "{ref}: reminder").format(
         ref=r.ref, due=date(due) if due else "", needed=", ".join(n.detail.get("needed", [])),
         missing=n.detail.get("missing_text") or ", ".join(f"{role} ×{count}" for role, count in missing.items()),
-        state=esc(str(n.detail.get("state", "")).replace("_", " ")), end=date(end) if end else "")
+        state=esc(str(n.detail.get("state", "")).replace("_", " ")), end=date(end) if end else "",
+        step=esc(n.detail.get("label", "")), key=esc(n.detail.get("step", "")))
     who = " ".join([*(mention(u) for u in n.users), role_mentions(policy, n.roles) if n.roles else ""]).strip()
     blocks = sections(f"{who}\n{text}" if who else text)
     if n.what.startswith("followup"):
@@ -135,7 +162,10 @@ def checklist_modal(r: Release, channel_id: str) -> dict:
 
 
 def task_modal(kind: str, r: Release, channel_id: str) -> dict:
-    if kind == "followup":
+    if kind == "validate":
+        callback, title, fields = VALIDATE_CALLBACK, "Emergency validation", (
+            ("note", "Incident resolved, no new error patterns: how was it confirmed?"),)
+    elif kind == "followup":
         callback, title, fields = FOLLOWUP_CALLBACK, "24-hour follow-up", (
             ("evidence", "Post-deployment validation evidence"), ("actions", "Follow-up actions"))
     else:

@@ -304,9 +304,11 @@ def test_a_deployment_of_a_never_approved_release_is_a_nonconformance(api_bot, a
     [ev] = events(db, "nonconformance")
     assert ev.actor == "U0OPS via pipeline:deploy-pipeline"
     assert deployments(db) == [] and release(db).state == "pending"
-    # posted to the release channel at once
-    new = api_bot.emulator.calls_to("chat.postMessage")[posts:]
-    assert [c.args["channel"] for c in new if "Non-conformance" in c.args["text"]] == [CHANNEL]
+    # posted at once in the release's thread, and in the release channel with the release managers mentioned
+    new = [c for c in api_bot.emulator.calls_to("chat.postMessage")[posts:] if "Non-conformance" in c.args["text"]]
+    assert sorted((c.args["channel"], bool(c.args.get("thread_ts"))) for c in new) == [(CHANNEL, False),
+                                                                                         (CHANNEL, True)]
+    assert "<@U0RM>" in next(c for c in new if not c.args.get("thread_ts")).args["text"]
 
 
 def test_an_email_actor_is_resolved_through_slack(api_bot, api, db, clock):

@@ -39,10 +39,14 @@ def test_a_report_for_a_never_approved_release_is_a_non_conformance(db, clock, p
     assert ev.after == {"kind": "deployment_without_approval", "status": "started", "nonconformance": stored.id}
     assert actions(db, rid)[-1] == "nonconformance"  # no deploy_refused besides it: one record of one report
     new = [k for k in outbox_keys(db) if k not in keys0]
-    assert new == [f"note:{rid}:nonconformance:{stored.id}"]
+    assert new == [f"note:{rid}:nonconformance:{stored.id}", f"nonconformance:{stored.id}"]
     note = row(db, new[0])
     assert note.kind == "thread_note" and note.stream == f"release:{rid}"
     assert note.payload == {"event": "nonconformance", "detail": stored.detail}
+    # and to the release channel, where the release managers are mentioned (commands.nonconformance)
+    channel = row(db, new[1])
+    assert channel.kind == "channel_note" and channel.payload == {
+        "event": "nonconformance", "ref": f"REL-{rid}", "detail": stored.detail, "roles": ["release_manager"]}
     # it changes nothing about the release itself
     assert release(db, rid).state == "pending"
 

@@ -529,19 +529,6 @@ def test_edit_of_risk_after_the_window_began_is_allowed(db, clock, policy):
     assert out.changed and out.release.risk == "low" and out.release.round == 2
 
 
-def test_a_third_emergency_for_one_service_in_30_days_is_a_nonconformance(db, clock, policy):
-    from sqlmodel import Session as _S, select as _sel
-    from storage.models import NonConformance as _NC
-    for day in range(3):
-        request(db, clock, policy, type="emergency", start=f"2026-11-{24 + day} 10:00", summary=f"outage {day}")
-        clock.advance(days=1)
-    request(db, clock, policy, type="emergency", service="ledger", start="2026-11-28 10:00")
-    with _S(db) as s:
-        [nc] = list(s.exec(_sel(_NC)))
-    assert nc.kind == "emergency_frequency" and nc.release_id == 3 and "REL-1, REL-2, REL-3" in nc.detail
-    assert "note:3:nonconformance:1" in outbox_keys(db)
-
-
 # --- the union of controls holds wherever the type's controls are read --------------------------------------------
 
 def test_the_longer_stabilisation_of_the_union_holds_after_deploying(db, clock, policy):
