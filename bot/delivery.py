@@ -37,6 +37,7 @@ from commands.states import LIVE_STATES
 from commands.clock import Clock
 from commands.policy import Policy
 from commands.deploy import deployment_of
+from commands.roles import empty_roles
 from commands.release import approval_of, load
 from storage import outbox
 from storage.db import read, transaction
@@ -45,6 +46,7 @@ from storage.models import Outbox, Release
 from bot.bridge_delivery import BridgeDelivery
 from bot.roles import RoleDirectory
 from bot.messages import aftercare, calendar, setup
+from bot.messages import help as help_msg
 from bot.messages import release as render
 
 log = logging.getLogger(__name__)
@@ -153,7 +155,8 @@ class Delivery:
     def __init__(self, db: Engine, client: WebClient, clock: Clock, channel: str, policy: Policy,
                  lease: timedelta = outbox.LEASE, roles: RoleDirectory | None = None):
         self._db, self._client, self._clock, self._channel, self._policy = db, client, clock, channel, policy
-        self._bridge = BridgeDelivery(db, client, clock, channel, policy, roles or RoleDirectory(policy, client, clock))
+        self._roles = roles or RoleDirectory(policy, client, clock)
+        self._bridge = BridgeDelivery(db, client, clock, channel, policy, self._roles)
         self.lease = lease  # how long a claim holds; RELEASEBOT_OUTBOX_LEASE_SECONDS (bot/cli.py)
         self._stopping = threading.Event()
 
@@ -256,6 +259,7 @@ class Delivery:
                 announce.REMINDER: self._reminder, announce.CHANNEL_NOTE: self._channel_note,
                 bridge.BRIDGE_OPEN: self._bridge_open, bridge.BRIDGE_CARD: self._bridge_card,
                 bridge.BRIDGE_POST: self._bridge_post, announce.SETUP_NOTICE: self._setup_notice,
+                announce.WELCOME: self._welcome,
                 deferred.DEADLINE: self._deferred_deadline}.get(row.kind)
         if send is None:
             # Written by a newer version of the bot; leave it for that version to send.
@@ -351,6 +355,13 @@ class Delivery:
         text = (aftercare.nonconformance_note(row.payload, self._policy) if row.payload.get("event") == "nonconformance"
                 else calendar.channel_note(row.payload))
         self._client.chat_postMessage(channel=self._channel, text=text)
+        self._done(row)
+
+    def _welcome(self, row: Outbox) -> None:
+        # Rendered when sent: the empty roles are the ones empty now, read through the group cache.
+        text, blocks = help_msg.welcome(empty_roles(self._policy, self._roles.members), self._policy.source,
+                                        self._channel)
+        self._client.chat_postMessage(channel=row.payload["channel"], text=text, blocks=blocks)
         self._done(row)
 
     def _setup_notice(self, row: Outbox) -> None:

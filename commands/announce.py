@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from storage import outbox
+from storage.db import transaction
 from storage.models import AuditEvent, Release
 
 APPROVAL_MESSAGE = "approval_message"
@@ -19,6 +21,7 @@ REMINDER = "reminder"
 CHANNEL_NOTE = "channel_note"  # to the release channel, about no one release
 BRIDGE_CARD = "bridge_card"  # an emergency's pinned bridge card, updated in place
 SETUP_NOTICE = "setup_notice"  # to a person by DM, about the bot's own setup (the channel it is not in)
+WELCOME = "welcome"  # to a channel the bot was just added to: what it does and which roles are empty
 
 
 def stream(release: Release) -> str:
@@ -34,6 +37,16 @@ def not_in_channel(session: Session, release: Release, channel: str, now: dateti
     key = f"not-in-channel:{release.id}:{channel}"
     added = outbox.enqueue(session, key=key, kind=SETUP_NOTICE, release_id=release.id,
                            payload={"user": release.requester_id, "channel": channel}, at=now)
+    return key if added else None
+
+
+def welcome(db: Engine, channel: str, joined: str, now: datetime) -> str | None:
+    """The welcome for a channel the bot joined, queued so a Slack outage delays it instead of losing it.
+    `joined` names the join (Slack's event_id): one welcome per join, however often Slack retries it.
+    Returns the row's key if this call queued it."""
+    key = f"welcome:{channel}:{joined}"[:255]
+    with transaction(db) as session:
+        added = outbox.enqueue(session, key=key, kind=WELCOME, payload={"channel": channel}, at=now)
     return key if added else None
 
 

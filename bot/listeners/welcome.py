@@ -7,10 +7,9 @@ import threading
 from slack_bolt import App
 from slack_sdk.errors import SlackApiError
 
-from commands.roles import empty_roles
+from commands import announce
 
-from bot.listeners.common import just_ack
-from bot.messages.help import welcome
+from bot.listeners.common import just_ack, kick
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -37,16 +36,14 @@ def register(app: App, svc: Services) -> None:
             known["id"] = found
         return found
 
-    # Once per join: the replay guard (bot.replay) claims the event_id before the ack, so Slack's
-    # retries of the same event never reach this listener a second time.
+    # Once per join: the replay guard (bot.replay) claims the event_id before the ack, and the outbox row's
+    # key holds it too. The welcome goes out through the outbox, so a Slack outage delays it, never loses it.
     def joined(body, event, client):
         if not event.get("user") or event.get("user") != bot_user_id(body, client):
             return  # someone else joined: not ours to greet
-        text, blocks = welcome(empty_roles(svc.policy, svc.roles.members), svc.policy.source,
-                               svc.config.release_channel)
-        try:
-            client.chat_postMessage(channel=event["channel"], text=text, blocks=blocks)
-        except (SlackApiError, OSError) as exc:
-            log.warning("could not post the welcome in %s: %s", event.get("channel"), exc)
+        joined_as = body.get("event_id") or event.get("event_ts") or ""
+        key = announce.welcome(svc.db, event["channel"], joined_as, svc.clock.now())
+        if key:
+            kick(svc, [key])
 
     app.event("member_joined_channel")(ack=just_ack, lazy=[joined])

@@ -272,3 +272,16 @@ def test_someone_else_joining_is_not_greeted(bot):
     bot.slack.event({"type": "member_joined_channel", "user": "U0DEV", "channel": "C0TEAM", "channel_type": "C"})
     bot.idle()
     assert welcomes(bot, "C0TEAM") == []
+
+
+def test_a_welcome_slack_fails_to_take_is_sent_later_not_lost(bot, clock):
+    # The welcome is an outbox row: Slack down when the bot joins delays it (and it is sent once).
+    bot.emulator.fail_next("chat.postMessage", n=1, status=500)
+    bot.slack.event({"type": "member_joined_channel", "user": "UBOT", "channel": "C0TEAM", "channel_type": "C"},
+                    event_id="Ev0JOIN2")
+    bot.idle()
+    assert [c for c in welcomes(bot, "C0TEAM") if c.ok] == []
+    clock.advance(minutes=5)  # past the retry's backoff
+    bot.deliver()
+    bot.deliver()
+    assert len([c for c in welcomes(bot, "C0TEAM") if c.ok]) == 1
