@@ -32,7 +32,8 @@ HORIZON = timedelta(days=400)  # occurrences kept ahead; the scheduler's refresh
 WARN_AHEAD = timedelta(days=8)  # warnings are queued this far ahead of their due time
 MAX_WARNINGS = 20  # per blackout and refresh: a dense calendar warns about its first freezes, not all of them
 INSERT_BATCH = 1000  # occurrence rows per INSERT, so no statement grows with a calendar
-FORM = ('/release blackout add name="Peak trading" start="2026-12-18 16:00" end="2027-01-04 08:00" tz=Europe/London '
+# No fixed dates in the examples (they would soon be in the past): starts people may type any day.
+FORM = ('/release blackout add name="Peak trading" start="in 7 days" end="in 21 days" tz=Europe/London '
         '[services=a,b] [environments=production] [repeat="FREQ=WEEKLY;BYDAY=FR"]')
 SUBSCRIBE_FORM = '/release blackout subscribe url=https://… name="Company holidays" [tz=Europe/London] [services=…]'
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
@@ -79,7 +80,7 @@ def parse_blackout(raw: Mapping[str, str], policy: Policy, now: datetime, locale
                 parsed[key] = parse_start(get(key), get("tz"), now, locale).local
             except TimeInputError as exc:
                 raise FieldErrors({key: str(exc) if "start I can read" not in str(exc) else
-                                   f"'{get(key)}' is not a date and time like \"2026-12-18 16:00\"; "
+                                   f"'{get(key)}' is not a date and time like \"YYYY-MM-DD HH:MM\"; "
                                    f"use {START_FORM}"}) from None
     if parsed["end"] <= parsed["start"]:
         raise FieldErrors({"end": "must be after start"})

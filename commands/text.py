@@ -12,7 +12,8 @@ from typing import Callable
 from commands.errors import InputError, NotFound
 
 USAGE: dict[str, str] = {
-    "request": '/release request service=payments version=2.3.1 type=minor start="2026-12-01 14:00" '
+    # Examples never name a fixed date (it would soon be in the past): a start people may type today.
+    "request": '/release request service=payments version=2.3.1 type=minor start="next monday 14:00" '
                'tz=Europe/London duration=60m summary="Add refunds" '
                "flags=feature,sensitive,…|none [env=production] [risk=…] [rollback=…] [links=…]"
                "   (flags: the yes answers, or none; without them the form opens; with flags=incident also "
