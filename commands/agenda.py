@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Mapping
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, true
 from sqlalchemy.engine import Engine
 
 from calendars.ics import FeedEvent
@@ -214,21 +214,25 @@ def feed_revision(db: Engine, now: datetime, service: str | None = None,
                          BlackoutOccurrence.start_at < now + ahead))
     shown = blackouts.where(or_(Blackout.removed_at.is_(None), Blackout.removed_at > now - keep_cancelled))
 
-    def agg(q, *cols):
-        return [q.with_only_columns(c).scalar_subquery() for c in cols]
+    def agg(q, *cols):  # one pass over q for all its aggregates (a scalar subquery each scanned it again)
+        return q.with_only_columns(*cols).subquery()
 
-    columns = (agg(in_window, func.count(Release.id), func.max(Release.updated_at),
-                   func.sum(Release.revision))
-               + agg(blackouts, func.count(Blackout.id), func.max(Blackout.created_at),
-                     func.max(Blackout.removed_at), func.sum(Blackout.revision))
-               + agg(select(CalendarSubscription), func.max(CalendarSubscription.last_ok_at))
-               + agg(subscribed, func.count(BlackoutOccurrence.id), func.min(BlackoutOccurrence.id),
-                     func.max(BlackoutOccurrence.id), func.min(BlackoutOccurrence.start_at),
-                     func.max(BlackoutOccurrence.start_at))
-               + agg(in_window, func.count(Release.message_ts), func.max(Release.message_ts))
-               + agg(shown, func.count(Blackout.id)))
+    parts = [agg(in_window, func.count(Release.id), func.max(Release.updated_at), func.sum(Release.revision),
+                 func.count(Release.message_ts), func.max(Release.message_ts)),
+             agg(blackouts, func.count(Blackout.id), func.max(Blackout.created_at), func.max(Blackout.removed_at),
+                 func.sum(Blackout.revision)),
+             agg(select(CalendarSubscription), func.max(CalendarSubscription.last_ok_at)),
+             agg(subscribed, func.count(BlackoutOccurrence.id), func.min(BlackoutOccurrence.id),
+                 func.max(BlackoutOccurrence.id), func.min(BlackoutOccurrence.start_at),
+                 func.max(BlackoutOccurrence.start_at)),
+             agg(shown, func.count(Blackout.id))]
+    joined = parts[0]
+    for part in parts[1:]:  # one row each: joined on nothing, said so (not an accidental cartesian product)
+        joined = joined.join(part, true())
     with read(db) as session:  # a feed poll never waits for (or takes) the write lock
-        row = tuple(session.execute(select(*columns)).one())
+        r = tuple(session.execute(select(*[c for part in parts for c in part.c]).select_from(joined)).one())
+    # in the order the fingerprint has always had (the shown count last)
+    row = (*r[0:3], *r[5:9], r[9], *r[10:15], *r[3:5], r[15])
     stamps = [v for v in (row[1], row[4], row[5], row[7]) if isinstance(v, datetime)]
     fingerprint = (now.isoformat(), service or "", str(past), str(ahead)) + tuple(str(v) for v in row)
     return FeedRevision(fingerprint, max([now, *stamps]))
