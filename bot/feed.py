@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from slack_sdk.errors import SlackApiError
 
-from commands.agenda import FEED_AHEAD, FeedContext, feed_events, feed_people, feed_revision
+from commands.agenda import FeedContext, feed_events, feed_people, feed_revision
 from commands.text import SERVICE_NAME
 from calendars.ics import feed
 
@@ -203,7 +203,8 @@ def feed_app(svc: Services):
         # The window moves once a day, so a day's feed is one revision until something in it changes.
         day = now.replace(hour=0, minute=0, second=0, microsecond=0)
         keep = calendar_policy.feed_keep_cancelled
-        revision = feed_revision(svc.db, day, service, keep)
+        past, ahead = calendar_policy.feed_past, calendar_policy.feed_ahead  # one horizon: revision and body
+        revision = feed_revision(svc.db, day, service, keep, past, ahead)
         host = uid_host(svc, environ)
 
         def tag(names: dict, workspace_url: str | None) -> str:
@@ -229,11 +230,12 @@ def feed_app(svc: Services):
                 body = cache.get(etag)  # another request may have rendered it meanwhile
                 if body is None:
                     url = workspace.lookup()
-                    names, known = svc.people.names(feed_people(svc.db, day, service))
-                    context = FeedContext(host=host, workspace_url=url, names=names, keep_cancelled=keep)
+                    names, known = svc.people.names(feed_people(svc.db, day, service, past, ahead))
+                    context = FeedContext(host=host, workspace_url=url, names=names, keep_cancelled=keep,
+                                          past=past, ahead=ahead)
                     body = feed(feed_events(svc.db, day, service, context),
                                 name="Releases" + (f": {service}" if service else ""),
-                                refresh=calendar_policy.feed_refresh, horizon=day + FEED_AHEAD)
+                                refresh=calendar_policy.feed_refresh, horizon=day + ahead)
                     # A render that learnt names or the workspace made a body the next request's ETag
                     # describes, not this one's: it is labelled (and kept) as that one.
                     etag = tag(known, url)

@@ -73,6 +73,8 @@ DEFAULTS: dict[str, Any] = {
         "windows": {},  # e.g. production = { days = "Mon-Thu", start = "09:00", end = "16:00", tz = "Europe/London" }
         "feed_refresh": "1h",  # how often calendar clients are asked to fetch the ICS feed again
         "feed_keep_cancelled": "30d",  # a removed blackout stays in the feed as CANCELLED this long, then goes
+        "feed_past": "90d",  # the feed's horizon: what ended longer ago than this is left out
+        "feed_ahead": "365d",  # and what starts later than this ahead
     },
     # How long a message Slack keeps refusing with a retryable error (5xx, 429, timeouts) is retried
     # before it is dead-lettered and stops holding up the release's later messages.
@@ -128,6 +130,8 @@ class CalendarPolicy:
     windows: Mapping[str, DeploymentWindows]
     feed_refresh: timedelta = timedelta(hours=1)
     feed_keep_cancelled: timedelta = timedelta(days=30)
+    feed_past: timedelta = timedelta(days=90)
+    feed_ahead: timedelta = timedelta(days=365)
 
     # A client told to come back sooner than every 15 minutes only adds load (Google polls every few
     # hours whatever it is told); later than a week, a change is seen too late to matter.
@@ -319,9 +323,16 @@ def _calendar_policy(spec: Mapping[str, Any], envs: tuple[str, ...], source: str
     keep = _duration(spec, "calendar", "feed_keep_cancelled", source)
     if not CalendarPolicy.FEED_KEEP_CANCELLED_BOUNDS[0] <= keep <= CalendarPolicy.FEED_KEEP_CANCELLED_BOUNDS[1]:
         raise PolicyError(source, "calendar.feed_keep_cancelled", "must be from 1d to 365d")
+    # The horizon keeps an old install's feed from growing with its history; two years either way is
+    # as far as a release or a blackout can be planned (commands/request.py MAX_AHEAD).
+    past, ahead = (_duration(spec, "calendar", k, source) for k in ("feed_past", "feed_ahead"))
+    if not timedelta(days=1) <= past <= timedelta(days=730):
+        raise PolicyError(source, "calendar.feed_past", "must be from 1d to 730d")
+    if not timedelta(days=7) <= ahead <= timedelta(days=730):
+        raise PolicyError(source, "calendar.feed_ahead", "must be from 7d to 730d")
     return CalendarPolicy(blackout_warning_lead=_duration(spec, "calendar", "blackout_warning_lead", source),
                           max_concurrent=MappingProxyType(limits), windows=MappingProxyType(windows),
-                          feed_refresh=refresh, feed_keep_cancelled=keep)
+                          feed_refresh=refresh, feed_keep_cancelled=keep, feed_past=past, feed_ahead=ahead)
 
 
 def _type_policy(name: str, spec: Mapping[str, Any], source: str) -> TypePolicy:

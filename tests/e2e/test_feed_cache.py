@@ -5,8 +5,11 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from icalendar import Calendar
+
 import bot.feed as feed_module
-from test_calendar import req
+from conftest import serving, start_bot
+from test_calendar import allow_bot, calendar_host, req  # noqa: F401 - fixtures
 
 
 @pytest.fixture
@@ -81,3 +84,61 @@ def test_a_token_fetching_too_often_gets_429_with_retry_after(bot, clock):
 def test_a_wrong_token_is_still_404_and_not_rate_limited_state(bot):
     for _ in range(feed_module.FEED_BURST + 2):
         assert httpx.get(f"{bot.url}/calendar.ics?token=U0DEV.0000").status_code == 404
+
+
+def refetch(bot, first, user="U0QA", **kw) -> httpx.Response:
+    """The same feed asked again as a client holding `first` would: with its ETag."""
+    return httpx.get(url_for(bot, user, **kw), headers={"If-None-Match": first.headers["ETag"]})
+
+
+def test_a_release_edit_moves_the_revision_and_is_rendered_again(bot, clock, renders):
+    bot.command(req(), user="U0DEV")
+    first = httpx.get(url_for(bot))
+    assert refetch(bot, first).status_code == 304  # nothing changed: no render
+    clock.advance(minutes=5)
+    bot.command('edit REL-1 version=1.0.1 reason="typo"', user="U0DEV")
+    again = refetch(bot, first, "U0EL")
+    assert again.status_code == 200 and b"payments 1.0.1" in again.content and b"payments 1.0.0" not in again.content
+    assert renders["n"] == 2
+
+
+def test_a_removed_blackout_moves_the_revision_at_once(bot, clock, renders):
+    bot.command('blackout add name="Close" start="2026-11-30 00:00" end="2026-11-30 23:00" tz=UTC', user="U0RM")
+    first = httpx.get(url_for(bot))
+    assert b"STATUS:CONFIRMED" in first.content
+    clock.advance(minutes=5)
+    bot.command("blackout remove 1", user="U0RM")
+    again = refetch(bot, first)
+    assert again.status_code == 200 and b"STATUS:CANCELLED" in again.content and renders["n"] == 2
+    # and a client that only knows Last-Modified is told too
+    since = httpx.get(url_for(bot, "U0EL"), headers={"If-Modified-Since": first.headers["Last-Modified"]})
+    assert since.status_code == 200 and since.headers["ETag"] == again.headers["ETag"]
+
+
+def test_a_subscription_refresh_that_brings_new_events_moves_the_revision(allow_bot, clock, calendar_host, renders):
+    allow_bot.command(f'blackout subscribe url={calendar_host.url} name="Payroll" tz=Europe/London', user="U0RM")
+    first = httpx.get(url_for(allow_bot))
+    assert b"Payroll run" in first.content and b"Quarter close" not in first.content
+    calendar_host.body = calendar_host.body.replace("SUMMARY:Payroll run\nEND:VEVENT\nBEGIN:VEVENT\nUID:weekly@test\n"
+                                                    "RECURRENCE-ID", "SUMMARY:Quarter close\nEND:VEVENT\nBEGIN:"
+                                                    "VEVENT\nUID:weekly@test\nRECURRENCE-ID", 1)
+    calendar_host.etag = '"v2"'
+    clock.advance(hours=3)
+    allow_bot.svc.refresh_calendars()
+    again = refetch(allow_bot, first)
+    assert again.status_code == 200 and b"Blackout: Quarter close" in again.content and renders["n"] == 2
+    assert refetch(allow_bot, again, "U0EL").status_code == 304  # and then it holds still
+
+
+def test_the_feed_keeps_to_the_policy_horizon(db, clock, emulator):
+    from commands.policy import Policy
+
+    started = serving(start_bot(db, clock, Policy.from_mapping({"calendar": {"feed_ahead": "7d"}}), emulator))
+    running = next(started)
+    try:
+        running.command(req(), user="U0DEV")  # 2026-12-01: 8 days after the clock's now
+        running.command(req(service="ledger", start="2026-11-27 14:00"), user="U0DEV")
+        body = httpx.get(url_for(running)).content
+        assert {str(e["UID"]).split("@")[0] for e in Calendar.from_ical(body).walk("VEVENT")} == {"release-2"}
+    finally:
+        next(started, None)

@@ -2,7 +2,7 @@
 removed blackouts aging out, and a revision that moves whenever any of that changes."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from sqlmodel import Session
 
@@ -14,6 +14,10 @@ from storage.models import Release
 from unit_support import new_release
 
 BLACKOUT = {"name": "Close", "start": "2026-12-10 00:00", "end": "2026-12-11 00:00", "tz": "UTC"}
+def utc(*a) -> datetime:
+    return datetime(*a, tzinfo=timezone.utc)
+
+
 CONTEXT = FeedContext(host="releasebot.example.com", workspace_url="https://acme.slack.com/",
                       names={"U0DEV": "Dana Dev"})
 
@@ -86,6 +90,42 @@ def test_a_removed_blackout_is_cancelled_for_the_policy_time_then_gone(db, clock
 
 def test_a_blackout_still_in_force_never_ages_out(db, clock, policy):
     add_blackout(db, actor("U0RM"), BLACKOUT, clock, policy)
-    later = START + timedelta(days=200)
+    later = START + timedelta(days=60)  # long after keep_cancelled; inside the horizon (it ended 50 days ago)
     assert not by_uid(db, later)["blackout-1@releasebot.example.com"].cancelled
     assert agenda.feed_revision(db, later).fingerprint[-1] == "1"
+
+
+def uids(db, now, **horizon) -> set[str]:
+    return {e.uid.split("@")[0] for e in feed_events(db, now, context=FeedContext(host="h", **horizon))}
+
+
+def test_the_feed_keeps_to_its_horizon_of_ninety_days_back_and_a_year_ahead(db, clock, policy):
+    rid = new_release(db, clock, policy)  # 2026-12-01 14:00-15:00 UTC
+    add_blackout(db, actor("U0RM"), BLACKOUT, clock, policy)  # one-off, ends 2026-12-11 00:00 UTC
+    add_blackout(db, actor("U0RM"), {"name": "Sprint", "start": "2026-11-27 16:00", "end": "2026-11-27 18:00",
+                                     "tz": "Europe/London", "repeat": "FREQ=WEEKLY;BYDAY=FR;COUNT=5"},
+                 clock, policy)  # last occurrence 2026-12-25 16:00-18:00 UTC
+    add_blackout(db, actor("U0RM"), {"name": "Friday", "start": "2026-11-27 16:00", "end": "2026-11-27 18:00",
+                                     "tz": "Europe/London", "repeat": "FREQ=WEEKLY;BYDAY=FR"}, clock, policy)
+    everything = {f"release-{rid}", "blackout-1", "blackout-2", "blackout-3"}
+    assert uids(db, START) == everything
+    # each leaves 90 days after it ended; a rule that goes on never does, though it began long before
+    assert uids(db, utc(2027, 3, 1)) == everything  # the release ended 89 days before
+    assert uids(db, utc(2027, 3, 2)) == everything - {f"release-{rid}"}
+    assert uids(db, utc(2027, 3, 11)) == {"blackout-2", "blackout-3"}
+    assert uids(db, utc(2027, 3, 26)) == {"blackout-3"}
+    assert uids(db, utc(2030, 1, 1)) == {"blackout-3"}
+    assert feed_people(db, utc(2027, 3, 2)) == set() and feed_people(db, utc(2027, 3, 1)) == {"U0DEV"}
+    # ahead: what starts later than that is not in the feed yet; policy sets both
+    assert uids(db, START, ahead=timedelta(days=7)) == {"blackout-2", "blackout-3"}
+    assert uids(db, utc(2026, 12, 20), past=timedelta(days=7)) == {"blackout-2", "blackout-3"}
+
+
+def test_the_revision_keeps_to_the_same_horizon(db, clock, policy):
+    rid = new_release(db, clock, policy)
+    later = utc(2027, 3, 2)  # the release ended more than 90 days before
+    before = feed_revision(db, later).fingerprint
+    posted(db, rid, "1700000000.000100")  # a change to a release outside the horizon does not move it
+    assert feed_revision(db, later).fingerprint == before
+    assert feed_revision(db, START).fingerprint != feed_revision(db, START, past=timedelta(days=30)).fingerprint
+    assert feed_revision(db, START).fingerprint != feed_revision(db, START, ahead=timedelta(days=30)).fingerprint

@@ -316,10 +316,19 @@ def test_feed_refresh_and_cancelled_blackouts_default_to_an_hour_and_thirty_days
     assert cal.max_concurrent == {"production": 1}  # the other calendar keys keep their defaults
 
 
+def test_the_feed_horizon_defaults_to_ninety_days_back_and_a_year_ahead():
+    cal = Policy.default().calendar
+    assert (cal.feed_past, cal.feed_ahead) == (timedelta(days=90), timedelta(days=365))
+    cal = load({"calendar": {"feed_past": "30d", "feed_ahead": "60d"}}).calendar
+    assert (cal.feed_past, cal.feed_ahead) == (timedelta(days=30), timedelta(days=60))
+
+
 @pytest.mark.parametrize("key, value, problem", [
     ("feed_refresh", "5m", "must be from 15m to 7d"), ("feed_refresh", "8d", "must be from 15m to 7d"),
     ("feed_refresh", "soon", "is not a duration"), ("feed_keep_cancelled", "12h", "must be from 1d to 365d"),
-    ("feed_keep_cancelled", "400d", "must be from 1d to 365d"), ("feed_keep_cancelled", 30, "duration string")])
+    ("feed_keep_cancelled", "400d", "must be from 1d to 365d"), ("feed_keep_cancelled", 30, "duration string"),
+    ("feed_past", "12h", "must be from 1d to 730d"), ("feed_past", "800d", "must be from 1d to 730d"),
+    ("feed_ahead", "3d", "must be from 7d to 730d"), ("feed_ahead", "731d", "must be from 7d to 730d")])
 def test_feed_keys_out_of_bounds_are_refused(key, value, problem):
     err = refused({"calendar": {key: value}})
     assert err.key == f"calendar.{key}" and problem in err.problem
