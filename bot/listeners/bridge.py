@@ -15,7 +15,7 @@ from commands.outcome import Outcome
 from commands.text import ParsedCommand, parse_ref
 from storage import outbox
 
-from bot.listeners.common import ephemeral, just_ack, kick, run
+from bot.listeners.common import answer_to, carry_answer, just_ack, kick, run
 from bot.messages import bridge as render
 from bot.messages.common import esc
 from bot.services import Services
@@ -38,11 +38,7 @@ def handle(svc: Services, cmd: ParsedCommand, body: dict, tell) -> None:
 
 
 def _assess(svc: Services, user: str, release_id: int, fields: dict) -> Outcome:
-    # em-core's use case; until it is in this build the card says how else to record it.
-    assess = getattr(emergency, "assess", None)
-    if assess is None:
-        raise InputError("recording the assessment is not available in this version of the bot")
-    return assess(svc.db, svc.actor(user), release_id, fields, svc.clock, svc.policy)
+    return emergency.assess(svc.db, svc.actor(user), release_id, fields, svc.clock, svc.policy)
 
 
 def read_message(client, e, channel: str, ts: str) -> dict | None:
@@ -95,8 +91,8 @@ def register(app: App, svc: Services) -> None:
 
     def assess_button(fields: dict):
         def work(body, action, client):
-            user, channel = body["user"]["id"], body["channel"]["id"]
-            run(svc, ephemeral(client, channel, user),
+            user = body["user"]["id"]
+            run(svc, answer_to(svc, client, body),
                 lambda: _assess(svc, user, parse_ref(str(action["value"])), fields))
         return work
 
@@ -104,8 +100,8 @@ def register(app: App, svc: Services) -> None:
     app.action(render.ASSESS_CI)(ack=just_ack, lazy=[assess_button({"ci": "passed"})])
 
     def open_assess_form(body, action, client):
-        user, channel = body["user"]["id"], body["channel"]["id"]
-        tell = ephemeral(client, channel, user)
+        channel = body["channel"]["id"]
+        tell = answer_to(svc, client, body)
         try:
             v = bridge.view(svc.db, parse_ref(str(action["value"])))
         except InputError as exc:
@@ -114,7 +110,9 @@ def register(app: App, svc: Services) -> None:
         if v is None:
             return
         try:
-            client.views_open(trigger_id=body["trigger_id"], view=render.assess_modal(v.release, v.emergency, channel))
+            # the submission has no response_url of its own: it is answered on this click's (carry_answer)
+            client.views_open(trigger_id=body["trigger_id"],
+                              view=carry_answer(render.assess_modal(v.release, v.emergency, channel), body))
         except SlackApiError as exc:
             log.warning("views.open for the assessment failed: %s", exc.response.get("error"))
             tell(f'Slack would not open the form; use `/release assess {v.release.ref} blast_radius="…" '
@@ -129,20 +127,20 @@ def register(app: App, svc: Services) -> None:
         meta = json.loads(view.get("private_metadata") or "{}")
         user = body["user"]["id"]
         if fields:
-            run(svc, ephemeral(client, meta.get("channel") or svc.config.release_channel, user),
+            run(svc, answer_to(svc, client, body),
                 lambda: _assess(svc, user, parse_ref(str(meta.get("release"))), fields))
 
     app.view(render.ASSESS_CALLBACK)(ack=just_ack, lazy=[assess_form])
 
-    def show_log(body, action, respond, client):
+    def show_log(body, action, client):
         value = str(action.get("value") or "")
         ref, _, page = value.partition(":")
-        tell = ephemeral(client, body["channel"]["id"], body["user"]["id"])
+        tell = answer_to(svc, client, body)
 
         def work():
             release, lines = decision_log.load(svc.db, parse_ref(ref))
-            respond(blocks=render.log_page(release.ref, release.id, lines, int(page) if page.isdigit() else 0),
-                    text=f"Decision log of {release.ref}", response_type="ephemeral", replace_original=False)
+            tell(f"Decision log of {release.ref}",
+                 render.log_page(release.ref, release.id, lines, int(page) if page.isdigit() else 0))
         run(svc, tell, work)
 
     app.action(render.LOG_ACTION)(ack=just_ack, lazy=[show_log])

@@ -134,11 +134,6 @@ def carry_answer(view: dict, body: dict) -> dict:
     return {**view, "private_metadata": carried} if len(carried) <= 3000 else view  # Slack's limit
 
 
-def ephemeral(client, channel: str, user: str) -> Callable[[str], None]:
-    """Tell one person something in a channel; a DM where the bot cannot show it there (Answer)."""
-    return Answer(client, user, channel)
-
-
 def just_ack(ack) -> None:
     """The ack half of a listener whose work is all in its lazy half."""
     ack()

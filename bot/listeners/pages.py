@@ -8,7 +8,7 @@ from commands.blackout import list_blackouts, subscription_status
 from commands.outcome import Actor
 from commands.record import list_releases
 
-from bot.listeners.common import just_ack, run
+from bot.listeners.common import answer_to, just_ack, run
 from bot.messages import calendar
 from bot.messages.ids import MORE_ACTION, parse_more
 from bot.messages.release import LIST_PAGE, list_message
@@ -18,12 +18,11 @@ _FILTERS = {"pending", "upcoming", "mine"}
 
 
 def register(app: App, svc: Services) -> None:
-    def more(body, action, respond):
-        def show(blocks: list[dict], text: str) -> None:
-            respond(blocks=blocks, text=text, response_type="ephemeral", replace_original=False)
+    def more(body, action, client):
+        tell = answer_to(svc, client, body)  # the button's response_url, else a DM: never lost
 
-        def tell(text: str) -> None:
-            respond(text=text, response_type="ephemeral", replace_original=False)
+        def show(blocks: list[dict], text: str) -> None:
+            tell(text, blocks)
 
         def work() -> None:
             page = parse_more(str(action.get("value", "")))

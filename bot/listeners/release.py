@@ -29,7 +29,7 @@ from storage import outbox
 from storage.db import ACK_WAIT, Busy
 
 from bot.listeners import bridge, calendar, deploy
-from bot.listeners.common import answer_to, carry_answer, ephemeral, just_ack, locale_for, run, user_profile
+from bot.listeners.common import answer_to, carry_answer, just_ack, locale_for, run, user_profile
 from bot.messages import modal
 from bot.messages import help as help_msg, roles as roles_msg
 from bot.messages.release import LIST_PAGE, RESCHEDULE_ACTION, error_text, list_message, record_messages
@@ -146,9 +146,9 @@ def register(app: App, svc: Services) -> None:
 
     # "Reschedule to <slot>" on a flagged release: the reschedule decision, to that slot.
     def reschedule_clicked(body, action, client):
-        user, channel = body["user"]["id"], (body.get("channel") or {}).get("id") or svc.config.release_channel
+        user = body["user"]["id"]
         release_id, _, slot = str(action.get("value") or "").partition(":")
-        run(svc, ephemeral(client, channel, user),
+        run(svc, answer_to(svc, client, body),
             lambda: reschedule_to_slot(svc.db, svc.actor(user), parse_ref(release_id), slot, svc.clock, svc.policy),
             form_of="reschedule")
 

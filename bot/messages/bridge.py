@@ -9,8 +9,9 @@ from commands.bridge import BridgeView, Span
 from commands.decision_log import LogLine
 from storage.models import Emergency, Release
 
-from bot.messages.common import BLOCK_LIMIT, TEXT_LIMIT, clip, context, date, esc, mention, plain, section
-from bot.messages.release import roles_block
+from bot.messages.common import (BLOCK_LIMIT, TEXT_LIMIT, clip, context, date, esc, mention, plain, section, sections,
+                                 shorten)
+from bot.messages.release import PREVIEW, roles_block
 
 # Action, block and callback ids of the bridge (one place).
 ASSESS_SCOPE = "bridge_assess_scope"
@@ -45,15 +46,18 @@ def _check(label: str, value: str | None, by: str | None) -> str:
 
 
 def card(v: BridgeView, members: Mapping[str, tuple[str, ...]]) -> tuple[str, list[dict]]:
+    """The pinned card. Nothing is cut silently: long text goes over several sections, and the fix scope
+    (up to 2,000 characters, five times that escaped) is previewed with where to read it whole."""
     r, e = v.release, v.emergency
     text = f"{r.ref} emergency bridge: {r.service} {r.version}, incident {e.incident}"
     state = "closed" if e.closed_at else r.state
+    whole = f"(the whole text: `/release show {r.ref}`)"
     head = (f":rotating_light: *Emergency {r.ref}* · *{esc(r.service)}* `{esc(r.version)}` · {state}\n"
             f"*Incident:* {esc(e.incident) or '(none given)'}" + (" · :lock: security-related" if e.security else "")
-            + f"\n*Fix scope:* {esc(r.summary)}")
+            + f"\n*Fix scope:* {esc(shorten(r.summary or '', PREVIEW, whole))}")
     opened = e.bridge_opened_at or e.opened_at
-    blocks = [section(head),
-              section(clip(f"*On the bridge:* {who(v.roles, members, r.requester_id)}")),
+    blocks = [*sections(head),
+              *sections(f"*On the bridge:* {who(v.roles, members, r.requester_id)}"),
               section(f"*Clock:* opened {date(opened)} ({date(opened, '{ago}')})"
                       + (f"\nassessed {date(e.assessed_at)}" if e.assessed_at else "")
                       + (f"\napproved {date(e.approved_at)}" + (f" by set {esc(e.approver_set)}" if e.approver_set
@@ -67,7 +71,7 @@ def card(v: BridgeView, members: Mapping[str, tuple[str, ...]]) -> tuple[str, li
               _check("Rollback option", e.rollback_option, e.rollback_option_by),
               _check("Scope confirmed as the minimum needed", None, e.scope_confirmed_by),
               _check("Automated CI checks passed", None, e.ci_passed_by)]
-    blocks.append(section(clip("*Assessment*\n" + "\n".join(checks))))
+    blocks.extend(sections("*Assessment*\n" + "\n".join(checks)))
     buttons = []
     if e.closed_at is None and e.assessed_at is None:
         if e.blast_radius is None or e.rollback_option is None:
@@ -79,16 +83,19 @@ def card(v: BridgeView, members: Mapping[str, tuple[str, ...]]) -> tuple[str, li
     if v.steps:
         lines = [f"{'✅' if t.done_at else '⏳'} {esc(t.kind.replace('_', ' '))} · {mention(t.owner_id or '')} · "
                  f"due {date(t.due_at)}" + (f" · done {date(t.done_at)}" if t.done_at else "") for t in v.steps]
-        blocks.append(section(clip("*Deferred steps*\n" + "\n".join(lines))))
+        blocks.extend(sections("*Deferred steps*\n" + "\n".join(lines)))
     buttons.append(_button(LOG_ACTION, f"Decision log ({v.log_count} entries)" if v.log_count else "Decision log",
                            r.id))
-    blocks.append({"type": "actions", "block_id": f"bridge:{r.id}", "elements": buttons})
+    tail = [{"type": "actions", "block_id": f"bridge:{r.id}", "elements": buttons}]
     if e.bridge_fallback_reason:
-        blocks.append(context(f"This bridge is a thread because a channel could not be made: "
-                              f"{esc(e.bridge_fallback_reason)}"))
-    blocks.append(context("React with :pushpin: to a message here to put it in the decision log; "
-                          f"`/release log {r.ref} text…` adds an entry from anywhere."))
-    return esc(text), blocks
+        tail.append(context(f"This bridge is a thread because a channel could not be made: "
+                            f"{esc(e.bridge_fallback_reason)}"))
+    tail.append(context("React with :pushpin: to a message here to put it in the decision log; "
+                        f"`/release log {r.ref} text…` adds an entry from anywhere."))
+    if len(blocks) + len(tail) > BLOCK_LIMIT:  # Slack takes 50 blocks: say where the rest is, keep the buttons
+        blocks = blocks[:BLOCK_LIMIT - len(tail) - 1] + [context(f"The card goes on: `/release show {r.ref}` "
+                                                                 "and `/release roles` show the rest.")]
+    return esc(text), blocks + tail
 
 
 def _button(action_id: str, label: str, release_id: int, value: str | None = None) -> dict:
@@ -188,9 +195,9 @@ def record_blocks(r: Release, e: Emergency, lines: list[LogLine], room: int) -> 
     head = (f"*Emergency* · incident {esc(e.incident) or '(none given)'} · bridge: {where} · opened {date(e.opened_at)}"
             + (f" · closed {date(e.closed_at)}: {esc(e.close_summary or '')}" if e.closed_at else ""))
     chunks = log_sections(lines) or ["Nothing logged yet."]
-    room = max(room - 2, 1)
-    blocks = [section(clip(head)), *(section(("*Decision log*\n" if i == 0 else "") + c)
-                                     for i, c in enumerate(chunks[:room]))]
+    blocks = sections(head)  # an incident of 500 characters and a long close summary, whole
+    room = max(room - len(blocks) - 1, 1)
+    blocks += [section(("*Decision log*\n" if i == 0 else "") + c) for i, c in enumerate(chunks[:room])]
     if len(chunks) > room:
         blocks.append(context(f"The decision log goes on: the bridge card's *Decision log* button pages through it, "
                               f"and `releasebot audit {r.ref}` prints all of it."))

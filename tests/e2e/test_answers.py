@@ -91,9 +91,58 @@ def retro_form(bot, channel):
     return "U0RM", "REL-1"
 
 
+def reschedule_button(bot, channel):
+    # "Reschedule to <slot>" (a flagged request's free slot): the requester clicks it
+    slot = int(datetime(2026, 12, 2, 14, 0, tzinfo=timezone.utc).timestamp())
+    bot.click("reschedule_slot", f"1:{slot}", user="U0DEV", channel=channel)
+    return "U0DEV", "REL-1 updated"
+
+
+def more_button(bot, channel):
+    # the "More" under a paged list: the next page, with the list's blocks, to the clicker only
+    bot.click("list_more", "releases:mine:0", user="U0DEV", channel=channel)
+    return "U0DEV", "Releases"
+
+
+def outcome_button(bot, channel):
+    bot.command("go REL-1", user="U0RM", channel=CHANNEL)
+    bot.command("go REL-1", user="U0QA", channel=CHANNEL)
+    bot.svc.clock.set(datetime(2026, 12, 1, 14, 5, tzinfo=timezone.utc))
+    bot.command("deploy REL-1", user="U0PL", channel=CHANNEL)
+    checked = [{"value": v} for v in ("monitoring", "rollback", "oncall")]
+    bot.submit("deploy_checklist", {"checklist": {"checklist": {"selected_options": checked}}}, user="U0PL",
+               private_metadata=opened_view(bot.emulator)["private_metadata"])
+    bot.click("deploy_outcome", "1:success", user="U0PL", channel=channel)
+    return "U0PL", "REL-1 recorded as success. Stabilisation runs until"
+
+
+EMERGENCY = ('request service=payments version=1.2.4 type=emergency flags=incident start="2026-11-23 10:00" tz=UTC '
+             'duration=60m summary="Stop double charges" incident=INC-4211')
+
+
+def bridge_scope_button(bot, channel):
+    # the bridge card's "Scope confirmed", clicked where the person happens to be
+    bot.command(EMERGENCY, user="U0DEV", channel=CHANNEL)
+    bot.deliver()  # the bridge and its card
+    bot.click("bridge_assess_scope", "2", user="U0EL", channel=channel)
+    return "U0EL", "REL-2 still needs"
+
+
+def bridge_assess_form(bot, channel):
+    # the card's "Blast radius / rollback…" form: its submission is answered on the click's response_url
+    bot.command(EMERGENCY, user="U0DEV", channel=CHANNEL)
+    bot.deliver()
+    bot.click("bridge_assess_form", "2", user="U0EL", channel=channel)
+    bot.submit("bridge_assess", {"blast_radius": {"blast_radius": {"value": "EU only"}},
+                                 "rollback": {"rollback": {"value": None}}}, user="U0EL",
+               private_metadata=opened_view(bot.emulator)["private_metadata"])
+    return "U0EL", "REL-2 still needs"
+
+
 # The aftercare forms open from buttons in the release's thread; here they are submitted as if opened by no
 # command or click of the person's (no response_url to carry), so the answer must come as a DM.
-CASES = [slash_command, go_button, nogo_form, request_form, checklist_form]
+CASES = [slash_command, go_button, nogo_form, request_form, checklist_form, reschedule_button, more_button,
+         outcome_button, bridge_scope_button, bridge_assess_form]
 WITHOUT_RESPONSE_URL = [followup_form, retro_form]
 
 

@@ -4,6 +4,8 @@ shown to the person who clicked, only to them."""
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime, timezone
 
 import httpx
 import pytest
@@ -81,6 +83,37 @@ def test_list_pages_with_more_so_no_release_is_dropped(bot):
 def test_a_forged_more_value_shows_nothing_of_the_lists(bot):
     bot.click(MORE_ACTION, "blackouts:all:abc", user="U0DEV")
     assert "no longer available" in answers(bot)[-1].args["text"]
+
+
+DATE = r"<!date\^\d+\^[^|>]+\|[^>]+>"  # a Slack date token, which each reader sees in their own zone
+ALL_CHECKED = {"checklist": {"checklist": {"selected_options": [{"value": "monitoring"}, {"value": "rollback"},
+                                                                 {"value": "oncall"}]}}}
+
+
+def approved(bot):
+    bot.command(request(14), user="U0DEV")  # 2026-12-15 14:00-15:00 UTC
+    bot.command("go REL-1", user="U0RM")
+    bot.command("go REL-1", user="U0QA")
+
+
+def test_the_gate_refusal_says_now_and_the_window_as_slack_dates(bot):
+    approved(bot)
+    bot.command("deploy REL-1", user="U0PL")  # the clock is at 2026-11-23 09:00, weeks before the window
+    text = answers(bot)[-1].args["text"]
+    assert re.search(rf"now \({DATE}\) is outside the planned window {DATE}–{DATE}", text), text
+    assert "\ufdd0" not in text and "2026-12-15 14:00:00" not in text and "T14:00" not in text
+
+
+def test_stabilisation_runs_until_a_slack_date(bot, clock):
+    approved(bot)
+    clock.set(datetime(2026, 12, 15, 14, 5, tzinfo=timezone.utc))
+    bot.command("deploy REL-1", user="U0PL")
+    view = bot.emulator.calls_to("views.open")[-1].args["view"]
+    bot.submit("deploy_checklist", ALL_CHECKED, user="U0PL", private_metadata=view["private_metadata"])
+    bot.command("done REL-1 outcome=success", user="U0PL")
+    text = answers(bot)[-1].args["text"]
+    assert re.search(rf"Stabilisation runs until {DATE}; then the sign-offs", text), text
+    assert "\ufdd0" not in text and "+00:00" not in text
 
 
 @pytest.fixture

@@ -15,15 +15,17 @@ from slack_sdk.models.views import View
 from calendars.recurrence import Occurrence
 from commands.agenda import Item
 from commands.approval import ApprovalStatus, CastVote, RoleStatus
+from commands.bridge import BridgeView
 from commands.classification import Answers
 from commands.policy import Policy
 from commands.record import ReleaseRecord
 from commands.reminders import Notice
 from commands.request import _LIMITS
 from commands.text import when
-from storage.models import AuditEvent, Blackout, Deployment, NonConformance, Release, ReleaseFlag, SignOff, Task, Vote
+from storage.models import (AuditEvent, Blackout, Deployment, Emergency, NonConformance, Release, ReleaseFlag, SignOff,
+                            Task, Vote)
 
-from bot.messages import aftercare, calendar, modal
+from bot.messages import aftercare, bridge, calendar, modal
 from bot.messages import release as render
 from bot.messages.common import BLOCK_LIMIT, TEXT_LIMIT, esc, split
 from bot.messages.ids import MORE_ACTION, parse_more
@@ -107,6 +109,21 @@ def _note(kind: str, event: str):
         "start": NOW.isoformat(), "end": NOW.isoformat(), "how": "moved"})
 
 
+def bridge_card(kind: str):
+    """The pinned bridge card of the largest emergency: every text at its limit, every step owed, crowded roles."""
+    e = Emergency(release_id=7, incident=fill(kind, _LIMITS["incident"]), security=True, opened_at=NOW,
+                  opened_by="U0DEV", bridge_key="bridge-open:7", bridge_kind="thread",
+                  bridge_fallback_reason=fill(kind, 300), blast_radius=fill(kind, 2000), blast_radius_by="U0EL",
+                  rollback_option=fill(kind, 2000), rollback_option_by="U0EL", validated_at=NOW,
+                  validated_by="U0OPS", approver_set=fill(kind, 200), closed_at=NOW, closed_by="U0RM")
+    steps = [Task(release_id=7, kind=k, due_at=NOW, done_at=NOW, done_by="U0DEV", owner_id="U0DEV")
+             for k in ("change_request", "planning", "testing", "approval", "retrospective", "root_cause")]
+    roles = ("release_manager", "qa_lead", "operations", "platform_lead", "engineering_lead", "security")
+    members = {role: tuple(f"U0{role[:3].upper()}{i:03d}" for i in range(60)) for role in roles}
+    v = BridgeView(largest(kind), e, status(kind), deployment(kind), steps, roles, 999)
+    return bridge.card(v, members)
+
+
 def renderers(kind: str) -> dict:
     items = [Item(NOW + timedelta(hours=i), NOW + timedelta(hours=i + 1), "release", release=largest(kind))
              for i in range(0, 24 * 92, 6)]
@@ -114,6 +131,7 @@ def renderers(kind: str) -> dict:
     return {
         "approval_message": lambda: render.approval_message(largest(kind), status(kind), deployment(kind),
                                                             calendar.flags_block(flags(kind), [NOW] * 10)),
+        "bridge card": lambda: bridge_card(kind),
         "approval_message cancelled": lambda: render.approval_message(largest(kind, "cancelled"), status(kind)),
         **{f"record_messages {i}": (lambda i=i: (None, (render.record_messages(record(kind)) + [[]] * 4)[i]))
            for i in range(4)},
@@ -204,6 +222,24 @@ def test_the_approval_message_says_where_the_whole_rollback_plan_is(kind):
     short = render.approval_message(largest(kind).model_copy(update={"rollback_plan": "Redeploy 2.3.0."}),
                                     status(kind))[1]
     assert "Redeploy 2.3.0." in json.dumps(short)
+
+
+@pytest.mark.parametrize("kind", FILLS)
+def test_the_bridge_card_drops_nothing_without_saying_where_it_is(kind):
+    _, blocks = bridge_card(kind)
+    shown = _squeezed("".join(_texts(blocks)))
+    e, r = bridge_card_parts(kind)
+    # the fix scope is previewed with where to read it whole; the rest is on the card whole
+    assert "`/releaseshowREL-7`" in shown and _squeezed(esc(r.summary[:200])) in shown
+    for value in (e.incident, e.blast_radius, e.rollback_option):
+        assert _squeezed(esc(value)) in shown
+    assert "<@U0SEC059>" in shown and "*Deferredsteps*" in shown and "rootcause" in shown
+    assert "theCardgoeson" not in shown and "…" not in shown.replace("…(thewholetext", "").replace("text…`", "")
+
+
+def bridge_card_parts(kind: str):
+    return Emergency(release_id=7, incident=fill(kind, _LIMITS["incident"]), opened_at=NOW, opened_by="U0DEV",
+                     bridge_key="k", blast_radius=fill(kind, 2000), rollback_option=fill(kind, 2000)), largest(kind)
 
 
 def test_a_long_audit_trail_says_where_the_rest_is():

@@ -20,8 +20,18 @@ UTC = timezone.utc
 AT = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
 EPOCH = int(AT.timestamp())
 COMMANDS = Path(__file__).resolve().parents[2] / "commands"
-# Formatting a time for a person: strftime(), or a format spec like {x:%H:%M} in an f-string.
-_FORMATS = re.compile(r"\.strftime\(|\{[^{}\n]*:%[^{}\n]*\}")
+# Formatting a time for a person: strftime(), or inside an f-string a format spec like {x:%H:%M}, .isoformat(),
+# str(…), or a time put in as it is ({now}, {r.start_at}, {t.due_at!s}): the last three print
+# "2026-12-01 14:00:00+00:00" or its ISO form, UTC, where the reader should see their own zone.
+_FORMATS = re.compile(r"\{[^{}\n]*:%[^{}\n]*\}|\{[^{}\n]*\.isoformat\(\)[^{}\n]*\}|\{\s*str\([^{}\n]*\)[^{}\n]*\}"
+                      r"|\{[\w.]*(?:_at|_until|start|end|now|due|deadline)(?:![sr])?\}")
+_FSTRING = re.compile(r"""(?<!\w)[rR]?[fF][rR]?("(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')""")  # one line's f-strings
+
+
+def formats_a_time(line: str) -> bool:
+    return ".strftime(" in line or any(_FORMATS.search(m.group(1)) for m in _FSTRING.finditer(line))
+
+
 # The one left: the edit form's prefill, a value fed back into the parser in the release's own zone.
 # values fed back into the parser, not text for a person: the edit form's prefill, a slot button's start
 _NOT_FOR_PEOPLE = {("release.py", '.strftime("%Y-%m-%d %H:%M"), "tz": release.tz'),
@@ -30,18 +40,36 @@ _NOT_FOR_PEOPLE = {("release.py", '.strftime("%Y-%m-%d %H:%M"), "tz": release.tz
                    # renders no dates, so it names the zone it read the typed start in
                    ("request.py", 'local = f"{start.local:%Y-%m-%d %H:%M}"'),
                    ("request.py", 'read as {start.local:%a %d %b %H:%M} {tz}{note}.'),
-                   ("emergency.py", '"start": now.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M"), "tz": "UTC",')}
+                   ("emergency.py", '"start": now.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M"), "tz": "UTC",'),
+                   # outbox keys: stable identities for idempotency (one warning per occurrence, one failure
+                   # note per failure), compared by the database and never shown to anyone
+                   ("blackout.py", 'key = f"blackout-warning:{blackout.id}:{occ.start.isoformat()}"'),
+                   ("blackout.py", 'key=f"subscription-failed:{sub.id}:{now.isoformat()}"')}
 
 
 def test_commands_no_longer_format_times_for_people():
     found = []
     for path in sorted(COMMANDS.glob("*.py")):
         for line in path.read_text(encoding="utf-8").splitlines():
-            if _FORMATS.search(line) and not any(path.name == f and part in line for f, part in _NOT_FOR_PEOPLE):
+            if formats_a_time(line) and not any(path.name == f and part in line for f, part in _NOT_FOR_PEOPLE):
                 found.append(f"{path.name}: {line.strip()}")
             if re.search(r"\d UTC\b|\} UTC\b", line):
                 found.append(f"{path.name}: {line.strip()}")
     assert not found, "times formatted for people in commands/ (use commands.text.when):\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("line", [
+    'f"until {ends.isoformat()}."', 'f"until {str(ends)}."', 'f"now ({now}) is outside"',
+    'f"runs until {dep.stabilisation_ends_at}; then"', 'f"due {t.due_at!s}"', 'f"at {d.now:%H:%M}"',
+    'x.strftime("%H:%M")', 'f"typed \\"{shown}\\": read as {start}"'])
+def test_the_check_catches_a_time_printed_as_it_is(line):
+    assert formats_a_time(line)
+
+
+@pytest.mark.parametrize("line", ['f"{release.ref} is {release.state}"', 'f"until {when(ends)}"',
+                                  'payload={"start": occ.start.isoformat()}', 'f"{len(rows)} rows"'])
+def test_the_check_leaves_other_text_alone(line):
+    assert not formats_a_time(line)
 
 
 def test_a_marked_time_is_a_slack_date_after_escaping():
