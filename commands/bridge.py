@@ -151,7 +151,9 @@ class Span:
 
 def durations(e: Emergency, deployment: Deployment | None) -> list[Span]:
     """open → assessed → approved → deployed → validated, each with the time since the step before."""
-    opened = e.bridge_opened_at or e.opened_at
+    # The emergency opens at the request (QMS 4.6), and the assessment and approval targets are measured from
+    # it (commands.emergency.timing): the summary uses the same start, not the channel's creation.
+    opened = e.opened_at
     marks = [("opened", opened), ("assessed", e.assessed_at), ("approved", e.approved_at),
              ("deployed", deployment.finished_at if deployment else None), ("validated", e.validated_at)]
     spans, last = [], None
