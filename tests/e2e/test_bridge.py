@@ -251,8 +251,8 @@ def test_a_rolled_back_emergency_closes_its_bridge_without_validation(bot, db):
 
 
 def test_a_failed_emergency_deployment_closes_its_bridge(bot, db):
-    deployed(bot, outcome="rolled_back")
-    bot.command('bridge close REL-1 summary="rolled back; next fix on REL-2"', user="U0EL")
+    deployed(bot, outcome="failed")
+    bot.command('bridge close REL-1 summary="failed; next fix on REL-2"', user="U0EL")
     assert "Closed the bridge" in reply(bot) and emergency(db).validated_at is None
 
 
