@@ -22,6 +22,7 @@ from commands.decision import decide
 from commands.errors import InputError, NotFound, Refused
 from commands.outcome import Actor, Outcome
 from commands.policy import Policy
+from commands.states import CANCELLED, FAILED, ROLLED_BACK
 from storage import outbox
 from storage.db import read, transaction
 from storage.models import Deployment, Emergency, Release, Task
@@ -37,6 +38,8 @@ _SECURITY_ANSWERS = ("cve", "sensitive", "network_iam")
 _NOT_IN_NAME = re.compile(r"[^a-z0-9_-]+")
 CLOSE_FORM = '/release bridge close REL-12 summary="…"'
 CLOSERS = ("release_manager", "engineering_lead", "operations")
+# The ends that never get a validation, so they close the bridge without one.
+ENDED_UNVALIDATED = (ROLLED_BACK, FAILED, CANCELLED)
 
 
 def request_bridge(session: Session, release: Release, emergency: Emergency, now: datetime) -> None:
@@ -148,7 +151,9 @@ class Span:
 
 def durations(e: Emergency, deployment: Deployment | None) -> list[Span]:
     """open → assessed → approved → deployed → validated, each with the time since the step before."""
-    opened = e.bridge_opened_at or e.opened_at
+    # The emergency opens at the request (QMS 4.6), and the assessment and approval targets are measured from
+    # it (commands.emergency.timing): the summary uses the same start, not the channel's creation.
+    opened = e.opened_at
     marks = [("opened", opened), ("assessed", e.assessed_at), ("approved", e.approved_at),
              ("deployed", deployment.finished_at if deployment else None), ("validated", e.validated_at)]
     spans, last = [], None
@@ -181,10 +186,13 @@ def close_bridge(db: Engine, actor: Actor, release_id: int, summary: str, clock:
         if actor.user_id != d.release.requester_id:
             actor.require(CLOSERS, "Only the requester, a release manager, an engineering lead or the on-call "
                                    "engineer (operations) closes a bridge.")
-        if e.validated_at is None:
+        # A rolled-back, failed or cancelled emergency is never validated (validation needs a successful
+        # deployment): its bridge closes on its outcome instead, or it could never close.
+        if e.validated_at is None and d.release.state not in ENDED_UNVALIDATED:
             raise Refused(f"{d.release.ref}'s bridge stays open until validation is recorded: the on-call engineer "
                           "confirms, after the minimum monitoring window, that the incident is resolved and no new "
-                          "error patterns appeared.", code="not_validated")
+                          "error patterns appeared. (An emergency that was rolled back, failed or was cancelled "
+                          "closes its bridge without validation.)", code="not_validated")
         return e
 
     def change(d) -> Outcome:

@@ -69,11 +69,17 @@ def load(db: Engine, release_id: int) -> tuple[Release, list[LogLine]]:
         return release, merged(audit.trail(session, release_id), entries(session, release_id))
 
 
+# The names people read for the audit actions of an emergency (as commands/ records them); any other
+# action reads as its own words.
 _PLAIN = {
     "emergency_opened": "Emergency opened", "requested": "Requested", "vote_go": "Go", "vote_nogo": "No-go",
     "vote_withdrawn": "Vote withdrawn", "approved": "Approved", "approval_revoked": "Approval revoked",
-    "deployment_started": "Deployment started", "deployment_finished": "Deployment finished",
-    "rollback_decided": "Rollback decided", "cancelled": "Cancelled", "bridge_closed": "Bridge closed",
+    "assessment_recorded": "Assessment", "assessment_complete": "Assessment complete",
+    "deployment_started": "Deployment started", "deployment_success": "Deployed successfully",
+    "deployment_rolled_back": "Deployment rolled back", "deployment_failed": "Deployment failed",
+    "rollback_decided": "Rollback decided", "emergency_validated": "Validated",
+    "deferred_steps_opened": "Deferred steps opened", "deferred_step_recorded": "Deferred step recorded",
+    "cancelled": "Cancelled", "bridge_closed": "Bridge closed",
 }
 
 
@@ -84,11 +90,18 @@ def describe(e: AuditEvent) -> str:
     if e.action == "emergency_opened":
         head += f" for incident {after.get('incident') or '(none given)'}" + (
             ", security-related" if after.get("security") else "")
-    elif e.action in ("vote_go", "vote_nogo") and after.get("role"):
-        head += f" as {after['role']}"
-    elif e.action == "deployment_finished" and after.get("outcome"):
-        head += f": {after['outcome']}"
+    elif e.action in ("vote_go", "vote_nogo") and (after.get("vote") or {}).get("role"):
+        head += f" as {after['vote']['role']}"
+    elif e.action == "deferred_step_recorded":
+        head += f": {after.get('label') or after.get('step') or '(a step)'}"
+        late = after.get("late_by_minutes") or 0
+        head += f", {_late(late)} late" if after.get("late") and late else ", in time"
     return head + (f": {e.reason}" if e.reason else "")
+
+
+def _late(minutes: int) -> str:
+    days, rest = divmod(int(minutes), 24 * 60)
+    return (f"{days}d " if days else "") + f"{rest // 60}h{rest % 60:02d}m"
 
 
 def _ts_time(ts: str) -> datetime:

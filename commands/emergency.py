@@ -13,6 +13,7 @@ within seconds, from the outbox.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
@@ -27,6 +28,7 @@ from commands.decision import Decision, decide
 from commands.errors import FieldErrors, InputError, Refused
 from commands.outcome import Actor, Outcome
 from commands.policy import Policy
+from commands.request import Draft
 from commands.states import LIVE_STATES
 from commands.text import USAGE
 from storage import audit
@@ -204,6 +206,14 @@ def _summary(release: Release, em: Emergency, head: str) -> str:
     if not missing:
         return f"{head} The assessment of {release.ref} is complete; co-approval can go ahead."
     return f"{head} {release.ref} still needs: {', '.join(missing)}."
+
+
+def window_now(draft: Draft, now: datetime, policy: Policy) -> Draft:
+    """The request form's "responds to a production incident" answer is the emergency track (QMS 4.6): like
+    `/release emergency`, its window opens now for [emergency] window, whatever the form's pickers held
+    (Slack's form cannot leave them empty)."""
+    return replace(draft, start_at=now.replace(second=0, microsecond=0), duration=policy.emergency.window,
+                   note=None)
 
 
 def open_emergency(db: Engine, actor: Actor, args: Mapping[str, str | None], clock: Clock, policy: Policy,

@@ -22,7 +22,8 @@ EMERGENCY_DEFAULTS: dict[str, Any] = {
     "retrospective_business_days": 5,
     "frequency_limit": 2,
     "frequency_days": 30,
-    "quarterly_review": "2027-01-15",
+    # "": the end of the current calendar quarter, when the root-cause review is owed (QMS 6.1)
+    "quarterly_review": "",
 }
 
 
@@ -44,7 +45,8 @@ class EmergencyPolicy:
     retrospective_business_days: int = 5
     frequency_limit: int = 2
     frequency_days: int = 30
-    quarterly_review: date = date(2027, 1, 15)
+    # The next quarterly engineering review (QMS 6.1); None: the end of the calendar quarter (commands.frequency)
+    quarterly_review: date | None = None
 
     BRIDGES = ("channel", "thread")
     DURATIONS = ("window", "assessment_target", "approval_target", "min_monitoring", "extended_monitoring",
@@ -79,7 +81,9 @@ def emergency_policy(spec: Mapping[str, Any], source: str) -> EmergencyPolicy:
             raise PolicyError(source, f"emergency.{k}", f"must be a whole number from {low} to {high}")
         values[k] = n
     review = spec.get("quarterly_review")
-    if isinstance(review, date) and not hasattr(review, "hour"):
+    if review in ("", None):
+        values["quarterly_review"] = None  # the end of each calendar quarter
+    elif isinstance(review, date) and not hasattr(review, "hour"):
         values["quarterly_review"] = review  # TOML's bare date
     else:
         try:
@@ -87,5 +91,6 @@ def emergency_policy(spec: Mapping[str, Any], source: str) -> EmergencyPolicy:
         except ValueError:
             values["quarterly_review"] = None
         if values["quarterly_review"] is None:
-            raise PolicyError(source, "emergency.quarterly_review", 'must be a date like "2027-01-15"')
+            raise PolicyError(source, "emergency.quarterly_review",
+                              'must be a date like "2027-01-15", or "" for the end of each calendar quarter')
     return EmergencyPolicy(**values)

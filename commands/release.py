@@ -182,6 +182,10 @@ def schedule_nudge(session: Session, release: Release, now: datetime, policy: Po
                       round=release.round, n=1)
 
 
+# The request key of a submitted request form (bot.listeners.release: f"view:{view id}").
+FORM_REQUEST = "view:"
+
+
 def request_release(db: Engine, actor: Actor, raw: Mapping[str, str | None], answers: Answers | None,
                     clock: Clock, policy: Policy, request_key: str | None = None,
                     lock_wait: float | None = None, locale: str | None = None) -> Outcome:
@@ -189,7 +193,10 @@ def request_release(db: Engine, actor: Actor, raw: Mapping[str, str | None], ans
     storage.db.Busy, having written nothing, if another writer holds the database that long.
     `locale`: the requester's Slack locale, for a start like "12/03"."""
     now = clock.now()
-    draft = validate(raw, answers, policy, now, locale=locale)
+    opens_now = bool(request_key and request_key.startswith(FORM_REQUEST) and answers and answers.incident)
+    draft = validate(raw, answers, policy, now, locale=locale, allow_past_start=opens_now)
+    if opens_now:
+        draft = emergency.window_now(draft, now, policy)
     try:
         with write(db, lock_wait=lock_wait) as session:
             if request_key:

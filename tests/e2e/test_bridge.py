@@ -5,10 +5,13 @@ import json
 
 from sqlmodel import Session, select
 
-from storage.models import DecisionLogEntry, Emergency, Outbox
+from storage.models import AuditEvent, DecisionLogEntry, Emergency, Outbox
 
-EMERGENCY = ('request service=payments version=1.2.4 type=emergency flags=incident start="2026-11-23 10:00" tz=UTC '
-             'duration=60m summary="Stop double charges" incident=INC-4211')
+# The on-call engineer's own line (issue 10 item 1): its window opens now, so the clock's time is in it.
+EMERGENCY = 'emergency service=payments incident=INC-4211 summary="Stop double charges"'
+ASSESSED = 'assess REL-1 blast_radius="payments only" rollback="flag off" scope=confirmed ci=passed'
+ALL_CHECKED = {"checklist": {"checklist": {"selected_options": [{"value": "monitoring"}, {"value": "rollback"},
+                                                                 {"value": "oncall"}]}}}
 
 
 def reply(bot) -> str:
@@ -202,16 +205,28 @@ def test_the_decision_log_button_shows_the_log(bot, db):
     assert "first entry" in shown and "Emergency opened for incident INC-4211" in shown and "<!date^" in shown
 
 
-def test_the_bridge_closes_only_once_validated_and_then_sums_up_and_archives(bot, db, clock):
+def deployed(bot, outcome="success"):
+    """Opened, assessed, co-approved (release manager + engineering lead) and deployed through the checklist."""
     e = opened(bot)
+    bot.command(ASSESSED, user="U0OPS")
+    bot.command("go REL-1", user="U0RM")
+    bot.command("go REL-1", user="U0EL")
+    bot.command("deploy REL-1", user="U0PL")
+    view = bot.emulator.calls_to("views.open")[-1].args["view"]
+    bot.submit("deploy_checklist", ALL_CHECKED, user="U0PL", private_metadata=view["private_metadata"])
+    bot.command(f"done REL-1 outcome={outcome}", user="U0PL")
+    bot.deliver()
+    return e
+
+
+def test_the_bridge_closes_only_once_validated_and_then_sums_up_and_archives(bot, db, clock):
+    e = deployed(bot)
     bot.command('bridge close REL-1 summary="fixed"', user="U0RM")
     assert "until validation is recorded" in reply(bot)
     assert emergency(db).closed_at is None
-    with Session(db) as s:  # em-after's validation, as it leaves the record
-        row = s.exec(select(Emergency)).one()
-        row.validated_at, row.validated_by = clock.advance(minutes=45), "U0OPS"
-        s.add(row)
-        s.commit()
+    clock.advance(minutes=45)  # past [emergency] min_monitoring (30 min) of the successful deployment
+    bot.command('validate REL-1 note="incident resolved, no new error patterns"', user="U0OPS")
+    assert emergency(db).validated_by == "U0OPS"
     bot.command('bridge close REL-1 summary="double charges stopped"', user="U0RM")
     assert "Closed the bridge" in reply(bot)
     bot.deliver()
@@ -219,32 +234,60 @@ def test_the_bridge_closes_only_once_validated_and_then_sums_up_and_archives(bot
     [summary] = [c for c in bot.emulator.calls_to("chat.postMessage") if "bridge closed" in c.args["text"]]
     text = json.dumps(summary.args["blocks"])
     assert summary.args["channel"] == e.bridge_channel and "double charges stopped" in text
-    assert "validated" in text and "+45m" in text and "assessed: not recorded" in text
+    assert "validated" in text and "+45m" in text and "assessed" in text and "assessed: not recorded" not in text
     bot.command('bridge close REL-1 summary="again"', user="U0RM")
     assert "already closed" in reply(bot)
 
 
-def test_the_cards_assessment_buttons_call_the_assessment(bot, db, monkeypatch):
-    # em-core's commands.emergency.assess(db, actor, release_id, fields, clock, policy); a stand-in here.
-    from commands import emergency as use_cases
-    from commands.outcome import Outcome
-    calls = []
+def test_a_rolled_back_emergency_closes_its_bridge_without_validation(bot, db):
+    e = opened(bot)
+    bot.command('bridge close REL-1 summary="x"', user="U0RM")
+    assert "rolled back, failed or was cancelled" in reply(bot) and emergency(db).closed_at is None
+    bot.command('cancel REL-1 reason="duplicate of another fix"', user="U0DEV")
+    bot.command('bridge close REL-1 summary="cancelled, fixed elsewhere"', user="U0RM")
+    assert "Closed the bridge" in reply(bot) and emergency(db).closed_at is not None
+    bot.deliver()
+    assert bot.emulator.channels[e.bridge_channel]["is_archived"]
 
-    def assess(db_, actor, release_id, fields, clock, policy):
-        calls.append((actor.user_id, release_id, fields))
-        return Outcome("Recorded.", changed=False)
-    monkeypatch.setattr(use_cases, "assess", assess, raising=False)
+
+def test_a_failed_emergency_deployment_closes_its_bridge(bot, db):
+    deployed(bot, outcome="failed")
+    bot.command('bridge close REL-1 summary="failed; next fix on REL-2"', user="U0EL")
+    assert "Closed the bridge" in reply(bot) and emergency(db).validated_at is None
+
+
+def test_after_the_bridge_closes_a_deferred_step_is_reminded_in_the_release_thread(bot, db, clock):
+    e = deployed(bot, outcome="rolled_back")
+    bot.command('bridge close REL-1 summary="rolled back"', user="U0RM")
+    bot.deliver()
+    clock.advance(hours=3, minutes=30)  # within the last quarter of the 4-hour change-request deadline
+    bot.deliver()
+    [soon] = [c for c in bot.emulator.calls_to("chat.postMessage") if "formal change request" in c.args["text"]
+              and "is due" in c.args["text"]]
+    assert soon.args["channel"] == "C0RELEASES" and soon.args.get("thread_ts")
+    assert not [c for c in bot.emulator.calls_to("chat.postMessage") if c.args["channel"] == e.bridge_channel
+                and "formal change request" in c.args["text"]]
+
+
+def test_the_cards_assessment_buttons_record_the_assessment(bot, db):
     e = opened(bot)
     bot.click("bridge_assess_scope", "1", user="U0EL", channel=e.bridge_channel, message_ts=e.card_ts)
     bot.click("bridge_assess_ci", "1", user="U0OPS", channel=e.bridge_channel, message_ts=e.card_ts)
-    assert calls == [("U0EL", 1, {"scope": "confirmed"}), ("U0OPS", 1, {"ci": "passed"})]
+    row = emergency(db)
+    assert (row.scope_confirmed_by, row.ci_passed_by, row.blast_radius) == ("U0EL", "U0OPS", None)
     bot.click("bridge_assess_form", "1", user="U0EL", channel=e.bridge_channel, message_ts=e.card_ts)
     [form] = bot.emulator.calls_to("views.open")
     assert form.args["view"]["callback_id"] == "bridge_assess"
     bot.submit("bridge_assess", {"blast_radius": {"blast_radius": {"type": "plain_text_input", "value": "EU only"}},
                                  "rollback": {"rollback": {"type": "plain_text_input", "value": None}}},
                user="U0EL", private_metadata=form.args["view"]["private_metadata"])
-    assert calls[-1] == ("U0EL", 1, {"blast_radius": "EU only"})
+    row = emergency(db)
+    assert (row.blast_radius, row.blast_radius_by, row.rollback_option, row.assessed_at) == (
+        "EU only", "U0EL", None, None)
+    with Session(db) as s:
+        recorded = [a.after for a in s.exec(select(AuditEvent).where(AuditEvent.action == "assessment_recorded")
+                                                 .order_by(AuditEvent.id))]
+    assert [a["item"] for a in recorded] == ["scope", "ci", "blast_radius"]
 
 
 def test_slack_down_while_making_the_channel_is_retried_not_a_fallback(bot, db, clock):

@@ -180,3 +180,20 @@ def test_double_submit_creates_one_release(bot, db):
     bot.submit("release_request", values(), user="U0DEV", private_metadata=META, view_id="V0SAME")
     assert len(rows(db, Release)) == 1
     assert len(bot.emulator.calls_to("chat.postMessage")) == 1
+
+
+def test_the_forms_incident_answer_opens_the_emergency_window_now(bot, db, clock):
+    # The pickers cannot be left empty in Slack's form; whatever they hold, an emergency opens now (QMS 4.6).
+    r = bot.submit("release_request", values(answers=answers("incident"),
+                                             incident={"incident": {"type": "plain_text_input", "value": "INC-77"}},
+                                             start_date={"start_date": {"selected_date": "2026-11-20"}}),
+                   user="U0DEV", private_metadata=META)
+    assert r.status_code == 200 and r.text in ("", "null")
+    [rel] = rows(db, Release)
+    assert rel.effective_type == "emergency"
+    start, end = (t.replace(tzinfo=None) for t in (rel.start_at, rel.end_at))
+    assert start == clock.now().replace(tzinfo=None) and end - start == bot.svc.policy.emergency.window
+    [eph] = bot.emulator.calls_to("chat.postEphemeral")
+    assert "REL-1" in eph.args["text"]
+    bot.deliver()  # and its bridge opens like /release emergency's
+    assert bot.emulator.calls_to("conversations.create")[0].args["name"] == "rel-1-payments-emergency"

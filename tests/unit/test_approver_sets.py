@@ -133,7 +133,7 @@ def test_the_emergency_section_defaults():
     assert (e.change_request_within, e.planning_within, e.test_review_within, e.docs_within) == (
         timedelta(hours=4), timedelta(hours=24), timedelta(hours=24), timedelta(hours=24))
     assert (e.retrospective_business_days, e.frequency_limit, e.frequency_days) == (5, 2, 30)
-    assert e.quarterly_review == date(2027, 1, 15)
+    assert e.quarterly_review is None  # the end of each calendar quarter (commands.frequency.review_due)
 
 
 def test_the_emergency_section_is_immutable_and_overridable():

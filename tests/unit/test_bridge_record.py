@@ -171,7 +171,10 @@ def test_durations_run_from_open_to_validated():
                   approved_at=None, validated_at=t0 + timedelta(hours=2))
     spans = bridge.durations(e, None)
     assert [s.label for s in spans] == ["opened", "assessed", "approved", "deployed", "validated"]
-    assert spans[1].since_previous == timedelta(minutes=12) and spans[2].at is None
+    # from the request, as the assessment and approval targets are (QMS 4.6), not from the channel's creation
+    assert spans[0].at == t0 and spans[1].since_previous == timedelta(minutes=13) and spans[2].at is None
+    from commands.emergency import timing
+    assert timing(e, e.assessed_at, 15)["minutes"] == spans[1].since_previous.total_seconds() / 60
     assert spans[4].since_previous == timedelta(hours=2, minutes=-13)
 
 

@@ -275,7 +275,8 @@ def test_the_third_emergency_deployment_of_a_service_in_30_days_is_a_non_conform
     assert f"REL-{a}, REL-{b}, REL-{c}" in nc.detail
     review = steps(db, c)["root_cause_review"]
     assert review.owner_id == "role:release_manager"
-    assert review.due_at == datetime(2027, 1, 15, 9, 0, tzinfo=UTC)  # [emergency] quarterly_review
+    # no [emergency] quarterly_review: the end of the quarter of the deployment (QMS 6.1), not a fixed date
+    assert review.due_at == datetime(2026, 12, 31, 9, 0, tzinfo=UTC) and "due_note" not in review.details
     with Session(db) as s:  # owed by the service, not by this release's record
         assert "root_cause_review" not in still_open(s, release(db, c), policy).tasks
     assert record_step(db, actor("U0RM"), c, "root_cause_review", {"note": "on the Q1 agenda"}, clock,
@@ -299,6 +300,35 @@ def test_the_window_rolls(db, clock, policy):
     fourth = deploy_emergency_on(db, clock, policy, day(40))  # days 20, 31 and 40
     [nc] = nonconformances(db)
     assert nc.release_id == fourth and nc.detail.startswith("3 emergency deployments of payments in 30 days")
+
+
+def test_the_root_cause_review_is_never_born_overdue():
+    from datetime import date
+
+    from commands.frequency import review_due
+    now = datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
+    assert review_due(None, now, "UTC") == (datetime(2026, 12, 31, 9, 0, tzinfo=UTC), None)  # QMS 6.1 quarterly
+    assert review_due(date(2027, 2, 1), now, "UTC") == (datetime(2027, 2, 1, 9, 0, tzinfo=UTC), None)
+    due, why = review_due(date(2026, 10, 15), now, "UTC")  # a configured review that has passed
+    assert due == datetime(2026, 12, 31, 9, 0, tzinfo=UTC) and "2026-10-15 has passed" in why
+    # the quarter's last morning gone: the next quarter's end, in the release's zone
+    late = datetime(2026, 12, 31, 12, 0, tzinfo=UTC)
+    assert review_due(None, late, "Europe/Berlin")[0] == datetime(2027, 3, 31, 7, 0, tzinfo=UTC)  # CEST
+
+
+def test_a_past_review_date_in_the_policy_is_named_in_the_task(db, clock, policy):
+    from dataclasses import replace
+    from datetime import date
+    policy = replace(policy, emergency=replace(policy.emergency, quarterly_review=date(2026, 11, 1)))
+    for n in (0, 1, 2):
+        last = deploy_emergency_on(db, clock, policy, day(n))
+    review = steps(db, last)["root_cause_review"]
+    assert review.due_at == datetime(2026, 12, 31, 9, 0, tzinfo=UTC) and review.due_at > clock.now()
+    assert "2026-11-01 has passed" in review.details["due_note"]
+
+
+def test_an_empty_review_date_is_the_quarter_end():
+    assert Policy.from_mapping({"emergency": {"quarterly_review": ""}}).emergency.quarterly_review is None
 
 
 # --- policy ---------------------------------------------------------------------------------------------------------

@@ -29,6 +29,12 @@ def test_manifest_declares_the_command_interactivity_and_scopes_the_bot_uses():
         assert needed in text
 
 
+def test_manifest_lists_each_scope_once():
+    import re
+    scopes = re.findall(r"^\s+- ([a-z_]+:[a-z_.]+)", (ROOT / "manifest.yml").read_text(), re.M)
+    assert scopes and len(scopes) == len(set(scopes)), sorted(s for s in scopes if scopes.count(s) > 1)
+
+
 def test_shipped_policy_spells_out_the_deployment_defaults():
     data = tomllib.loads((ROOT / "policy.toml").read_text())
     shipped, default = Policy.from_mapping(data, source="policy.toml"), Policy.default()
