@@ -19,6 +19,7 @@ from calendars.timeparse import zone
 from commands import nonconformance
 from commands.deferred import RELEASE_MANAGERS, ROOT_CAUSE
 from commands.policy import Policy
+from commands.text import when
 from storage.models import Deployment, Release, Task
 
 
@@ -56,8 +57,9 @@ def review_due(configured: date | None, now: datetime, tz: str) -> tuple[datetim
         due = datetime.combine(quarter_end(end + timedelta(days=1)), REVIEW_AT, tzinfo=zone(tz))
     if configured is None:
         return due, None
-    return due, (f"[emergency] quarterly_review {configured.isoformat()} has passed; due at the end of the "
-                 f"quarter ({due.date().isoformat()}) instead, until the policy names the next review")
+    policy_value = configured.isoformat()  # as policy.toml spells it, so the operator finds the line
+    return due, (f"[emergency] quarterly_review {policy_value} has passed; due at the end of the "
+                 f"quarter ({when(due, tz, show='d')}) instead, until the policy names the next review")
 
 
 def emergency_deployed(session: Session, release: Release, actor: str, now: datetime, policy: Policy) -> None:

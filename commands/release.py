@@ -182,18 +182,16 @@ def schedule_nudge(session: Session, release: Release, now: datetime, policy: Po
                       round=release.round, n=1)
 
 
-# The request key of a submitted request form (bot.listeners.release: f"view:{view id}").
-FORM_REQUEST = "view:"
-
-
 def request_release(db: Engine, actor: Actor, raw: Mapping[str, str | None], answers: Answers | None,
                     clock: Clock, policy: Policy, request_key: str | None = None,
-                    lock_wait: float | None = None, locale: str | None = None) -> Outcome:
+                    lock_wait: float | None = None, locale: str | None = None,
+                    from_form: bool = False) -> Outcome:
     """`lock_wait`: storage.db.ACK_WAIT when the caller must answer within Slack's ack; it raises
     storage.db.Busy, having written nothing, if another writer holds the database that long.
-    `locale`: the requester's Slack locale, for a start like "12/03"."""
+    `locale`: the requester's Slack locale, for a start like "12/03".
+    `from_form`: the request form; its incident answer opens the window now, as /release emergency does."""
     now = clock.now()
-    opens_now = bool(request_key and request_key.startswith(FORM_REQUEST) and answers and answers.incident)
+    opens_now = bool(from_form and answers and answers.incident)
     draft = validate(raw, answers, policy, now, locale=locale, allow_past_start=opens_now)
     if opens_now:
         draft = emergency.window_now(draft, now, policy)

@@ -100,7 +100,8 @@ def register(app: App, svc: Services) -> None:
             # Requesting needs no role, so no role lookup (and no Slack call) here.
             with outbox.collecting() as queued:
                 outcome = request_release(svc.db, Actor(body["user"]["id"]), raw, answers, svc.clock, svc.policy,
-                                          request_key=f"view:{view['id']}", lock_wait=ACK_WAIT)
+                                          request_key=f"view:{view['id']}", lock_wait=ACK_WAIT,
+                                          from_form=True)
         except FieldErrors as exc:
             ack(response_action="errors", errors=modal.field_errors(exc.errors))
             return

@@ -55,7 +55,7 @@ def card(v: BridgeView, members: Mapping[str, tuple[str, ...]]) -> tuple[str, li
     head = (f":rotating_light: *Emergency {r.ref}* · *{esc(r.service)}* `{esc(r.version)}` · {state}\n"
             f"*Incident:* {esc(e.incident) or '(none given)'}" + (" · :lock: security-related" if e.security else "")
             + f"\n*Fix scope:* {esc(shorten(r.summary or '', PREVIEW, whole))}")
-    opened = e.bridge_opened_at or e.opened_at
+    opened = e.opened_at  # the emergency opens at the request (QMS 4.6), as its targets count from
     blocks = [*sections(head),
               *sections(f"*On the bridge:* {who(v.roles, members, r.requester_id)}"),
               section(f"*Clock:* opened {date(opened)} ({date(opened, '{ago}')})"
