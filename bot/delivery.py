@@ -297,7 +297,7 @@ class Delivery:
             slots = (planning.next_free_slots(session, self._policy, service=release.service,
                                               environment=release.environment, release_type=track(release),
                                               duration=release.end_at - release.start_at, now=self._clock.now(),
-                                              exclude=release.id)
+                                              not_before=release.start_at, tz=release.tz, exclude=release.id)
                      if planning.blocking(flags) and release.state in LIVE_STATES else [])
         text, blocks = render.approval_message(release, st, dep, calendar.flags_block(flags, slots)
                                                + render.reschedule_actions(release, slots))

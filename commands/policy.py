@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass, field, replace
+from datetime import time, timedelta
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -71,6 +71,8 @@ DEFAULTS: dict[str, Any] = {
         "blackout_warning_lead": "24h",
         "max_concurrent": {"production": 1},  # environments not named here: no limit
         "windows": {},  # e.g. production = { days = "Mon-Thu", start = "09:00", end = "16:00", tz = "Europe/London" }
+        # Where free slots are suggested for an environment without `windows`: in each release's own zone.
+        "default_hours": {"days": "Mon-Fri", "start": "09:00", "end": "17:00"},
         "feed_refresh": "1h",  # how often calendar clients are asked to fetch the ICS feed again
         "feed_keep_cancelled": "30d",  # a removed blackout stays in the feed as CANCELLED this long, then goes
         "feed_past": "90d",  # the feed's horizon: what ended longer ago than this is left out
@@ -82,7 +84,8 @@ DEFAULTS: dict[str, Any] = {
     "emergency": dict(EMERGENCY_DEFAULTS),  # commands/emergency_policy.py
 }
 # tables whose keys are names the operator chooses (people's roles, environments)
-_OPEN_TABLES = ("roles.", "calendar.max_concurrent.", "calendar.windows.")
+# (and default_hours, so that a key it does not take, such as tz, is refused with its whole right form)
+_OPEN_TABLES = ("roles.", "calendar.max_concurrent.", "calendar.windows.", "calendar.default_hours.")
 
 _TYPE_KEYS = {"lead_time", "stabilisation", "approvers", "approval_sla"}
 _SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
@@ -132,6 +135,14 @@ class CalendarPolicy:
     feed_keep_cancelled: timedelta = timedelta(days=30)
     feed_past: timedelta = timedelta(days=90)
     feed_ahead: timedelta = timedelta(days=365)
+    # Working hours (its tz is a placeholder): where slots are suggested when an environment has no windows.
+    default_hours: DeploymentWindows = DeploymentWindows(frozenset(range(5)), time(9), time(17), "UTC")
+
+    def slot_windows(self, environment: str, tz: str) -> DeploymentWindows:
+        """Where free slots for a release in `tz` may start and end: the environment's deployment windows
+        if policy sets them, else the default working hours in the release's own zone."""
+        windows = self.windows.get(environment)
+        return windows if windows is not None else replace(self.default_hours, tz=tz)
 
     # A client told to come back sooner than every 15 minutes only adds load (Google polls every few
     # hours whatever it is told); later than a week, a change is seen too late to matter.
@@ -317,6 +328,17 @@ def _calendar_policy(spec: Mapping[str, Any], envs: tuple[str, ...], source: str
             raise PolicyError(source, key, str(exc)) from None
         if windows[env].end <= windows[env].start:
             raise PolicyError(source, key, "end must be after start (windows do not cross midnight)")
+    hours = spec.get("default_hours")
+    if not isinstance(hours, dict) or set(hours) != {"days", "start", "end"}:
+        raise PolicyError(source, "calendar.default_hours", 'must be { days = "Mon-Fri", start = "09:00", '
+                                                            'end = "17:00" } (in each release\'s own zone)')
+    try:
+        default_hours = DeploymentWindows(parse_days(str(hours["days"])), parse_clock(str(hours["start"])),
+                                          parse_clock(str(hours["end"])), "UTC")
+    except TimeInputError as exc:
+        raise PolicyError(source, "calendar.default_hours", str(exc)) from None
+    if default_hours.end <= default_hours.start:
+        raise PolicyError(source, "calendar.default_hours", "end must be after start (hours do not cross midnight)")
     refresh = _duration(spec, "calendar", "feed_refresh", source)
     if not CalendarPolicy.FEED_REFRESH_BOUNDS[0] <= refresh <= CalendarPolicy.FEED_REFRESH_BOUNDS[1]:
         raise PolicyError(source, "calendar.feed_refresh", "must be from 15m to 7d")
@@ -332,7 +354,8 @@ def _calendar_policy(spec: Mapping[str, Any], envs: tuple[str, ...], source: str
         raise PolicyError(source, "calendar.feed_ahead", "must be from 7d to 730d")
     return CalendarPolicy(blackout_warning_lead=_duration(spec, "calendar", "blackout_warning_lead", source),
                           max_concurrent=MappingProxyType(limits), windows=MappingProxyType(windows),
-                          feed_refresh=refresh, feed_keep_cancelled=keep, feed_past=past, feed_ahead=ahead)
+                          feed_refresh=refresh, feed_keep_cancelled=keep, feed_past=past, feed_ahead=ahead,
+                          default_hours=default_hours)
 
 
 def _type_policy(name: str, spec: Mapping[str, Any], source: str) -> TypePolicy:

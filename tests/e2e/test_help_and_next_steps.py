@@ -184,6 +184,18 @@ def test_a_slot_keeps_the_release_zone(bot, db):
     assert r.tz == "America/New_York" and int(r.start_at.timestamp()) == int(first["value"].split(":")[1])
 
 
+def test_the_slots_offered_are_the_nearest_at_or_after_the_requested_start_in_working_hours(bot, db):
+    # Asked for Thursday 10 December 14:00 in New York, in a freeze until Friday 12:00 UTC: the slots are
+    # not a week early (when the lead time first allows), but from the freeze's end, in New York's 09-17
+    bot.command('blackout add name="Freeze" start="2026-12-09 00:00" end="2026-12-11 12:00" tz=UTC', user="U0RM")
+    bot.command(LINE.format(start="2026-12-10 14:00").replace("tz=UTC", "tz=America/New_York"), user="U0DEV")
+    post = bot.emulator.calls_to("chat.postMessage")[-1]
+    offered = [datetime.fromtimestamp(int(b["value"].split(":")[1]), tz=UTC)
+               for b in buttons(post.args["blocks"]) if b["action_id"] == "reschedule_slot"]
+    # Friday 12:00 UTC is 07:00 in New York: 09:00, 10:00, 11:00 EST
+    assert offered == [datetime(2026, 12, 11, h, tzinfo=UTC) for h in (14, 15, 16)]
+
+
 # ---- the deploy precheck ----
 
 def approve(bot, db):

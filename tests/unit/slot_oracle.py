@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from calendars.windows import DeploymentWindows
 from commands.classification import controls
-from commands.planning import MAX_OCCURRENCE, MAX_RELEASE, SLOT_HORIZON, _saturated
+from commands.planning import MAX_OCCURRENCE, MAX_RELEASE, SLOT_HORIZON, _saturated, slot_windows
 from commands.policy import Policy
 from commands.states import SCHEDULED
 from storage.models import Blackout, BlackoutOccurrence, Release
@@ -82,13 +82,17 @@ _BUSY_BLACKOUTS = (select(BlackoutOccurrence.start_at, BlackoutOccurrence.end_at
 
 
 def oracle_next_free_slots(session: Session, policy: Policy, *, service: str, environment: str, release_type: str,
-                    duration: timedelta, now: datetime, exclude: int | None = None,
-                    count: int = 3) -> list[datetime]:
+                    duration: timedelta, now: datetime, not_before: datetime | None = None, tz: str = "UTC",
+                    exclude: int | None = None, count: int = 3) -> list[datetime]:
     """The next `count` starts, of the same duration, that pass every check and
     fall inside the environment's deployment windows if policy sets them.
 
     Months of calendar are read here, so only the columns needed, not whole rows."""
     earliest = now + controls(policy, release_type).lead_time
+    # Since the search starts at the requested start and keeps to working hours where policy sets no
+    # windows, the oracle is given the same start and windows: what it checks is the scan, not the policy.
+    if not_before is not None:
+        earliest = max(earliest, not_before)
     until = earliest + SLOT_HORIZON
     window = {"start": earliest, "end": until, "exclude": exclude or 0}
     busy = [(s, e) for s, e, services, envs in session.execute(_BUSY_BLACKOUTS, {**window,
@@ -100,5 +104,5 @@ def oracle_next_free_slots(session: Session, policy: Policy, *, service: str, en
     if limit:
         env_rows = session.execute(_BUSY_RELEASES, {**window, "lo": earliest - MAX_RELEASE, "env": environment})
         busy += _saturated([(s, e) for s, e, _ in env_rows], limit)
-    return oracle_free_slots(earliest, duration, busy, policy.calendar.windows.get(environment), count=count,
-                      horizon=SLOT_HORIZON)
+    return oracle_free_slots(earliest, duration, busy, slot_windows(policy, environment, release_type, tz),
+                             count=count, horizon=SLOT_HORIZON)

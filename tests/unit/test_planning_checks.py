@@ -240,7 +240,8 @@ def test_next_free_slots_skip_blackouts_and_conflicts(db, clock, policy):
     new_release(db, clock, policy, type="patch", start="2026-11-25 12:00", tz="UTC")  # payments 12:00–13:00
     new_release(db, clock, policy, type="patch", service="search", start="2026-11-25 13:00", tz="UTC",
                 duration="90m")  # production is full 13:00–14:30
-    assert slots(db, policy) == [utc(2026, 11, 25, 14, 30), utc(2026, 11, 25, 15, 30), utc(2026, 11, 25, 16, 30)]
+    # 16:30-17:30 would run past the default working hours (Mon-Fri 09:00-17:00 in the release's zone)
+    assert slots(db, policy) == [utc(2026, 11, 25, 14, 30), utc(2026, 11, 25, 15, 30), utc(2026, 11, 26, 9)]
     # staging has no limit: only payments' own release and the blackout are in the way
     assert slots(db, policy, environment="staging") == [utc(2026, 11, 25, 13), utc(2026, 11, 25, 14),
                                                         utc(2026, 11, 25, 15)]
