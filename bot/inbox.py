@@ -30,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from storage import inbox as rows
 from storage.db import Busy
+from storage.replay import Claimed
 
 from bot import replay
 from bot.services import Services
@@ -60,8 +61,10 @@ class Inbox:
         """Write the work down (raises storage.db.Busy) and hand it to a worker."""
         body = request.body
         context = {k: request.context[k] for k in CARRIED if request.context.get(k) is not None}
+        # raises storage.replay.Claimed when a copy of this delivery claimed it first (nothing written)
         row_id = rows.put(self._svc.db, kind=kind, body=body, context=context, now=self._svc.clock.now(),
-                          stream=stream_of(body))
+                          stream=stream_of(body), claim=replay.deferred_claim())
+        replay.settle_claim()
         self._executor.submit(self.work, row_id)
 
     def in_memory(self, runnable: Callable[[], None]) -> None:
@@ -71,9 +74,17 @@ class Inbox:
         """The answer when the inbox did not take the delivery: nothing was done, say so inside the ack."""
         body = request.body
         key = replay.identity(body)
-        if key:  # nothing was done: the same delivery, sent again, must not be "already done"
+        # nothing was done: the same delivery, sent again, must not be "already done" (a deferred claim
+        # still owed was rolled back with the row: there is nothing to forget)
+        if key and not replay.claim_pending():
             replay.forget(self._svc, key, self._executor)
+        replay.settle_claim()
         return replay.busy_answer(self._svc, body, self._executor)
+
+    def second(self, request: BoltRequest) -> BoltResponse:
+        """A copy of this delivery took its claim first: this one did nothing."""
+        replay.settle_claim()
+        return replay.second_delivery(self._svc, request, self._executor)
 
     # ---- workers ----------------------------------------------------------------------------------------
 
@@ -177,6 +188,8 @@ def install(app: App, svc: Services, executor: Executor, workers: int, lease: ti
                        starting_time=starting_time)
         except Busy:
             return box.busy(request)
+        except Claimed:
+            return box.second(request)
 
     runner.run = run_or_busy
     return box

@@ -88,3 +88,18 @@ def test_the_same_calendar_subscribed_twice_is_one_subscription(db, clock, polic
     assert first.changed and not again.changed and "already subscribed" in again.message
     with Session(db) as s:
         assert len(s.exec(select(CalendarSubscription)).all()) == 1
+
+
+def test_a_row_that_claims_its_delivery_is_written_with_the_claim_or_not_at_all(db):
+    from storage import replay as seen
+    from storage.models import InboxRow, SeenDelivery
+    from sqlmodel import Session, select
+
+    first = inbox.put(db, kind="go", body={"type": "block_actions"}, context={}, now=START, claim="action:U0QA:1.2")
+    with pytest.raises(seen.Claimed):
+        inbox.put(db, kind="go", body={"type": "block_actions"}, context={}, now=START, claim="action:U0QA:1.2")
+    with Session(db) as s:
+        assert [r.id for r in s.exec(select(InboxRow))] == [first]
+        assert [d.key for d in s.exec(select(SeenDelivery))] == ["action:U0QA:1.2"]
+    assert not seen.claim(db, "action:U0QA:1.2", START)  # the claim is the one the replay guard checks
+    assert seen.seen_already(db, "action:U0QA:1.2") and not seen.seen_already(db, "action:U0QA:9.9")
