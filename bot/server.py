@@ -54,8 +54,8 @@ _TEXT = [("Content-Type", "text/plain; charset=utf-8")]
 def wsgi_app(app: App, db: Engine, svc: Services) -> Callable:
     # In Socket Mode Slack's requests arrive over the WebSocket (bot/socket_mode.py), so /slack/events is not
     # served: whatever comes there over HTTP is not from Slack, signed or not.
-    slack = None if svc.config.app_token else verified(SlackRequestHandler(app, path="/slack/events"),
-                                                       svc.config.signing_secret)
+    slack = None if svc.config.app_token else app.inbox.acks.answering(
+        verified(SlackRequestHandler(app, path="/slack/events"), svc.config.signing_secret))
     api = bounded(api_app(svc), API_CONCURRENCY, "pipeline API")  # bearer tokens, not Slack signatures
     calendar = feed_app(svc)  # a per-person token in the URL, for calendar clients; bounds itself
 
