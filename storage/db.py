@@ -122,13 +122,14 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str = DEFAULT_URL, *, pool_size: int = 20) -> Engine:
-    """`pool_size`: the connections held at most (bot.config's RELEASEBOT_DB_POOL when serving). A thread
-    that finds none free waits for one, whoever holds it: the bot sizes it so that acks never do."""
+def make_engine(url: str = DEFAULT_URL, *, pool_size: int = 10) -> Engine:
+    """`pool_size`: the connections kept open (bot.config's RELEASEBOT_DB_POOL when serving), and as many
+    again under a burst. A thread that finds none free waits for one, whoever holds it; the bot sizes it
+    so that acks do not: some after-ack work holds two at once (a read inside its transaction)."""
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        pooled = {} if parsed.database in (None, "", ":memory:") else {"pool_size": pool_size, "max_overflow": 0}
+        pooled = {} if parsed.database in (None, "", ":memory:") else {"pool_size": pool_size, "max_overflow": pool_size}
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": LONG_WAIT}, **pooled)
 
         @event.listens_for(engine, "connect")
@@ -176,7 +177,7 @@ def make_engine(url: str = DEFAULT_URL, *, pool_size: int = 20) -> Engine:
             gate.leave(dbapi_conn)  # its checkin will not name it
 
         return engine
-    engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=0)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
 
     @event.listens_for(engine, "begin")
     def _on_begin_pg(conn):
