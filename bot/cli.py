@@ -49,12 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _database(migrate: bool = True, announce: bool = False):
+def _database(migrate: bool = True, announce: bool = False, pool_size: int | None = None):
     from storage.db import DEFAULT_URL, make_engine
     from storage.migrate import upgrade
     url = os.environ.get("DATABASE_URL") or DEFAULT_URL
     try:
-        engine = make_engine(url)
+        engine = make_engine(url, **({"pool_size": pool_size} if pool_size else {}))
         if migrate:
             before, after = upgrade(engine)
             if announce:
@@ -196,7 +196,7 @@ def _serve() -> int:
     lease = _outbox_lease()
     inbox_lease = _lease_seconds("RELEASEBOT_INBOX_LEASE_SECONDS", 120, "an inbox row",
                                  "a listener's longest after-ack work")
-    engine = _database(announce=True)
+    engine = _database(announce=True, pool_size=config.db_pool)
     needed = {role for t in policy.types.values() for role in t.approvers}
     empty = sorted(role for role in needed if not policy.role_members(role))
     if empty:
@@ -239,7 +239,8 @@ def _serve() -> int:
             log.info("mode: HTTP, Slack sends its requests to /slack/events (signed)")
         log.info("listening on :%s (%s/api/v1/, /calendar.ics, /healthz)", config.port,
                  "" if config.app_token else "/slack/events, ")
-        waitress.serve(wsgi_app(app, engine, svc), host="0.0.0.0", port=config.port, **SERVER_OPTIONS)
+        waitress.serve(wsgi_app(app, engine, svc), host="0.0.0.0", port=config.port,
+                       **{**SERVER_OPTIONS, "threads": config.http_threads})
     except KeyboardInterrupt:
         pass
     finally:

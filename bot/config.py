@@ -19,8 +19,15 @@ from storage.db import DEFAULT_URL
 
 SLACK_API_DEFAULT = "https://slack.com/api/"
 DEFAULT_WORKERS = 8
-# Each worker may hold a database connection (PostgreSQL pool: 10 + 10 overflow, storage/db.py).
 MAX_WORKERS = 16
+# waitress's threads. The pipeline API and the feed may hold 3 + 2 of them (bot/server.py API_CONCURRENCY,
+# bot/feed.py FEED_RENDERS); the rest are Slack's acks, which are short but arrive in bursts.
+DEFAULT_HTTP_THREADS = 16
+MIN_HTTP_THREADS, MAX_HTTP_THREADS = 6, 64
+# Connections besides the HTTP threads' and the workers': the scheduler, the delivery loop, the two calendar
+# fetchers. With this many an ack never waits for a connection that after-ack work holds.
+POOL_SPARE = 4
+MAX_POOL = 200
 
 
 class ConfigError(Exception):
@@ -45,7 +52,11 @@ class Config:
     # Internal hosts, addresses and ranges a subscribed calendar may be fetched from (public ones always may).
     calendar_allow: AllowList = field(default_factory=AllowList)
     # Threads that run listeners' after-ack work (inbox rows): RELEASEBOT_WORKERS.
-    workers: int = 8
+    workers: int = DEFAULT_WORKERS
+    # waitress's threads (Slack's acks, the API, the feed, /healthz): RELEASEBOT_HTTP_THREADS.
+    http_threads: int = DEFAULT_HTTP_THREADS
+    # Database connections this process may hold at once: RELEASEBOT_DB_POOL (default: enough for all).
+    db_pool: int = DEFAULT_HTTP_THREADS + DEFAULT_WORKERS + POOL_SPARE
 
     @property
     def calendar_net(self) -> NetPolicy:
@@ -101,6 +112,19 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     if not workers_text.isdigit() or not 1 <= int(workers_text) <= MAX_WORKERS:
         problems.append(f"RELEASEBOT_WORKERS '{workers_text}' is not a whole number from 1 to {MAX_WORKERS} (the "
                         f"threads that do after-ack work; default {DEFAULT_WORKERS})")
+    threads_text = get("RELEASEBOT_HTTP_THREADS") or str(DEFAULT_HTTP_THREADS)
+    if not threads_text.isdigit() or not MIN_HTTP_THREADS <= int(threads_text) <= MAX_HTTP_THREADS:
+        problems.append(f"RELEASEBOT_HTTP_THREADS '{threads_text}' is not a whole number from {MIN_HTTP_THREADS} to "
+                        f"{MAX_HTTP_THREADS} (the HTTP server's threads; 5 may serve the pipeline API and the feed, "
+                        f"the rest answer Slack; default {DEFAULT_HTTP_THREADS})")
+    threads = int(threads_text) if threads_text.isdigit() else DEFAULT_HTTP_THREADS
+    workers = int(workers_text) if workers_text.isdigit() else DEFAULT_WORKERS
+    needed = threads + workers
+    pool_text = get("RELEASEBOT_DB_POOL") or str(needed + POOL_SPARE)
+    if not pool_text.isdigit() or not needed <= int(pool_text) <= MAX_POOL:
+        problems.append(f"RELEASEBOT_DB_POOL '{pool_text}' is not a whole number from {needed} (the HTTP threads "
+                        f"plus the workers, so no ack waits for a connection after-ack work holds) to {MAX_POOL}; "
+                        f"default {needed + POOL_SPARE}")
     if problems:
         raise ConfigError("releasebot cannot start: " + "; ".join(problems) + ". Set these in the environment "
                           "(see README.md, Configuration) and start again.")
@@ -109,7 +133,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
                   policy_path=get("RELEASE_POLICY") or "policy.toml", port=int(port_text), app_token=app_token,
                   public_url=get("RELEASEBOT_PUBLIC_URL") or None, api_tokens=api_tokens,
                   feed_secret=get("RELEASEBOT_FEED_SECRET") or None, calendar_allow=calendar_allow,
-                  workers=int(workers_text))
+                  workers=workers, http_threads=threads, db_pool=int(pool_text))
 
 
 _PIPELINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")

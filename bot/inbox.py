@@ -26,10 +26,12 @@ from typing import Callable, Optional
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.lazy_listener import LazyListenerRunner
 from slack_bolt.lazy_listener.internals import build_runnable_function
+from slack_bolt.util.utils import get_name_for_callable
 from sqlalchemy.exc import SQLAlchemyError
 
 from storage import inbox as rows
 from storage.db import Busy
+from storage.replay import Claimed
 
 from bot import replay
 from bot.services import Services
@@ -40,6 +42,40 @@ log = logging.getLogger(__name__)
 CARRIED = ("outcome",)
 # A row whose work killed its process this many times is given up on instead of killing the next one.
 MAX_ATTEMPTS = 5
+# A worker about to start a row waits this long at most while Slack's acks are being answered (AckYield).
+ACK_YIELD = 0.5  # seconds
+
+
+class AckYield:
+    """Acks first: workers do not start after-ack work while this process is answering Slack's requests.
+
+    Acks and after-ack work share one interpreter, and Python runs one thread at a time: eight workers
+    building releases took most of the CPU from the HTTP threads answering a burst, and every ack took
+    several times as long as a bare Bolt app's. A worker waits for a quiet moment before it claims its next
+    row, but never longer than ACK_YIELD, so a steady stream of acks cannot starve after-ack work."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._answering = 0
+
+    def answering(self, handler: Callable) -> Callable:
+        """Wrap a WSGI app that answers Slack (bot/server.py)."""
+        def application(environ, start_response):
+            with self._cond:
+                self._answering += 1
+            try:
+                return handler(environ, start_response)
+            finally:
+                with self._cond:
+                    self._answering -= 1
+                    if not self._answering:
+                        self._cond.notify_all()
+        return application
+
+    def quiet(self, timeout: float = ACK_YIELD) -> bool:
+        """Wait until no ack is being answered (True), or `timeout` seconds (False)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._answering, timeout)
 
 
 def stream_of(body: dict) -> Optional[str]:
@@ -52,6 +88,7 @@ class Inbox:
     def __init__(self, svc: Services, app: App, executor: Executor, workers: int, lease: timedelta = rows.LEASE):
         self._svc, self._app, self._executor, self._workers, self.lease = svc, app, executor, workers, lease
         self._stopping = threading.Event()
+        self.acks = AckYield()
         self._sweeping = threading.Semaphore(workers)  # sweeps never queue more than the pool can run
 
     # ---- the ack path ---------------------------------------------------------------------------------
@@ -60,20 +97,33 @@ class Inbox:
         """Write the work down (raises storage.db.Busy) and hand it to a worker."""
         body = request.body
         context = {k: request.context[k] for k in CARRIED if request.context.get(k) is not None}
+        # raises storage.replay.Claimed when a copy of this delivery claimed it first (nothing written)
         row_id = rows.put(self._svc.db, kind=kind, body=body, context=context, now=self._svc.clock.now(),
-                          stream=stream_of(body))
+                          stream=stream_of(body), claim=replay.deferred_claim())
+        replay.settle_claim()
         self._executor.submit(self.work, row_id)
 
     def in_memory(self, runnable: Callable[[], None]) -> None:
-        self._executor.submit(runnable)
+        def after_the_acks() -> None:
+            self.acks.quiet()
+            runnable()
+        self._executor.submit(after_the_acks)
 
     def busy(self, request: BoltRequest) -> BoltResponse:
         """The answer when the inbox did not take the delivery: nothing was done, say so inside the ack."""
         body = request.body
         key = replay.identity(body)
-        if key:  # nothing was done: the same delivery, sent again, must not be "already done"
+        # nothing was done: the same delivery, sent again, must not be "already done" (a deferred claim
+        # still owed was rolled back with the row: there is nothing to forget)
+        if key and not replay.claim_pending():
             replay.forget(self._svc, key, self._executor)
+        replay.settle_claim()
         return replay.busy_answer(self._svc, body, self._executor)
+
+    def second(self, request: BoltRequest) -> BoltResponse:
+        """A copy of this delivery took its claim first: this one did nothing."""
+        replay.settle_claim()
+        return replay.second_delivery(self._svc, request, self._executor)
 
     # ---- workers ----------------------------------------------------------------------------------------
 
@@ -114,6 +164,7 @@ class Inbox:
             self._sweeping.release()
 
     def _claim(self, **which):
+        self.acks.quiet()
         if self._stopping.is_set():
             return None
         try:
@@ -177,7 +228,19 @@ def install(app: App, svc: Services, executor: Executor, workers: int, lease: ti
                        starting_time=starting_time)
         except Busy:
             return box.busy(request)
+        except Claimed:
+            return box.second(request)
 
     runner.run = run_or_busy
+    build_copy = runner._start_lazy_function
+
+    def start_lazy(function, request: BoltRequest) -> None:
+        # Bolt deep-copies the request for a lazy half it runs in memory (about half a millisecond of an
+        # ack's CPU); a recorded one needs only the body and the context it carries, read on this thread.
+        if replay.changes_nothing(request.body):
+            return build_copy(function, request)
+        box.record(get_name_for_callable(function), request)
+
+    runner._start_lazy_function = start_lazy  # slack_bolt ThreadListenerRunner's hook, pinned version
     return box
 

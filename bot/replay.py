@@ -14,11 +14,20 @@ and the person is told, inside the ack, that the bot is busy and nothing was
 recorded; sent again, the same request is then the first. A read (show, list,
 the calendar, a button that opens a form) changes nothing when sent twice, so it
 goes on unclaimed instead: reads never wait for a writer.
+
+A slash command or a click whose work is done after the ack is claimed in the
+same transaction as its inbox row (bot.inbox), so its ack takes the write lock
+once: before its listener runs, only a read asks whether it was seen already
+(one delivered again is answered at once), and two copies racing each other meet
+at the claim's unique key, where the second writes nothing and is "already done".
+Measured under a burst of 64 on SQLite, the two separate commits were the ack's
+largest cost (each a BEGIN IMMEDIATE queued behind every other writer).
 """
 from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from typing import Callable
 
 from slack_bolt import Ack, App, BoltRequest, BoltResponse
@@ -78,17 +87,54 @@ def identity(body: dict) -> str | None:
     return key
 
 
+class _Pending(threading.local):
+    """The claim this thread's delivery defers to its inbox row (the ack half and the inbox's record run on
+    the thread that received the delivery; Bolt hands the lazy half a deep copy of the request, so the
+    request's context cannot carry it)."""
+    key: str | None = None
+    claimed: bool = False
+
+
+_pending = _Pending()
+
+
+def deferred_claim() -> str | None:
+    """The identity the inbox row being written must claim with it, or None (claimed already, or nothing
+    to claim: a listener's second lazy half does not claim it again)."""
+    return _pending.key if not _pending.claimed else None
+
+
+def settle_claim() -> None:
+    """This thread's deferred claim needs no more doing: taken with an inbox row, or answered busy or
+    "already done" (nothing was written, so nothing may be claimed after the ack half either)."""
+    _pending.claimed = True
+
+
+def claim_pending() -> bool:
+    """Whether this thread's delivery still owes its claim (it was deferred, and nothing took it yet)."""
+    return _pending.key is not None and not _pending.claimed
+
+
+def _defers(body: dict) -> bool:
+    # Commands and clicks do their writes after the ack; a form's submission may write in its ack half
+    # (bot/listeners/release.py) and an event's listener runs whole before the answer: those claim first.
+    return bool(body.get("command")) or body.get("type") == "block_actions"
+
+
 def register(app: App, svc: Services) -> None:
     """Install the guard as the first global middleware (after Bolt's signature check)."""
     executor = app.listener_runner.listener_executor
 
     def guard(req: BoltRequest, body: dict, next_: Callable[[], None]) -> BoltResponse | None:
+        _pending.key, _pending.claimed = None, False  # whatever this thread's last delivery left
         if req.lazy_only:  # a lazy listener re-dispatched (FaaS): its delivery was claimed already
             return next_()
         key = identity(body)
         if key is None:
             return next_()
         reads = changes_nothing(body)
+        if not reads and _defers(body):
+            return _deferred(svc, req, body, key, next_, executor)
         try:
             # a read does not wait for the claim at all: unclaimed, it is still harmless
             first = seen.claim(svc.db, key, svc.clock.now(), wait=0 if reads else ACK_WAIT)
@@ -105,13 +151,36 @@ def register(app: App, svc: Services) -> None:
         if first:
             req.context["ack"] = _ReleasingAck(lambda: forget(svc, key, executor))
             return next_()
-        if req.headers.get("x-slack-retry-num"):
-            log.info("dropped Slack's retry of %s", key)
-            return BoltResponse(status=200, body="")
-        log.warning("dropped a second delivery of %s", key)
-        return _already_done(svc, body, executor)
+        return _second(svc, req, body, key, executor)
 
     app.middleware(guard)
+
+
+def _deferred(svc: Services, req: BoltRequest, body: dict, key: str, next_: Callable[[], None], executor):
+    try:
+        if seen.seen_already(svc.db, key):
+            return _second(svc, req, body, key, executor)
+    except SQLAlchemyError:
+        log.exception("could not look up delivery %s", key)
+        return next_()
+    # Bolt runs the listener after the middleware returns, on this thread: the inbox's record takes the
+    # claim with its row. Every command and click does its work after the ack; an ack half that answers
+    # on its own records nothing and wrote nothing, so left unclaimed it is harmless to see again.
+    _pending.key = key
+    return next_()
+
+
+def second_delivery(svc: Services, req: BoltRequest, executor) -> BoltResponse:
+    """The answer when the claim was already taken: Slack's retry gets an empty 200, a replay "already done"."""
+    return _second(svc, req, req.body, identity(req.body), executor)
+
+
+def _second(svc: Services, req: BoltRequest, body: dict, key: str | None, executor) -> BoltResponse:
+    if req.headers.get("x-slack-retry-num"):
+        log.info("dropped Slack's retry of %s", key)
+        return BoltResponse(status=200, body="")
+    log.warning("dropped a second delivery of %s", key)
+    return _already_done(svc, body, executor)
 
 
 class _ReleasingAck(Ack):

@@ -30,7 +30,12 @@ def build_scheduler(svc: Services, inbox=None) -> BackgroundScheduler:
                           coalesce=True, next_run_time=datetime.now(timezone.utc))
         scheduler.add_job(lambda: inbox_rows.prune(svc.db, svc.clock.now()), "interval", hours=1,
                           id="inbox_prune", max_instances=1, coalesce=True)
-    scheduler.add_job(svc.delivery.run_once, "interval", seconds=TICK_SECONDS, id="deliver",
+    def deliver() -> int:
+        if inbox is not None:
+            inbox.acks.quiet()  # a tick's sends wait for a burst of acks to be answered, as workers do
+        return svc.delivery.run_once()
+
+    scheduler.add_job(deliver, "interval", seconds=TICK_SECONDS, id="deliver",
                       max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
     # Subscribed calendars are fetched and blackout occurrences rolled forward,
     # at start and then every few hours; warnings for the next days are queued then.

@@ -35,10 +35,11 @@ log = logging.getLogger(__name__)
 # Slack's payloads are a few KiB (a modal submission is the largest); 1 MiB is generous.
 SLACK_MAX_BODY = 1024 * 1024
 SIGNATURE_MAX_AGE = 5 * 60  # seconds; what Slack and Bolt allow
-THREADS = 8
+THREADS = 16  # the default of RELEASEBOT_HTTP_THREADS (bot.config), which `releasebot serve` passes instead
 # At most this many pipeline API requests at once (each may wait on Slack's users.info); more get 503.
 API_CONCURRENCY = 3
-# With the feed's own bound (bot.feed.FEED_RENDERS = 2), 8 - 3 - 2 = 3 threads are always left for Slack.
+# With the feed's own bound (bot.feed.FEED_RENDERS = 2), at least 6 - 3 - 2 = 1 thread is always left for
+# Slack (RELEASEBOT_HTTP_THREADS is at least 6); 11 by default.
 RETRY_BUSY = "5"
 
 # waitress: refuse any body larger than the largest route accepts before receiving it (waitress answers 413 on
@@ -53,8 +54,8 @@ _TEXT = [("Content-Type", "text/plain; charset=utf-8")]
 def wsgi_app(app: App, db: Engine, svc: Services) -> Callable:
     # In Socket Mode Slack's requests arrive over the WebSocket (bot/socket_mode.py), so /slack/events is not
     # served: whatever comes there over HTTP is not from Slack, signed or not.
-    slack = None if svc.config.app_token else verified(SlackRequestHandler(app, path="/slack/events"),
-                                                       svc.config.signing_secret)
+    slack = None if svc.config.app_token else app.inbox.acks.answering(
+        verified(SlackRequestHandler(app, path="/slack/events"), svc.config.signing_secret))
     api = bounded(api_app(svc), API_CONCURRENCY, "pipeline API")  # bearer tokens, not Slack signatures
     calendar = feed_app(svc)  # a per-person token in the URL, for calendar clients; bounds itself
 

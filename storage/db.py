@@ -16,6 +16,10 @@ told "busy, try again" inside Slack's three seconds instead of after thirty.
 """
 from __future__ import annotations
 
+import sqlite3
+import threading
+import time
+import logging
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -32,11 +36,81 @@ ACK_STATEMENT = "2s"  # PostgreSQL: no single statement of an ack-path write run
 _UNIT = "releasebot_unit"  # connection execution option: "write" (default), "read" or "ack"
 _WAIT_MS = "releasebot_wait_ms"  # connection execution option: an "ack" unit's lock wait
 _RESET = "releasebot_reset"  # connection info flag: undo this unit's settings when the connection goes back
+_POLL = 0.001  # seconds between BEGIN IMMEDIATE attempts while another process holds SQLite's write lock
 _BUSY_SQLSTATES = {"55P03", "57014"}  # lock_not_available, query_canceled (statement_timeout)
+
+
+log = logging.getLogger(__name__)
 
 
 class Busy(Exception):
     """The lock could not be had within an ack-path write's short wait; nothing was written."""
+
+
+class WriteGate:
+    """SQLite's writers in this process, one at a time, acks first.
+
+    SQLite lets one connection write at a time, and one that finds the lock taken polls for it, sleeping
+    longer each time (up to 100 ms between tries). Under a burst, an ack's one-row insert then lost the lock
+    to after-ack work again and again, and slept in between. Inside one process the writers queue here
+    instead: a writer that ends wakes the next one at once, and a waiting ack goes before any waiting
+    after-ack work. Another process's writers still meet at SQLite's lock (_begin_immediate)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._holder: object | None = None
+        self._acks_waiting = 0
+        self.waiting = 0  # writers waiting to enter, acks or not
+
+    def enter(self, dbapi_conn, *, ack: bool, timeout: float) -> bool:
+        with self._cond:
+            if self._holder is dbapi_conn:
+                return True  # a second transaction on the connection that holds it (the CLI, migrations)
+            if ack:
+                self._acks_waiting += 1
+            self.waiting += 1
+            self._cond.notify_all()
+            try:
+                ready = (lambda: self._holder is None) if ack else (
+                    lambda: self._holder is None and self._acks_waiting == 0)
+                if not self._cond.wait_for(ready, timeout):
+                    return False
+                self._holder = dbapi_conn
+                return True
+            finally:
+                self.waiting -= 1
+                if ack:
+                    self._acks_waiting -= 1
+
+    def wait_for_waiting(self, n: int, timeout: float) -> bool:
+        """Until `n` writers wait to enter (for tests, which must not guess with sleeps)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.waiting >= n, timeout)
+
+    def leave(self, dbapi_conn) -> None:
+        with self._cond:
+            if self._holder is dbapi_conn and dbapi_conn is not None:
+                self._holder = None
+                self._cond.notify_all()
+
+
+def _begin_immediate(conn, deadline: float, then_wait_ms: int) -> None:
+    """BEGIN IMMEDIATE, trying every millisecond until `deadline` while another process holds the lock:
+    SQLite's own busy wait sleeps up to 100 ms between tries and misses a lock that is free for 10."""
+    raw = conn.connection.dbapi_connection
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        while time.monotonic() < deadline:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+            time.sleep(_POLL)
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # the last try: raises SQLAlchemy's OperationalError, as before
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={then_wait_ms}")
 
 
 def normalise_url(url: str) -> str:
@@ -49,10 +123,14 @@ def normalise_url(url: str) -> str:
 
 
 def make_engine(url: str = DEFAULT_URL, *, pool_size: int = 10) -> Engine:
+    """`pool_size`: the connections kept open (bot.config's RELEASEBOT_DB_POOL when serving), and as many
+    again under a burst. A thread that finds none free waits for one, whoever holds it; the bot sizes it
+    so that acks do not: some after-ack work holds two at once (a read inside its transaction)."""
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": LONG_WAIT})
+        pooled = {} if parsed.database in (None, "", ":memory:") else {"pool_size": pool_size, "max_overflow": pool_size}
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": LONG_WAIT}, **pooled)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn, _record):
@@ -64,25 +142,39 @@ def make_engine(url: str = DEFAULT_URL, *, pool_size: int = 10) -> Engine:
             cur.execute(f"PRAGMA busy_timeout={int(LONG_WAIT * 1000)}")
             cur.close()
 
+        gate = WriteGate()
+
         @event.listens_for(engine, "begin")
         def _on_begin(conn):
-            unit = conn.get_execution_options().get(_UNIT, "write")
+            options = conn.get_execution_options()
+            unit = options.get(_UNIT, "write")
             if unit == "read":
                 conn.info[_RESET] = True
                 conn.exec_driver_sql("BEGIN")  # deferred: a WAL snapshot, no write lock
                 conn.exec_driver_sql("PRAGMA query_only=ON")
                 return
+            wait = options[_WAIT_MS] / 1000 if unit == "ack" else LONG_WAIT
+            deadline = time.monotonic() + wait
+            if not gate.enter(conn.connection.dbapi_connection, ack=unit == "ack", timeout=wait):
+                if unit == "ack":
+                    raise Busy("another write of this process held the database past the ack's wait")
+                log.warning("a write waited %.0f s for this process's other writers; trying the lock itself", wait)
             if unit == "ack":
-                conn.info[_RESET] = True
-                conn.exec_driver_sql(f"PRAGMA busy_timeout={int(conn.get_execution_options()[_WAIT_MS])}")
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+                conn.info[_RESET] = True  # its statements, too, wait only briefly
+            _begin_immediate(conn, deadline, int(wait * 1000))
 
         @event.listens_for(engine, "checkin")
         def _on_checkin(dbapi_conn, record):
+            # After its commit or rollback: the next writer of this process may begin.
+            gate.leave(dbapi_conn)
             # A pooled connection goes back as a writer with the long wait, whatever its last unit was.
             if dbapi_conn is not None and record.info.pop(_RESET, False):
                 dbapi_conn.execute("PRAGMA query_only=OFF")
                 dbapi_conn.execute(f"PRAGMA busy_timeout={int(LONG_WAIT * 1000)}")
+
+        @event.listens_for(engine, "invalidate")
+        def _on_invalidate(dbapi_conn, _record, _exc):
+            gate.leave(dbapi_conn)  # its checkin will not name it
 
         return engine
     engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)

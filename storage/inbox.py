@@ -19,6 +19,7 @@ from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, selec
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from storage import replay as seen
 from storage.db import ack_write, is_postgres, transaction
 from storage.models import InboxRow, UTCDateTime
 
@@ -41,11 +42,16 @@ _DONE = (update(_t).where(_t.c.id == bindparam("row_id"), _t.c.claim_token == bi
 
 
 def put(engine: Engine, *, kind: str, body: dict[str, Any], context: dict[str, Any], now: datetime,
-        stream: Optional[str] = None) -> int:
-    """Record one delivery's work; its id. Raises storage.db.Busy when the database is held past the ack's short wait."""
+        stream: Optional[str] = None, claim: Optional[str] = None) -> int:
+    """Record one delivery's work; its id. Raises storage.db.Busy when the database is held past the ack's short wait.
+
+    `claim`: the delivery's identity (bot.replay), claimed in the same transaction: the ack path then takes
+    the write lock once, not twice. Raises storage.replay.Claimed, writing nothing, when it was claimed already."""
     values = dict(kind=kind[:100], stream=stream[:60] if stream else None, body=body, context=context,
                   received_at=now, attempts=0)
     with ack_write(engine) as session:
+        if claim is not None:
+            seen.claim_in(session, claim, now)
         return session.execute(insert(_t).values(**values)).inserted_primary_key[0]
 
 

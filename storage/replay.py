@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, insert
+from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
 
-from storage.db import ACK_WAIT, ack_write, transaction
+from storage.db import ACK_WAIT, ack_write, read, transaction
 from storage.models import SeenDelivery
 
 WINDOW = timedelta(minutes=5)  # Slack's signature window
@@ -33,6 +34,26 @@ def claim(db: Engine, key: str, now: datetime, wait: float = ACK_WAIT) -> bool:
     except IntegrityError:
         return False
     return True
+
+
+class Claimed(Exception):
+    """This delivery was claimed already (raised by a write that claims it with its work: storage.inbox.put)."""
+
+
+def seen_already(db: Engine, key: str) -> bool:
+    """Whether this delivery was claimed already: a read, so it never waits for a writer."""
+    with read(db) as session:
+        return session.execute(select(_TABLE.c.key).where(_TABLE.c.key == key)).first() is not None
+
+
+def claim_in(session: Session, key: str, now: datetime) -> None:
+    """Claim inside the caller's transaction, so the claim and the work it guards commit together (or
+    neither does). Raises Claimed when it was claimed first elsewhere (the caller's transaction is then
+    rolled back: nothing of it was written)."""
+    try:
+        session.execute(insert(_TABLE).values(key=key, seen_at=now))
+    except IntegrityError:
+        raise Claimed(key) from None
 
 
 def release(db: Engine, key: str, *, in_ack: bool = True) -> None:

@@ -88,3 +88,43 @@ def test_the_same_calendar_subscribed_twice_is_one_subscription(db, clock, polic
     assert first.changed and not again.changed and "already subscribed" in again.message
     with Session(db) as s:
         assert len(s.exec(select(CalendarSubscription)).all()) == 1
+
+
+def test_a_row_that_claims_its_delivery_is_written_with_the_claim_or_not_at_all(db):
+    from storage import replay as seen
+    from storage.models import InboxRow, SeenDelivery
+    from sqlmodel import Session, select
+
+    first = inbox.put(db, kind="go", body={"type": "block_actions"}, context={}, now=START, claim="action:U0QA:1.2")
+    with pytest.raises(seen.Claimed):
+        inbox.put(db, kind="go", body={"type": "block_actions"}, context={}, now=START, claim="action:U0QA:1.2")
+    with Session(db) as s:
+        assert [r.id for r in s.exec(select(InboxRow))] == [first]
+        assert [d.key for d in s.exec(select(SeenDelivery))] == ["action:U0QA:1.2"]
+    assert not seen.claim(db, "action:U0QA:1.2", START)  # the claim is the one the replay guard checks
+    assert seen.seen_already(db, "action:U0QA:1.2") and not seen.seen_already(db, "action:U0QA:9.9")
+
+
+def test_the_http_threads_and_the_database_pool_come_from_the_environment():
+    config = load_config(ENV)
+    assert (config.http_threads, config.workers, config.db_pool) == (16, 8, 28)  # enough for every thread
+    config = load_config({**ENV, "RELEASEBOT_HTTP_THREADS": "10", "RELEASEBOT_WORKERS": "4"})
+    assert (config.http_threads, config.db_pool) == (10, 18)
+    assert load_config({**ENV, "RELEASEBOT_DB_POOL": "40"}).db_pool == 40
+    for bad in ("5", "65", "lots", "-8"):
+        with pytest.raises(ConfigError, match="RELEASEBOT_HTTP_THREADS '.*' is not a whole number from 6 to 64"):
+            load_config({**ENV, "RELEASEBOT_HTTP_THREADS": bad})
+    for bad in ("23", "201", "x"):  # fewer than the 16 HTTP threads plus the 8 workers, or absurd
+        with pytest.raises(ConfigError, match="RELEASEBOT_DB_POOL '.*' is not a whole number from 24 "):
+            load_config({**ENV, "RELEASEBOT_DB_POOL": bad})
+
+
+def test_the_engine_keeps_the_pool_it_is_given(tmp_path, db_url):
+    from storage.db import make_engine
+
+    for url in (f"sqlite:///{tmp_path}/pool.db", db_url):
+        engine = make_engine(url, pool_size=31)
+        try:
+            assert engine.pool.size() == 31 and engine.pool._max_overflow == 31  # as many again in a burst
+        finally:
+            engine.dispose()

@@ -1,0 +1,54 @@
+"""SQLite's writers in one process queue at storage.db.WriteGate, and a waiting ack goes before waiting
+after-ack work: under a burst an ack no longer loses SQLite's lock to after-ack writers again and again."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from storage.db import Busy, WriteGate, ack_write, make_engine, transaction
+
+
+def test_a_waiting_ack_enters_before_after_ack_work_that_waited_longer():
+    gate, order = WriteGate(), []
+    holder, work, ack = object(), object(), object()
+    assert gate.enter(holder, ack=False, timeout=1)
+
+    def writer(conn, is_ack: bool, name: str) -> None:
+        assert gate.enter(conn, ack=is_ack, timeout=30)
+        order.append(name)
+        gate.leave(conn)
+
+    after_ack = threading.Thread(target=writer, args=(work, False, "after-ack work"))
+    after_ack.start()
+    assert gate.wait_for_waiting(1, timeout=30)
+    acking = threading.Thread(target=writer, args=(ack, True, "ack"))
+    acking.start()
+    assert gate.wait_for_waiting(2, timeout=30)
+    gate.leave(holder)
+    after_ack.join(30)
+    acking.join(30)
+    assert order == ["ack", "after-ack work"]
+
+
+def test_an_ack_that_cannot_enter_within_its_wait_is_refused_and_the_holder_goes_on():
+    gate, holder = WriteGate(), object()
+    assert gate.enter(holder, ack=False, timeout=1)
+    assert not gate.enter(object(), ack=True, timeout=0)
+    assert gate.enter(holder, ack=False, timeout=0)  # its own next transaction
+    gate.leave(holder)
+    assert gate.enter(object(), ack=True, timeout=0)
+
+
+def test_an_ack_write_is_busy_while_after_ack_work_of_this_process_writes(tmp_path):
+    db = make_engine(f"sqlite:///{tmp_path}/gate.db")  # the gate is SQLite's: PostgreSQL locks rows
+    try:
+        with transaction(db) as session:
+            session.connection()  # begun: it holds the write lock
+            with pytest.raises(Busy):
+                with ack_write(db, wait=0) as acking:
+                    acking.connection()
+        with ack_write(db, wait=0) as session:  # given back at its commit and checkin
+            session.connection()
+    finally:
+        db.dispose()
