@@ -95,6 +95,14 @@ class Answer:
         self.client.chat_postMessage(channel=self.user, text=text, **extra)
 
 
+def as_respond(answer: Answer) -> Callable[..., None]:
+    """Bolt's `respond(text=…, blocks=…)` shape over an Answer, for renderers written against it: the reply
+    still falls back to ephemeral or DM when the response_url is refused (used up, or too old)."""
+    def respond(text: str = "", blocks: Optional[list[dict]] = None, **_how) -> None:
+        answer(text, blocks)
+    return respond
+
+
 def answer_to(svc: Services, client, body: dict) -> Answer:
     """How to answer the person behind this command, click or form submission (see Answer)."""
     meta = metadata(body)

@@ -29,7 +29,7 @@ from storage import outbox
 from storage.db import ACK_WAIT, Busy
 
 from bot.listeners import bridge, calendar, deploy
-from bot.listeners.common import answer_to, carry_answer, just_ack, locale_for, run, user_profile
+from bot.listeners.common import answer_to, as_respond, carry_answer, just_ack, locale_for, run, user_profile
 from bot.messages import modal
 from bot.messages import help as help_msg, roles as roles_msg
 from bot.messages.release import LIST_PAGE, RESCHEDULE_ACTION, error_text, list_message, record_messages
@@ -61,7 +61,7 @@ def register(app: App, svc: Services) -> None:
             return
         ack()
 
-    def do_command(body, respond, client):
+    def do_command(body, client):
         try:
             cmd = parse_command(body.get("text", ""))
         except InputError:
@@ -70,6 +70,7 @@ def register(app: App, svc: Services) -> None:
             return
 
         tell = answer_to(svc, client, body)
+        respond = as_respond(tell)  # replies with blocks (show, list, calendar, roles) take the same path
         user = body["user_id"]
         if cmd.name == "request":
             _request(svc, cmd, body, tell, client)
@@ -156,12 +157,11 @@ def register(app: App, svc: Services) -> None:
     app.action(RESCHEDULE_ACTION)(ack=just_ack, lazy=[reschedule_clicked])
 
     # The bare `/release` menu: each button does what it says, answered where it was clicked.
-    def menu_clicked(body, action, respond, client):
+    def menu_clicked(body, action, client):
         user = body["user"]["id"]
         channel = (body.get("channel") or {}).get("id", "")
-
-        def tell(text: str) -> None:
-            respond(text=text, response_type="ephemeral", replace_original=False)
+        tell = answer_to(svc, client, body)
+        respond = as_respond(tell)
 
         which = action["action_id"]
         if which == help_msg.MENU_REQUEST:

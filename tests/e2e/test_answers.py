@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from bot.messages.help import MENU_MINE
 from conftest import CHANNEL
 from test_request_modal import values as request_values
 
@@ -141,8 +142,20 @@ def bridge_assess_form(bot, channel):
 
 # The aftercare forms open from buttons in the release's thread; here they are submitted as if opened by no
 # command or click of the person's (no response_url to carry), so the answer must come as a DM.
+def show_command(bot, channel):
+    # a reply with blocks (the record), not just text
+    bot.command("show REL-1", user="U0QA", channel=channel)
+    return "U0QA", "REL-1"
+
+
+def menu_button(bot, channel):
+    # the bare /release menu's "My releases"
+    bot.click(MENU_MINE, "mine", user="U0DEV", channel=channel)
+    return "U0DEV", "Releases"
+
+
 CASES = [slash_command, go_button, nogo_form, request_form, checklist_form, reschedule_button, more_button,
-         outcome_button, bridge_scope_button, bridge_assess_form]
+         outcome_button, bridge_scope_button, bridge_assess_form, show_command, menu_button]
 WITHOUT_RESPONSE_URL = [followup_form, retro_form]
 
 
