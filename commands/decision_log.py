@@ -27,7 +27,8 @@ from storage.db import read, transaction
 from storage.models import AuditEvent, DecisionLogEntry, Release
 
 LOG_FORM = "/release log REL-12 text…   or   /release log REL-12 correct=<entry number> text…"
-TEXT_LIMIT = 3000  # one entry shows whole in one section of a message
+TEXT_LIMIT = 3000  # a typed entry: shows whole in one section of a message
+PIN_LIMIT = 40_000  # a pinned message: Slack's own limit on a message's text
 # Audit actions that are bookkeeping, not decisions someone on the bridge would look for.
 _NOT_DECISIONS = frozenset({"bridge_card_updated"})
 
@@ -159,7 +160,9 @@ def log_pin(db: Engine, release_id: int, channel: str, ts: str, author: str, tex
             clock: Clock) -> bool:
     """A message pinned with :pushpin: in the bridge: logged with its own author, text and time, once."""
     from commands.release import load as load_release
-    text = (text or "").strip()[:TEXT_LIMIT] or "(a message with no text)"
+    # The message as it was said, all of it (Slack caps a message at 40,000 characters); the log's
+    # renderers split it over as many sections as it takes.
+    text = (text or "").strip()[:PIN_LIMIT] or "(a message with no text)"
     if not check_text_ok(text):
         return False  # text no database keeps: ignored quietly, like a message the bot cannot read
     now = clock.now()

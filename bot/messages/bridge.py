@@ -9,8 +9,8 @@ from commands.bridge import BridgeView, Span
 from commands.decision_log import LogLine
 from storage.models import Emergency, Release
 
-from bot.messages.common import (BLOCK_LIMIT, TEXT_LIMIT, clip, context, date, esc, mention, plain, section, sections,
-                                 shorten)
+from bot.messages.common import (BLOCK_LIMIT, TEXT_LIMIT, context, date, esc, mention, plain, section, sections,
+                                 shorten, split)
 from bot.messages.release import PREVIEW, roles_block
 
 # Action, block and callback ids of the bridge (one place).
@@ -123,12 +123,13 @@ def log_line(line: LogLine) -> str:
 def log_sections(lines: list[LogLine]) -> list[str]:
     """The log as section texts, each under Slack's 3,000 characters; nothing is cut off."""
     chunks, current = [], ""
-    for text in (log_line(x) for x in lines):
-        text = clip(text, SECTION_ROOM)
-        if current and len(current) + len(text) + 1 > SECTION_ROOM:
-            chunks.append(current)
-            current = ""
-        current = f"{current}\n{text}" if current else text
+    for line in (log_line(x) for x in lines):
+        # a line longer than a section (a long pinned message, escaped) goes on over the next ones
+        for text in split(line, SECTION_ROOM):
+            if current and len(current) + len(text) + 1 > SECTION_ROOM:
+                chunks.append(current)
+                current = ""
+            current = f"{current}\n{text}" if current else text
     if current:
         chunks.append(current)
     return chunks

@@ -258,3 +258,24 @@ def test_the_audit_export_has_the_bridge_and_the_decision_log(db, db_url, clock,
     assert out["emergency"]["incident"] == "INC-1"
     assert [x["text"] for x in out["decision_log"] if x["kind"] == "command"] == ["roll forward"]
     assert out["decision_log"][0]["at"].startswith("2026-11-23T09:00:00")
+
+
+def test_a_long_pinned_message_is_logged_and_shown_whole(db, clock, policy):
+    # A Slack message may hold far more than one section: the pin keeps all of it, and the log pages show
+    # every character of it (escaped, which makes "&" five characters), over as many sections as it takes.
+    emergency_release(db, clock, policy)
+    body = "".join(f"step {i:05d} & " for i in range(700)) + "THE END"
+    assert decision_log.log_pin(db, 1, "C0BR1", f"{clock.now().timestamp():.6f}", "U0OPS", body, "U0RM", clock)
+    [entry] = log_rows(db)
+    assert entry.text == body
+    line = LogLine(at=entry.at, actor="U0OPS", kind="pin", action="pin", text=body, entry_id=entry.id,
+                   corrects_id=None)
+    shown, page = "", 0
+    while True:
+        blocks = render.log_page("REL-1", 1, [line], page)
+        _within_limits(blocks)
+        shown += " " + " ".join(b["text"]["text"] for b in blocks if b["type"] == "section")  # cut at spaces
+        if not [el for b in blocks if b["type"] == "actions" for el in b["elements"]]:
+            break
+        page += 1
+    assert all(f"step {i:05d} &amp;" in shown.replace("\n", " ") for i in range(700)) and "THE END" in shown
