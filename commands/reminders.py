@@ -47,6 +47,10 @@ def due(session: Session, row: Outbox, policy: Policy) -> Notice | Skip:
         missing = st.missing()
         # with alternative sets: "cab ×2 or release_manager + engineering_lead", not every role at once
         extra = {"missing_text": st.missing_text()} if st.alternatives else {}
+        em = emergency.of(session, release)
+        if em is not None and em.assessed_at is None:
+            # A Go before the assessment is refused (QMS 4.6): say what the assessment still needs, first.
+            extra["assessment_missing"] = emergency.missing_items(em)
         return Notice(release, what, roles=tuple(missing), detail={"missing": missing, **extra})
     if what in ("followup", "followup_escalation", "retrospective_soon", "retrospective_due"):
         kind = "followup" if what.startswith("followup") else "retrospective"

@@ -129,11 +129,17 @@ def reminder(n: Notice, policy: Policy) -> tuple[str, list[dict]]:
     due = n.detail.get("due_at")
     missing = n.detail.get("missing") or {}
     end = n.detail.get("window_end")
+    missing_text = n.detail.get("missing_text") or ", ".join(f"{role} ×{count}" for role, count in missing.items())
     text = _REMINDER_TEXT.get(n.what, "{ref}: reminder").format(
         ref=r.ref, due=date(due) if due else "", needed=", ".join(n.detail.get("needed", [])),
-        missing=n.detail.get("missing_text") or ", ".join(f"{role} ×{count}" for role, count in missing.items()),
+        missing=missing_text,
         state=esc(str(n.detail.get("state", "")).replace("_", " ")), end=date(end) if end else "",
         step=esc(n.detail.get("label", "")), key=esc(n.detail.get("step", "")))
+    if n.detail.get("assessment_missing"):
+        # an emergency: its co-approval waits for the assessment (QMS 4.6), so that comes first
+        text = (f"{r.ref} is still waiting past its SLA. First the assessment (QMS 4.6), which still needs "
+                f"{esc(', '.join(n.detail['assessment_missing']))}: the bridge card's buttons or "
+                f"`/release assess {r.ref} …`. Then the approvals: {missing_text}.")
     who = " ".join([*(mention(u) for u in n.users), role_mentions(policy, n.roles) if n.roles else ""]).strip()
     blocks = sections(f"{who}\n{text}" if who else text)
     if n.what.startswith("followup"):

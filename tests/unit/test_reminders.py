@@ -362,3 +362,20 @@ def test_stuck_reminders_are_skipped_once_the_deployment_finished(db, clock, pol
         skip = due(db, policy, f"reminder:{rid}:{what}:")
         state = {"success": "stabilising"}.get(outcome, outcome)
         assert isinstance(skip, reminders.Skip) and skip.reason == f"deployment finished ({state})"
+
+
+def test_an_emergencys_nudge_puts_the_missing_assessment_first(db, clock, policy):
+    # QMS 4.6: co-approval follows the assessment, and a Go before it is refused; a nudge to approvers must
+    # say what the assessment still needs, not only which approvals are missing.
+    from bot.messages.aftercare import reminder
+    from unit_support import assessed
+    rid = new_release(db, clock, policy, type="emergency")
+    notice = due(db, policy, nudge(rid))
+    assert notice.detail["assessment_missing"] == ["blast radius", "rollback option",
+                                                   "scope confirmed as the minimum needed",
+                                                   "automated CI checks passed"]
+    text, _ = reminder(notice, policy)
+    assert "assessment" in text and "blast radius" in text and text.index("blast radius") < text.index("cab")
+    assert assessed(db, clock, rid).changed
+    text, _ = reminder(due(db, policy, nudge(rid)), policy)
+    assert "assessment" not in text and "cab" in text
