@@ -137,7 +137,8 @@ def reminder(n: Notice, policy: Policy) -> tuple[str, list[dict]]:
         step=esc(n.detail.get("label", "")), key=esc(n.detail.get("step", "")))
     if n.detail.get("assessment_missing"):
         # an emergency: its co-approval waits for the assessment (QMS 4.6), so that comes first
-        text = (f"{r.ref} is still waiting past its SLA. First the assessment (QMS 4.6), which still needs "
+        text = (f"{r.ref} is still waiting for approval past its SLA. First the assessment (QMS 4.6), which "
+                f"still needs "
                 f"{esc(', '.join(n.detail['assessment_missing']))}: the bridge card's buttons or "
                 f"`/release assess {r.ref} …`. Then the approvals: {missing_text}.")
     who = " ".join([*(mention(u) for u in n.users), role_mentions(policy, n.roles) if n.roles else ""]).strip()
