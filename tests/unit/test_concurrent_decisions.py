@@ -27,7 +27,9 @@ def together(n: int, fn):
 def test_duplicate_deliveries_of_one_request_create_one_release(db, clock, policy):
     outs = together(6, lambda i: request(db, clock, policy, request_key="view:V1"))
     assert sum(o.changed for o in outs) == 1
-    assert {o.release.id for o in outs} == {1}
+    # every delivery names the one release made; its id need not be 1 (on PostgreSQL a losing insert
+    # still uses up a sequence number)
+    assert len({o.release.id for o in outs}) == 1
     assert counts(db) == (1, 0, 1, 2)  # the approval post and the first nudge
 
 
