@@ -11,7 +11,8 @@ from sqlmodel import Session, select
 
 from commands.policy import Policy
 from conftest import ROLES, start_bot, serving
-from storage.models import AuditEvent, Release, ReleaseFlag
+from test_commands import audit, release
+from storage.models import AuditEvent, ReleaseFlag
 
 UTC = timezone.utc
 LINE = ('request service=payments version=2.3.1 type=minor flags=feature start="{start}" tz=UTC duration=60m '
@@ -31,14 +32,6 @@ def ephemerals_to(bot, user) -> list[str]:
     return bot.emulator.said_to(user)  # whichever way the answer reached them (response_url, ephemeral, DM)
 
 
-def release(db, rid=1) -> Release:
-    with Session(db) as s:
-        return s.get(Release, rid)
-
-
-def audit(db, rid=1) -> list[AuditEvent]:
-    with Session(db) as s:
-        return list(s.exec(select(AuditEvent).where(AuditEvent.release_id == rid).order_by(AuditEvent.id)))
 
 
 def buttons(blocks: list[dict]) -> list[dict]:

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -87,7 +88,8 @@ def test_migrate_then_serve_answers_slack_and_stops_on_sigterm(emulator, db_url)
     proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], cwd=ROOT,
                             env=base_env(emulator, db_url, PORT=str(port)), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    try:
+    log: list[str] = []
+    with stopped_at_the_end(proc, log):
         url = f"http://127.0.0.1:{port}"
         wait_until_serving(url, proc)
         with SlackClient(url, SIGNING_SECRET, emulator=emulator) as slack:
@@ -98,13 +100,21 @@ def test_migrate_then_serve_answers_slack_and_stops_on_sigterm(emulator, db_url)
             [post] = emulator.wait_for("chat.postMessage", timeout=15)
             assert "payments" in str(post.args["blocks"])
             assert slack.post_raw("x=1", {"Content-Type": "application/x-www-form-urlencoded"}).status_code == 401
+    assert "Traceback" not in log[0]
+
+
+@contextmanager
+def stopped_at_the_end(proc, log: list[str]):
+    """Run the block against `proc`; after it, SIGTERM must end the process cleanly (exit 0). If the block
+    or the stop fails, the process is killed. Its whole log is appended to `log` either way."""
+    try:
+        yield proc
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
-        out = proc.stdout.read()
-    assert "Traceback" not in out
+        log.append(proc.stdout.read())
 
 
 @pytest.mark.parametrize("sub", ["migrate"])
@@ -127,16 +137,11 @@ def serve_until_up(env) -> str:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], cwd=ROOT, env={**env, "PORT": str(port)},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
+    log: list[str] = []
+    with stopped_at_the_end(proc, log):
         wait_until_serving(f"http://127.0.0.1:{port}", proc)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        out = proc.stdout.read()
-    assert "Traceback" not in out
-    return out
+    assert "Traceback" not in log[0]
+    return log[0]
 
 
 def facts(out: str) -> list[str]:
