@@ -32,23 +32,30 @@ def find(session: Session, kind: str, subject: str) -> NonConformance | None:
                                                      NonConformance.subject == subject)).first()
 
 
-def record(session: Session, release: Release, *, kind: str, subject: str, detail: str, actor: str,
-           now: datetime, **audit_after: Any) -> tuple[NonConformance, bool]:
-    """The non-conformance of this kind about this subject, and whether this call recorded it."""
+def record(session: Session, release: Release | None, *, kind: str, subject: str, detail: str, actor: str,
+           now: datetime, service: str | None = None, deployment_id: int | None = None,
+           unmatched_id: int | None = None, **audit_after: Any) -> tuple[NonConformance, bool]:
+    """The non-conformance of this kind about this subject, and whether this call recorded it.
+
+    `release` is None for a deployment that names no release (an UnmatchedDeployment)."""
     same = find(session, kind, subject)
     if same is not None:
         return same, False
-    nc = NonConformance(release_id=release.id, kind=kind, subject=subject, detail=detail, reported_by=actor, at=now)
+    nc = NonConformance(release_id=release.id if release else None, kind=kind, subject=subject, detail=detail,
+                        reported_by=actor, at=now, service=service or (release.service if release else None),
+                        deployment_id=deployment_id, unmatched_id=unmatched_id)
     try:
         with session.begin_nested():  # another process may record the same one at the same moment
             session.add(nc)
             session.flush()
     except IntegrityError:
         return find(session, kind, subject), False  # type: ignore[return-value]
-    audit.record(session, actor=actor, action="nonconformance", release_id=release.id, at=now,
+    rid = release.id if release else None
+    audit.record(session, actor=actor, action="nonconformance", release_id=rid, at=now,
                  after={"kind": kind, **audit_after, "nonconformance": nc.id}, reason=detail)
-    announce.note(session, release, "nonconformance", now, key_suffix=str(nc.id), detail=detail)
-    outbox.enqueue(session, key=f"nonconformance:{nc.id}", kind=announce.CHANNEL_NOTE, release_id=release.id,
-                   at=now, payload={"event": "nonconformance", "ref": release.ref, "detail": detail,
-                                    "roles": list(NOTIFIED_ROLES)})
+    if release is not None:
+        announce.note(session, release, "nonconformance", now, key_suffix=str(nc.id), detail=detail)
+    outbox.enqueue(session, key=f"nonconformance:{nc.id}", kind=announce.CHANNEL_NOTE, release_id=rid,
+                   at=now, payload={"event": "nonconformance", "ref": release.ref if release else nc.ref,
+                                    "detail": detail, "roles": list(NOTIFIED_ROLES)})
     return nc, True

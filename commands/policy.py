@@ -9,9 +9,12 @@ nobody intended.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field, replace
 from datetime import time, timedelta
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -29,6 +32,8 @@ ROLES = (
     "operations",
     "cab",
     "executive",
+    "product_owner",  # signs off UAT (QMS 4.3): a person's act, never a pipeline's
+    "auditor",  # reads the record and the evidence packet, decides nothing
 )
 ENVIRONMENTS_DEFAULT = ("production", "staging", "qa", "development")
 
@@ -181,6 +186,13 @@ class Policy:
 
     def type(self, name: str) -> TypePolicy:
         return self.types[name]
+
+    @cached_property
+    def digest(self) -> str:
+        """sha256 of the effective policy (defaults merged with the file), recorded with each decision
+        so the evidence packet can say which version of the rules was in force."""
+        canonical = json.dumps(self.raw, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
     def role_members(self, role: str) -> tuple[str, ...]:
         return self.roles.get(role, ())

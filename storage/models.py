@@ -4,43 +4,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-
-class UTCDateTime(TypeDecorator):
-    """Aware UTC in, aware UTC out, on SQLite (which has no zones) and PostgreSQL alike."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: Optional[datetime], dialect) -> Optional[datetime]:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(timezone.utc)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: Optional[datetime], dialect) -> Optional[datetime]:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
-
-
-def _ts(**kw: Any) -> Any:
-    return Field(sa_column=Column(UTCDateTime(), **kw))
-
-
-def _json(**kw: Any) -> Any:
-    return Field(default_factory=dict, sa_column=Column(JSON, nullable=False, **kw))
-
-
-def _text(nullable: bool = True) -> Any:
-    return Field(default=None if nullable else "", sa_column=Column(Text, nullable=nullable))
+from storage.columns import UTCDateTime, _json, _text, _ts  # noqa: F401  (UTCDateTime: migrations use it)
 
 
 class Release(SQLModel, table=True):
@@ -78,6 +45,9 @@ class Release(SQLModel, table=True):
     risk: Optional[str] = _text()
     rollback_plan: Optional[str] = _text()
     links: Optional[str] = _text()
+    # the release package (QMS 4.4): links (or text) written before the gate opens; rollback_plan is the third
+    release_notes: Optional[str] = _text()
+    runbook: Optional[str] = _text()
     requester_id: str = Field(index=True, max_length=40)
     state: str = Field(index=True, max_length=20)
     # Votes belong to a round; a change to version, scope or window starts a
@@ -111,6 +81,10 @@ class Vote(SQLModel, table=True):
     decision: str = Field(max_length=12)  # go | nogo | withdrawn
     note: Optional[str] = _text()
     decided_at: datetime = _ts(nullable=False)
+    # what was true when the vote was cast, for the evidence packet: who held the role then
+    # (user ids, groups resolved), and a hash of the effective policy (commands.policy)
+    role_holders: Optional[list] = Field(default=None, sa_column=Column(JSON, nullable=True))
+    policy_hash: Optional[str] = Field(default=None, max_length=64)
 
 
 class AuditEvent(SQLModel, table=True):
@@ -179,6 +153,14 @@ class Deployment(SQLModel, table=True):
     rollback_decided_by: Optional[str] = Field(default=None, max_length=80)
     restored_at: Optional[datetime] = _ts(nullable=True)
     stabilisation_ends_at: Optional[datetime] = _ts(nullable=True)
+    # provenance and the single controlled path (QMS 4.4, ISO 20000 8.5.3)
+    manual: bool = False  # started by hand from Slack, not by a pipeline
+    justification: Optional[str] = _text()  # why a manual production deployment
+    tag: Optional[str] = Field(default=None, max_length=200)  # the tag the artefact was built from, as reported
+    forced: bool = False  # started through a path that skipped a gate check (recorded as a non-conformance)
+    package_complete: Optional[bool] = None  # documents and test phases complete at the gate (KPI, QMS 4.2)
+    commit_time: Optional[datetime] = _ts(nullable=True)  # the commit's time, when the pipeline reports it (lead time)
+    policy_hash: Optional[str] = Field(default=None, max_length=64)
 
 
 class SignOff(SQLModel, table=True):
@@ -210,22 +192,6 @@ class Task(SQLModel, table=True):
     # who owes it, when it is not simply the release's requester (an emergency's
     # deferred steps, a root-cause review owned by the release managers)
     owner_id: Optional[str] = Field(default=None, max_length=200)
-
-
-class NonConformance(SQLModel, table=True):
-    """QMS §6.2: things that happened outside the procedure, kept for the quarterly review."""
-
-    __tablename__ = "nonconformance"
-    __table_args__ = (UniqueConstraint("kind", "subject", name="uq_nonconformance_subject"),)
-
-    id: Optional[int] = Field(default=None, primary_key=True)
-    release_id: Optional[int] = Field(default=None, foreign_key="release.id", index=True)
-    kind: str = Field(max_length=60)
-    # what it is about, unique per kind (commands.nonconformance): recorded once however often it is seen
-    subject: Optional[str] = Field(default=None, max_length=200)
-    detail: str = _text(nullable=False)
-    reported_by: str = Field(max_length=200)
-    at: datetime = _ts(nullable=False)
 
 
 class Blackout(SQLModel, table=True):
@@ -407,3 +373,9 @@ class DecisionLogEntry(SQLModel, table=True):
     source: str = Field(max_length=20)  # command | pin
     source_key: str = Field(max_length=200, unique=True)
     corrects_id: Optional[int] = Field(default=None, foreign_key="decision_log.id")
+
+
+# The QMS records added for test evidence, non-conformances, incidents and metrics live in
+# storage/quality_models.py; re-exported here so `from storage.models import …` keeps working.
+from storage.quality_models import (Incident, MetricSnapshot, NonConformance, TestResult,  # noqa: E402,F401
+                                    UnmatchedDeployment, Waiver)

@@ -21,7 +21,8 @@ from storage.migrate import upgrade
 
 PG_URL = os.environ.get("RELEASEBOT_TEST_DATABASE_URL", "")
 TABLES = ("vote", "audit_event", "outbox", "deployment", "signoff", "task", "nonconformance", "release_flag",
-          "blackout_occurrence", "blackout", "calendar_subscription", "release", "seen_delivery", "inbox", "decision_log", "emergency")
+          "blackout_occurrence", "blackout", "calendar_subscription", "release", "seen_delivery", "inbox", "decision_log", "emergency",
+          "test_result", "waiver", "incident", "metric_snapshot", "unmatched_deployment")
 SIGNING_SECRET = "test-signing-secret"
 CHANNEL = "C0RELEASES"
 START = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)  # a Monday
@@ -36,6 +37,8 @@ ROLES = {
     "operations": ["U0OPS"],
     "cab": ["U0CAB1", "U0CAB2", "U0CAB3"],
     "executive": ["U0EXEC"],
+    "product_owner": ["U0PO"],
+    "auditor": ["U0AUD"],
 }
 QA_GROUP_MEMBERS = ["U0QAGROUP"]
 
