@@ -43,6 +43,7 @@ from storage import outbox
 from storage.db import read, transaction
 from storage.models import Outbox, Release
 
+from bot import uploads
 from bot.bridge_delivery import BridgeDelivery
 from bot.roles import RoleDirectory
 from bot.messages import aftercare, calendar, setup
@@ -259,7 +260,7 @@ class Delivery:
                 announce.REMINDER: self._reminder, announce.CHANNEL_NOTE: self._channel_note,
                 bridge.BRIDGE_OPEN: self._bridge_open, bridge.BRIDGE_CARD: self._bridge_card,
                 bridge.BRIDGE_POST: self._bridge_post, announce.SETUP_NOTICE: self._setup_notice,
-                announce.WELCOME: self._welcome,
+                announce.WELCOME: self._welcome, announce.FILE_UPLOAD: self._file_upload,
                 deferred.DEADLINE: self._deferred_deadline}.get(row.kind)
         if send is None:
             # Written by a newer version of the bot; leave it for that version to send.
@@ -284,6 +285,16 @@ class Delivery:
             if outbox.mark_sent(session, row, now, result="checked"):  # the claim is ours: check once
                 result = deferred.deadline_reached(session, row.release_id, row.payload.get("step", ""), now)
                 outbox.mark_sent(session, row, now, result=result)  # and what the check found
+
+    def _file_upload(self, row: Outbox) -> None:
+        p = row.payload
+        try:
+            made = uploads.make(p.get("producer", ""), self._db, self._clock, self._policy, p.get("args") or {})
+        except uploads.UnknownProducer as exc:
+            raise Undeliverable(str(exc)) from None
+        uploads.send(self._client, made, user=p.get("user"), channel=p.get("channel"),
+                     thread_ts=p.get("thread_ts"), comment=p.get("comment"))
+        self._done(row)
 
     def _done(self, row: Outbox, result: str = "sent") -> None:
         with transaction(self._db) as session:

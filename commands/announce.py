@@ -22,6 +22,7 @@ CHANNEL_NOTE = "channel_note"  # to the release channel, about no one release
 BRIDGE_CARD = "bridge_card"  # an emergency's pinned bridge card, updated in place
 SETUP_NOTICE = "setup_notice"  # to a person by DM, about the bot's own setup (the channel it is not in)
 WELCOME = "welcome"  # to a channel the bot was just added to: what it does and which roles are empty
+FILE_UPLOAD = "file_upload"  # a file (an evidence packet, a chart) made at send time by a named producer
 
 
 def stream(release: Release) -> str:
@@ -98,3 +99,16 @@ def stuck_deployment(session: Session, release: Release, grace: timedelta, now: 
     that has finished by then skips them (commands.reminders.due)."""
     reminder(session, release, "stuck_deployment", release.end_at + grace, now)
     reminder(session, release, "stuck_escalation", release.end_at + 2 * grace, now)
+
+
+def upload(session: Session, *, key: str, producer: str, args: dict, now: datetime, user: str | None = None,
+           channel: str | None = None, thread_ts: str | None = None, comment: str | None = None,
+           release_id: int | None = None) -> bool:
+    """A file to upload to `user`'s DM or to `channel`, made when it is sent by the producer named here
+    (bot/uploads.py registers them), so the outbox row stays small and the file shows the record as it
+    is then. False if this key was already queued (a replay)."""
+    if (user is None) == (channel is None):
+        raise ValueError("an upload goes to a user's DM or to a channel")
+    return outbox.enqueue(session, key=key, kind=FILE_UPLOAD, release_id=release_id, at=now,
+                          payload={"producer": producer, "args": args, "user": user, "channel": channel,
+                                   "thread_ts": thread_ts, "comment": comment})

@@ -128,7 +128,14 @@ class SlackEmulator:
             "conversations.replies": self._conversations_replies,
             "pins.add": self._pins_add,
             "apps.connections.open": self._apps_connections_open,
+            "conversations.open": self._conversations_open,
+            "files.getUploadURLExternal": self._files_get_upload_url,
+            "files.completeUploadExternal": self._files_complete_upload,
         }
+        # files.uploadV2 (slack_sdk files_upload_v2): an upload URL per file, the bytes POSTed to it, then
+        # completeUploadExternal shares it. files: file id -> {filename, length, data, title, channel, ...}.
+        self.files: dict[str, dict] = {}
+        self._file_counter = itertools.count(1)
 
     # ---- lifecycle -------------------------------------------------------
 
@@ -224,6 +231,7 @@ class SlackEmulator:
             self.messages.clear()
             self.channels.clear()
             self.pins.clear()
+            self.files.clear()
             self._ts_counter = itertools.count(1)
 
     def make_channel(self, name: str, creator: str = "UBOT") -> str:
@@ -597,6 +605,74 @@ class SlackEmulator:
         self.pins.add((channel, ts))
         return {}
 
+    def uploaded(self, channel: str | None = None) -> list[dict]:
+        """Files shared by files.completeUploadExternal (to `channel` when given), oldest first."""
+        with self._cond:
+            return [f for f in self.files.values() if f.get("shared")
+                    and (channel is None or f.get("channel") == channel)]
+
+    def _conversations_open(self, args: dict) -> dict:
+        users = str(args.get("users") or "")
+        if not users:
+            raise _SlackError("users_list_not_supplied")
+        if "," in users:
+            raise _SlackError("not_implemented")  # group DMs: not something releasebot opens
+        user = users.strip()
+        if user in self.missing_users:
+            raise _SlackError("user_not_found")
+        return {"channel": {"id": dm_of(user)}}
+
+    def _files_get_upload_url(self, args: dict) -> dict:
+        filename = str(args.get("filename") or "")
+        try:
+            length = int(args.get("length") or 0)
+        except (TypeError, ValueError):
+            length = 0
+        if not filename:
+            raise _SlackError("invalid_arguments")
+        if length <= 0:
+            raise _SlackError("invalid_length")
+        file_id = f"F{next(self._file_counter):08d}"
+        self.files[file_id] = {"id": file_id, "filename": filename, "length": length, "data": None,
+                               "alt_txt": args.get("alt_txt"), "shared": False}
+        return {"upload_url": f"http://{self.host}:{self.port}/upload/{file_id}", "file_id": file_id}
+
+    def receive_upload(self, file_id: str, data: bytes) -> tuple[int, str]:
+        """Step 2 of files.uploadV2: the bytes POSTed to the upload URL (plain HTTP, no token)."""
+        with self._cond:
+            f = self.files.get(file_id)
+            self.calls.append(Call("upload", {"file_id": file_id, "bytes": len(data)}, None,
+                                   200 if f else 404, {}, time.time(), False, None))
+            self._cond.notify_all()
+            if f is None:
+                return 404, "file not found"
+            if len(data) != f["length"]:
+                return 400, f"length mismatch: announced {f['length']}, got {len(data)}"
+            f["data"] = data
+            return 200, f"OK - {len(data)}"
+
+    def _files_complete_upload(self, args: dict) -> dict:
+        files = args.get("files")
+        if isinstance(files, str):
+            try:
+                files = json.loads(files)
+            except ValueError:
+                raise _SlackError("invalid_arguments") from None
+        if not isinstance(files, list) or not files:
+            raise _SlackError("invalid_arguments")
+        channel = args.get("channel_id") or None
+        if channel is not None:
+            channel = self._member_channel({"channel": channel})
+        shared = []
+        for item in files:
+            f = self.files.get(str((item or {}).get("id")))
+            if f is None or f["data"] is None:
+                raise _SlackError("file_not_found")
+            f.update(shared=True, title=item.get("title") or f["filename"], channel=channel,
+                     thread_ts=args.get("thread_ts"), initial_comment=args.get("initial_comment"))
+            shared.append({"id": f["id"], "name": f["filename"], "title": f["title"], "size": len(f["data"])})
+        return {"files": shared}
+
     def _apps_connections_open(self, args: dict) -> dict:
         # An app-level token must be in valid_tokens. Without a SocketEmulator no WebSocket server stands
         # behind the URL.
@@ -616,6 +692,16 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
+        path = urlsplit(self.path).path
+        if path.startswith("/upload/"):  # files.uploadV2's step 2: raw bytes, not a Web API call
+            status, text = self.server.emulator.receive_upload(path[len("/upload/"):], self.rfile.read(length))
+            payload = text.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
         raw = self.rfile.read(length).decode("utf-8") if length else ""
         self._answer(urlsplit(self.path).path, raw, self.headers.get("Content-Type", ""))
 
