@@ -189,3 +189,50 @@ def test_the_random_databases_give_slots_and_sometimes_none(db):
             test_next_free_slots_match_the_oracle_on_random_calendars(db, seed)
     found = sum(1 for n in DB_FOUND if n)
     assert len(DB_FOUND) // 2 < found < len(DB_FOUND)
+
+
+def _dense_production(db, rng: random.Random, now: datetime) -> datetime:
+    """Production packed for days: windows back to back, overlapping and nested, with gaps of 0-90
+    minutes on the quarter hour, so some gaps fit a slot exactly and most fit none."""
+    rows, t = [], now - timedelta(days=2)
+    for _ in range(rng.randint(150, 500)):
+        length = timedelta(minutes=rng.choice([15, 30, 45, 60, 120, 240]))
+        rows.append((t, t + length))
+        if rng.random() < 0.2:  # one nested inside, or overlapping its end
+            inner = t + timedelta(minutes=rng.choice([0, 15]))
+            rows.append((inner, inner + timedelta(minutes=rng.choice([15, 30, 300]))))
+        t += length + timedelta(minutes=rng.choice([0, 0, 0, 15, 30, 30, 45, 60, 90]))
+    with Session(db) as session:
+        session.execute(insert(Release), [dict(
+            service=rng.choice(["payments", "ledger"]), version="1", environment="production",
+            requested_type="minor", derived_type="minor", effective_type="minor", classification_answered=True,
+            answers={}, misclassified=False, required_roles={}, start_at=s, end_at=e, tz="UTC",
+            duration_minutes=int((e - s).total_seconds() // 60), summary="x", requester_id="U0DEV",
+            state=rng.choice(["pending", "approved", "approved", "cancelled"]), round=1, approval_seq=0, revision=0,
+            created_at=now, updated_at=now) for s, e in rows])
+        session.commit()
+    return max(e for _, e in rows)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_next_free_slots_match_the_oracle_on_densely_packed_production(db, seed):
+    """The database finds production's gaps (one at a time): a gap exactly a slot long must still be found,
+    the stretch after the last long gap must still be busy, and cancelled windows must not count."""
+    rng = random.Random(5000 + seed)
+    now = rng.choice(ANCHORS).replace(hour=9)
+    packed_until = _dense_production(db, rng, now)
+    policy = Policy.from_mapping({"roles": ROLES, "calendar": {"max_concurrent": {"production": 1},
+                                                               "default_hours": {"days": "Mon-Sun", "start": "00:00",
+                                                                                 "end": "23:59"}}},
+                                 source="test policy")
+    for _ in range(6):
+        kw = dict(service=rng.choice(["payments", "ledger", "other"]), environment="production",
+                  release_type=rng.choice(["patch", "security", "emergency"]),
+                  duration=timedelta(minutes=rng.choice([15, 30, 45, 60, 90])), now=now,
+                  not_before=rng.choice([now + timedelta(minutes=15 * rng.randint(0, 400)),  # inside, or its tail
+                                         packed_until - timedelta(minutes=15 * rng.randint(0, 40))]), tz="UTC",
+                  exclude=rng.choice([None, 3]), count=3)
+        with Session(db) as session:
+            fast = planning.next_free_slots(session, policy, **kw)
+            slow = oracle_next_free_slots(session, policy, **kw)
+        assert fast == slow, kw
