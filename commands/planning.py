@@ -15,15 +15,18 @@ from sqlalchemy import bindparam, func, select
 from sqlmodel import Session
 
 from calendars.timeparse import format_duration
+from calendars.windows import duration_us, free_slots_us, from_us, merge, to_us
 from commands.classification import controls
 from commands.policy import Policy
 from commands.states import SCHEDULED
 from commands.text import when
 from storage.models import Blackout, BlackoutOccurrence, Release, ReleaseFlag, UTCDateTime
+from storage import scan
 
-# The free-slot search lives in commands/slot_search.py; these names are its public face here.
-from commands.slot_search import (MAX_OCCURRENCE, MAX_RELEASE, SLOT_HORIZON, SLOT_STEP,  # noqa: E402,F401
-                                  next_free_slots, slot_earliest, slot_windows)
+MAX_RELEASE = timedelta(days=14)  # request validation refuses longer windows
+MAX_OCCURRENCE = timedelta(days=35)  # longer blackouts are stored as consecutive pieces
+SLOT_HORIZON = timedelta(days=90)
+SLOT_STEP = timedelta(minutes=15)  # slots start on the quarter hour
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,102 @@ def _peak(releases: list[Release], start: datetime, end: datetime) -> int:
         level += step
         peak = max(peak, level)
     return peak
+
+
+def _saturated(windows: list[tuple[datetime, datetime]], limit: int) -> list[tuple[datetime, datetime]]:
+    """Intervals in which `limit` or more of these windows overlap."""
+    events = sorted([(s, 1) for s, _ in windows] + [(e, -1) for _, e in windows], key=lambda e: (e[0], e[1]))
+    out, level, since = [], 0, None
+    for t, step in events:
+        level += step
+        if level >= limit and since is None:
+            since = t
+        elif level < limit and since is not None:
+            out.append((since, t))
+            since = None
+    return out
+
+
+# Start and end only, as stored (storage.scan), in start order,
+# straight from the covering window indexes (migration 0012): on a full calendar these read tens of
+# thousands of windows per search, and building entities or processing each timestamp was nearly all
+# of its cost.
+_HOLDING = (Release.state.in_(SCHEDULED), Release.start_at > bindparam("lo"), Release.start_at < bindparam("end"),
+            Release.end_at > bindparam("start"), Release.id != bindparam("exclude"))
+_BUSY_ENVIRONMENT = (select(Release.start_at, Release.end_at)
+                     .where(Release.environment == bindparam("env"), *_HOLDING).order_by(Release.start_at))
+_BUSY_SERVICE = (select(Release.start_at, Release.end_at)
+                 .where(Release.service == bindparam("service"), *_HOLDING).order_by(Release.start_at))
+_LIVE_BLACKOUTS = select(Blackout.id, Blackout.services, Blackout.environments).where(Blackout.removed_at.is_(None))
+_BUSY_OCCURRENCES = (select(BlackoutOccurrence.start_at, BlackoutOccurrence.end_at)
+                     .where(BlackoutOccurrence.start_at > bindparam("lo"),
+                            BlackoutOccurrence.start_at < bindparam("end"),
+                            BlackoutOccurrence.end_at > bindparam("start"),
+                            BlackoutOccurrence.blackout_id.in_(bindparam("ids", expanding=True)))
+                     .order_by(BlackoutOccurrence.start_at))
+
+
+def next_free_slots(session: Session, policy: Policy, *, service: str, environment: str, release_type: str,
+                    duration: timedelta, now: datetime, not_before: datetime | None = None, tz: str = "UTC",
+                    exclude: int | None = None, count: int = 3) -> list[datetime]:
+    """The nearest `count` starts, of the same duration, that pass every check, at or after the
+    requested start (`not_before`) and the lead time, inside the environment's deployment windows,
+    or, where policy sets none, the default working hours in the release's own zone `tz`.
+
+    The busy intervals are read once, each kind in one indexed range query (the
+    environment's releases, the service's releases, the blackouts that apply),
+    then merged and scanned in one pass (calendars.windows.free_slots_us); where
+    the environment has a limit, its releases are scanned first, alone."""
+    earliest = slot_earliest(policy, release_type, now, not_before)
+    until = earliest + SLOT_HORIZON
+    windows = slot_windows(policy, environment, release_type, tz)
+    length, step = duration_us(duration), duration_us(SLOT_STEP)
+
+    def run(query, start: datetime, back: timedelta, **params):
+        return scan.rows_as_stored(session, query, {"start": start, "end": until, "lo": start - back,
+                                                    "exclude": exclude or 0, **params})
+
+    def search(busy: list[tuple], start: datetime, n: int) -> list[int]:
+        # Merged as stored (they compare correctly within one database), converted once per busy stretch.
+        merged = [(scan.to_us(s), scan.to_us(e)) for s, e in busy]
+        return free_slots_us(to_us(start), length, merged, windows, n, to_us(until) - to_us(start), step)
+
+    busy: list[tuple] = []
+    start = earliest
+    limit = policy.calendar.max_concurrent.get(environment)
+    if limit:
+        # The environment alone first: on a full calendar (production against max_concurrent = 1) it leaves
+        # no slot, and nothing else need be read. Otherwise the others can only take slots away, so they
+        # are read from its first slot on (every earlier start is already taken).
+        env_rows = run(_BUSY_ENVIRONMENT, earliest, MAX_RELEASE, env=environment)
+        # One at a time: each window is busy as it is; more: where `limit` of them overlap.
+        busy = merge(env_rows if limit == 1 else _saturated(env_rows, limit))
+        first = search(busy, earliest, 1)
+        if not first:
+            return []
+        start = from_us(first[0])
+    # The blackouts that apply are few (hundreds at most); their occurrences are many.
+    ids = [i for i, services, envs in session.execute(_LIVE_BLACKOUTS)
+           if (not services or service in services) and (not envs or environment in envs)]
+    busy += run(_BUSY_OCCURRENCES, start, MAX_OCCURRENCE, ids=ids) if ids else []
+    busy += run(_BUSY_SERVICE, start, MAX_RELEASE, service=service)
+    found = search(merge(busy), start, count)
+    return [from_us(t) for t in found]
+
+
+def slot_earliest(policy: Policy, release_type: str, now: datetime, not_before: datetime | None) -> datetime:
+    """Where the slot search starts: after the lead time, and never before the start the requester asked
+    for (a slot days earlier than they wanted is not what anyone reschedules to)."""
+    earliest = now + controls(policy, release_type).lead_time
+    return earliest if not_before is None else max(earliest, not_before)
+
+
+def slot_windows(policy: Policy, environment: str, release_type: str, tz: str):
+    """The windows slots must fit: the environment's deployment windows, else working hours in `tz`.
+    An emergency alone is not held to working hours: its window opens when it is requested (QMS 4.6)."""
+    if release_type == "emergency" and environment not in policy.calendar.windows:
+        return None
+    return policy.calendar.slot_windows(environment, tz)
 
 
 def open_flags(session: Session, release_id: int) -> list[ReleaseFlag]:

@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from calendars.windows import DeploymentWindows
 from commands.classification import controls
-from commands.slot_search import MAX_OCCURRENCE, MAX_RELEASE, SLOT_HORIZON, _saturated, slot_windows
+from commands.planning import MAX_OCCURRENCE, MAX_RELEASE, SLOT_HORIZON, _saturated, slot_windows
 from commands.policy import Policy
 from commands.states import SCHEDULED
 from storage.models import Blackout, BlackoutOccurrence, Release
