@@ -17,7 +17,9 @@ class Release(SQLModel, table=True):
     # state and id ride along so the free-slot search, which reads months of windows, never leaves the index.
     __table_args__ = (Index("ix_release_window", "start_at", "end_at"),
                       Index("ix_release_service_window", "service", "start_at", "end_at", "state", "id"),
-                      Index("ix_release_environment_window", "environment", "start_at", "end_at", "state", "id"))
+                      Index("ix_release_environment_window", "environment", "start_at", "end_at", "state", "id"),
+                      # a feed poll's 304 (commands.agenda.feed_revision) is answered from this index alone
+                      Index("ix_release_feed", "start_at", "end_at", "updated_at", "revision", "message_ts", "id"))
 
     id: Optional[int] = Field(default=None, primary_key=True)
     # Slack's trigger_id / view id of the request that created it: a retried
