@@ -295,7 +295,8 @@ def _tz(d: NcDecision) -> str:
 
 
 def _who(user: str | None) -> str:
-    return f"<@{user}>" if user else "nobody yet"
+    # commands/ speaks plain text (the bot escapes it), so a person is named by their Slack id, not a mention
+    return user or "nobody yet"
 
 
 # ---- reading the register ----------------------------------------------------------------------
