@@ -70,7 +70,8 @@ def list_message(entries: list[Entry], total: int, which: str | None) -> list[di
     blocks = [section(title)] + [section(_line(e)) for e in entries[:LIST_PAGE]]
     left = total - min(len(entries), LIST_PAGE)
     if left > 0:
-        cli = f"releasebot nc list {which or 'open'}"
+        cli = {"overdue": "releasebot nc list overdue", "mine": "releasebot nc list mine --owner <your member id>"}.get(
+            which or "", "releasebot nc list open")
         blocks.append(context(f"{left} more not shown here. The whole list: `{cli}` on the bot's host, or "
                               "`/release nc show NC-n` for one."))
     return blocks

@@ -230,3 +230,19 @@ def test_an_nc_actioned_in_time_is_not_chased_and_one_without_owner_reminds_the_
     about = [c for c in bot.emulator.calls_to("chat.postMessage") if c.args["text"].startswith(f"NC-{unowned}: ")]
     assert len(about) == 3 and all(c.args["channel"] == CHANNEL and not c.args.get("thread_ts") for c in about)
     assert "has no owner yet" in about[0].args["text"] and "<@U0RM>" in json.dumps(about[0].args["blocks"])
+
+
+def test_the_cli_prints_the_whole_register(bot, db, clock, db_url, monkeypatch, capsys):
+    first = detect(bot, subject="a")
+    second = detect(bot, subject="b", service="ledger")
+    bot.command(f'nc plan NC-{second} owner=U0DEV action="Gate it"', user="U0RM")
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    from bot import cli
+    capsys.readouterr()
+    assert cli.main(["nc", "list", "mine", "--owner", "U0DEV"]) == 0
+    [mine] = json.loads(capsys.readouterr().out)
+    assert (mine["ref"], mine["state"], mine["owner_id"], mine["repeat"]) == (f"NC-{second}", "action_planned",
+                                                                            "U0DEV", False)
+    assert cli.main(["nc", "list", "--state", "open"]) == 0
+    assert [n["ref"] for n in json.loads(capsys.readouterr().out)] == [f"NC-{first}"]
+    assert cli.main(["nc", "list", "mine"]) == 2  # mine names nobody without --owner
