@@ -302,3 +302,33 @@ def test_recording_the_same_nc_again_adds_no_reminder(db, clock, policy):
                                                 now=START + timedelta(hours=1), service="payments", policy=policy)
     assert (again.id, recorded) == (first.id, False)
     assert len(reminder_rows(db, first.id)) == 3
+
+
+# ---- at the same moment (a double click, a retried delivery, two processes) ---------------------
+
+def test_the_same_decision_taken_together_is_recorded_once(db, clock, policy):
+    from test_concurrent_decisions import together
+    nc = detect(db, START, policy=policy)
+    outs = together(4, lambda i: register.plan(db, RM, nc.id, {"owner": "U0DEV", "action": "Gate it"}, clock))
+    assert sum(o.changed for o in outs) == 1 and all(not o.refused for o in outs)
+    outs = together(4, lambda i: register.done(db, OWNER, nc.id, {"evidence": "fixed"}, clock))
+    assert sum(o.changed for o in outs) == 1
+    outs = together(2, lambda i: register.verify(db, (RM, RM2)[i], nc.id, clock))
+    assert sum(o.changed for o in outs) == 1 and not any(o.refused for o in outs)
+    assert [e.action for e in nc_events(db)] == ["nonconformance_planned", "nonconformance_actioned",
+                                                 "nonconformance_verified"]
+    with Session(db) as s:
+        assert len(list(s.exec(select(Outbox).where(Outbox.kind == register.NC_NOTE)))) == 3
+
+
+def test_one_nc_recorded_by_two_processes_together_has_one_set_of_reminders(db, clock, policy):
+    from test_concurrent_decisions import together
+
+    def record(_i):
+        with transaction(db) as s:
+            return nonconformance.record(s, None, kind="k", subject="together", detail="d", actor="a", now=START,
+                                         service="payments", policy=policy)[1]
+    assert sum(together(4, record)) == 1
+    with Session(db) as s:
+        [nc] = s.exec(select(NonConformance)).all()
+    assert len(reminder_rows(db, nc.id)) == 3
