@@ -33,7 +33,7 @@ from commands.clock import Clock
 from commands.errors import InputError, NotFound, Refused
 from commands.nonconformance import zone_of
 from commands.outcome import Actor, Outcome
-from commands.text import USAGE, check_text, parse_nc_ref, when  # noqa: F401 (parse_nc_ref: the one NC id)
+from commands.text import USAGE, check_text, when
 from storage import audit, outbox
 from storage.db import read, transaction
 from storage.models import NonConformance, Release
