@@ -1,4 +1,4 @@
-"""`releasebot serve | migrate | audit REL-n | outbox [--dead] [--retry ID]`."""
+"""`releasebot serve | migrate | audit REL-n | outbox [--dead] [--retry ID] | nc list [open|overdue|mine] …`."""
 from __future__ import annotations
 
 import argparse
@@ -27,6 +27,13 @@ def main(argv: list[str] | None = None) -> int:
     box = sub.add_parser("outbox", help="list the Slack messages not yet sent (read-only), or retry a dead letter")
     box.add_argument("--dead", action="store_true", help="only dead letters: messages Slack would not take")
     box.add_argument("--retry", type=int, metavar="ID", help="put dead letter ID back for one more try")
+    nc = sub.add_parser("nc", help="print the non-conformance register (QMS 6.2) as JSON, read-only")
+    nc.add_argument("action", choices=["list"])
+    nc.add_argument("which", nargs="?", choices=["open", "overdue", "mine"], default="open",
+                    help="open (not closed), overdue (past due, not actioned) or mine (with --owner)")
+    nc.add_argument("--owner", metavar="USER_ID", help="the owner's Slack member id, for mine")
+    nc.add_argument("--state", choices=["open", "action_planned", "actioned", "verified", "closed"],
+                    help="only the NCs in this state (instead of the list)")
     args = parser.parse_args(argv)
     logging_safe.configure(logging.INFO)  # untrusted values cannot forge a log line
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line every tick says nothing
@@ -43,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             return _audit(args.release)
         if args.cmd == "outbox":
             return _outbox(args.dead, args.retry)
+        if args.cmd == "nc":
+            return _nc_list(args.which, args.owner, args.state)
         return _serve()
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
@@ -176,6 +185,26 @@ def _audit(ref: str) -> int:
         out["decision_log"] = [{"at": x.at, "actor": x.actor, "kind": x.kind, "action": x.action, "text": x.text,
                                 "entry": x.entry_id, "corrects": x.corrects_id} for x in rec.decision_log]
     print(json.dumps(iso_all(_jsonable(out)), indent=2, default=str))  # refusals quote times: ISO 8601 here
+    return 0
+
+
+def _nc_list(which: str, owner: str | None, state: str | None) -> int:
+    """The whole list, which Slack shows a page of (bot/messages/nonconformance.py points here)."""
+    from commands.clock import SystemClock
+    from commands.nonconformance_register import listing
+    from storage.audit import _jsonable
+
+    from bot.times import iso_all
+    if which == "mine" and not owner:
+        print("nc list mine needs --owner U… (the owner's Slack member id)", file=sys.stderr)
+        return 2
+    engine = _database(migrate=False)
+    try:
+        entries, total = listing(engine, owner or "", which, SystemClock().now(), limit=1_000_000, state=state)
+    finally:
+        engine.dispose()
+    out = [{"ref": e.nc.ref, "release": e.release_ref, "overdue": e.overdue, **e.nc.model_dump()} for e in entries]
+    print(json.dumps(iso_all(_jsonable(out)), indent=2, default=str))
     return 0
 
 

@@ -31,7 +31,8 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.engine import Engine
 
-from commands import announce, bridge, deferred, planning, reminders
+from commands import announce, bridge, deferred, nonconformance, planning, reminders
+from commands import nonconformance_register as register
 from commands.classification import track
 from commands.states import LIVE_STATES
 from commands.clock import Clock
@@ -45,6 +46,7 @@ from storage.models import Outbox, Release
 
 from bot import uploads
 from bot.bridge_delivery import BridgeDelivery
+from bot.nc_delivery import NcDelivery
 from bot.roles import RoleDirectory
 from bot.messages import aftercare, calendar, setup
 from bot.messages import help as help_msg
@@ -158,6 +160,7 @@ class Delivery:
         self._db, self._client, self._clock, self._channel, self._policy = db, client, clock, channel, policy
         self._roles = roles or RoleDirectory(policy, client, clock)
         self._bridge = BridgeDelivery(db, client, clock, channel, policy, self._roles)
+        self._nc = NcDelivery(db, clock, channel, policy, self._post, self._post_in_thread, self._done)
         self.lease = lease  # how long a claim holds; RELEASEBOT_OUTBOX_LEASE_SECONDS (bot/cli.py)
         self._stopping = threading.Event()
 
@@ -261,7 +264,8 @@ class Delivery:
                 bridge.BRIDGE_OPEN: self._bridge_open, bridge.BRIDGE_CARD: self._bridge_card,
                 bridge.BRIDGE_POST: self._bridge_post, announce.SETUP_NOTICE: self._setup_notice,
                 announce.WELCOME: self._welcome, announce.FILE_UPLOAD: self._file_upload,
-                deferred.DEADLINE: self._deferred_deadline}.get(row.kind)
+                deferred.DEADLINE: self._deferred_deadline,
+                nonconformance.NC_REMINDER: self._nc.reminder, register.NC_NOTE: self._nc.note}.get(row.kind)
         if send is None:
             # Written by a newer version of the bot; leave it for that version to send.
             raise Undeliverable(f"unknown outbox kind {row.kind}")
@@ -283,7 +287,8 @@ class Delivery:
         now = self._clock.now()
         with transaction(self._db) as session:
             if outbox.mark_sent(session, row, now, result="checked"):  # the claim is ours: check once
-                result = deferred.deadline_reached(session, row.release_id, row.payload.get("step", ""), now)
+                result = deferred.deadline_reached(session, row.release_id, row.payload.get("step", ""), now,
+                                                   policy=self._policy)
                 outbox.mark_sent(session, row, now, result=result)  # and what the check found
 
     def _file_upload(self, row: Outbox) -> None:

@@ -175,7 +175,7 @@ def record_task(db: Engine, actor: Actor, release_id: int, kind: str, details: M
                  after={"kind": kind, **details, "due_at": task.due_at, "late": d.now > task.due_at})
         announce.note(d.session, d.release, f"{kind}_recorded", d.now, by=actor.user_id)
         d.session.flush()
-        deferred.overdue(d.session, d.release, task, actor.user_id, d.now)  # an emergency's step done late
+        deferred.overdue(d.session, d.release, task, actor.user_id, d.now, policy)  # an emergency's step done late
         _remind_closing_role(d, policy)
         return Outcome(f"The {TASKS[kind]} of {d.release.ref} is recorded.", d.release, changed=True)
 

@@ -115,7 +115,8 @@ def task_of(session: Session, release: Release, step: str) -> Task | None:
     return session.exec(select(Task).where(Task.release_id == release.id, Task.kind == step)).first()
 
 
-def overdue(session: Session, release: Release, task: Task, actor: str, now: datetime) -> bool:
+def overdue(session: Session, release: Release, task: Task, actor: str, now: datetime,
+            policy: Policy | None = None) -> bool:
     """Record the non-conformance of a step not done by its deadline (once). True if it is one."""
     if task.kind not in STEPS or now < task.due_at or (task.done_at is not None and task.done_at <= task.due_at):
         return False
@@ -127,18 +128,19 @@ def overdue(session: Session, release: Release, task: Task, actor: str, now: dat
                           detail=f"The {LABELS[task.kind]} of emergency {release.ref} was due "
                                  f"{when(task.due_at)} and is {late} (QMS 4.6: skipped steps are "
                                  "completed retrospectively by their deadlines)",
-                          actor=actor, now=now, step=task.kind, due_at=task.due_at.isoformat())
+                          actor=actor, now=now, policy=policy, step=task.kind, due_at=task.due_at.isoformat())
     return True
 
 
-def deadline_reached(session: Session, release_id: int, step: str, now: datetime) -> str:
+def deadline_reached(session: Session, release_id: int, step: str, now: datetime,
+                     policy: Policy | None = None) -> str:
     """The delivery loop's check at a step's deadline (its outbox row is claimed once, across processes)."""
     from commands.release import load
     release = load(session, release_id, lock=True)  # a step being recorded right now commits first, or after
     task = task_of(session, release, step)
     if task is None:
         return "skipped: no such step"
-    return "non-conformance" if overdue(session, release, task, "releasebot", now) else "skipped: done in time"
+    return "non-conformance" if overdue(session, release, task, "releasebot", now, policy) else "skipped: done in time"
 
 
 def lateness(task: Task, at: datetime) -> dict:
@@ -203,7 +205,7 @@ def record_step(db: Engine, actor: Actor, release_id: int, step: str, fields: Ma
                       step=LABELS[step], late_by_minutes=late["late_by_minutes"])
         d.session.flush()
         msg = f"The {LABELS[step]} of {d.release.ref} is recorded."
-        if overdue(d.session, d.release, task, actor.user_id, d.now):
+        if overdue(d.session, d.release, task, actor.user_id, d.now, policy):
             msg += (f" It was due {when(task.due_at)} ({_span(d.now - task.due_at)} late), which is "
                     "recorded as a non-conformance.")
         return Outcome(msg, d.release, changed=True)

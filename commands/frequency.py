@@ -71,7 +71,7 @@ def emergency_deployed(session: Session, release: Release, actor: str, now: date
     detail = (f"{len(recent)} emergency deployments of {release.service} in {p.frequency_days} days ({refs}); "
               "QMS 4.6 asks for a root-cause review at the next engineering review")
     _, recorded = nonconformance.record(session, release, kind=nonconformance.EMERGENCY_FREQUENCY,
-                                        subject=release.ref, detail=detail, actor=actor, now=now,
+                                        subject=release.ref, detail=detail, actor=actor, now=now, policy=policy,
                                         deployments=[f"REL-{i}" for i in recent])
     owed = session.exec(select(Task).where(Task.release_id == release.id, Task.kind == ROOT_CAUSE)).first()
     if recorded and owed is None:

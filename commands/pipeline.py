@@ -94,19 +94,21 @@ def _nonconformance(d: Decision, who: Deployer, report: Report, policy: Policy) 
             reasons = gate_reasons(release, d.session, who, d.now, report.checklist, policy)
         except CouldNotCheck as exc:  # what happened is recorded all the same
             reasons = [exc.message]
-    nc = record_unapproved(d, who, report.status, report.detail())
+    nc = record_unapproved(d, who, report.status, report.detail(), policy)
     reasons.append(f"{release.ref} was never approved: a deployment reported for it is a non-conformance "
                    f"(QMS 6.2), recorded as non-conformance {nc.id} and posted to the release channel")
     return Outcome("\n".join(reasons), release, changed=True, refused=True,
                    data={"reasons": reasons, "nonconformance": nc.id})
 
 
-def record_unapproved(d: Decision, who: Deployer, status: str, detail: str) -> NonConformance:
+def record_unapproved(d: Decision, who: Deployer, status: str, detail: str,
+                      policy: Policy | None = None) -> NonConformance:
     release = d.release
     text = (f"{who.audit_name} reported '{status}' for {release.ref} ({release.state}, never approved). "
             f"{detail}").strip()
     # A pipeline retrying after a timeout reports the same thing again: one record, one post.
     subject = f"{release.ref}:report:{hashlib.sha256(text.encode()).hexdigest()[:40]}"
     nc, _ = nonconformance.record(d.session, release, kind=nonconformance.DEPLOYMENT_WITHOUT_APPROVAL,
-                                  subject=subject, detail=text, actor=who.audit_name, now=d.now, status=status)
+                                  subject=subject, detail=text, actor=who.audit_name, now=d.now, policy=policy,
+                                  status=status)
     return nc

@@ -56,6 +56,10 @@ USAGE: dict[str, str] = {
     "log": "/release log REL-12 text…   or   /release log REL-12 correct=<entry number> text…"
            "   (an emergency's decision log)",
     "bridge": '/release bridge close REL-12 summary="…"   (once validation is recorded)',
+    "nc": '/release nc list [open|overdue|mine] | /release nc show NC-3 | '
+          '/release nc plan NC-3 owner=@person action="…" [root_cause="…"] | '
+          '/release nc done NC-3 evidence="…" [root_cause="…"] | /release nc verify NC-3 | '
+          '/release nc close NC-3 [root_cause="…"]   (the non-conformance register, QMS 6.2)',
 }
 # What `/release help <topic>` explains, by what someone wants to do (bot/messages/help.py has the text).
 HELP_TOPICS = ("request", "approve", "deploy", "after", "calendar", "admin")
@@ -88,8 +92,19 @@ _KEYS: dict[str, set[str]] = {
     "roles": set(),
     "log": {"correct"},
     "bridge": {"summary"},
+    "nc": {"owner", "action", "root_cause", "evidence"},
     "help": set(),
 }
+# `/release nc <verb>`: the fields each takes (the register's use cases: commands/nonconformance_register.py)
+NC_VERBS = {
+    "list": set(),
+    "show": set(),
+    "plan": {"owner", "action", "root_cause"},
+    "done": {"evidence", "root_cause"},
+    "verify": set(),
+    "close": {"root_cause"},
+}
+NC_LISTS = ("open", "overdue", "mine")
 _BLACKOUT_KEYS = {
     "add": {"name", "start", "end", "tz", "services", "environments", "repeat"},
     "subscribe": {"url", "name", "tz", "services", "environments"},
@@ -292,6 +307,8 @@ def parse_command(text: str) -> ParsedCommand:
         if positional:
             raise InputError(f"'{positional[0]}' is not understood here; values are given as key=value", form=form)
         return ParsedCommand(name, None, args, (action,))
+    if name == "nc":
+        return _parse_nc(args, positional)
     if name == "help":
         if len(positional) > 1 or (positional and positional[0].lower() not in HELP_TOPICS):
             raise InputError(f"help topics are {', '.join(HELP_TOPICS)}", form=form)
@@ -317,6 +334,43 @@ def parse_command(text: str) -> ParsedCommand:
             raise InputError("'env' is given twice (env and environment mean the same)", field="env", form=form)
         args["env"] = args.pop("environment")
     return ParsedCommand(name, release_id, args, tuple(positional))
+
+
+def _parse_nc(args: dict[str, str], positional: list[str]) -> ParsedCommand:
+    """`nc <verb> [NC-n | list filter] key=value…`: positional holds the verb and what it is about."""
+    form = USAGE["nc"]
+    verb = positional.pop(0).lower() if positional else "list"
+    allowed = NC_VERBS.get(verb)
+    if allowed is None:
+        raise InputError(f"'{verb}' is not an nc action.{did_you_mean(verb, NC_VERBS)} "
+                         f"Use {', '.join(NC_VERBS)}", form=form)
+    extra = sorted(set(args) - allowed)
+    if extra:
+        raise InputError(f"'{extra[0]}' is not a field of /release nc {verb}.{did_you_mean(extra[0], allowed, shown='{}=')}"
+                         f" Fields: {', '.join(sorted(allowed)) or 'none'}", field=extra[0], form=form)
+    if verb == "list":
+        if len(positional) > 1 or (positional and positional[0].lower() not in NC_LISTS):
+            hint = did_you_mean(positional[0], NC_LISTS) if len(positional) == 1 else ""
+            raise InputError(f"nc list takes open, overdue or mine.{hint}", form=form)
+        return ParsedCommand("nc", None, args, ("list", *(p.lower() for p in positional)))
+    if not positional:
+        raise InputError(f"/release nc {verb} needs a non-conformance id like NC-3", form=form)
+    if len(positional) > 1:
+        raise InputError(f"'{positional[1]}' is not understood here; values are given as key=value", form=form)
+    return ParsedCommand("nc", None, args, (verb, str(parse_nc_ref(positional[0]))))
+
+
+_NC_REF = re.compile(r"^(?:NC-?)?(\d+)\Z", re.IGNORECASE | re.ASCII)
+
+
+def parse_nc_ref(text: str) -> int:
+    """NC-12 (or 12) as an id; anything else is a clear "this is not an NC id"."""
+    m = _NC_REF.match((text or "").strip())
+    if not m:
+        shown = text if len(text) <= 40 else text[:39] + "…"
+        raise InputError(f"'{shown}' is not a non-conformance id; one looks like NC-3 (/release nc list shows "
+                         "them)", form=USAGE["nc"])
+    return _bounded(m.group(1), "NC-{} does not exist; /release nc list shows the register")
 
 
 def _parse_log(text: str) -> ParsedCommand:

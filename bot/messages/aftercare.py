@@ -8,7 +8,7 @@ from commands.policy import Policy
 from commands.reminders import Notice
 from storage.models import Release
 
-from bot.messages import calendar
+from bot.messages import calendar, nonconformance
 from bot.messages.common import context, date, esc, mention, plain, section, sections
 
 START_DEPLOY = "deploy_start"
@@ -73,6 +73,8 @@ def outcome_buttons(r: Release, state: str = "deploying") -> dict:
 def thread_note(event: str, r: Release, payload: dict) -> tuple[str, list[dict] | None]:
     if event in calendar.REPLAN_NOTES:
         return calendar.replan_note(event, r, payload), None
+    if event == "nonconformance":  # with its register entry: NC-n, kind, due date, repeat
+        return nonconformance.thread_announcement(payload), None
     template = THREAD_NOTES.get(event, "{ref}: " + esc(event))
     text = template.format(ref=r.ref, reason=esc(r.cancel_reason or ""),
                            deployer=mention(payload.get("deployer", "")), by=mention(payload.get("by", "")),
@@ -96,8 +98,7 @@ def _late(minutes: int) -> str:
 
 def nonconformance_note(payload: dict, policy: Policy) -> str:
     """To the release channel: a non-conformance, with the release managers mentioned (they own the register)."""
-    return (f"{role_mentions(policy, payload.get('roles') or ('release_manager',))}\n:warning: *Non-conformance "
-            f"(QMS 6.2)* on {esc(payload.get('ref', ''))}: {esc(payload.get('detail', ''))}")
+    return nonconformance.channel_announcement(payload, policy)
 
 
 _REMINDER_TEXT = {

@@ -24,8 +24,8 @@ TOPICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
                 "release.", ("go", "nogo", "withdraw")),
     "deploy": ("Deploy", "An approved release, inside its window, by a deploying role that did not vote on it.",
                ("deploy", "rollback", "done")),
-    "after": ("After deployment", "Sign-offs after stabilisation, the follow-up and the retrospective.",
-              ("signoff", "followup", "retro")),
+    "after": ("After deployment", "Sign-offs after stabilisation, the follow-up and the retrospective; the "
+              "non-conformance register and its corrective actions (QMS 6.2).", ("signoff", "followup", "retro", "nc")),
     "calendar": ("Calendar", "What is planned, and the blackouts (freezes) no release may fall in.",
                  ("calendar", "blackout")),
     "admin": ("Admin", "Roles come from the policy file; release managers accept misclassifications, flags are "
@@ -63,7 +63,9 @@ def examples(topic: str, today: datetime) -> list[str]:
                    "/release done REL-12 outcome=success"],
         "after": ["/release signoff REL-12 role=qa_lead",
                   '/release followup REL-12 evidence="dashboards green for 24h"',
-                  '/release retro REL-12 notes="what went well, what did not" actions="add a canary"'],
+                  '/release retro REL-12 notes="what went well, what did not" actions="add a canary"',
+                  '/release nc list overdue',
+                  '/release nc plan NC-3 owner=@alice action="make the pipeline refuse unapproved releases"'],
         "calendar": ["/release calendar days=30 service=payments",
                      f'/release blackout add name="Year-end freeze" start="{_at(freeze, 0)}" '
                      f'end="{_at(freeze + timedelta(days=7), 0)}" tz=Europe/London',

@@ -8,6 +8,7 @@ from commands.deploy import Deployer, decide_rollback, finish_deployment
 from commands.errors import CouldNotCheck
 from commands.outcome import Actor
 from commands.pipeline import Report, report_deployment
+from commands.text import when
 from test_deployment_outcomes import (ALL_CHECKED, DEPLOYER, IN_WINDOW, WINDOW, deploying, deployment, finish,
                                       nonconformances, row, snapshot_of_writes, who)
 from unit_support import actions, events, new_release, outbox_keys, release
@@ -36,17 +37,23 @@ def test_a_report_for_a_never_approved_release_is_a_non_conformance(db, clock, p
                              "approved). commit=abc123.")
     [ev] = events(db, rid, "nonconformance")
     assert (ev.actor, ev.at, ev.reason) == (f"{DEPLOYER} via pipeline:nightly", IN_WINDOW, stored.detail)
-    assert ev.after == {"kind": "deployment_without_approval", "status": "started", "nonconformance": stored.id}
+    # with its register entry (commands.nonconformance): due 5 business days on, in the release's zone (UTC here)
+    assert ev.after == {"kind": "deployment_without_approval", "status": "started", "nonconformance": stored.id,
+                        "due_at": stored.due_at.isoformat(), "tz": "UTC", "repeat_of": None}
     assert actions(db, rid)[-1] == "nonconformance"  # no deploy_refused besides it: one record of one report
     new = [k for k in outbox_keys(db) if k not in keys0]
-    assert new == [f"note:{rid}:nonconformance:{stored.id}", f"nonconformance:{stored.id}"]
+    assert new == [f"note:{rid}:nonconformance:{stored.id}", f"nonconformance:{stored.id}",
+                   *(f"nc-reminder:{stored.id}:{what}" for what in ("nc_soon", "nc_due", "nc_escalation"))]
     note = row(db, new[0])
     assert note.kind == "thread_note" and note.stream == f"release:{rid}"
-    assert note.payload == {"event": "nonconformance", "detail": stored.detail}
+    register = {"nc": stored.ref, "kind": "deployment_without_approval", "due": when(stored.due_at, "UTC"),
+                "repeat_of": None}
+    assert note.payload == {"event": "nonconformance", "detail": stored.detail, **register}
     # and to the release channel, where the release managers are mentioned (commands.nonconformance)
     channel = row(db, new[1])
     assert channel.kind == "channel_note" and channel.payload == {
-        "event": "nonconformance", "ref": f"REL-{rid}", "detail": stored.detail, "roles": ["release_manager"]}
+        "event": "nonconformance", "ref": f"REL-{rid}", "detail": stored.detail, "roles": ["release_manager"],
+        **register}
     # it changes nothing about the release itself
     assert release(db, rid).state == "pending"
 
