@@ -12,6 +12,7 @@ from commands.text import UNSTORABLE, parse_ref, unstorable
 from commands.vote import cast_vote
 
 from bot.listeners.common import answer_to, carry_answer, just_ack, run
+from bot.listeners.home import mark, refresher
 from bot.messages import modal
 from bot.messages.common import esc
 from bot.messages.release import GO_ACTION, NOGO_ACTION
@@ -26,7 +27,8 @@ def register(app: App, svc: Services) -> None:
         run(svc, answer_to(svc, client, body),
             lambda: cast_vote(svc.db, svc.actor(user), parse_ref(str(action["value"])), "go", svc.clock))
 
-    app.action(GO_ACTION)(ack=just_ack, lazy=[go])
+    # from the App Home tab, its Home is drawn again once the vote is in (rows of one person run in order)
+    app.action(GO_ACTION)(ack=just_ack, lazy=[go, refresher(svc)])
 
     def open_nogo_form(body, action, client):
         try:
@@ -35,9 +37,10 @@ def register(app: App, svc: Services) -> None:
             answer_to(svc, client, body)(f":warning: {esc(exc.message)}")
             return
         try:
+            channel = (body.get("channel") or {}).get("id", "")  # none on the App Home tab
             client.views_open(trigger_id=body["trigger_id"],
-                              view=carry_answer(modal.nogo_modal(f"REL-{release_id}", release_id,
-                                                                 body["channel"]["id"]), body))
+                              view=mark(carry_answer(modal.nogo_modal(f"REL-{release_id}", release_id, channel),
+                                                     body), body))
         except SlackApiError as exc:
             log.warning("views.open for No-go failed: %s", exc.response.get("error"))
             answer_to(svc, client, body)(
@@ -66,4 +69,4 @@ def register(app: App, svc: Services) -> None:
         run(svc, answer_to(svc, client, body),
             lambda: cast_vote(svc.db, svc.actor(user), parse_ref(str(meta["release"])), "nogo", svc.clock, note=reason))
 
-    app.view(modal.NOGO_CALLBACK)(ack=ack_nogo_reason, lazy=[nogo])
+    app.view(modal.NOGO_CALLBACK)(ack=ack_nogo_reason, lazy=[nogo, refresher(svc)])
