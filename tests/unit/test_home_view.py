@@ -38,24 +38,27 @@ def seed(db, n: int, requester: str = "U0DEV", mine_every: int = 2) -> None:
     """`n` live releases straight into the tables (the planning checks are not what is measured), with a
     vote, a flag, a No-go, tasks, non-conformances and blackouts sprinkled over them."""
     with Session(db) as s:
+        made = []
         for i in range(n):
             start = NOW + timedelta(hours=i - 3)
-            s.add(Release(service=f"svc{i % 7}{HOSTILE if i % 13 == 0 else ''}", version=f"1.{i}", environment="production",
+            made.append(Release(service=f"svc{i % 7}{HOSTILE if i % 13 == 0 else ''}", version=f"1.{i}", environment="production",
                           requested_type="minor", derived_type="minor", effective_type="minor",
                           required_roles={"release_manager": 1, "qa_lead": 1}, start_at=start,
                           end_at=start + timedelta(hours=1), tz="UTC", duration_minutes=60, summary="x" * 500,
                           requester_id=ALL if i % mine_every == 0 else requester,
                           state="approved" if i % 3 == 0 else "pending", created_at=NOW, updated_at=NOW))
+        s.add_all(made)
         s.flush()
-        for rid in range(1, n + 1):
-            if rid % 5 == 0:
+        for i, r in enumerate(made, 1):  # i: 1..n whatever ids the database gave (a sequence is not reset)
+            rid = r.id
+            if i % 5 == 0:
                 s.add(ReleaseFlag(release_id=rid, kind="lead_time", detail="too soon " + HOSTILE * 40, raised_at=NOW))
-            if rid % 11 == 0:
+            if i % 11 == 0:
                 s.add(Vote(release_id=rid, round=1, voter_id="U0QA", role="qa_lead", decision="nogo",
                            note="load test failed " * 30, decided_at=NOW))
-            if rid % 4 == 0:
+            if i % 4 == 0:
                 s.add(Task(release_id=rid, kind="followup", due_at=NOW - timedelta(hours=1), created_at=NOW))
-            if rid % 9 == 0:
+            if i % 9 == 0:
                 s.add(NonConformance(release_id=rid, kind="deferred_step_overdue", subject=f"s{rid}",
                                      detail=HOSTILE * 100, reported_by="releasebot", at=NOW))
         for b in range(8):
