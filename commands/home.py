@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func
+from sqlalchemy import and_, bindparam, func
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
@@ -37,9 +37,49 @@ BLACKOUTS = 5
 NC_OPEN = ("closed",)  # states an open non-conformance is not in
 
 
+@dataclass(frozen=True, slots=True)
+class Brief:
+    """The columns of a release the Home shows and the vote rules read (commands.vote.go_check): whole
+    Release rows (summary, answers, every text) cost most of the read at 200 live releases."""
+    id: int
+    service: str
+    version: str
+    environment: str
+    effective_type: str
+    state: str
+    start_at: datetime
+    end_at: datetime
+    requester_id: str
+    round: int
+    required_roles: dict
+    approver_sets: list | None
+
+    @property
+    def ref(self) -> str:
+        return f"REL-{self.id}"
+
+
+_BRIEF = (Release.id, Release.service, Release.version, Release.environment, Release.effective_type, Release.state,
+          Release.start_at, Release.end_at, Release.requester_id, Release.round, Release.required_roles,
+          Release.approver_sets)
+# Built once (as commands.release does): the Home is read on every open past its one-minute cache.
+_LIVE = select(*_BRIEF).where(Release.state.in_(LIVE_STATES)).order_by(Release.start_at, Release.id)
+# Only the columns used: on SQLite each timestamp read is a parse, and whole rows carry many of them.
+_LIVE_VOTES = (select(Vote.release_id, Vote.voter_id, Vote.role, Vote.decision, Vote.note).join(Release, and_(Vote.release_id == Release.id, Vote.round == Release.round))
+               .where(Release.state.in_(LIVE_STATES)).order_by(Vote.id))
+_LIVE_FLAGS = (select(ReleaseFlag.release_id, ReleaseFlag.kind, ReleaseFlag.detail).join(Release, ReleaseFlag.release_id == Release.id)
+               .where(Release.state.in_(LIVE_STATES), ReleaseFlag.cleared_at.is_(None),
+                      ReleaseFlag.overridden_at.is_(None)).order_by(ReleaseFlag.id))
+_LIVE_EMERGENCIES = select(Emergency).join(Release, Emergency.release_id == Release.id).where(
+    Release.state.in_(LIVE_STATES))
+_MINE_WHERE = and_(Release.requester_id == bindparam("user"), Release.state.not_in((CLOSED, CANCELLED)))
+_MINE_COUNT = select(func.count()).select_from(Release).where(_MINE_WHERE)
+_MINE = select(*_BRIEF).where(_MINE_WHERE).order_by(Release.start_at.desc(), Release.id.desc()).limit(ROWS)
+
+
 @dataclass(frozen=True)
 class VoteItem:
-    release: Release
+    release: Brief
     missing: str  # what the release still needs, in words
     role: str | None = None  # the role the viewer's Go would fill
     why_not: str = ""  # why the viewer cannot vote Go on it now (vote.go_check's sentence)
@@ -48,14 +88,14 @@ class VoteItem:
 
 @dataclass(frozen=True)
 class DeployItem:
-    release: Release
+    release: Brief
     open_now: bool  # its window is open now (else it opens within NEAR)
     voted_as: str | None = None  # the viewer voted on it: another deployer must run it (QMS 3.4)
 
 
 @dataclass(frozen=True)
 class BlockedItem:
-    release: Release
+    release: Brief
     reasons: tuple[str, ...]  # open planning flags and standing No-gos
 
 
@@ -136,23 +176,17 @@ def home_view(db: Engine, actor: Actor, clock: Clock, policy: Policy) -> HomeVie
     deployer = bool(held & set(policy.deployment.deployers))
     manager = "release_manager" in actor.roles
     with read(db) as session:
-        live = list(session.scalars(select(Release).where(Release.state.in_(LIVE_STATES))
-                                    .order_by(Release.start_at, Release.id)))
-        votes: dict[int, list[Vote]] = {}
-        flags: dict[int, list[ReleaseFlag]] = {}
+        live = [Brief(*row) for row in session.execute(_LIVE)]
+        votes: dict[int, list] = {}  # rows of (release_id, voter_id, role, decision, note)
+        flags: dict[int, list] = {}  # rows of (release_id, kind, detail)
         ems: dict[int, Emergency] = {}
         if live and (approver or deployer or manager):
-            for v in session.scalars(select(Vote).join(Release, and_(Vote.release_id == Release.id,
-                                                                     Vote.round == Release.round))
-                                     .where(Release.state.in_(LIVE_STATES)).order_by(Vote.id)):
+            for v in session.execute(_LIVE_VOTES):
                 votes.setdefault(v.release_id, []).append(v)
-            for f in session.scalars(select(ReleaseFlag).join(Release, ReleaseFlag.release_id == Release.id)
-                                     .where(Release.state.in_(LIVE_STATES), ReleaseFlag.cleared_at.is_(None),
-                                            ReleaseFlag.overridden_at.is_(None)).order_by(ReleaseFlag.id)):
+            for f in session.execute(_LIVE_FLAGS):
                 flags.setdefault(f.release_id, []).append(f)
-            for em in session.scalars(select(Emergency).join(Release, Emergency.release_id == Release.id)
-                                      .where(Release.state.in_(LIVE_STATES))):
-                ems[em.release_id] = em
+            if any(r.effective_type == "emergency" for r in live):
+                ems = {em.release_id: em for em in session.scalars(_LIVE_EMERGENCIES)}
         out = dict(user_id=actor.user_id, now=now, roles=actor.roles, unresolved=actor.unresolved,
                    approver=approver, deployer=deployer, release_manager=manager)
         statuses = {r.id: _status(r, votes.get(r.id, [])) for r in live}
@@ -169,7 +203,7 @@ def home_view(db: Engine, actor: Actor, clock: Clock, policy: Policy) -> HomeVie
     return HomeView(**out)
 
 
-def _status(r: Release, votes: list[Vote]) -> ApprovalStatus:
+def _status(r: Brief, votes: list[Vote]) -> ApprovalStatus:
     return status(r.required_roles, [CastVote(v.voter_id, v.role, v.decision, v.note) for v in votes],
                   r.approver_sets)
 
@@ -211,44 +245,45 @@ def _blocked(live, statuses, flags) -> list[BlockedItem]:
 
 
 _DEFERRED = frozenset(deferred.LABELS) - {"retrospective"}
+_TASKS = (select(Task.release_id, Task.kind, Task.due_at, Task.owner_id).where(Task.done_at.is_(None))
+          .where((Task.due_at < bindparam("now")) | Task.kind.in_(_DEFERRED)).order_by(Task.due_at, Task.id))
+_NC_WHERE = NonConformance.state.not_in(NC_OPEN)
+_NC_COUNT = select(func.count()).select_from(NonConformance).where(_NC_WHERE)
+_NCS = select(NonConformance.id, NonConformance.kind, NonConformance.detail, NonConformance.state,
+              NonConformance.at, NonConformance.due_at, NonConformance.owner_id, NonConformance.release_id).where(_NC_WHERE).order_by(NonConformance.at.desc(), NonConformance.id.desc()).limit(ROWS)
 
 
 def _tasks(session, now: datetime) -> list[TaskItem]:
     """Overdue tasks, and every open deferred step of an emergency (each is a deadline that becomes a
     non-conformance when it passes)."""
-    rows = session.execute(select(Task, Release.id).join(Release, Task.release_id == Release.id)
-                           .where(Task.done_at.is_(None))
-                           .where((Task.due_at < now) | Task.kind.in_(_DEFERRED))
-                           .order_by(Task.due_at, Task.id))
-    return [TaskItem(f"REL-{rid}", t.kind, deferred.LABELS.get(t.kind) or TASKS.get(t.kind, t.kind), t.due_at,
-                     t.owner_id, t.due_at < now, t.kind in _DEFERRED) for t, rid in rows]
+    return [TaskItem(f"REL-{t.release_id}", t.kind, deferred.LABELS.get(t.kind) or TASKS.get(t.kind, t.kind),
+                     t.due_at, t.owner_id, t.due_at < now, t.kind in _DEFERRED)
+            for t in session.execute(_TASKS, {"now": now})]
 
 
 def _nonconformances(session) -> Counted:
-    where = NonConformance.state.not_in(NC_OPEN)
-    total = session.scalar(select(func.count()).select_from(NonConformance).where(where)) or 0
-    rows = session.scalars(select(NonConformance).where(where)
-                           .order_by(NonConformance.at.desc(), NonConformance.id.desc()).limit(ROWS))
-    return Counted(tuple(NCItem(n.ref, n.kind, n.detail, n.state, n.at, n.due_at, n.owner_id,
-                                f"REL-{n.release_id}" if n.release_id else None) for n in rows), total)
+    total = session.scalar(_NC_COUNT) or 0
+    return Counted(tuple(NCItem(f"NC-{n.id}", n.kind, n.detail, n.state, n.at, n.due_at, n.owner_id,
+                                f"REL-{n.release_id}" if n.release_id else None) for n in session.execute(_NCS)),
+                   total)
 
 
 def _mine(session, user_id: str) -> Counted:
     """The viewer's own requests that are not over: live, in flight or stabilising, newest window first."""
-    where = and_(Release.requester_id == user_id, Release.state.not_in((CLOSED, CANCELLED)))
-    total = session.scalar(select(func.count()).select_from(Release).where(where)) or 0
-    rows = session.scalars(select(Release).where(where).order_by(Release.start_at.desc(), Release.id.desc())
-                           .limit(ROWS))
-    return Counted(tuple(rows), total)
+    total = session.scalar(_MINE_COUNT, {"user": user_id}) or 0
+    return Counted(tuple(Brief(*row) for row in session.execute(_MINE, {"user": user_id})), total)
+
+
+# Long occurrences are stored in pieces; the whole occurrence is kept beside each, so pieces of one
+# occurrence are shown once.
+_BLACKOUTS = (select(Blackout.id, Blackout.name, BlackoutOccurrence)
+              .join(Blackout, BlackoutOccurrence.blackout_id == Blackout.id)
+              .where(Blackout.removed_at.is_(None), BlackoutOccurrence.end_at > bindparam("now"))
+              .order_by(BlackoutOccurrence.start_at, BlackoutOccurrence.id).limit(BLACKOUTS * 8))
 
 
 def _blackouts(session, now: datetime) -> tuple[BlackoutItem, ...]:
-    # Long occurrences are stored in pieces; the whole occurrence is kept beside each, so pieces of one
-    # occurrence are shown once.
-    rows = session.execute(select(Blackout.id, Blackout.name, BlackoutOccurrence)
-                           .join(Blackout, BlackoutOccurrence.blackout_id == Blackout.id)
-                           .where(Blackout.removed_at.is_(None), BlackoutOccurrence.end_at > now)
-                           .order_by(BlackoutOccurrence.start_at, BlackoutOccurrence.id).limit(BLACKOUTS * 8))
+    rows = session.execute(_BLACKOUTS, {"now": now})
     seen, out = set(), []
     for bid, name, occ in rows:
         name = occ.summary or name

@@ -5,8 +5,8 @@ Pure: records in, a `views.publish` view out. Each list shows its first few rows
 (Go / No-go on the approval message, Start deployment) plus Show, which sends the release's record."""
 from __future__ import annotations
 
-from commands.home import BlackoutItem, BlockedItem, Counted, DeployItem, HomeView, NCItem, TaskItem, VoteItem
-from storage.models import Release
+from commands.home import (BlackoutItem, BlockedItem, Brief, Counted, DeployItem, HomeView, NCItem, TaskItem,
+                           VoteItem)
 
 from bot.home_metrics import WeekMetrics
 from bot.messages.aftercare import START_DEPLOY
@@ -35,12 +35,12 @@ def more_line(n: int, where: str) -> list[dict]:
     return [context(f"… and {n} more — {where}")] if n > 0 else []
 
 
-def release_line(r: Release) -> str:
+def release_line(r: Brief) -> str:
     return (f"*{r.ref}* {esc(shorten(r.service, 80, '…'))} `{esc(shorten(r.version, 60, '…'))}` "
             f"{r.effective_type} · {r.state} · {date(r.start_at)}")
 
 
-def show_button(r: Release) -> dict:
+def show_button(r: Brief) -> dict:
     return button("Show", SHOW_ACTION, str(r.id))
 
 
