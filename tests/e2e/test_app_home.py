@@ -165,3 +165,21 @@ def test_publishing_is_throttled_per_person(bot, db, clock):
     clock.advance(seconds=60)
     open_home(bot, "U0DEV")
     assert len(publishes(bot, "U0DEV")) == PUBLISHES + 1
+
+
+def test_the_emulator_refuses_a_home_view_slack_would_refuse(emulator):
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+    client = WebClient(token="xoxb-test", base_url=emulator.api_url)
+    ok = client.views_publish(user_id="U1", view={"type": "home", "blocks": [{"type": "divider"}] * 100})
+    assert ok["ok"] and len(emulator.home_views["U1"]["blocks"]) == 100
+    for bad in ({"type": "home", "blocks": [{"type": "divider"}] * 101},
+                {"type": "modal", "blocks": []},
+                {"type": "home", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3001}}]},
+                {"type": "home", "blocks": [{"type": "divider", "block_id": "a"}, {"type": "divider", "block_id": "a"}]}):
+        try:
+            client.views_publish(user_id="U1", view=bad)
+            raise AssertionError(f"accepted {bad['type']} with {len(bad['blocks'])} blocks")
+        except SlackApiError as exc:
+            assert exc.response["error"] == "invalid_arguments"
+    assert len(emulator.home_views["U1"]["blocks"]) == 100  # the refused ones changed nothing
