@@ -176,11 +176,12 @@ def home_view(db: Engine, actor: Actor, clock: Clock, policy: Policy) -> HomeVie
     deployer = bool(held & set(policy.deployment.deployers))
     manager = "release_manager" in actor.roles
     with read(db) as session:
-        live = [Brief(*row) for row in session.execute(_LIVE)]
+        # someone with no role sees only their own requests and the blackouts: the live ones are not read
+        live = [Brief(*row) for row in session.execute(_LIVE)] if approver or deployer or manager else []
         votes: dict[int, list] = {}  # rows of (release_id, voter_id, role, decision, note)
         flags: dict[int, list] = {}  # rows of (release_id, kind, detail)
         ems: dict[int, Emergency] = {}
-        if live and (approver or deployer or manager):
+        if live:
             for v in session.execute(_LIVE_VOTES):
                 votes.setdefault(v.release_id, []).append(v)
             for f in session.execute(_LIVE_FLAGS):

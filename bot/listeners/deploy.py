@@ -14,7 +14,7 @@ from commands.record import show_release
 from commands.text import UNSTORABLE, parse_ref, unstorable_field
 
 from bot.listeners.common import answer_to, carry_answer, just_ack, run
-from bot.listeners.home import mark, refresher
+from bot.listeners.home import mark, refresh
 from bot.messages import aftercare as msg
 from bot.messages.common import esc
 from bot.services import Services
@@ -86,10 +86,11 @@ def register(app: App, svc: Services) -> None:
         run(svc, answer_to(svc, client, body),
             lambda: start_deployment(svc.db, deployer(svc, user), parse_ref(str(meta["release"])),
                                      {key: key in ticked for key, _ in CHECKLIST}, svc.clock, svc.policy))
+        refresh(svc, client, body)  # the checklist was opened from the App Home tab (mark): draw it again
 
     # The gate's answer (every failed condition) goes to the deployer as a
     # message they can read in full, so the form closes on submit.
-    app.view(msg.CHECKLIST_CALLBACK)(ack=just_ack, lazy=[checklist_submitted, refresher(svc)])
+    app.view(msg.CHECKLIST_CALLBACK)(ack=just_ack, lazy=[checklist_submitted])
 
     def outcome_clicked(body, action, client):
         release_id, outcome = action["value"].split(":", 1)

@@ -1,9 +1,8 @@
 """The App Home tab: app_home_opened publishes the viewer's Home (commands.home, bot/messages/home.py).
 
 Its buttons are the channel's own (Go, No-go, Start deployment: their listeners are in vote.py and
-deploy.py) plus Show. Those listeners end with `refresher(svc)`'s lazy half, which re-publishes the
-tab of a person who acted from it (a click on the tab, or a form opened from it: `mark`), from the
-record as it now is. Reads and publishes go through one HomeCache per process (bot/home_cache.py)."""
+deploy.py) plus Show. Those listeners end with `refresh`, which re-publishes the tab of a person who
+acted from it (a click on the tab, or a form opened from it: `mark`), from the record as it now is. Reads and publishes go through one HomeCache per process (bot/home_cache.py)."""
 from __future__ import annotations
 
 import json
@@ -90,17 +89,15 @@ def mark(view: dict, body: dict) -> dict:
     return {**view, "private_metadata": marked} if len(marked) <= 3000 else view
 
 
-def refresher(svc: Services):
-    """The lazy half a listener adds after its own: re-publish the actor's Home when they acted from it.
-    Rows of one person run in order (bot.inbox), so this reads what the action committed."""
-    def refresh_home(body, client):
-        if not from_home(body):
-            return
-        try:
-            home_of(svc).publish(client, body["user"]["id"], fresh=True)
-        except Exception:  # noqa: BLE001 - the action was answered already; the next open redraws
-            log.exception("App Home refresh failed")
-    return refresh_home
+def refresh(svc: Services, client, body: dict) -> None:
+    """Called at the end of a listener's after-ack half (vote.py, deploy.py): re-publish the actor's Home,
+    from the record as the action left it, when they acted from it. Nothing for a click in a channel."""
+    if not from_home(body):
+        return
+    try:
+        home_of(svc).publish(client, body["user"]["id"], fresh=True)
+    except Exception:  # noqa: BLE001 - the action was answered already; the next open redraws
+        log.exception("App Home refresh failed")
 
 
 def register(app: App, svc: Services) -> None:

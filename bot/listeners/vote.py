@@ -12,7 +12,7 @@ from commands.text import UNSTORABLE, parse_ref, unstorable
 from commands.vote import cast_vote
 
 from bot.listeners.common import answer_to, carry_answer, just_ack, run
-from bot.listeners.home import mark, refresher
+from bot.listeners.home import mark, refresh
 from bot.messages import modal
 from bot.messages.common import esc
 from bot.messages.release import GO_ACTION, NOGO_ACTION
@@ -26,9 +26,9 @@ def register(app: App, svc: Services) -> None:
         user = body["user"]["id"]
         run(svc, answer_to(svc, client, body),
             lambda: cast_vote(svc.db, svc.actor(user), parse_ref(str(action["value"])), "go", svc.clock))
+        refresh(svc, client, body)  # clicked on the App Home tab: it is drawn again with the vote in
 
-    # from the App Home tab, its Home is drawn again once the vote is in (rows of one person run in order)
-    app.action(GO_ACTION)(ack=just_ack, lazy=[go, refresher(svc)])
+    app.action(GO_ACTION)(ack=just_ack, lazy=[go])
 
     def open_nogo_form(body, action, client):
         try:
@@ -68,5 +68,6 @@ def register(app: App, svc: Services) -> None:
         user = body["user"]["id"]
         run(svc, answer_to(svc, client, body),
             lambda: cast_vote(svc.db, svc.actor(user), parse_ref(str(meta["release"])), "nogo", svc.clock, note=reason))
+        refresh(svc, client, body)  # the form was opened from the App Home tab (mark): draw it again
 
-    app.view(modal.NOGO_CALLBACK)(ack=ack_nogo_reason, lazy=[nogo, refresher(svc)])
+    app.view(modal.NOGO_CALLBACK)(ack=ack_nogo_reason, lazy=[nogo])
