@@ -130,6 +130,11 @@ def test_an_approver_is_told_why_they_cannot_vote_by_the_vote_rules(db, clock, p
     assert "You requested REL-1, so you cannot vote on it" in cannot[own]
     assert "already filled by other people: release_manager (U0OTHER)" in cannot[filled]
     assert cannot[voted] == "Your Go on REL-3 as release_manager is already recorded."
+    # the same sentences cast_vote answers with (refused, audited) when the Go is tried
+    rm = Actor("U0RM", frozenset({"release_manager"}))
+    for rid in (own, filled, voted):
+        out = cast_vote(db, rm, rid, "go", clock)
+        assert out.message == cannot[rid] and not out.changed
 
 
 def test_an_emergency_before_its_assessment_is_listed_with_what_it_still_needs(db, clock, policy):
