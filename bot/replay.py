@@ -42,6 +42,7 @@ from storage.db import ACK_WAIT, Busy
 from bot.listeners.common import answer_to
 from bot.messages.aftercare import FOLLOWUP_ACTION, RETRO_ACTION, START_DEPLOY
 from bot.messages.help import MENU_ACTIONS
+from bot.messages.home import SHOW_ACTION as HOME_SHOW
 from bot.messages.bridge import ASSESS_FORM, LOG_ACTION, LOG_PAGE_ACTION
 from bot.messages.modal import CLASSIFY_ACTION
 from bot.messages.release import NOGO_ACTION
@@ -57,7 +58,7 @@ MAX_KEY = 255  # storage.models.SeenDelivery.key
 _READ_COMMANDS = frozenset({"help", "roles", "show", "list", "calendar", "deploy"})  # deploy opens the checklist form
 # (the bare /release menu's buttons only read or open the request form)
 _FORM_BUTTONS = frozenset({START_DEPLOY, FOLLOWUP_ACTION, RETRO_ACTION, NOGO_ACTION, CLASSIFY_ACTION, *MENU_ACTIONS,
-                           ASSESS_FORM, LOG_ACTION, LOG_PAGE_ACTION})  # these open a form or only read
+                           ASSESS_FORM, LOG_ACTION, LOG_PAGE_ACTION, HOME_SHOW})  # these open a form or only read
 
 
 def identity(body: dict) -> str | None:
@@ -209,6 +210,9 @@ def changes_nothing(body: dict) -> bool:
     if body.get("type") == "block_actions":
         ids = [a.get("action_id") for a in body.get("actions") or []]
         return bool(ids) and all(i in _FORM_BUTTONS for i in ids)
+    if body.get("type") == "event_callback":
+        # the Home tab opened: it is drawn (bot/listeners/home.py), nothing is written
+        return (body.get("event") or {}).get("type") == "app_home_opened"
     return False
 
 

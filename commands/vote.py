@@ -155,11 +155,28 @@ def _check_assessed(session: Session, release: Release) -> None:
     naming what is missing). A No-go is always heard."""
     if release.effective_type != "emergency":
         return
-    em = emergency.of(session, release)
-    if em is not None and em.assessed_at is None:
+    _check_assessment(release, emergency.of(session, release))
+
+
+def _check_assessment(release: Release, em) -> None:
+    if release.effective_type == "emergency" and em is not None and em.assessed_at is None:
         missing = emergency.missing_items(em)
         raise Refused(f"{release.ref} is an emergency: co-approval follows the assessment (QMS 4.6), which still "
                       f"needs {', '.join(missing)} (/release assess {release.ref} …).", "assessment_incomplete")
+
+
+def go_check(release: Release, st: ApprovalStatus, actor: Actor, mine: Vote | None, em) -> tuple[str | None, str]:
+    """Could `actor` vote Go on `release` now? (the role it would fill, "") or (None, why not), by the rules
+    cast_vote applies, from rows the caller read already (App Home reads them for every live release at once:
+    `st` of the current round, the actor's vote in it, the release's Emergency row or None). Writes nothing."""
+    if mine is not None and mine.decision == GO:
+        return None, f"Your Go on {release.ref} as {mine.role} is already recorded."
+    try:
+        _check_can_vote(release, actor)
+        _check_assessment(release, em)
+        return choose_role(release.required_roles, st, actor, GO, None), ""
+    except (Refused, CouldNotCheck) as exc:
+        return None, exc.message
 
 
 def _word(decision: str) -> str:

@@ -177,6 +177,32 @@ class SlackClient:
         }
         return self._send_payload(payload, retry_num, timestamp)
 
+    def home_action(self, action_id: str, value: str, *, user: str, view: dict | None = None,
+                    retry_num: int | None = None) -> httpx.Response:
+        """A button on the App Home tab: Slack sends the published view, and no channel, message or
+        response_url."""
+        view = {"id": f"VH{user}", "type": "home", "blocks": [], "private_metadata": "", "callback_id": "",
+                "state": {"values": {}}, "hash": "1.h", **(view or {})}
+        payload = {
+            "type": "block_actions",
+            "user": self._user(user),
+            "api_app_id": APP_ID,
+            "token": VERIFICATION_TOKEN,
+            "container": {"type": "view", "view_id": view["id"]},
+            "trigger_id": self._trigger_id(),
+            "team": self._team(),
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "view": view,
+            "actions": [{"action_id": action_id, "block_id": "b", "value": value, "type": "button",
+                         "text": {"type": "plain_text", "text": value, "emoji": True},
+                         "action_ts": self._action_ts()}],
+        }
+        return self._send_payload(payload, retry_num, None)
+
+    def app_home_opened(self, user: str, *, tab: str = "home", **kw) -> httpx.Response:
+        return self.event({"type": "app_home_opened", "user": user, "channel": f"D{user}", "tab": tab}, **kw)
+
     def reaction_added(self, channel: str, ts: str, *, user: str, reaction: str = "pushpin",
                        item_user: str | None = None, **kw) -> httpx.Response:
         return self.event({"type": "reaction_added", "user": user, "reaction": reaction,

@@ -91,6 +91,7 @@ class SlackEmulator:
         # Other C… ids (the release channel) take messages without being listed here.
         self.channels: dict[str, dict] = {}
         self.pins: set[tuple[str, str]] = set()
+        self.home_views: dict[str, dict] = {}  # user id -> the App Home view last published for them
         self.unreadable: set[str] = set()  # channels whose history the bot may not read (not_in_channel)
         self._channel_counter = itertools.count(1)
         # Channels the bot was never invited to: posting there answers not_in_channel, as Slack does without
@@ -116,6 +117,7 @@ class SlackEmulator:
             "views.open": self._views_open,
             "views.push": self._views_open,  # same contract: trigger_id + view -> new view
             "views.update": self._views_update,
+            "views.publish": self._views_publish,
             "usergroups.users.list": self._usergroups_users_list,
             "users.info": self._users_info,
             "users.lookupByEmail": self._users_lookup_by_email,
@@ -232,6 +234,7 @@ class SlackEmulator:
             self.channels.clear()
             self.pins.clear()
             self.files.clear()
+            self.home_views.clear()
             self._ts_counter = itertools.count(1)
 
     def make_channel(self, name: str, creator: str = "UBOT") -> str:
@@ -432,6 +435,20 @@ class SlackEmulator:
         if not view_id:
             raise _SlackError("not_found")
         return {"view": self._view(args, view_id)}
+
+    def _views_publish(self, args: dict) -> dict:
+        user = str(args.get("user_id") or "")
+        if not user:
+            raise _SlackError("invalid_arguments", ["[ERROR] missing required field: user_id"])
+        view = args.get("view")
+        if not isinstance(view, dict) or view.get("type") != "home":
+            raise _SlackError("invalid_arguments", ["[ERROR] a published view must be of type home"])
+        bad = _view_limits(view)
+        if bad:
+            raise _SlackError("invalid_arguments", bad)
+        with self._cond:
+            self.home_views[user] = view
+        return {"view": self._view(args, f"VH{user}")}
 
     def _view(self, args: dict, view_id: str) -> dict:
         view = args.get("view")
@@ -750,6 +767,26 @@ def _invalid_pickers(view) -> list[str]:
             if element.get("type") == kind and key in element and not pattern.match(str(element[key])):
                 bad.append(f"[ERROR] must match pattern \"{pattern.pattern}\" "
                            f"[json-pointer:/view/blocks/{i}/element/{key}]")
+    return bad
+
+
+def _view_limits(view: dict) -> list[str]:
+    """What Slack refuses in a Home tab or modal: more than 100 blocks, a repeated block_id, a section text
+    over 3,000 characters, a header over 150, a button's text over 75, more than 25 elements in actions."""
+    blocks = view.get("blocks") or []
+    bad = [f"[ERROR] no more than 100 items allowed [json-pointer:/view/blocks]"] if len(blocks) > 100 else []
+    ids = [b.get("block_id") for b in blocks if b.get("block_id")]
+    if len(ids) != len(set(ids)):
+        bad.append("[ERROR] duplicate block_id [json-pointer:/view/blocks]")
+    for i, b in enumerate(blocks):
+        text = (b.get("text") or {}).get("text") or ""
+        if b.get("type") == "section" and len(text) > 3000 or b.get("type") == "header" and len(text) > 150:
+            bad.append(f"[ERROR] text too long [json-pointer:/view/blocks/{i}/text]")
+        buttons = [*(b.get("elements") or []), *([b["accessory"]] if b.get("accessory") else [])]
+        if len(b.get("elements") or []) > 25:
+            bad.append(f"[ERROR] no more than 25 items allowed [json-pointer:/view/blocks/{i}/elements]")
+        if any(len((e.get("text") or {}).get("text") or "") > 75 for e in buttons if e.get("type") == "button"):
+            bad.append(f"[ERROR] button text too long [json-pointer:/view/blocks/{i}]")
     return bad
 
 

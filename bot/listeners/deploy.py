@@ -14,6 +14,7 @@ from commands.record import show_release
 from commands.text import UNSTORABLE, parse_ref, unstorable_field
 
 from bot.listeners.common import answer_to, carry_answer, just_ack, run
+from bot.listeners.home import mark, refresh
 from bot.messages import aftercare as msg
 from bot.messages.common import esc
 from bot.services import Services
@@ -52,7 +53,7 @@ def open_form(svc: Services, client, trigger_id: str, release_id: int, channel: 
         return
     view = msg.checklist_modal(release, channel) if kind == "deploy" else msg.task_modal(kind, release, channel)
     try:
-        client.views_open(trigger_id=trigger_id, view=carry_answer(view, body or {}))
+        client.views_open(trigger_id=trigger_id, view=mark(carry_answer(view, body or {}), body or {}))
     except SlackApiError as exc:
         log.warning("views.open (%s) failed: %s", kind, exc.response.get("error"))
         tell(":warning: Slack would not open the form; please try again.")
@@ -67,7 +68,8 @@ def register(app: App, svc: Services) -> None:
             except InputError as exc:
                 tell(f":warning: {esc(exc.message)}")
                 return
-            open_form(svc, client, body["trigger_id"], release_id, body["channel"]["id"], tell, kind,
+            channel = (body.get("channel") or {}).get("id", "")  # none on the App Home tab
+            open_form(svc, client, body["trigger_id"], release_id, channel, tell, kind,
                       body["user"]["id"], body=body)
         return lazy
 
@@ -84,6 +86,7 @@ def register(app: App, svc: Services) -> None:
         run(svc, answer_to(svc, client, body),
             lambda: start_deployment(svc.db, deployer(svc, user), parse_ref(str(meta["release"])),
                                      {key: key in ticked for key, _ in CHECKLIST}, svc.clock, svc.policy))
+        refresh(svc, client, body)  # the checklist was opened from the App Home tab (mark): draw it again
 
     # The gate's answer (every failed condition) goes to the deployer as a
     # message they can read in full, so the form closes on submit.

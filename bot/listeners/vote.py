@@ -12,6 +12,7 @@ from commands.text import UNSTORABLE, parse_ref, unstorable
 from commands.vote import cast_vote
 
 from bot.listeners.common import answer_to, carry_answer, just_ack, run
+from bot.listeners.home import mark, refresh
 from bot.messages import modal
 from bot.messages.common import esc
 from bot.messages.release import GO_ACTION, NOGO_ACTION
@@ -25,6 +26,7 @@ def register(app: App, svc: Services) -> None:
         user = body["user"]["id"]
         run(svc, answer_to(svc, client, body),
             lambda: cast_vote(svc.db, svc.actor(user), parse_ref(str(action["value"])), "go", svc.clock))
+        refresh(svc, client, body)  # clicked on the App Home tab: it is drawn again with the vote in
 
     app.action(GO_ACTION)(ack=just_ack, lazy=[go])
 
@@ -35,9 +37,10 @@ def register(app: App, svc: Services) -> None:
             answer_to(svc, client, body)(f":warning: {esc(exc.message)}")
             return
         try:
+            channel = (body.get("channel") or {}).get("id", "")  # none on the App Home tab
             client.views_open(trigger_id=body["trigger_id"],
-                              view=carry_answer(modal.nogo_modal(f"REL-{release_id}", release_id,
-                                                                 body["channel"]["id"]), body))
+                              view=mark(carry_answer(modal.nogo_modal(f"REL-{release_id}", release_id, channel),
+                                                     body), body))
         except SlackApiError as exc:
             log.warning("views.open for No-go failed: %s", exc.response.get("error"))
             answer_to(svc, client, body)(
@@ -65,5 +68,6 @@ def register(app: App, svc: Services) -> None:
         user = body["user"]["id"]
         run(svc, answer_to(svc, client, body),
             lambda: cast_vote(svc.db, svc.actor(user), parse_ref(str(meta["release"])), "nogo", svc.clock, note=reason))
+        refresh(svc, client, body)  # the form was opened from the App Home tab (mark): draw it again
 
     app.view(modal.NOGO_CALLBACK)(ack=ack_nogo_reason, lazy=[nogo])
