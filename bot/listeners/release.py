@@ -264,9 +264,11 @@ def _change(svc: Services, cmd: ParsedCommand, user: str, client) -> Outcome:
     a, rid = cmd.args, cmd.release_id
     locale = lambda: locale_for(client, user, a.get("start"))  # noqa: E731
     if cmd.name == "go":
-        return cast_vote(svc.db, actor, rid, "go", svc.clock, note=a.get("note"), role_hint=a.get("role"))
+        return cast_vote(svc.db, actor, rid, "go", svc.clock, note=a.get("note"), role_hint=a.get("role"),
+                         policy=svc.policy, members_of=svc.roles.members)
     if cmd.name == "nogo":
-        return cast_vote(svc.db, actor, rid, "nogo", svc.clock, note=a.get("reason"), role_hint=a.get("role"))
+        return cast_vote(svc.db, actor, rid, "nogo", svc.clock, note=a.get("reason"), role_hint=a.get("role"),
+                         policy=svc.policy, members_of=svc.roles.members)
     if cmd.name == "withdraw":
         return withdraw_vote(svc.db, actor, rid, svc.clock)
     if cmd.name == "assess":

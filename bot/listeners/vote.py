@@ -24,7 +24,8 @@ def register(app: App, svc: Services) -> None:
     def go(body, action, client):
         user = body["user"]["id"]
         run(svc, answer_to(svc, client, body),
-            lambda: cast_vote(svc.db, svc.actor(user), parse_ref(str(action["value"])), "go", svc.clock))
+            lambda: cast_vote(svc.db, svc.actor(user), parse_ref(str(action["value"])), "go", svc.clock,
+                              policy=svc.policy, members_of=svc.roles.members))
 
     app.action(GO_ACTION)(ack=just_ack, lazy=[go])
 
@@ -64,6 +65,7 @@ def register(app: App, svc: Services) -> None:
         meta = json.loads(view.get("private_metadata") or "{}")
         user = body["user"]["id"]
         run(svc, answer_to(svc, client, body),
-            lambda: cast_vote(svc.db, svc.actor(user), parse_ref(str(meta["release"])), "nogo", svc.clock, note=reason))
+            lambda: cast_vote(svc.db, svc.actor(user), parse_ref(str(meta["release"])), "nogo", svc.clock, note=reason,
+                              policy=svc.policy, members_of=svc.roles.members))
 
     app.view(modal.NOGO_CALLBACK)(ack=ack_nogo_reason, lazy=[nogo])
