@@ -184,8 +184,9 @@ def record_messages(rec: ReleaseRecord) -> list[list[dict]]:
     chunks = split("*Audit trail*\n" + "\n".join(lines))
     blocks.extend(section(c) for c in chunks[:room])
     if len(chunks) > room:
-        blocks.append(context(f"The audit trail goes on past what these messages hold; the whole record: "
-                              f"`releasebot audit {r.ref}` (ask the bot's operators)."))
+        blocks.append(context(f"The audit trail goes on past what these messages hold; the whole record is in "
+                              f"its evidence packet: `/release evidence {r.ref}` (release managers and auditors), "
+                              f"or `releasebot audit {r.ref}` (ask the bot's operators)."))
     return [blocks[i:i + BLOCK_LIMIT] for i in range(0, len(blocks), BLOCK_LIMIT)]
 
 
