@@ -56,6 +56,7 @@ USAGE: dict[str, str] = {
     "log": "/release log REL-12 text…   or   /release log REL-12 correct=<entry number> text…"
            "   (an emergency's decision log)",
     "bridge": '/release bridge close REL-12 summary="…"   (once validation is recorded)',
+    "evidence": "/release evidence REL-12   (the evidence packet, HTML, to your DM: release managers and auditors)",
 }
 # What `/release help <topic>` explains, by what someone wants to do (bot/messages/help.py has the text).
 HELP_TOPICS = ("request", "approve", "deploy", "after", "calendar", "admin")
@@ -88,6 +89,7 @@ _KEYS: dict[str, set[str]] = {
     "roles": set(),
     "log": {"correct"},
     "bridge": {"summary"},
+    "evidence": set(),
     "help": set(),
 }
 _BLACKOUT_KEYS = {
@@ -97,7 +99,7 @@ _BLACKOUT_KEYS = {
     "remove": {"reason"},
 }
 _NEEDS_REF = {"assess", "go", "nogo", "withdraw", "show", "cancel", "edit", "accept", "reschedule", "deploy", "rollback",
-              "done", "signoff", "followup", "retro", "override", "validate", "step"}
+              "done", "signoff", "followup", "retro", "override", "validate", "step", "evidence"}
 _REF = re.compile(r"^(?:REL-)?(\d+)\Z", re.IGNORECASE | re.ASCII)
 _NUMBER = re.compile(r"^\d+\Z", re.ASCII)
 # Ids are 32-bit in every table; a bigger number names nothing (and would overflow PostgreSQL's integer).

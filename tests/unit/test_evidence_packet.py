@@ -198,3 +198,18 @@ def test_the_formats_carry_the_same_sections_and_the_trail(db, clock, policy):
     assert "Chain verification:" in html and data["chain"]["text"] == p.chain.text
     assert "http://" not in html.replace("https://ci.example", "").replace("https://git.example", "")  # no assets
     assert "<link" not in html and "<script" not in html and "@page" in html
+
+
+def test_a_policy_cannot_make_the_auditor_decide_anything():
+    import pytest
+    from commands.policy import Policy, PolicyError
+    for spec, where in ((({"types": {"minor": {"approvers": {"auditor": 1}}}}), "types.minor.approvers.auditor"),
+                        ({"types": {"emergency": {"approvers": [{"cab": 2}, {"auditor": 1}]}}},
+                         "types.emergency.approvers[1].auditor"),
+                        ({"deployment": {"deployers": ["auditor"]}}, "deployment.deployers"),
+                        ({"deployment": {"signoff_roles": ["qa_lead", "auditor"]}}, "deployment.signoff_roles"),
+                        ({"deployment": {"closing_role": "auditor"}}, "deployment.closing_role")):
+        with pytest.raises(PolicyError) as err:
+            Policy.from_mapping(spec, source="p.toml")
+        assert where in str(err.value) and "read-only" in str(err.value)
+    assert "auditor" in Policy.default().roles  # the role itself exists: it reads
