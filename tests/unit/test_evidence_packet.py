@@ -213,3 +213,29 @@ def test_a_policy_cannot_make_the_auditor_decide_anything():
             Policy.from_mapping(spec, source="p.toml")
         assert where in str(err.value) and "read-only" in str(err.value)
     assert "auditor" in Policy.default().roles  # the role itself exists: it reads
+
+
+def test_the_json_matches_its_documented_schema(db, clock, policy):
+    """docs/evidence-schema.json names every field the JSON carries, and the JSON carries every field it
+    requires (checked by hand: no JSON Schema library is locked)."""
+    from pathlib import Path
+    schema = json.loads((Path(__file__).resolve().parents[2] / "docs" / "evidence-schema.json").read_text())
+    rid = through_retrospective(db, clock, policy)
+    data = json.loads(evidence_render.render(evidence.packet(db, rid, clock.now()), "json"))
+    props = schema["properties"]
+
+    def same(obj, spec):  # every field documented and required, no field undocumented
+        assert set(obj) == set(spec["required"]) == set(spec["properties"]), (sorted(obj), sorted(spec["required"]))
+    assert set(data) == set(schema["required"]) and data["schema_version"] == props["schema_version"]["const"]
+    same(data["release"], props["release"])
+    section, item = props["sections"]["items"], props["sections"]["items"]["properties"]["items"]["items"]
+    assert [s["key"] for s in data["sections"]] == section["properties"]["key"]["enum"]
+    for s in data["sections"]:
+        same(s, section)
+        for i in s["items"]:
+            same(i, item)
+            assert i["mark"] in item["properties"]["mark"]["enum"]
+            assert i["exception"] in item["properties"]["exception"]["enum"]
+    for e in data["trail"]:
+        same(e, props["trail"]["items"])
+    same(data["chain"], props["chain"])
