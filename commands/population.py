@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from commands import evidence
+from commands.evidence_chain import ChainStatus
 from commands.approval import GO
 from commands.errors import InputError
 from commands.record import show_release
@@ -21,6 +22,7 @@ from storage.models import AuditEvent, Deployment, NonConformance, Release, Unma
 
 COLUMNS = ("kind", "release", "type", "service", "version", "environment", "approvers", "approved_at", "deployer",
            "pipeline", "started_at", "finished_at", "outcome", "nonconformances", "record_complete", "missing")
+_UNCHECKED = ChainStatus(False, None, "not checked for the population")
 _FORM = "releasebot evidence --from 2026-10-01 --to 2026-12-31 [--environment production] [--format csv|json]"
 
 
@@ -86,7 +88,8 @@ def rows(db: Engine, start: datetime, end: datetime, environment: str | None = N
                            evidence.iso(dep.finished_at), dep.outcome, refs))
         for u in unmatched:
             refs = [n.ref for n in ncs if n.unmatched_id == u.id]
-            out.append(Row("unmatched", f"REL-{u.release_id}" if u.release_id else None, None, u.service, u.tag,
+            out.append(Row("unmatched", f"REL-{u.release_id}" if u.release_id else None, None, u.service,
+                           u.tag or u.artifact,
                            u.environment, [], None, u.actor, u.pipeline, evidence.iso(u.reported_at), None,
                            u.status, refs, False, ["an approved release"]))
     # Completeness reads each release's whole record, as its packet would (outside the listing's transaction).
@@ -94,13 +97,8 @@ def rows(db: Engine, start: datetime, end: datetime, environment: str | None = N
     for row in out:
         if row.kind == "deployment":
             rec = show_release(db, int(row.release.split("-")[1]))
-            built = evidence.build(rec, evidence_chain_unchecked(), datetime.now(timezone.utc))
+            built = evidence.build(rec, _UNCHECKED, end)  # only its marks are read: the time is not shown
             missing = [f"{s.number}. {i.label}" for s in built.sections for i in s.items if i.mark == evidence.MISSING]
             row = Row(**{**row.as_dict(), "record_complete": not missing, "missing": missing})
         done.append(row)
     return done
-
-
-def evidence_chain_unchecked():
-    from commands.evidence_chain import ChainStatus
-    return ChainStatus(False, None, "not checked for the population")
