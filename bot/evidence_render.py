@@ -65,13 +65,13 @@ def population_text(rows: list[population.Row], fmt: str, meta: dict[str, Any]) 
         raise ValueError(f"format is one of {', '.join(POPULATION_FORMATS)}, not {fmt!r}")
     if fmt == "json":
         body = {"schema_version": evidence.SCHEMA_VERSION, **meta, "count": len(rows),
-                "rows": [r.as_dict() for r in rows]}
+                "rows": [iso_all(r.as_dict()) for r in rows]}
         return json.dumps(body, indent=2, ensure_ascii=False) + "\n"
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(population.COLUMNS)
     for r in rows:
-        d = r.as_dict()
+        d = iso_all(r.as_dict())
         writer.writerow(["; ".join(v) if isinstance(v, list) else ("yes" if v is True else "no" if v is False else
                                                                    "" if v is None else _cell(v))
                          for v in (d[c] for c in population.COLUMNS)])

@@ -7,11 +7,12 @@
   unaccepted) misclassification, a non-conformance.
 
 This is data, not presentation: bot/evidence_render.py turns it into HTML, Markdown and JSON. Texts are
-plain and unescaped (renderers escape); times are ISO 8601 UTC strings. Nothing here writes."""
+plain and unescaped (renderers escape); times are commands.text.when markers, ISO 8601 in UTC once rendered
+(bot.times.iso_all). Nothing here writes."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -21,6 +22,7 @@ from commands.classification import QUESTIONS
 from commands.deferred import LABELS as DEFERRED
 from commands.deploy import CHECKLIST
 from commands.record import ReleaseRecord, show_release
+from commands.text import when
 
 SCHEMA_VERSION = "1.0"
 PRESENT, MISSING, EXCEPTION = "present", "missing", "exception"
@@ -83,9 +85,8 @@ class Packet:
 
 
 def iso(dt: datetime | None) -> str | None:
-    if dt is None:
-        return None
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """A time in the packet: a commands.text.when marker, which the renderers turn into ISO 8601, in UTC."""
+    return when(dt) if dt is not None else None
 
 
 def packet(db: Engine, release_id: int, now: datetime) -> Packet:

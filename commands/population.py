@@ -49,14 +49,15 @@ class Row:
         return asdict(self)
 
 
-def period(start: str, end: str) -> tuple[datetime, datetime]:
-    """[from 00:00 UTC, the day after `to` 00:00 UTC): both dates are included."""
+def period(first_day: str, last_day: str) -> tuple[datetime, datetime]:
+    """From the start of the `from` day to the end of the `to` day, in UTC: both dates are included."""
     try:
-        a, b = date.fromisoformat(start), date.fromisoformat(end)
+        a, b = date.fromisoformat(first_day), date.fromisoformat(last_day)
     except (TypeError, ValueError):
-        raise InputError(f"--from and --to are dates like 2026-10-01, not {start!r} and {end!r}", form=_FORM) from None
+        raise InputError(f"--from and --to are dates like 2026-10-01, not {first_day!r} and {last_day!r}",
+                         form=_FORM) from None
     if b < a:
-        raise InputError(f"--to {end} is before --from {start}", form=_FORM)
+        raise InputError(f"--to {last_day} is before --from {first_day}", form=_FORM)
     return (datetime.combine(a, time(), timezone.utc), datetime.combine(b + timedelta(days=1), time(), timezone.utc))
 
 

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 from sqlmodel import Session, select
 
 from bot import evidence_render
+from bot.times import iso_times
 from commands import evidence, nonconformance
 from commands.aftercare import record_task, sign_off
 from commands.deploy import CHECKLIST, Deployer, finish_deployment, start_deployment
@@ -94,8 +95,9 @@ def test_a_release_through_its_whole_life_answers_every_question(db, clock, poli
     assert {k for k in val if k.startswith("Sign-off")} == {"Sign-off: qa_lead", "Sign-off: operations",
                                                             "Sign-off: release_manager"}
     dep = items(p, "deployment")
-    assert dep["Deployer"].text == DEPLOYER and dep["Started"].text == "2026-12-09T10:05:00Z"
-    assert dep["Finished"].text == "2026-12-09T10:30:00Z" and dep["Outcome"].text == "success"
+    # times are when() markers in the data, ISO 8601 UTC once rendered
+    assert dep["Deployer"].text == DEPLOYER and iso_times(dep["Started"].text) == "2026-12-09T10:05:00Z"
+    assert iso_times(dep["Finished"].text) == "2026-12-09T10:30:00Z" and dep["Outcome"].text == "success"
     after = items(p, "after")
     assert after["24-hour follow-up"].mark == "present" and "error rate flat" in after["24-hour follow-up"].text
     assert after["Retrospective"].mark == "present" and "automate X" in after["Retrospective"].text
