@@ -336,8 +336,14 @@ def _after(rec: ReleaseRecord) -> list[Item]:
         items.append(Item(f"Non-conformance {n.ref} ({n.kind})", EXCEPTION,
                           f"{n.detail} (detected {iso(n.at)}, {n.state}{action})", "nonconformance"))
     if rec.emergency is not None:
-        items.append(_have("Bridge decision log", f"{len(rec.decision_log)} entries (in the audit trail below and "
-                                                  "`releasebot audit`)" if rec.decision_log else None))
+        said = [x for x in rec.decision_log if x.kind != "decision"]  # the decisions are in the trail below
+        items.append(_have("Bridge decision log", f"{len(rec.decision_log)} lines: {len(said)} entries people added "
+                                                  "(below), the rest decisions (in the audit trail)"
+                           if rec.decision_log else None))
+        for x in said:
+            fix = f" (corrects entry {x.corrects_id})" if x.corrects_id else ""
+            items.append(Item(f"Bridge log entry {x.entry_id}", PRESENT, f"{iso(x.at)} {x.actor} ({x.kind}){fix}: "
+                                                                        f"{x.text}"))
         em = rec.emergency
         items.append(_have("Bridge closed", em.closed_by and f"by {em.closed_by} at {iso(em.closed_at)}: "
                                                              f"{em.close_summary or ''}", "not closed"))

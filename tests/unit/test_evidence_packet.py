@@ -241,3 +241,24 @@ def test_the_json_matches_its_documented_schema(db, clock, policy):
     for e in data["trail"]:
         same(e, props["trail"]["items"])
     same(data["chain"], props["chain"])
+
+
+def test_an_emergency_shows_its_assessment_bridge_log_and_deferred_steps(db, clock, policy):
+    from commands import decision_log
+    from test_deferred_steps import deployed as emergency_deployed
+    rid = emergency_deployed(db, clock, policy)
+    assert decision_log.add_entry(db, actor("U0EL"), rid, "roll forward, not back", clock, source_key="k1").changed
+    p = evidence.packet(db, rid, clock.now())
+    risk, val, after = items(p, "risk"), items(p, "validation"), items(p, "after")
+    assert risk["Blast radius"].mark == "present" and risk["Rollback option"].mark == "present"
+    assert val["Automated CI checks passed"].mark == "present"
+    assert val["Validation by on-call"].mark == "missing"  # not validated yet, and said so
+    assert after["Bridge decision log"].mark == "present"
+    deferred = {label: i for label, i in after.items() if label.startswith("Deferred step: ")}
+    assert deferred and all(i.mark == "missing" and "not recorded (due " in i.text for i in deferred.values())
+    assert after["Bridge closed"].mark == "missing"
+    assert items(p, "change")["Incident"].mark == "present"
+    html = evidence_render.render(p, "html")
+    entry = next(i for label, i in after.items() if label.startswith("Bridge log entry "))
+    assert "U0EL (command): roll forward, not back" in entry.text and "roll forward, not back" in html
+    assert all(f"<h2>{n}. {t}</h2>" in html for n, t in enumerate(TITLES, 1))
