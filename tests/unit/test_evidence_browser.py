@@ -46,11 +46,22 @@ def test_the_browser_renders_the_six_sections_and_runs_nothing_typed(packet_file
     assert "&lt;script&gt;" in dom  # shown as text, never run
 
 
-def test_the_packet_prints_to_a_pdf_with_pages(packet_file, tmp_path):
-    pdf = tmp_path / "evidence.pdf"
-    done = chromium(tmp_path, "--no-pdf-header-footer", f"--print-to-pdf={pdf}", packet_file.as_uri())
+# (CSS page size, the PDF's MediaBox in points): the packet sets no size, so it prints on the reader's paper
+PAPERS = {"A4": ("A4", (595, 842)), "Letter": ("letter", (612, 792))}
+
+
+@pytest.mark.parametrize("paper", PAPERS)
+def test_the_packet_prints_to_a_pdf_with_pages_on_a4_and_letter(packet_file, tmp_path, paper):
+    css, (width, height) = PAPERS[paper]
+    page = tmp_path / f"evidence-{paper}.html"
+    page.write_text(packet_file.read_text().replace("@page {", f"@page {{ size: {css};", 1), encoding="utf-8")
+    pdf = tmp_path / f"evidence-{paper}.pdf"
+    done = chromium(tmp_path, "--no-pdf-header-footer", f"--print-to-pdf={pdf}", page.as_uri())
     assert pdf.exists(), done.stderr[-2000:]
     data = pdf.read_bytes()
     assert data.startswith(b"%PDF-")
     pages = len(re.findall(rb"/Type\s*/Page(?!s)", data))
     assert pages >= 2  # six sections and the trail do not fit one page: the print breaks between items
+    boxes = {tuple(round(float(v)) for v in m.groups()) for m in
+             re.finditer(rb"/MediaBox\s*\[\s*0\s+0\s+([\d.]+)\s+([\d.]+)\s*\]", data)}
+    assert boxes == {(width, height)}, boxes
