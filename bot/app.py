@@ -10,7 +10,7 @@ from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped, warning_token_skipped
 
 from bot import inbox, replay
-from bot.listeners import bridge, deploy, home, pages, release, vote, welcome
+from bot.listeners import bridge, deploy, evidence, home, pages, release, vote, welcome
 from bot.services import Services
 
 
@@ -67,4 +67,5 @@ def build_app(svc: Services, listener_executor: Executor | None = None, inbox_le
     bridge.register(app, svc)
     pages.register(app, svc)
     home.register(app, svc)
+    evidence.register(app, svc)
     return app

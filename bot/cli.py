@@ -1,8 +1,7 @@
-"""`releasebot serve | migrate | audit REL-n | outbox [--dead] [--retry ID] | nc list [open|overdue|mine] …`."""
+"""`releasebot serve | migrate | audit REL-n | evidence … | outbox [--dead] [--retry ID] | nc list [open|overdue|mine] …`."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -10,7 +9,7 @@ import sys
 
 from sqlalchemy.exc import OperationalError
 
-from bot import logging_safe
+from bot import cli_evidence, logging_safe
 from bot.config import ConfigError, load_config, load_policy
 
 # The start-up log is one line per fact (database, channel, mode, listening), all from this logger.
@@ -22,8 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("serve", help="run the bot (HTTP on $PORT, or Socket Mode when SLACK_APP_TOKEN is set)")
     sub.add_parser("migrate", help="apply pending database migrations and exit")
-    audit = sub.add_parser("audit", help="print a release's full record as JSON, for auditors")
+    audit = sub.add_parser("audit", help="print a release's full record, for auditors (read-only)")
     audit.add_argument("release", help="REL-n")
+    cli_evidence.audit_arguments(audit)
+    cli_evidence.add_parsers(sub)  # `releasebot evidence …`: the packet and the population
     box = sub.add_parser("outbox", help="list the Slack messages not yet sent (read-only), or retry a dead letter")
     box.add_argument("--dead", action="store_true", help="only dead letters: messages Slack would not take")
     box.add_argument("--retry", type=int, metavar="ID", help="put dead letter ID back for one more try")
@@ -47,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "migrate":
             return _migrate()
         if args.cmd == "audit":
-            return _audit(args.release)
+            return cli_evidence.run_audit(args.release, args.format, _database)
+        if args.cmd == "evidence":
+            return cli_evidence.run_evidence(args, _database)
         if args.cmd == "outbox":
             return _outbox(args.dead, args.retry)
         if args.cmd == "nc":
@@ -151,40 +154,6 @@ def _outbox_on(engine, dead_only: bool, retry: int | None) -> int:
 def _migrate() -> int:
     _database()
     print("database is at the latest schema")
-    return 0
-
-
-def _audit(ref: str) -> int:
-    from commands.deferred import LABELS
-    from commands.errors import InputError
-    from commands.record import show_release
-    from commands.text import parse_ref
-    from storage.audit import _jsonable
-
-    from bot.times import iso_all
-    engine = _database()
-    try:
-        rec = show_release(engine, parse_ref(ref))
-    except InputError as exc:
-        print(exc.message, file=sys.stderr)
-        return 1
-    out = {"release": rec.release.model_dump(), "votes": [v.model_dump() for v in rec.votes],
-           "deployment": rec.deployment.model_dump() if rec.deployment else None,
-           "signoffs": [x.model_dump() for x in rec.signoffs], "tasks": [t.model_dump() for t in rec.tasks],
-           # an emergency's deferred steps (QMS 4.6): owner, deadline, when done and how late
-           "deferred_steps": [{"step": t.kind, "label": LABELS[t.kind], "owner": t.owner_id, "due_at": t.due_at,
-                               "done_at": t.done_at, "done_by": t.done_by, "details": t.details,
-                               "late_by_minutes": max(0, int((t.done_at - t.due_at).total_seconds() // 60))
-                               if t.done_at else None} for t in rec.tasks if t.kind in LABELS],
-           "nonconformances": [n.model_dump() for n in rec.nonconformances],
-           "planning_flags": [f.model_dump() for f in rec.flags],
-           "audit_trail": [e.model_dump() for e in rec.trail]}
-    if rec.emergency is not None:
-        # QMS 4.6: the bridge record, and the decision log as people read it (timestamps ISO 8601, UTC).
-        out["emergency"] = rec.emergency.model_dump()
-        out["decision_log"] = [{"at": x.at, "actor": x.actor, "kind": x.kind, "action": x.action, "text": x.text,
-                                "entry": x.entry_id, "corrects": x.corrects_id} for x in rec.decision_log]
-    print(json.dumps(iso_all(_jsonable(out)), indent=2, default=str))  # refusals quote times: ISO 8601 here
     return 0
 
 

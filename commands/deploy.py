@@ -190,7 +190,8 @@ def start_change(d: Decision, who: Deployer, checklist: Mapping[str, bool], arti
     release.state = DEPLOYING
     dep = Deployment(release_id=release.id, deployer_id=who.user_id, pipeline=who.pipeline,
                      checklist={k: bool(checklist.get(k)) for k, _ in CHECKLIST}, artifact=artifact,
-                     commit=commit, pipeline_url=pipeline_url, started_at=d.now)
+                     commit=commit, pipeline_url=pipeline_url, started_at=d.now,
+                     policy_hash=policy.digest)  # the rules in force when it started (the evidence packet)
     d.session.add(dep)
     d.session.flush()
     if release.effective_type == "emergency":

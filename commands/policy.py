@@ -20,6 +20,7 @@ from typing import Any, Mapping
 
 from calendars.timeparse import TimeInputError, parse_duration, zone
 from calendars.windows import DeploymentWindows, parse_clock, parse_days
+from commands.auditor_policy import check_read_only
 from commands.emergency_policy import EMERGENCY_DEFAULTS, EmergencyPolicy, emergency_policy
 from commands.nonconformance_policy import NONCONFORMANCE_DEFAULTS, NonconformancePolicy, nonconformance_policy
 
@@ -226,16 +227,18 @@ class Policy:
         default_env = rel.get("default_environment")
         if default_env not in envs:
             raise PolicyError(source, "release.default_environment", f"'{default_env}' is not in release.environments")
-        return cls(types=MappingProxyType(types), roles=MappingProxyType(roles),
-                   default_environment=default_env, environments=tuple(envs),
-                   deployment=_deployment_policy(merged["deployment"], source),
-                   calendar=_calendar_policy(merged["calendar"], tuple(envs), source,
-                                             set((data.get("calendar") or {}).get("max_concurrent") or {})),
-                   delivery=_delivery_policy(merged["delivery"], source),
-                   emergency=emergency_policy(merged["emergency"], source),
-                   nonconformance=nonconformance_policy(merged["nonconformance"], source),
-                   source=source,
-                   raw=MappingProxyType(dict(merged)))
+        policy = cls(types=MappingProxyType(types), roles=MappingProxyType(roles),
+                     default_environment=default_env, environments=tuple(envs),
+                     deployment=_deployment_policy(merged["deployment"], source),
+                     calendar=_calendar_policy(merged["calendar"], tuple(envs), source,
+                                               set((data.get("calendar") or {}).get("max_concurrent") or {})),
+                     delivery=_delivery_policy(merged["delivery"], source),
+                     emergency=emergency_policy(merged["emergency"], source),
+                     nonconformance=nonconformance_policy(merged["nonconformance"], source),
+                     source=source,
+                     raw=MappingProxyType(dict(merged)))
+        check_read_only(policy)  # commands/auditor_policy.py: the auditor decides nothing
+        return policy
 
 
 def _merge(defaults: Mapping[str, Any], data: Mapping[str, Any], source: str, prefix: str = "") -> dict:

@@ -16,8 +16,8 @@ from commands.release import approval_of, load
 from commands.states import LIVE_STATES, PENDING
 from storage import audit
 from storage.db import read
-from storage.models import (AuditEvent, Deployment, Emergency, NonConformance, Release, ReleaseFlag, SignOff, Task,
-                            Vote)
+from storage.models import (AuditEvent, Deployment, Emergency, Incident, NonConformance, Release, ReleaseFlag,
+                            SignOff, Task, TestResult, UnmatchedDeployment, Vote, Waiver)
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,10 @@ class ReleaseRecord:
     flags: list[ReleaseFlag] = field(default_factory=list)  # every planning flag ever raised, cleared or not
     emergency: Emergency | None = None  # an emergency's bridge record (QMS 4.6)
     decision_log: list = field(default_factory=list)  # commands.decision_log.LogLine, oldest first
+    test_results: list[TestResult] = field(default_factory=list)  # every report, oldest first (the latest per phase counts)
+    waivers: list[Waiver] = field(default_factory=list)
+    incidents: list[Incident] = field(default_factory=list)  # incidents this release caused
+    unmatched: list[UnmatchedDeployment] = field(default_factory=list)  # deployments of it reported unapproved
 
 
 def show_release(db: Engine, release_id: int) -> ReleaseRecord:
@@ -49,9 +53,13 @@ def show_release(db: Engine, release_id: int) -> ReleaseRecord:
         trail = audit.trail(session, rid)
         emergency = bridge.of(session, rid)
         log = decision_log.merged(trail, decision_log.entries(session, rid)) if emergency else []
+        incidents = list(session.exec(select(Incident).where(Incident.caused_by_release_id == rid)
+                                      .order_by(Incident.opened_at, Incident.id)))
         return ReleaseRecord(release, approval_of(session, release), rows(Vote), trail,
                              deployments[0] if deployments else None, rows(SignOff), rows(Task),
-                             rows(NonConformance), rows(ReleaseFlag), emergency, log)
+                             rows(NonConformance), rows(ReleaseFlag), emergency, log,
+                             test_results=rows(TestResult), waivers=rows(Waiver), incidents=incidents,
+                             unmatched=rows(UnmatchedDeployment))
 
 
 def list_releases(db: Engine, actor: Actor, which: str | None, clock: Clock, limit: int = 20,

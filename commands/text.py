@@ -60,6 +60,7 @@ USAGE: dict[str, str] = {
           '/release nc plan NC-3 owner=@person action="…" [root_cause="…"] | '
           '/release nc done NC-3 evidence="…" [root_cause="…"] | /release nc verify NC-3 | '
           '/release nc close NC-3 [root_cause="…"]   (the non-conformance register, QMS 6.2)',
+    "evidence": "/release evidence REL-12   (the evidence packet, HTML, to your DM: release managers and auditors)",
 }
 # What `/release help <topic>` explains, by what someone wants to do (bot/messages/help.py has the text).
 HELP_TOPICS = ("request", "approve", "deploy", "after", "calendar", "admin")
@@ -93,6 +94,7 @@ _KEYS: dict[str, set[str]] = {
     "log": {"correct"},
     "bridge": {"summary"},
     "nc": {"owner", "action", "root_cause", "evidence"},
+    "evidence": set(),
     "help": set(),
 }
 # `/release nc <verb>`: the fields each takes (the register's use cases: commands/nonconformance_register.py)
@@ -112,7 +114,7 @@ _BLACKOUT_KEYS = {
     "remove": {"reason"},
 }
 _NEEDS_REF = {"assess", "go", "nogo", "withdraw", "show", "cancel", "edit", "accept", "reschedule", "deploy", "rollback",
-              "done", "signoff", "followup", "retro", "override", "validate", "step"}
+              "done", "signoff", "followup", "retro", "override", "validate", "step", "evidence"}
 _REF = re.compile(r"^(?:REL-)?(\d+)\Z", re.IGNORECASE | re.ASCII)
 _NUMBER = re.compile(r"^\d+\Z", re.ASCII)
 # Ids are 32-bit in every table; a bigger number names nothing (and would overflow PostgreSQL's integer).

@@ -9,7 +9,7 @@ The deployer rule is enforced at deployment, against the votes recorded here.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Iterable, Mapping
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -20,7 +20,8 @@ from commands.clock import Clock
 from commands.decision import Decision, decide
 from commands.errors import CouldNotCheck, InputError, Refused
 from commands.outcome import Actor, Outcome, could_not_check
-from commands.policy import ROLES
+from commands.policy import ROLES, Policy
+from commands.roles import holders as role_holders
 from commands.release import LIVE_STATES, approval_of, current_votes, snapshot
 from storage.models import Release, Vote
 
@@ -63,9 +64,26 @@ def _mine(session: Session, release: Release, user_id: str) -> Vote | None:
     return next((v for v in current_votes(session, release) if v.voter_id == user_id), None)
 
 
+def holders_now(policy: Policy, roles: Iterable[str],
+                members_of: Callable[[str], Iterable[str] | None] | None) -> dict[str, list[str]]:
+    """Who holds each of `roles` now, for the vote's record (the evidence packet asks who held the role
+    then, not today): user ids, groups resolved; a group Slack could not list stays as its S… id."""
+    out = {}
+    for role in roles:
+        h = role_holders(policy, role, members_of)
+        out[role] = sorted(h.people) + sorted(g.group_id for g in h.groups if g.members is None)
+    return out
+
+
 def cast_vote(db: Engine, actor: Actor, release_id: int, decision: str, clock: Clock,
-              note: str | None = None, role_hint: str | None = None) -> Outcome:
+              note: str | None = None, role_hint: str | None = None, *, policy: Policy | None = None,
+              members_of: Callable[[str], Iterable[str] | None] | None = None) -> Outcome:
+    """`policy` and `members_of` (the bot's cached group lookup): recorded with the vote, who held the
+    voter's role at this moment and the digest of the policy in force. Looked up before the transaction,
+    for the roles the voter holds (the vote fills one of them), so no Slack call runs under the lock."""
     note = (note or "").strip() or None
+    held_by = holders_now(policy, actor.roles, members_of) if policy is not None else {}
+    digest = policy.digest if policy is not None else None
     if decision == NOGO and not note:
         raise InputError("a No-go needs a reason", field="reason", form='/release nogo REL-12 reason="…"')
     if role_hint and role_hint not in ROLES:
@@ -98,6 +116,7 @@ def cast_vote(db: Engine, actor: Actor, release_id: int, decision: str, clock: C
             d.session.add(mine)
         else:
             mine.role, mine.decision, mine.note, mine.decided_at = role, decision, note, d.now
+        mine.role_holders, mine.policy_hash = held_by.get(role), digest
         d.session.flush()
         ev = d.record(f"vote_{decision}", before=before, after=snapshot(d.release) | {"vote": _vote_dict(mine)},
                       reason=note)

@@ -28,7 +28,7 @@ from commands.vote import cast_vote, withdraw_vote
 from storage import outbox
 from storage.db import ACK_WAIT, Busy
 
-from bot.listeners import bridge, calendar, deploy, nonconformance
+from bot.listeners import bridge, calendar, deploy, evidence, nonconformance
 from bot.listeners.common import answer_to, as_respond, carry_answer, just_ack, locale_for, run, user_profile
 from bot.messages import modal
 from bot.messages import help as help_msg, roles as roles_msg
@@ -90,6 +90,8 @@ def register(app: App, svc: Services) -> None:
             bridge.handle(svc, cmd, body, tell)
         elif cmd.name == "nc":
             nonconformance.handle(svc, cmd, user, respond, tell)
+        elif cmd.name == "evidence":
+            evidence.command(svc, cmd.release_id, body, tell)
         else:
             run(svc, tell, lambda: _change(svc, cmd, user, client), form_of=cmd.name)
 
@@ -266,9 +268,11 @@ def _change(svc: Services, cmd: ParsedCommand, user: str, client) -> Outcome:
     a, rid = cmd.args, cmd.release_id
     locale = lambda: locale_for(client, user, a.get("start"))  # noqa: E731
     if cmd.name == "go":
-        return cast_vote(svc.db, actor, rid, "go", svc.clock, note=a.get("note"), role_hint=a.get("role"))
+        return cast_vote(svc.db, actor, rid, "go", svc.clock, note=a.get("note"), role_hint=a.get("role"),
+                         policy=svc.policy, members_of=svc.roles.members)
     if cmd.name == "nogo":
-        return cast_vote(svc.db, actor, rid, "nogo", svc.clock, note=a.get("reason"), role_hint=a.get("role"))
+        return cast_vote(svc.db, actor, rid, "nogo", svc.clock, note=a.get("reason"), role_hint=a.get("role"),
+                         policy=svc.policy, members_of=svc.roles.members)
     if cmd.name == "withdraw":
         return withdraw_vote(svc.db, actor, rid, svc.clock)
     if cmd.name == "assess":

@@ -25,7 +25,8 @@ def register(app: App, svc: Services) -> None:
     def go(body, action, client):
         user = body["user"]["id"]
         run(svc, answer_to(svc, client, body),
-            lambda: cast_vote(svc.db, svc.actor(user), parse_ref(str(action["value"])), "go", svc.clock))
+            lambda: cast_vote(svc.db, svc.actor(user), parse_ref(str(action["value"])), "go", svc.clock,
+                              policy=svc.policy, members_of=svc.roles.members))
         refresh(svc, client, body)  # clicked on the App Home tab: it is drawn again with the vote in
 
     app.action(GO_ACTION)(ack=just_ack, lazy=[go])
@@ -67,7 +68,8 @@ def register(app: App, svc: Services) -> None:
         meta = json.loads(view.get("private_metadata") or "{}")
         user = body["user"]["id"]
         run(svc, answer_to(svc, client, body),
-            lambda: cast_vote(svc.db, svc.actor(user), parse_ref(str(meta["release"])), "nogo", svc.clock, note=reason))
+            lambda: cast_vote(svc.db, svc.actor(user), parse_ref(str(meta["release"])), "nogo", svc.clock, note=reason,
+                              policy=svc.policy, members_of=svc.roles.members))
         refresh(svc, client, body)  # the form was opened from the App Home tab (mark): draw it again
 
     app.view(modal.NOGO_CALLBACK)(ack=ack_nogo_reason, lazy=[nogo])

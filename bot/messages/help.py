@@ -29,7 +29,8 @@ TOPICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "calendar": ("Calendar", "What is planned, and the blackouts (freezes) no release may fall in.",
                  ("calendar", "blackout")),
     "admin": ("Admin", "Roles come from the policy file; release managers accept misclassifications, flags are "
-              "overridden in writing.", ("roles", "accept", "override")),
+              "overridden in writing; release managers and auditors take a release's evidence packet.",
+              ("roles", "accept", "override", "evidence")),
 }
 assert tuple(TOPICS) == HELP_TOPICS  # the parser accepts exactly the topics written here
 _A_DATE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}")
@@ -70,7 +71,7 @@ def examples(topic: str, today: datetime) -> list[str]:
                      f'/release blackout add name="Year-end freeze" start="{_at(freeze, 0)}" '
                      f'end="{_at(freeze + timedelta(days=7), 0)}" tz=Europe/London',
                      "/release blackout list", '/release blackout remove 3 reason="freeze lifted"'],
-        "admin": ["/release roles",
+        "admin": ["/release roles", "/release evidence REL-12",
                   '/release accept REL-12 reason="a config change; minor controls are right"',
                   '/release override REL-12 kind=lead_time reason="customer contract deadline"'],
     }[topic]

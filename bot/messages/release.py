@@ -11,6 +11,7 @@ from storage.models import Deployment, Release
 
 from bot.messages.common import (BLOCK_LIMIT, TEXT_LIMIT, context, date, esc, mention, more_button, plain, section,
                                  sections, shorten, split)
+from bot.messages.evidence import evidence_button
 from bot.messages.ids import more_value
 
 GO_ACTION, NOGO_ACTION = "vote_go", "vote_nogo"
@@ -180,12 +181,14 @@ def record_messages(rec: ReleaseRecord) -> list[list[dict]]:
              for e in rec.trail]
     # Long trails are split over sections; past what the messages hold, the newest events are left
     # out and the last message says so, and where the whole record is.
-    room = max(RECORD_MESSAGES * BLOCK_LIMIT - len(blocks) - 1, 1)
+    room = max(RECORD_MESSAGES * BLOCK_LIMIT - len(blocks) - 2, 1)  # the note and the Evidence button last
     chunks = split("*Audit trail*\n" + "\n".join(lines))
     blocks.extend(section(c) for c in chunks[:room])
     if len(chunks) > room:
-        blocks.append(context(f"The audit trail goes on past what these messages hold; the whole record: "
-                              f"`releasebot audit {r.ref}` (ask the bot's operators)."))
+        blocks.append(context(f"The audit trail goes on past what these messages hold; the whole record is in "
+                              f"its evidence packet: `/release evidence {r.ref}` (release managers and auditors), "
+                              f"or `releasebot audit {r.ref}` (ask the bot's operators)."))
+    blocks.append(evidence_button(r.id))  # the whole record as a file, to the DM of whoever clicks
     return [blocks[i:i + BLOCK_LIMIT] for i in range(0, len(blocks), BLOCK_LIMIT)]
 
 

@@ -114,7 +114,7 @@ def test_a_deferred_step_missed_by_the_clock_is_one_non_conformance(bot, db, clo
     monkeypatch.setenv("DATABASE_URL", db_url)
     from bot import cli
     capsys.readouterr()
-    assert cli.main(["audit", "REL-1"]) == 0
+    assert cli.main(["audit", "REL-1", "--format", "json"]) == 0
     record = json.loads(capsys.readouterr().out)
     step = {s["step"]: s for s in record["deferred_steps"]}
     assert set(step) == {"change_request", "planning", "test_review", "docs", "retrospective"}

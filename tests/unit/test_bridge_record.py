@@ -253,7 +253,7 @@ def test_the_audit_export_has_the_bridge_and_the_decision_log(db, db_url, clock,
     emergency_release(db, clock, policy)
     decision_log.add_entry(db, actor("U0EL"), 1, "roll forward", clock, source_key="a")
     monkeypatch.setenv("DATABASE_URL", db_url)
-    assert cli.main(["audit", "REL-1"]) == 0
+    assert cli.main(["audit", "REL-1", "--format", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["emergency"]["incident"] == "INC-1"
     assert [x["text"] for x in out["decision_log"] if x["kind"] == "command"] == ["roll forward"]

@@ -245,7 +245,10 @@ def bridge_card_parts(kind: str):
 def test_a_long_audit_trail_says_where_the_rest_is():
     messages = render.record_messages(record("ampersands"))
     assert len(messages) == render.RECORD_MESSAGES and all(len(m) <= BLOCK_LIMIT for m in messages)
-    assert "releasebot audit REL-7" in json.dumps(messages[-1][-1])
+    # the note points to the evidence packet (and the CLI), and the Evidence button that sends it ends the record
+    assert "/release evidence REL-7" in json.dumps(messages[-1][-2]) and "releasebot audit REL-7" in \
+        json.dumps(messages[-1][-2])
+    assert messages[-1][-1]["elements"][0]["action_id"] == "evidence_packet"
     assert len(render.record_messages(ReleaseRecord(release=largest("words"), status=status("words"), votes=[],
                                                     trail=[]))) == 1
 
