@@ -31,7 +31,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.engine import Engine
 
-from commands import announce, bridge, deferred, planning, reminders
+from commands import announce, bridge, deferred, github_gate, planning, reminders
 from commands.classification import track
 from commands.states import LIVE_STATES
 from commands.clock import Clock
@@ -45,6 +45,7 @@ from storage.models import Outbox, Release
 
 from bot.bridge_delivery import BridgeDelivery
 from bot.roles import RoleDirectory
+from bot.github import messages as github_messages
 from bot.messages import aftercare, calendar, setup
 from bot.messages import help as help_msg
 from bot.messages import release as render
@@ -55,6 +56,15 @@ MAX_BACKOFF = timedelta(minutes=15)
 
 class Undeliverable(Exception):
     pass
+
+
+class RetryLater(Exception):
+    """Not now, for no fault of this row (another service's 5xx, 429, or its Retry-After): tried again after
+    `delay` seconds, or the usual backoff."""
+
+    def __init__(self, error: str, delay: float | None = None):
+        super().__init__(error)
+        self.delay = delay
 
 
 class DeadLetter(Exception):
@@ -127,6 +137,9 @@ def _assess(exc: Exception, row: Outbox) -> tuple[str, timedelta, str, str]:
         error = f"{resp.status_code} {code if code is not None else resp.data}"
         reason = (code or "no error code") + ("" if resp.status_code == 200 else f" (HTTP {resp.status_code})")
         return classify(resp.status_code, code), delay, error, reason
+    if isinstance(exc, RetryLater):
+        delay = timedelta(seconds=exc.delay) if exc.delay else backoff(row.attempts)
+        return RETRYABLE, delay, str(exc), str(exc)
     if not isinstance(exc, (OSError, TimeoutError, Undeliverable)):  # refused, reset, timed out are expected
         log.error("outbox %s (%s) failed", row.key, row.kind, exc_info=exc)
     error = f"{type(exc).__name__}: {exc}"
@@ -159,6 +172,7 @@ class Delivery:
         self._bridge = BridgeDelivery(db, client, clock, channel, policy, self._roles)
         self.lease = lease  # how long a claim holds; RELEASEBOT_OUTBOX_LEASE_SECONDS (bot/cli.py)
         self._stopping = threading.Event()
+        self.github = None  # bot.github.worker.GitHubDelivery when the GitHub App is configured (bot.services)
 
     def stop(self) -> None:
         """Shutting down: the send under way finishes, nothing new is started or claimed."""
@@ -261,6 +275,8 @@ class Delivery:
                 bridge.BRIDGE_POST: self._bridge_post, announce.SETUP_NOTICE: self._setup_notice,
                 announce.WELCOME: self._welcome,
                 deferred.DEADLINE: self._deferred_deadline}.get(row.kind)
+        if send is None and row.kind.startswith("github_") and self.github is not None:
+            send = lambda r: self.github.send(r, self._done)  # noqa: E731 - the GitHub App's rows
         if send is None:
             # Written by a newer version of the bot; leave it for that version to send.
             raise Undeliverable(f"unknown outbox kind {row.kind}")
@@ -294,13 +310,14 @@ class Delivery:
             release = load(session, row.release_id)
             st, dep = approval_of(session, release), deployment_of(session, release)
             flags = planning.open_flags(session, release.id)
+            github = github_messages.waiting_blocks(github_gate.waiting(session, release.id))
             slots = (planning.next_free_slots(session, self._policy, service=release.service,
                                               environment=release.environment, release_type=track(release),
                                               duration=release.end_at - release.start_at, now=self._clock.now(),
                                               not_before=release.start_at, tz=release.tz, exclude=release.id)
                      if planning.blocking(flags) and release.state in LIVE_STATES else [])
         text, blocks = render.approval_message(release, st, dep, calendar.flags_block(flags, slots)
-                                               + render.reschedule_actions(release, slots))
+                                               + render.reschedule_actions(release, slots) + github)
         if release.message_ts is not None:
             try:
                 self._client.chat_update(channel=release.channel_id, ts=release.message_ts, text=text, blocks=blocks)

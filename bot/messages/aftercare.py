@@ -8,6 +8,7 @@ from commands.policy import Policy
 from commands.reminders import Notice
 from storage.models import Release
 
+from bot.github import messages as github_messages
 from bot.messages import calendar
 from bot.messages.common import context, date, esc, mention, plain, section, sections
 
@@ -73,6 +74,8 @@ def outcome_buttons(r: Release, state: str = "deploying") -> dict:
 def thread_note(event: str, r: Release, payload: dict) -> tuple[str, list[dict] | None]:
     if event in calendar.REPLAN_NOTES:
         return calendar.replan_note(event, r, payload), None
+    if event.startswith("github_"):  # a GitHub deployment waiting on this release, or its answer
+        return github_messages.thread_note(event, r.ref, payload), None
     template = THREAD_NOTES.get(event, "{ref}: " + esc(event))
     text = template.format(ref=r.ref, reason=esc(r.cancel_reason or ""),
                            deployer=mention(payload.get("deployer", "")), by=mention(payload.get("by", "")),
