@@ -3,6 +3,8 @@ deployment gate as Slack and the pipeline API, answers at GitHub's callback URL 
 the App's JWT and installation tokens), and the Slack side in the emulator."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import func
 from sqlmodel import select
 from sqlmodel import Session
@@ -182,3 +184,32 @@ def test_github_failures_are_retried_later_and_a_401_renews_the_token(gh_bot, db
     assert [a["state"] for a in answer()] == ["approved"]
     assert [c.status for c in github.calls_to("callback")] == [204, 429, 503, 401, 204]
     assert len(github.calls_to("token")) == 2 and github.jwt_problems == []
+
+
+def test_an_approved_release_before_its_window_is_answered_when_the_window_opens(gh_bot, db, clock, github):
+    approved(gh_bot, db)
+    clock.set(IN_WINDOW.replace(hour=9, minute=0))  # an hour early
+    deliver(gh_bot, "deployment_protection_rule", protection(github, deployment=19, run=509))
+    gh_bot.deliver()
+    (report,) = github.callbacks()
+    assert "state" not in report and "waiting for its window to open at 2026-12-15T10:00:00Z" in report["comment"]
+    clock.set(IN_WINDOW.replace(minute=0) - timedelta(seconds=1))
+    gh_bot.deliver()
+    assert len(github.callbacks()) == 1  # not before the window
+    clock.set(IN_WINDOW.replace(minute=0))
+    gh_bot.deliver()
+    assert [a.get("state") for a in github.callbacks()] == [None, "approved"]
+
+
+def test_a_no_go_while_github_waits_rejects_the_deployment_with_it(gh_bot, db, clock, github):
+    requested(gh_bot)
+    gh_bot.command("go REL-1", user="U0RM")
+    clock.set(IN_WINDOW)
+    deliver(gh_bot, "deployment_protection_rule", protection(github, deployment=20, run=510))
+    gh_bot.deliver()
+    gh_bot.command('nogo REL-1 reason="the migration is not reversible"', user="U0QA")
+    gh_bot.deliver()
+    answers = github.callbacks()
+    assert [a.get("state") for a in answers] == [None, "rejected"]
+    assert "the migration is not reversible" in answers[1]["comment"]
+    assert any("*rejected*" in t and "not reversible" in t for t in thread_texts(gh_bot))
