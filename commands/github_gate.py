@@ -109,7 +109,8 @@ def match_release(session: Session, service: str, environment: str, payload: Map
             rid = parse_ref(str(named))
             release = load(session, rid)
         except (InputError, NotFound):
-            return None, f"the deployment's payload names release '{str(named)[:40]}', which does not exist"
+            shown = str(named)[:40]
+            return None, f"the deployment's payload names release '{shown}', which does not exist"
         if (release.service, release.environment) != (service, environment):
             return None, (f"{release.ref} is a release of {release.service} to {release.environment}, not of "
                           f"{service} to {environment}")
