@@ -11,8 +11,9 @@ from sqlmodel import Session
 
 from storage.models import AuditEvent, GithubRequest, Outbox, Release
 
-from github_support import (CHECKED, IN_WINDOW, LINE, deliver, gh_bot, github, policy,  # noqa: F401 (fixtures)
-                            protection)
+from conftest import serving, start_bot
+from github_support import (CHECKED, IN_WINDOW, LINE, deliver, gh_bot, github, github_env,  # noqa: F401
+                            policy, protection)
 
 
 def release(db, rid=1) -> Release:
@@ -213,3 +214,35 @@ def test_a_no_go_while_github_waits_rejects_the_deployment_with_it(gh_bot, db, c
     assert [a.get("state") for a in answers] == [None, "rejected"]
     assert "the migration is not reversible" in answers[1]["comment"]
     assert any("*rejected*" in t and "not reversible" in t for t in thread_texts(gh_bot))
+
+
+def test_a_deployment_matching_no_release_or_to_an_unmapped_environment_is_rejected(gh_bot, db, clock, github):
+    approved(gh_bot, db)
+    clock.set(IN_WINDOW)
+    deliver(gh_bot, "deployment_protection_rule",
+            protection(github, deployment=30, run=530, payload={"version": "9.9.9", "checklist": CHECKED}))
+    deliver(gh_bot, "deployment_protection_rule", protection(github, deployment=31, run=531, environment="qa"))
+    gh_bot.deliver()
+    by_run = {c.path.split("/")[-2]: c.body for c in github.calls_to("callback") if c.status == 204}
+    assert by_run["530"]["state"] == "rejected"
+    assert "no release of payments to production has version 9.9.9" in by_run["530"]["comment"]
+    assert by_run["531"]["state"] == "rejected" and "environment 'qa' is not mapped" in by_run["531"]["comment"]
+    refused = events(db, "github_deploy_refused")
+    assert len(refused) == 2 and all(e.release_id is None for e in refused)
+
+
+def test_a_delivery_recorded_before_a_restart_is_answered_after_it(db, clock, policy, emulator, github):
+    first = serving(start_bot(db, clock, policy, emulator, env_overrides=github_env(github)))
+    bot = next(first)
+    approved(bot, db)
+    clock.set(IN_WINDOW)
+    assert deliver(bot, "deployment_protection_rule", protection(github, deployment=32, run=532)).status_code == 202
+    next(first, None)  # stopped before its delivery loop ran
+    assert github.calls == []
+    second = serving(start_bot(db, clock, policy, emulator, env_overrides=github_env(github)))
+    bot = next(second)
+    try:
+        bot.deliver()
+        assert [a["state"] for a in github.callbacks()] == ["approved"]
+    finally:
+        next(second, None)
