@@ -111,6 +111,12 @@ class GitHubApp:
             raise RetryLater(error, wait)
         if status >= 500:
             raise RetryLater(error)
+        if status == 401:
+            # still refused with a fresh token, or the JWT itself: the App's id or key is wrong, which is no one
+            # row's fault (as Slack's invalid_auth): kept and retried until GITHUB_APP_* is fixed
+            log.error("GitHub refused the App's credentials (%s); check GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY",
+                      error)
+            raise RetryLater(error)
         raise DeadLetter(error)
 
 

@@ -19,7 +19,7 @@ from commands.text import when
 from github_emulator import new_key
 
 BASE = {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "s", "RELEASE_CHANNEL": "C0RELEASES"}
-PRIVATE, _ = new_key()
+PRIVATE, PUBLIC = new_key()
 GOOD = {"GITHUB_APP_ID": "12345", "GITHUB_APP_PRIVATE_KEY": PRIVATE, "GITHUB_WEBHOOK_SECRET": "x" * 20}
 
 
@@ -142,3 +142,57 @@ def test_the_slack_side_escapes_githubs_text_and_keeps_within_slacks_limits():
     Block.parse(block).to_dict()  # slack_sdk validates the lengths
     assert "GitHub deployment waiting" in block["elements"][0]["text"] and "<!channel>" not in block["elements"][0]["text"]
     assert waiting_blocks([]) == []
+
+
+# ---- the client against the GitHub emulator ----------------------------------------------------------
+
+@pytest.fixture
+def gh():
+    from github_emulator import GitHubEmulator
+    emu = GitHubEmulator(public_key=PUBLIC).start()
+    yield emu
+    emu.stop()
+
+
+def app_for(emu, private=None, app_id="424242"):
+    from bot.github.client import GitHubApp
+    from bot.github.config import GitHubConfig
+    return GitHubApp(GitHubConfig(app_id, private or PRIVATE, "x" * 20, emu.api_url))
+
+
+
+
+def test_the_installation_token_is_cached_and_the_jwt_checks_out(gh):
+    app = app_for(gh)
+    url = gh.callback_url("acme/payments", 1)
+    app.call("POST", url, 77, {"environment_name": "production", "comment": "report"})
+    app.call("POST", url, 77, {"environment_name": "production", "comment": "report"})
+    assert len(gh.calls_to("token")) == 1 and gh.jwt_problems == [] and gh.reports == {1: 2}
+
+
+def test_a_jwt_from_another_key_or_app_is_refused_by_the_emulator_and_retried_not_dropped(gh):
+    from bot.delivery import RetryLater
+    other, _ = new_key()
+    for app in (app_for(gh, private=other), app_for(gh, app_id="1")):
+        with pytest.raises(RetryLater):
+            app.installation_token(77)
+    assert len(gh.jwt_problems) == 2 and "Signature" in gh.jwt_problems[0] and "iss" in gh.jwt_problems[1]
+
+
+def test_retry_after_is_kept_a_403_without_it_is_permanent_and_nothing_outside_the_api_is_called(gh):
+    from bot.delivery import DeadLetter, RetryLater
+    from bot.github.client import OutsideApi
+    app = app_for(gh)
+    app.installation_token(77)
+    url = gh.callback_url("acme/payments", 2)
+    gh.fail_next(1, status=403, retry_after=120)
+    with pytest.raises(RetryLater) as later:
+        app.call("POST", url, 77, {"environment_name": "production", "comment": "x"})
+    assert later.value.delay == 120
+    gh.fail_next(1, status=403)
+    with pytest.raises(DeadLetter):
+        app.call("POST", url, 77, {"environment_name": "production", "comment": "x"})
+    before = len(gh.calls)
+    with pytest.raises(OutsideApi):
+        app.call("POST", "https://evil.example/repos/a/b/actions/runs/2/deployment_protection_rule", 77, {})
+    assert len(gh.calls) == before
