@@ -117,8 +117,8 @@ def match_release(session: Session, service: str, environment: str, payload: Map
         return release, None
     hints = version_hints(payload, ref, service)
     if not hints:
-        return None, (f"the deployment names no release: give its payload \"release\": \"REL-n\" or "
-                      f"\"version\", or deploy a tag equal to the release's version")
+        return None, ("the deployment names no release: give its payload \"release\": \"REL-n\" or "
+                      "\"version\", or deploy a tag equal to the release's version")
     found = list(session.scalars(select(Release).where(Release.service == service,
                                                        Release.environment == environment,
                                                        Release.version.in_(hints)).order_by(Release.id.desc())))

@@ -131,7 +131,7 @@ class GitHubDelivery:
         except SlackUnavailable as exc:
             raise RetryLater(f"Slack could not look up {login}'s email: {exc}") from None
         except (NotAMember, ValueError):
-            return None, nobody + f"; their public email address matches no member of the Slack workspace"
+            return None, nobody + "; their public email address matches no member of the Slack workspace"
         return self._deployer(user, repo), None
 
 

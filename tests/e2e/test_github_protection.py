@@ -145,7 +145,8 @@ def test_a_callback_url_outside_the_api_is_never_called(gh_bot, db, clock, githu
     approved(gh_bot, db)
     clock.set(IN_WINDOW)
     body = protection(github, deployment=17, run=507,
-                      callback="https://attacker.example/repos/acme/payments/actions/runs/507/deployment_protection_rule")
+                      callback="https://attacker.example/repos/acme/payments/actions/runs/507/"
+                               "deployment_protection_rule")
     assert deliver(gh_bot, "deployment_protection_rule", body).status_code == 202
     gh_bot.deliver()
     assert github.calls == []

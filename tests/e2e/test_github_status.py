@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 from storage.models import AuditEvent, Deployment, NonConformance, Release, UnmatchedDeployment
 
 from conftest import CHANNEL
-from github_support import (CHECKED, IN_WINDOW, LINE, deliver, gh_bot, github, policy,  # noqa: F401 (fixtures)
+from github_support import (IN_WINDOW, LINE, deliver, gh_bot, github, policy,  # noqa: F401 (fixtures)
                             protection, status)
 
 

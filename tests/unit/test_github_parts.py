@@ -140,7 +140,8 @@ def test_the_slack_side_escapes_githubs_text_and_keeps_within_slacks_limits():
                                 deployer_id=None, sender=hostile, environment=hostile * 5) for n in range(40)]
     (block,) = waiting_blocks(requests)
     Block.parse(block).to_dict()  # slack_sdk validates the lengths
-    assert "GitHub deployment waiting" in block["elements"][0]["text"] and "<!channel>" not in block["elements"][0]["text"]
+    text = block["elements"][0]["text"]
+    assert "GitHub deployment waiting" in text and "<!channel>" not in text
     assert waiting_blocks([]) == []
 
 
