@@ -247,3 +247,9 @@ def test_a_delivery_recorded_before_a_restart_is_answered_after_it(db, clock, po
         assert [a["state"] for a in github.callbacks()] == ["approved"]
     finally:
         next(second, None)
+
+
+def test_without_the_github_settings_the_webhook_is_not_served(bot, db):
+    answer = deliver(bot, "deployment_protection_rule", {"action": "requested"})  # signed with the secret
+    assert answer.status_code == 404 and bot.svc.config.github is None
+    assert outbox_rows(db) == 0
