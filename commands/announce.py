@@ -60,7 +60,7 @@ def approval_update(session: Session, release: Release, now: datetime, cause: Au
                    release_id=release.id, at=now, stream=stream(release))
     bridge_card(session, release, now, f"event:{cause.id}")
     from commands import github_gate  # here: it imports commands.deploy, which imports this module
-    github_gate.release_changed(session, release, now, f"event:{cause.id}")  # a GitHub deployment waiting on it
+    github_gate.release_changed(session, release, now, cause)  # a GitHub deployment waiting on it
 
 
 def bridge_card(session: Session, release: Release, now: datetime, cause: str) -> None:

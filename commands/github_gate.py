@@ -41,7 +41,7 @@ from commands.text import parse_ref, when
 from storage import audit, outbox
 from storage.db import transaction
 from storage.github_models import APPROVED as ANSWERED_APPROVED, REJECTED, WAITING, GithubRequest
-from storage.models import Release
+from storage.models import AuditEvent, Release
 
 GITHUB_WEBHOOK = "github_webhook"  # a verified delivery, still to be handled
 GITHUB_ANSWER = "github_answer"  # a call to a deployment's callback URL (an answer or a status report)
@@ -174,11 +174,15 @@ def waiting(session: Session, release_id: int) -> list[GithubRequest]:
                                 .order_by(GithubRequest.id)))
 
 
-def release_changed(session: Session, release: Release, now: datetime, cause: str) -> None:
+# the changes this module makes itself: deciding again after them would find what it just found
+_OWN = ("github_deployment_waiting", "github_deployment_approved", "github_deployment_released")
+
+
+def release_changed(session: Session, release: Release, now: datetime, cause: AuditEvent) -> None:
     """Hooked into announce.approval_update: whatever waits on this release is decided again (the Go that
     completes the vote releases it; a No-go or a cancellation rejects it)."""
-    if waiting(session, release.id):
-        outbox.enqueue(session, key=f"github-recheck:{release.id}:{cause}"[:200], kind=GITHUB_RECHECK,
+    if cause.action not in _OWN and waiting(session, release.id):
+        outbox.enqueue(session, key=f"github-recheck:{release.id}:event:{cause.id}", kind=GITHUB_RECHECK,
                        release_id=release.id, payload={"release_id": release.id}, at=now)
 
 
