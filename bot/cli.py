@@ -236,6 +236,9 @@ def _serve() -> int:
             log.info("mode: Socket Mode, connected to Slack (its requests arrive over the WebSocket, not HTTP)")
         else:
             log.info("mode: HTTP, Slack sends its requests to /slack/events (signed)")
+        if config.github is not None:
+            log.info("github: App %s, deliveries to /github/webhook (signed), calls only under %s",
+                     config.github.app_id, config.github.api_url)
         log.info("listening on :%s (%s/api/v1/, /calendar.ics, /healthz)", config.port,
                  "" if config.app_token else "/slack/events, ")
         waitress.serve(wsgi_app(app, engine, svc), host="0.0.0.0", port=config.port,

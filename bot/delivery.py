@@ -31,7 +31,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.engine import Engine
 
-from commands import announce, bridge, deferred, nonconformance, planning, reminders
+from commands import announce, bridge, deferred, github_gate, nonconformance, planning, reminders
 from commands import nonconformance_register as register
 from commands.classification import track
 from commands.states import LIVE_STATES
@@ -48,6 +48,7 @@ from bot import uploads
 from bot.bridge_delivery import BridgeDelivery
 from bot.nc_delivery import NcDelivery
 from bot.roles import RoleDirectory
+from bot.github import messages as github_messages
 from bot.messages import aftercare, calendar, setup
 from bot.messages import help as help_msg
 from bot.messages import release as render
@@ -58,6 +59,15 @@ MAX_BACKOFF = timedelta(minutes=15)
 
 class Undeliverable(Exception):
     pass
+
+
+class RetryLater(Exception):
+    """Not now, for no fault of this row (another service's 5xx, 429, or its Retry-After): tried again after
+    `delay` seconds, or the usual backoff."""
+
+    def __init__(self, error: str, delay: float | None = None):
+        super().__init__(error)
+        self.delay = delay
 
 
 class DeadLetter(Exception):
@@ -130,6 +140,9 @@ def _assess(exc: Exception, row: Outbox) -> tuple[str, timedelta, str, str]:
         error = f"{resp.status_code} {code if code is not None else resp.data}"
         reason = (code or "no error code") + ("" if resp.status_code == 200 else f" (HTTP {resp.status_code})")
         return classify(resp.status_code, code), delay, error, reason
+    if isinstance(exc, RetryLater):
+        delay = timedelta(seconds=exc.delay) if exc.delay else backoff(row.attempts)
+        return RETRYABLE, delay, str(exc), str(exc)
     if not isinstance(exc, (OSError, TimeoutError, Undeliverable)):  # refused, reset, timed out are expected
         log.error("outbox %s (%s) failed", row.key, row.kind, exc_info=exc)
     error = f"{type(exc).__name__}: {exc}"
@@ -163,6 +176,7 @@ class Delivery:
         self._nc = NcDelivery(db, clock, channel, policy, self._post, self._post_in_thread, self._done)
         self.lease = lease  # how long a claim holds; RELEASEBOT_OUTBOX_LEASE_SECONDS (bot/cli.py)
         self._stopping = threading.Event()
+        self.github = None  # bot.github.worker.GitHubDelivery when the GitHub App is configured (bot.services)
 
     def stop(self) -> None:
         """Shutting down: the send under way finishes, nothing new is started or claimed."""
@@ -266,6 +280,8 @@ class Delivery:
                 announce.WELCOME: self._welcome, announce.FILE_UPLOAD: self._file_upload,
                 deferred.DEADLINE: self._deferred_deadline,
                 nonconformance.NC_REMINDER: self._nc.reminder, register.NC_NOTE: self._nc.note}.get(row.kind)
+        if send is None and row.kind.startswith("github_") and self.github is not None:
+            send = lambda r: self.github.send(r, self._done)  # noqa: E731 - the GitHub App's rows
         if send is None:
             # Written by a newer version of the bot; leave it for that version to send.
             raise Undeliverable(f"unknown outbox kind {row.kind}")
@@ -310,13 +326,14 @@ class Delivery:
             release = load(session, row.release_id)
             st, dep = approval_of(session, release), deployment_of(session, release)
             flags = planning.open_flags(session, release.id)
+            github = github_messages.waiting_blocks(github_gate.waiting(session, release.id))
             slots = (planning.next_free_slots(session, self._policy, service=release.service,
                                               environment=release.environment, release_type=track(release),
                                               duration=release.end_at - release.start_at, now=self._clock.now(),
                                               not_before=release.start_at, tz=release.tz, exclude=release.id)
                      if planning.blocking(flags) and release.state in LIVE_STATES else [])
         text, blocks = render.approval_message(release, st, dep, calendar.flags_block(flags, slots)
-                                               + render.reschedule_actions(release, slots))
+                                               + render.reschedule_actions(release, slots) + github)
         if release.message_ts is not None:
             try:
                 self._client.chat_update(channel=release.channel_id, ts=release.message_ts, text=text, blocks=blocks)

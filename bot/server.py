@@ -56,7 +56,18 @@ def wsgi_app(app: App, db: Engine, svc: Services) -> Callable:
     # served: whatever comes there over HTTP is not from Slack, signed or not.
     slack = None if svc.config.app_token else app.inbox.acks.answering(
         verified(SlackRequestHandler(app, path="/slack/events"), svc.config.signing_secret))
-    api = bounded(api_app(svc), API_CONCURRENCY, "pipeline API")  # bearer tokens, not Slack signatures
+    pipeline, github = api_app(svc), None  # bearer tokens, not Slack signatures
+    if svc.config.github is not None:  # HMAC-signed deliveries; each is one write and a 202
+        from bot.github.webhook import webhook_app
+        github = webhook_app(svc)
+
+    def machines(environ, start_response) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "") == "/github/webhook":
+            return github(environ, start_response)
+        return pipeline(environ, start_response)
+
+    # pipelines and GitHub share one bounded share of the threads, so Slack's acks keep theirs
+    api = bounded(machines, API_CONCURRENCY, "pipeline API / GitHub webhook")
     calendar = feed_app(svc)  # a per-person token in the URL, for calendar clients; bounds itself
 
     def application(environ, start_response) -> Iterable[bytes]:
@@ -64,6 +75,8 @@ def wsgi_app(app: App, db: Engine, svc: Services) -> Callable:
         if path == "/slack/events" and slack is not None:
             return slack(environ, start_response)
         if path.startswith("/api/"):
+            return api(environ, start_response)
+        if path == "/github/webhook" and github is not None:
             return api(environ, start_response)
         if path == "/calendar.ics":
             return calendar(environ, start_response)

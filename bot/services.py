@@ -46,6 +46,10 @@ def build_services(config: Config, db: Engine, clock: Clock, policy: Policy) -> 
     client = WebClient(token=config.bot_token, base_url=config.api_url, timeout=10,
                        retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=1)])
     roles = RoleDirectory(policy, client, clock)
-    return Services(config=config, db=db, clock=clock, policy=policy, client=client, roles=roles,
-                    delivery=Delivery(db, client, clock, config.release_channel, policy, roles=roles),
-                    people=People(client, clock))
+    svc = Services(config=config, db=db, clock=clock, policy=policy, client=client, roles=roles,
+                   delivery=Delivery(db, client, clock, config.release_channel, policy, roles=roles),
+                   people=People(client, clock))
+    if config.github is not None:
+        from bot.github.worker import GitHubDelivery
+        svc.delivery.github = GitHubDelivery(svc)
+    return svc

@@ -60,6 +60,8 @@ def approval_update(session: Session, release: Release, now: datetime, cause: Au
     outbox.enqueue(session, key=f"approval:{release.id}:event:{cause.id}", kind=APPROVAL_MESSAGE,
                    release_id=release.id, at=now, stream=stream(release))
     bridge_card(session, release, now, f"event:{cause.id}")
+    from commands import github_gate  # here: it imports commands.deploy, which imports this module
+    github_gate.release_changed(session, release, now, cause)  # a GitHub deployment waiting on it
 
 
 def bridge_card(session: Session, release: Release, now: datetime, cause: str) -> None:

@@ -23,6 +23,7 @@ from calendars.windows import DeploymentWindows, parse_clock, parse_days
 from commands.auditor_policy import check_read_only
 from commands.emergency_policy import EMERGENCY_DEFAULTS, EmergencyPolicy, emergency_policy
 from commands.nonconformance_policy import NONCONFORMANCE_DEFAULTS, NonconformancePolicy, nonconformance_policy
+from commands.github_policy import GITHUB_DEFAULTS, GithubPolicy, github_policy
 
 RELEASE_TYPES = ("major", "minor", "patch", "security", "emergency", "infrastructure")
 ROLES = (
@@ -90,10 +91,12 @@ DEFAULTS: dict[str, Any] = {
     "delivery": {"dead_letter_after": "24h"},
     "emergency": dict(EMERGENCY_DEFAULTS),  # commands/emergency_policy.py
     "nonconformance": dict(NONCONFORMANCE_DEFAULTS),  # commands/nonconformance_policy.py
+    "github": dict(GITHUB_DEFAULTS),  # commands/github_policy.py
 }
 # tables whose keys are names the operator chooses (people's roles, environments)
 # (and default_hours, so that a key it does not take, such as tz, is refused with its whole right form)
-_OPEN_TABLES = ("roles.", "calendar.max_concurrent.", "calendar.windows.", "calendar.default_hours.")
+_OPEN_TABLES = ("roles.", "calendar.max_concurrent.", "calendar.windows.", "calendar.default_hours.", "github.repos.",
+                "github.users.")
 
 _TYPE_KEYS = {"lead_time", "stabilisation", "approvers", "approval_sla"}
 _SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
@@ -185,6 +188,7 @@ class Policy:
     delivery: DeliveryPolicy = None  # type: ignore[assignment]  (always set by from_mapping)
     emergency: EmergencyPolicy = field(default_factory=EmergencyPolicy)
     nonconformance: NonconformancePolicy = field(default_factory=NonconformancePolicy)
+    github: GithubPolicy = field(default_factory=GithubPolicy)
     source: str = "built-in defaults"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -235,6 +239,7 @@ class Policy:
                      delivery=_delivery_policy(merged["delivery"], source),
                      emergency=emergency_policy(merged["emergency"], source),
                      nonconformance=nonconformance_policy(merged["nonconformance"], source),
+                     github=github_policy(merged["github"], tuple(envs), source),
                      source=source,
                      raw=MappingProxyType(dict(merged)))
         check_read_only(policy)  # commands/auditor_policy.py: the auditor decides nothing

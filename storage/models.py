@@ -381,3 +381,4 @@ class DecisionLogEntry(SQLModel, table=True):
 # storage/quality_models.py; re-exported here so `from storage.models import …` keeps working.
 from storage.quality_models import (Incident, MetricSnapshot, NonConformance, TestResult,  # noqa: E402,F401
                                     UnmatchedDeployment, Waiver)
+from storage.github_models import GithubRequest  # noqa: E402,F401

@@ -8,6 +8,7 @@ from commands.policy import Policy
 from commands.reminders import Notice
 from storage.models import Release
 
+from bot.github import messages as github_messages
 from bot.messages import calendar, nonconformance
 from bot.messages.common import context, date, esc, mention, plain, section, sections
 
@@ -75,6 +76,8 @@ def thread_note(event: str, r: Release, payload: dict) -> tuple[str, list[dict] 
         return calendar.replan_note(event, r, payload), None
     if event == "nonconformance":  # with its register entry: NC-n, kind, due date, repeat
         return nonconformance.thread_announcement(payload), None
+    if event.startswith("github_"):  # a GitHub deployment waiting on this release, or its answer
+        return github_messages.thread_note(event, r.ref, payload), None
     template = THREAD_NOTES.get(event, "{ref}: " + esc(event))
     text = template.format(ref=r.ref, reason=esc(r.cancel_reason or ""),
                            deployer=mention(payload.get("deployer", "")), by=mention(payload.get("by", "")),
