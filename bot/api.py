@@ -32,6 +32,7 @@ from commands.deploy import CHECKLIST, Deployer, check_gate, pipeline_identity, 
 from commands.emergency import assess
 from commands.errors import CouldNotCheck, InputError, NotFound
 from commands.pipeline import STATUSES, Report, report_deployment
+from commands.rollback import RollbackTimes, parse_instant
 from commands.text import UNSTORABLE, parse_ref, unstorable_field
 
 from bot.config import ApiToken
@@ -46,7 +47,8 @@ MAX_BODY = 64 * 1024
 _ROUTE = re.compile(r"^/api/v1/releases/([^/]+)/(gate|deployments|assessment)/?$")
 _METHOD = {"gate": "GET", "deployments": "POST", "assessment": "POST"}
 CHECK_KEYS = tuple(key for key, _ in CHECKLIST)
-_BODY_FIELDS = {"status", "actor", "artifact", "commit", "pipeline_url", "checklist", "note"}
+_BODY_FIELDS = {"status", "actor", "artifact", "commit", "pipeline_url", "checklist", "note", "tag", "commit_time",
+                "rollback_decided_at", "restored_at"}
 _URL = re.compile(r"https?://\S+")
 _TRUE, _FALSE = {"1", "true", "yes"}, {"0", "false", "no"}
 _AUTH_HEADERS = (("WWW-Authenticate", 'Bearer realm="releasebot"'),)
@@ -173,7 +175,8 @@ def _report(svc: Services, pipeline: ApiToken, release_id: int, environ) -> Resp
     if pipeline_url and not _URL.fullmatch(pipeline_url):
         raise ApiError(400, "pipeline_url must be an http(s) URL")
     report = Report(status, _checklist(body.get("checklist")), artifact=_text(body, "artifact", 1000),
-                    commit=_text(body, "commit", 80), pipeline_url=pipeline_url, note=_text(body, "note", 2000))
+                    commit=_text(body, "commit", 80), pipeline_url=pipeline_url, note=_text(body, "note", 2000),
+                    **provenance(body, status))
     if actor is not None or pipeline.act_for_people:
         _required_actor(actor)  # a malformed body is a 400 before anything is looked up
     release_state(svc.db, release_id)  # 404 before asking Slack about the actor
@@ -304,6 +307,20 @@ def _text(body: Mapping[str, Any], key: str, limit: int) -> str | None:
     if len(value) > limit:
         raise ApiError(400, f"{key} is longer than {limit} characters")
     return value or None
+
+
+def provenance(body: Mapping[str, Any], status: str) -> dict[str, Any]:
+    """tag (null, said: not built from a tag), commit_time, and a rollback's two times, from a report."""
+    times = {key: parse_instant(body[key], key) for key in ("rollback_decided_at", "restored_at")
+             if body.get(key) is not None}
+    if times and status != "rolled_back":
+        raise ApiError(400, f"{', '.join(times)} belong to a rolled_back report, not {status}")
+    if "tag" in body and body["tag"] is not None and not _text(body, "tag", 200):
+        raise ApiError(400, "tag must be the tag the artefact was built from, or null when it was not built from one")
+    return {"tag": _text(body, "tag", 200), "untagged": "tag" in body and body["tag"] is None,
+            "commit_time": parse_instant(body["commit_time"], "commit_time") if body.get("commit_time") is not None
+            else None,
+            "times": RollbackTimes(times.get("rollback_decided_at"), times.get("restored_at")) if times else None}
 
 
 def _checklist(value: Any) -> dict[str, bool]:

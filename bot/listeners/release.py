@@ -22,7 +22,8 @@ from commands.replan import reschedule_to_slot
 from commands.text import USAGE, ParsedCommand, parse_command, parse_ref
 from commands.aftercare import record_task, sign_off, validate
 from commands.deferred import record_step
-from commands.deploy import Deployer, decide_rollback, finish_deployment
+from commands.deploy import Deployer, finish_deployment
+from commands.rollback import decide_rollback
 from commands.vote import cast_vote, withdraw_vote
 
 from storage import outbox
