@@ -4,6 +4,7 @@
     POST /api/v1/releases/REL-n/deployments   {"status": "started"|"succeeded"|"failed"|"rolled_back",
                                                "actor": …, "artifact": …, "commit": …, "pipeline_url": …,
                                                "checklist": {"monitoring": true, …}, "note": …}
+    POST /api/v1/deployments                  a deployment naming no approved release (bot/api_deployments.py)
     POST /api/v1/releases/REL-n/assessment    {"ci": "passed"}   (an emergency's assessment item, QMS 4.6:
                                                the automated CI checks passed; recorded as the pipeline)
 
@@ -121,10 +122,13 @@ def authenticate(token_hashes: Mapping[str, ApiToken], header: str) -> ApiToken:
 
 
 def _route(svc: Services, pipeline: ApiToken, method: str, path: str, environ) -> Response:
+    if path.rstrip("/") == "/api/v1/deployments":  # a deployment naming no approved release (bot/api_deployments.py)
+        return _unmatched(svc, pipeline, method, environ)
     m = _ROUTE.match(path)
     if not m:
         raise ApiError(404, f"no such endpoint: {path}; use /api/v1/releases/REL-n/gate, "
-                            "/api/v1/releases/REL-n/deployments or /api/v1/releases/REL-n/assessment")
+                            "/api/v1/releases/REL-n/deployments, /api/v1/releases/REL-n/assessment or "
+                            "/api/v1/deployments")
     ref, what = m.groups()
     if method != _METHOD[what]:
         raise ApiError(405, f"{path} takes {_METHOD[what]}, not {method}", [("Allow", _METHOD[what])])
@@ -144,6 +148,18 @@ def _route(svc: Services, pipeline: ApiToken, method: str, path: str, environ) -
         raise ApiError(404, f"REL-{release_id} does not exist") from None
     except CouldNotCheck as exc:  # a user group lookup failed: nothing was written
         raise ApiError(502, exc.message) from None
+    except InputError as exc:
+        raise ApiError(400, exc.message) from None
+
+
+def _unmatched(svc: Services, pipeline: ApiToken, method: str, environ) -> Response:
+    from bot.api_deployments import report_unmatched  # it builds on this module's parsing
+    if method != "POST":
+        raise ApiError(405, f"/api/v1/deployments takes POST, not {method}", [("Allow", "POST")])
+    try:
+        return report_unmatched(svc, pipeline, environ)
+    except NotFound as exc:
+        raise ApiError(404, exc.message) from None
     except InputError as exc:
         raise ApiError(400, exc.message) from None
 

@@ -34,7 +34,6 @@ from commands.rollback import RollbackTimes, is_production, rollback_check, roll
 from commands.states import STABILISING
 from storage.models import Deployment, NonConformance, Release
 
-UNTAGGED_BUILD = "untagged_build"
 
 # what a pipeline reports -> the outcome it records (None: the start)
 STATUSES: dict[str, str | None] = {"started": None, "succeeded": "success", "failed": "failed",
@@ -169,7 +168,7 @@ def untagged(session, release: Release, who: Deployer, report: Report, policy: P
         return None
     detail = (f"{who.audit_name} reported that the artefact of {release.ref} was not built from a tag "
               f"(\"tag\": null). {report.detail()}").strip()
-    nc, _ = nonconformance.record(session, release, kind=UNTAGGED_BUILD, subject=f"{release.ref}:untagged",
+    nc, _ = nonconformance.record(session, release, kind=nonconformance.UNTAGGED_BUILD, subject=f"{release.ref}:untagged",
                                   detail=detail, actor=who.audit_name, now=now, deployment_id=deployment_id,
                                   status=report.status)
     return nc

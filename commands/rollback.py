@@ -30,7 +30,6 @@ from commands.states import DEPLOYING, ROLLING_BACK, STABILISING
 from commands.text import when
 from storage.models import Deployment
 
-ROLLBACK_SLO_EXCEEDED = "rollback_slo_exceeded"
 # A reporter's clock may run a little ahead of ours; further ahead is a mistake, not skew.
 FUTURE_SKEW = timedelta(minutes=2)
 ISO_FORM = "ISO 8601 with an offset, like 2026-12-09T10:05:00Z or 2026-12-09T11:05:00+01:00"
@@ -103,7 +102,7 @@ def check_slo(d: Decision, who: Deployer, dep: Deployment, policy: Policy) -> No
     detail = (f"the rollback of {release.ref} took {format_duration(took)} from the decision "
               f"({when(dep.rollback_decided_at)}) to the previous version confirmed stable "
               f"({when(dep.restored_at)}); the target is {format_duration(slo)} (QMS 4.5)")
-    nonconformance.record(d.session, release, kind=ROLLBACK_SLO_EXCEEDED, subject=f"{release.ref}:rollback",
+    nonconformance.record(d.session, release, kind=nonconformance.ROLLBACK_SLO_EXCEEDED, subject=f"{release.ref}:rollback",
                           detail=detail, actor=who.audit_name, now=d.now, deployment_id=dep.id,
                           minutes=round(took.total_seconds() / 60, 1))
 
