@@ -18,7 +18,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from commands.errors import InputError
+from commands.errors import InputError, NotFound
 from commands.pipeline import STATUSES
 from commands.rollback import parse_instant
 from commands.text import parse_ref
@@ -60,7 +60,13 @@ def report_unmatched(svc: Services, pipeline: ApiToken, environ):
     if body.get("release") is not None:
         if not isinstance(body["release"], str):
             raise ApiError(400, "release must be a release id like REL-12")
-        release_id = parse_ref(body["release"])  # InputError -> 400, bot.api._route
+        try:
+            release_id = parse_ref(body["release"])
+        except NotFound as exc:  # past 32 bits: names no release
+            raise ApiError(404, exc.message) from None
+        except InputError:
+            raise ApiError(400, f"release '{body['release']}' is not a release id; a release id looks like REL-12"
+                           ) from None
     commit_time = parse_instant(body["commit_time"], "commit_time") if body.get("commit_time") is not None else None
     report = UnmatchedReport(
         service=values["service"], environment=values["environment"], status=status,
