@@ -33,6 +33,8 @@ USAGE: dict[str, str] = {
             "after approval it needs reason=)",
     "accept": '/release accept REL-12 reason="…"   (a release manager accepts a misclassification; '
               "the requested type's controls then apply alone)",
+    "misclassified": '/release misclassified REL-12 reason="…"   (a release manager, after deployment: the type '
+                     "was wrong; a non-conformance, QMS 6.2)",
     "reschedule": '/release reschedule REL-12 start="YYYY-MM-DD HH:MM" [tz=…] [duration=…] [reason="…"]',
     "deploy": "/release deploy REL-12   (opens the pre-deployment checklist)",
     "rollback": '/release rollback REL-12 reason="…"',
@@ -73,6 +75,7 @@ _KEYS: dict[str, set[str]] = {
     "cancel": {"reason"},
     "edit": {"version", "summary", "start", "tz", "duration", "risk", "rollback", "links", "reason"},
     "accept": {"reason"},
+    "misclassified": {"reason"},
     "reschedule": {"start", "tz", "duration", "reason"},
     "deploy": set(),
     "rollback": {"reason"},
@@ -96,8 +99,8 @@ _BLACKOUT_KEYS = {
     "list": set(),
     "remove": {"reason"},
 }
-_NEEDS_REF = {"assess", "go", "nogo", "withdraw", "show", "cancel", "edit", "accept", "reschedule", "deploy", "rollback",
-              "done", "signoff", "followup", "retro", "override", "validate", "step"}
+_NEEDS_REF = {"assess", "go", "nogo", "withdraw", "show", "cancel", "edit", "accept", "misclassified", "reschedule",
+              "deploy", "rollback", "done", "signoff", "followup", "retro", "override", "validate", "step"}
 _REF = re.compile(r"^(?:REL-)?(\d+)\Z", re.IGNORECASE | re.ASCII)
 _NUMBER = re.compile(r"^\d+\Z", re.ASCII)
 # Ids are 32-bit in every table; a bigger number names nothing (and would overflow PostgreSQL's integer).

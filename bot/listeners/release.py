@@ -23,6 +23,7 @@ from commands.text import USAGE, ParsedCommand, parse_command, parse_ref
 from commands.aftercare import record_task, sign_off, validate
 from commands.deferred import record_step
 from commands.deploy import Deployer, finish_deployment
+from commands.misclassification import record_misclassification
 from commands.rollback import decide_rollback
 from commands.vote import cast_vote, withdraw_vote
 
@@ -278,6 +279,8 @@ def _change(svc: Services, cmd: ParsedCommand, user: str, client) -> Outcome:
         return edit_release(svc.db, actor, rid, a, svc.clock, svc.policy, locale=locale())
     if cmd.name == "accept":
         return accept_misclassification(svc.db, actor, rid, a.get("reason", ""), svc.clock, svc.policy)
+    if cmd.name == "misclassified":
+        return record_misclassification(svc.db, actor, rid, a.get("reason", ""), svc.clock, svc.policy)
     if cmd.name == "override":
         return override_flags(svc.db, actor, rid, a.get("kind", ""), a.get("reason", ""), svc.clock, svc.policy)
     if cmd.name == "reschedule":

@@ -28,8 +28,9 @@ TOPICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
               ("signoff", "followup", "retro")),
     "calendar": ("Calendar", "What is planned, and the blackouts (freezes) no release may fall in.",
                  ("calendar", "blackout")),
-    "admin": ("Admin", "Roles come from the policy file; release managers accept misclassifications, flags are "
-              "overridden in writing.", ("roles", "accept", "override")),
+    "admin": ("Admin", "Roles come from the policy file; release managers accept misclassifications (or record one "
+              "found after deployment), flags are overridden in writing.",
+              ("roles", "accept", "misclassified", "override")),
 }
 assert tuple(TOPICS) == HELP_TOPICS  # the parser accepts exactly the topics written here
 _A_DATE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}")
