@@ -161,3 +161,33 @@ def test_no_tag_in_staging_is_no_non_conformance(db, clock, policy):
     clock.advance(minutes=5)
     assert report_deployment(db, who(pipeline="ci"), rid, Report("succeeded", untagged=True), clock, policy).changed
     assert nonconformances(db) == []
+
+
+# --- emergency frequency (commands.frequency): counted by deployment, recorded once --------------------------
+
+def test_a_retried_start_of_the_emergency_over_the_limit_is_still_one_non_conformance(db, clock, policy):
+    from commands.vote import cast_vote
+    from conftest import actor
+    from test_deferred_steps import day, deploy_emergency_on
+    from test_deployment_outcomes import VOTERS
+    from unit_support import assessed, new_release
+    deploy_emergency_on(db, clock, policy, day(0))
+    deploy_emergency_on(db, clock, policy, day(1))
+    clock.set(day(2) - timedelta(hours=2))
+    rid = new_release(db, clock, policy, type="emergency", start=f"{day(2):%Y-%m-%d %H:%M}", tz="UTC",
+                      duration="60m", summary="third outage")
+    assert assessed(db, clock, rid).changed
+    for user in VOTERS["emergency"]:
+        assert cast_vote(db, actor(user), rid, "go", clock).changed
+    clock.set(day(2) + timedelta(minutes=5))
+    first = report_deployment(db, who(pipeline="ci"), rid, Report("started", ALL_CHECKED), clock, policy)
+    again = report_deployment(db, who(pipeline="ci"), rid, Report("started", ALL_CHECKED), clock, policy)
+    assert first.changed and not again.changed
+    [nc] = nonconformances(db)
+    assert (nc.kind, nc.release_id) == ("emergency_frequency", rid)
+    assert len([e for e in events(db, rid, "nonconformance")]) == 1
+    clock.set(day(2) + timedelta(minutes=30))
+    assert report_deployment(db, who(pipeline="ci"), rid, Report("succeeded"), clock, policy).changed
+    fourth = deploy_emergency_on(db, clock, policy, day(3))  # another deployment over the limit: its own
+    assert [(n.kind, n.release_id) for n in nonconformances(db)] == [("emergency_frequency", rid),
+                                                                      ("emergency_frequency", fourth)]
