@@ -17,18 +17,19 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy.engine import Engine
 
-from calendars.timeparse import format_duration
+from calendars.timeparse import TimeInputError, format_duration, parse_local
 from commands import announce, nonconformance
 from commands.clock import Clock
 from commands.decision import Decision, decide
 from commands.deploy import Deployer, _deployer_or, _in_scope, deployment_of
-from commands.errors import InputError, Refused, required_reason
+from commands.errors import FieldErrors, InputError, Refused, required_reason
 from commands.outcome import Outcome
 from commands.policy import Policy
-from commands.release import snapshot
-from commands.states import DEPLOYING, ROLLING_BACK, STABILISING
+from commands.release import load, snapshot
+from commands.states import DEPLOYING, IN_FLIGHT, ROLLING_BACK, STABILISING
 from commands.text import when
-from storage.models import Deployment
+from storage.db import read
+from storage.models import Deployment, Release
 
 # A reporter's clock may run a little ahead of ours; further ahead is a mistake, not skew.
 FUTURE_SKEW = timedelta(minutes=2)
@@ -141,3 +142,39 @@ def decide_rollback(db: Engine, who: Deployer, release_id: int, reason: str, clo
     return decide(db, release_id, who.audit_name, "rollback", clock.now(),
                   check=lambda d: rollback_check(d, who),
                   change=lambda d: rollback_change(d, who, d.context, reason))
+
+
+# ---- the Slack form that records a rollback's end: both times, in the person's zone ----
+
+FORM_TIME = "%Y-%m-%d %H:%M"
+
+
+def form_defaults(db: Engine, release_id: int, clock: Clock) -> tuple[Release, datetime, datetime] | None:
+    """(release, decided, restored) to prefill the form, by the rule above; None when nothing is rolling back or
+    deploying (the finish itself then says why, as the buttons always did)."""
+    with read(db) as session:
+        release = load(session, release_id)
+        dep = deployment_of(session, release)
+        if dep is None or release.state not in IN_FLIGHT:
+            return None
+        now = clock.now()
+        return release, dep.rollback_decided_at or now, now
+
+
+def form_times(decided: str, restored: str, tz: str, now: datetime) -> RollbackTimes:
+    """The form's two local times (YYYY-MM-DD HH:MM in `tz`); FieldErrors names each one that is wrong."""
+    errors: dict[str, str] = {}
+    parsed: dict[str, datetime] = {}
+    for key, text in (("decided", decided), ("restored", restored)):
+        try:
+            parsed[key] = parse_local(text, tz)
+        except TimeInputError as exc:
+            errors[key] = str(exc)
+            continue
+        if parsed[key] > now + FUTURE_SKEW:
+            errors[key] = "This is in the future."
+    if not errors and parsed["restored"] < parsed["decided"]:
+        errors["restored"] = "Service is restored after the rollback is decided, not before."
+    if errors:
+        raise FieldErrors(errors)
+    return RollbackTimes(parsed["decided"], parsed["restored"])

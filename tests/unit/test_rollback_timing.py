@@ -162,3 +162,43 @@ def test_instants_need_an_offset(text, ok):
     else:
         with pytest.raises(InputError, match="restored_at"):
             parse_instant(text, "restored_at")
+
+
+# --- the Slack form's times: the person's zone, each wrong field named -----------------------------------------
+
+def test_form_times_are_read_in_the_person_zone():
+    from datetime import datetime, timezone
+    from commands.rollback import form_times
+    now = datetime(2026, 12, 9, 10, 30, tzinfo=timezone.utc)
+    t = form_times("2026-12-09 05:05", "2026-12-09 05:20", "America/New_York", now)
+    assert (t.decided_at, t.restored_at) == (datetime(2026, 12, 9, 10, 5, tzinfo=timezone.utc),
+                                             datetime(2026, 12, 9, 10, 20, tzinfo=timezone.utc))
+
+
+@pytest.mark.parametrize("decided, restored, field", [("2026-12-09 10:20", "2026-12-09 10:10", "restored"),
+                                                      ("nope", "2026-12-09 10:10", "decided"),
+                                                      ("2026-12-09 10:20", "2026-12-09 11:20", "restored")])
+def test_form_times_name_the_wrong_field(decided, restored, field):
+    from datetime import datetime, timezone
+    from commands.errors import FieldErrors
+    from commands.rollback import form_times
+    with pytest.raises(FieldErrors) as exc:
+        form_times(decided, restored, "UTC", datetime(2026, 12, 9, 10, 30, tzinfo=timezone.utc))
+    assert set(exc.value.errors) == {field}
+
+
+def test_the_rollback_form_keeps_within_slack_limits():
+    from datetime import datetime, timezone
+    from bot.messages.rollback import rollback_modal
+    from storage.models import Release
+    r = Release(id=2**31 - 1, service="s" * 80, version="<!channel>" + "v" * 190, type="minor", requested_type="minor",
+                effective_type="minor", summary="x", requester_id="U0DEV", tz="UTC",
+                start_at=datetime(2026, 12, 9, tzinfo=timezone.utc), end_at=datetime(2026, 12, 9, 1, tzinfo=timezone.utc))
+    at = datetime(2026, 12, 9, 10, 5, tzinfo=timezone.utc)
+    view = rollback_modal(r, "C0RELEASES", at, at, "Pacific/Chatham", "15m")
+    assert len(view["title"]["text"]) <= 24 and len(view["blocks"]) <= 100
+    assert len(view["private_metadata"]) <= 3000
+    assert all(len(b.get("text", {}).get("text", "")) <= 3000 for b in view["blocks"])
+    assert "<!channel>" not in str(view["blocks"])
+    assert [b["element"]["initial_value"] for b in view["blocks"] if b.get("block_id") in ("decided", "restored")] \
+        == ["2026-12-09 23:50", "2026-12-09 23:50"]  # Chatham is UTC+13:45 in December
