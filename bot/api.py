@@ -3,7 +3,9 @@
     GET  /api/v1/releases/REL-n/gate?actor=…[&monitoring=1&rollback=1&oncall=1]
     POST /api/v1/releases/REL-n/deployments   {"status": "started"|"succeeded"|"failed"|"rolled_back",
                                                "actor": …, "artifact": …, "commit": …, "pipeline_url": …,
-                                               "checklist": {"monitoring": true, …}, "note": …}
+                                               "checklist": {"monitoring": true, …}, "note": …,
+                                               "tag": …|null, "commit_time": ISO 8601,
+                                               "rollback_decided_at": …, "restored_at": …}
     POST /api/v1/deployments                  a deployment naming no approved release (bot/api_deployments.py)
     POST /api/v1/releases/REL-n/assessment    {"ci": "passed"}   (an emergency's assessment item, QMS 4.6:
                                                the automated CI checks passed; recorded as the pipeline)
