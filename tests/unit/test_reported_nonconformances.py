@@ -191,3 +191,12 @@ def test_a_retried_start_of_the_emergency_over_the_limit_is_still_one_non_confor
     fourth = deploy_emergency_on(db, clock, policy, day(3))  # another deployment over the limit: its own
     assert [(n.kind, n.release_id) for n in nonconformances(db)] == [("emergency_frequency", rid),
                                                                       ("emergency_frequency", fourth)]
+
+
+def test_the_same_delivery_received_by_several_processes_at_once_lands_once(db, clock, policy):
+    from test_concurrent_decisions import together
+    outs = together(6, lambda i: record_unmatched(db, report(untagged=True), "api", "api:ci:key:race", clock, policy))
+    assert sum(o.created for o in outs) == 1 and len({o.unmatched_id for o in outs}) == 1
+    assert len(unmatched_rows(db)) == 1
+    assert sorted(k for k, _ in kinds(db)) == ["deployment_without_approval", "untagged_build"]
+    assert len({o.nonconformances for o in outs}) == 1
