@@ -1,4 +1,4 @@
-"""The deployment gate, the deployment itself, rollback, and its outcome.
+"""The deployment gate, the deployment itself, and its outcome (rollback: commands/rollback.py).
 
 QMS §3.4: the person who executes a deployment is never one of its go/no-go
 approvers; that is the one structural rule no team size relaxes. It is a

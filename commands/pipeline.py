@@ -94,7 +94,8 @@ def report_deployment(db: Engine, who: Deployer, release_id: int, report: Report
             return out
         deciding, dep = d.context
         if deciding:
-            decided = report.times.decided_at if report.times else None
+            # the report is the decision too: with only the restore said, no earlier decision is known
+            decided = (report.times.decided_at or report.times.restored_at) if report.times else None
             rollback_change(d, who, dep, report.note or "reported rolled back by the pipeline", decided)
         provenance(d, who, dep, report, policy)
         return finish_change(d, who, dep, outcome, policy, report.note, report.pipeline_url, report.times)
@@ -168,7 +169,8 @@ def untagged(session, release: Release, who: Deployer, report: Report, policy: P
         return None
     detail = (f"{who.audit_name} reported that the artefact of {release.ref} was not built from a tag "
               f"(\"tag\": null). {report.detail()}").strip()
-    nc, _ = nonconformance.record(session, release, kind=nonconformance.UNTAGGED_BUILD, subject=f"{release.ref}:untagged",
+    nc, _ = nonconformance.record(session, release, kind=nonconformance.UNTAGGED_BUILD,
+                                  subject=f"{release.ref}:untagged",
                                   detail=detail, actor=who.audit_name, now=now, deployment_id=deployment_id,
                                   status=report.status)
     return nc

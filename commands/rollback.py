@@ -103,7 +103,8 @@ def check_slo(d: Decision, who: Deployer, dep: Deployment, policy: Policy) -> No
     detail = (f"the rollback of {release.ref} took {format_duration(took)} from the decision "
               f"({when(dep.rollback_decided_at)}) to the previous version confirmed stable "
               f"({when(dep.restored_at)}); the target is {format_duration(slo)} (QMS 4.5)")
-    nonconformance.record(d.session, release, kind=nonconformance.ROLLBACK_SLO_EXCEEDED, subject=f"{release.ref}:rollback",
+    nonconformance.record(d.session, release, kind=nonconformance.ROLLBACK_SLO_EXCEEDED,
+                          subject=f"{release.ref}:rollback",
                           detail=detail, actor=who.audit_name, now=d.now, deployment_id=dep.id,
                           minutes=round(took.total_seconds() / 60, 1))
 

@@ -193,7 +193,8 @@ def test_the_rollback_form_keeps_within_slack_limits():
     from storage.models import Release
     r = Release(id=2**31 - 1, service="s" * 80, version="<!channel>" + "v" * 190, type="minor", requested_type="minor",
                 effective_type="minor", summary="x", requester_id="U0DEV", tz="UTC",
-                start_at=datetime(2026, 12, 9, tzinfo=timezone.utc), end_at=datetime(2026, 12, 9, 1, tzinfo=timezone.utc))
+                start_at=datetime(2026, 12, 9, tzinfo=timezone.utc),
+                end_at=datetime(2026, 12, 9, 1, tzinfo=timezone.utc))
     at = datetime(2026, 12, 9, 10, 5, tzinfo=timezone.utc)
     view = rollback_modal(r, "C0RELEASES", at, at, "Pacific/Chatham", "15m")
     assert len(view["title"]["text"]) <= 24 and len(view["blocks"]) <= 100
@@ -202,3 +203,16 @@ def test_the_rollback_form_keeps_within_slack_limits():
     assert "<!channel>" not in str(view["blocks"])
     assert [b["element"]["initial_value"] for b in view["blocks"] if b.get("block_id") in ("decided", "restored")] \
         == ["2026-12-09 23:50", "2026-12-09 23:50"]  # Chatham is UTC+13:45 in December
+
+
+def test_rolled_back_while_stabilising_with_only_the_restore_said(db, clock, policy):
+    rid = deploying(db, clock, policy)
+    assert finish(db, clock, policy, rid, "success").changed
+    now = clock.advance(minutes=40)
+    out = report_deployment(db, who(pipeline="ci"), rid,
+                            Report("rolled_back", times=RollbackTimes(restored_at=now - timedelta(minutes=4))),
+                            clock, policy)
+    assert out.changed
+    dep = deployment(db, rid)
+    assert dep.rollback_decided_at == dep.restored_at == now - timedelta(minutes=4)
+    assert slo_ncs(db) == []
