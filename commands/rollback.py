@@ -162,11 +162,14 @@ def form_defaults(db: Engine, release_id: int, clock: Clock) -> tuple[Release, d
         return release, dep.rollback_decided_at or now, now
 
 
-def form_times(decided: str, restored: str, tz: str, now: datetime) -> RollbackTimes:
-    """The form's two local times (YYYY-MM-DD HH:MM in `tz`); FieldErrors names each one that is wrong."""
+def form_times(decided: str | None, restored: str | None, tz: str, now: datetime) -> RollbackTimes:
+    """The form's two local times (YYYY-MM-DD HH:MM in `tz`); FieldErrors names each one that is wrong.
+    `/release done … decided=… restored=…` may give either alone (None): the rule fills in the other."""
     errors: dict[str, str] = {}
     parsed: dict[str, datetime] = {}
     for key, text in (("decided", decided), ("restored", restored)):
+        if text is None:
+            continue
         try:
             parsed[key] = parse_local(text, tz)
         except TimeInputError as exc:
@@ -174,8 +177,8 @@ def form_times(decided: str, restored: str, tz: str, now: datetime) -> RollbackT
             continue
         if parsed[key] > now + FUTURE_SKEW:
             errors[key] = "This is in the future."
-    if not errors and parsed["restored"] < parsed["decided"]:
+    if not errors and len(parsed) == 2 and parsed["restored"] < parsed["decided"]:
         errors["restored"] = "Service is restored after the rollback is decided, not before."
     if errors:
         raise FieldErrors(errors)
-    return RollbackTimes(parsed["decided"], parsed["restored"])
+    return RollbackTimes(parsed.get("decided"), parsed.get("restored"))

@@ -38,7 +38,8 @@ USAGE: dict[str, str] = {
     "reschedule": '/release reschedule REL-12 start="YYYY-MM-DD HH:MM" [tz=…] [duration=…] [reason="…"]',
     "deploy": "/release deploy REL-12   (opens the pre-deployment checklist)",
     "rollback": '/release rollback REL-12 reason="…"',
-    "done": "/release done REL-12 outcome=success|rolled_back|failed [note=…] [link=…]",
+    "done": "/release done REL-12 outcome=success|rolled_back|failed [note=…] [link=…]   (rolled_back: "
+            '[decided="YYYY-MM-DD HH:MM"] [restored="YYYY-MM-DD HH:MM"], in your zone)',
     "signoff": "/release signoff REL-12 [role=qa_lead|operations|release_manager]",
     "followup": '/release followup REL-12 evidence="…" [actions="…"]',
     "retro": '/release retro REL-12 notes="…" [actions="…"]',
@@ -79,7 +80,7 @@ _KEYS: dict[str, set[str]] = {
     "reschedule": {"start", "tz", "duration", "reason"},
     "deploy": set(),
     "rollback": {"reason"},
-    "done": {"outcome", "note", "link"},
+    "done": {"outcome", "note", "link", "decided", "restored"},
     "signoff": {"role"},
     "followup": {"evidence", "actions"},
     "retro": {"notes", "actions"},

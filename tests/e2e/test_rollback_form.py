@@ -103,3 +103,28 @@ def test_misclassified_found_after_deployment_is_a_nonconformance(bot, db, clock
     bot.deliver()
     posted = [c.args["text"] for c in bot.emulator.calls_to("chat.postMessage") if "Non-conformance" in c.args["text"]]
     assert posted and all("<!channel>" not in t for t in posted)  # echoed text is escaped
+
+
+def test_done_rolled_back_takes_the_times_typed_in_the_person_zone(bot, db, clock):
+    approved(bot, db)
+    start(bot, clock)
+    clock.set(IN_WINDOW + timedelta(minutes=5))  # 10:10
+    bot.command('rollback REL-1 reason="p95 over SLO"', user="U0PL")
+    clock.set(IN_WINDOW + timedelta(minutes=35))  # 10:40
+    bot.command('done REL-1 outcome=rolled_back restored="2026-12-15 10:09"', user="U0PL")
+    assert "before the rollback was decided" in bot.emulator.calls_to("response_url")[-1].args["text"]
+    assert release(db).state == "rolling_back" and ncs(db) == []
+    bot.command('done REL-1 outcome=rolled_back restored="2026-12-15 10:30"', user="U0PL")
+    dep = deployment(db)
+    assert (dep.rollback_decided_at, dep.restored_at) == (IN_WINDOW + timedelta(minutes=5),
+                                                          IN_WINDOW + timedelta(minutes=25))
+    [nc] = ncs(db)
+    assert nc.kind == "rollback_slo_exceeded" and "took 20m" in nc.detail
+
+
+def test_times_with_another_outcome_are_bad_input(bot, db, clock):
+    approved(bot, db)
+    start(bot, clock)
+    bot.command('done REL-1 outcome=success restored="2026-12-15 10:09"', user="U0PL")
+    assert "go with outcome=rolled_back" in bot.emulator.calls_to("response_url")[-1].args["text"]
+    assert release(db).state == "deploying"
