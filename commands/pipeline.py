@@ -34,7 +34,6 @@ from commands.rollback import RollbackTimes, is_production, rollback_check, roll
 from commands.states import STABILISING
 from storage.models import Deployment, NonConformance, Release
 
-
 # what a pipeline reports -> the outcome it records (None: the start)
 STATUSES: dict[str, str | None] = {"started": None, "succeeded": "success", "failed": "failed",
                                    "rolled_back": "rolled_back"}
