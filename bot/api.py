@@ -3,7 +3,10 @@
     GET  /api/v1/releases/REL-n/gate?actor=…[&monitoring=1&rollback=1&oncall=1]
     POST /api/v1/releases/REL-n/deployments   {"status": "started"|"succeeded"|"failed"|"rolled_back",
                                                "actor": …, "artifact": …, "commit": …, "pipeline_url": …,
-                                               "checklist": {"monitoring": true, …}, "note": …}
+                                               "checklist": {"monitoring": true, …}, "note": …,
+                                               "tag": …|null, "commit_time": ISO 8601,
+                                               "rollback_decided_at": …, "restored_at": …}
+    POST /api/v1/deployments                  a deployment naming no approved release (bot/api_deployments.py)
     POST /api/v1/releases/REL-n/assessment    {"ci": "passed"}   (an emergency's assessment item, QMS 4.6:
                                                the automated CI checks passed; recorded as the pipeline)
 
@@ -32,6 +35,7 @@ from commands.deploy import CHECKLIST, Deployer, check_gate, pipeline_identity, 
 from commands.emergency import assess
 from commands.errors import CouldNotCheck, InputError, NotFound
 from commands.pipeline import STATUSES, Report, report_deployment
+from commands.rollback import RollbackTimes, parse_instant
 from commands.text import UNSTORABLE, parse_ref, unstorable_field
 
 from bot.config import ApiToken
@@ -46,7 +50,8 @@ MAX_BODY = 64 * 1024
 _ROUTE = re.compile(r"^/api/v1/releases/([^/]+)/(gate|deployments|assessment)/?$")
 _METHOD = {"gate": "GET", "deployments": "POST", "assessment": "POST"}
 CHECK_KEYS = tuple(key for key, _ in CHECKLIST)
-_BODY_FIELDS = {"status", "actor", "artifact", "commit", "pipeline_url", "checklist", "note"}
+_BODY_FIELDS = {"status", "actor", "artifact", "commit", "pipeline_url", "checklist", "note", "tag", "commit_time",
+                "rollback_decided_at", "restored_at"}
 _URL = re.compile(r"https?://\S+")
 _TRUE, _FALSE = {"1", "true", "yes"}, {"0", "false", "no"}
 _AUTH_HEADERS = (("WWW-Authenticate", 'Bearer realm="releasebot"'),)
@@ -119,10 +124,13 @@ def authenticate(token_hashes: Mapping[str, ApiToken], header: str) -> ApiToken:
 
 
 def _route(svc: Services, pipeline: ApiToken, method: str, path: str, environ) -> Response:
+    if path.rstrip("/") == "/api/v1/deployments":  # a deployment naming no approved release (bot/api_deployments.py)
+        return _unmatched(svc, pipeline, method, environ)
     m = _ROUTE.match(path)
     if not m:
         raise ApiError(404, f"no such endpoint: {path}; use /api/v1/releases/REL-n/gate, "
-                            "/api/v1/releases/REL-n/deployments or /api/v1/releases/REL-n/assessment")
+                            "/api/v1/releases/REL-n/deployments, /api/v1/releases/REL-n/assessment or "
+                            "/api/v1/deployments")
     ref, what = m.groups()
     if method != _METHOD[what]:
         raise ApiError(405, f"{path} takes {_METHOD[what]}, not {method}", [("Allow", _METHOD[what])])
@@ -142,6 +150,18 @@ def _route(svc: Services, pipeline: ApiToken, method: str, path: str, environ) -
         raise ApiError(404, f"REL-{release_id} does not exist") from None
     except CouldNotCheck as exc:  # a user group lookup failed: nothing was written
         raise ApiError(502, exc.message) from None
+    except InputError as exc:
+        raise ApiError(400, exc.message) from None
+
+
+def _unmatched(svc: Services, pipeline: ApiToken, method: str, environ) -> Response:
+    from bot.api_deployments import report_unmatched  # it builds on this module's parsing
+    if method != "POST":
+        raise ApiError(405, f"/api/v1/deployments takes POST, not {method}", [("Allow", "POST")])
+    try:
+        return report_unmatched(svc, pipeline, environ)
+    except NotFound as exc:
+        raise ApiError(404, exc.message) from None
     except InputError as exc:
         raise ApiError(400, exc.message) from None
 
@@ -173,7 +193,8 @@ def _report(svc: Services, pipeline: ApiToken, release_id: int, environ) -> Resp
     if pipeline_url and not _URL.fullmatch(pipeline_url):
         raise ApiError(400, "pipeline_url must be an http(s) URL")
     report = Report(status, _checklist(body.get("checklist")), artifact=_text(body, "artifact", 1000),
-                    commit=_text(body, "commit", 80), pipeline_url=pipeline_url, note=_text(body, "note", 2000))
+                    commit=_text(body, "commit", 80), pipeline_url=pipeline_url, note=_text(body, "note", 2000),
+                    **provenance(body, status))
     if actor is not None or pipeline.act_for_people:
         _required_actor(actor)  # a malformed body is a 400 before anything is looked up
     release_state(svc.db, release_id)  # 404 before asking Slack about the actor
@@ -304,6 +325,20 @@ def _text(body: Mapping[str, Any], key: str, limit: int) -> str | None:
     if len(value) > limit:
         raise ApiError(400, f"{key} is longer than {limit} characters")
     return value or None
+
+
+def provenance(body: Mapping[str, Any], status: str) -> dict[str, Any]:
+    """tag (null, said: not built from a tag), commit_time, and a rollback's two times, from a report."""
+    times = {key: parse_instant(body[key], key) for key in ("rollback_decided_at", "restored_at")
+             if body.get(key) is not None}
+    if times and status != "rolled_back":
+        raise ApiError(400, f"{', '.join(times)} belong to a rolled_back report, not {status}")
+    if "tag" in body and body["tag"] is not None and not _text(body, "tag", 200):
+        raise ApiError(400, "tag must be the tag the artefact was built from, or null when it was not built from one")
+    return {"tag": _text(body, "tag", 200), "untagged": "tag" in body and body["tag"] is None,
+            "commit_time": parse_instant(body["commit_time"], "commit_time") if body.get("commit_time") is not None
+            else None,
+            "times": RollbackTimes(times.get("rollback_decided_at"), times.get("restored_at")) if times else None}
 
 
 def _checklist(value: Any) -> dict[str, bool]:

@@ -1,4 +1,4 @@
-"""The deployment gate, the deployment itself, rollback, and its outcome.
+"""The deployment gate, the deployment itself, and its outcome (rollback: commands/rollback.py).
 
 QMS §3.4: the person who executes a deployment is never one of its go/no-go
 approvers; that is the one structural rule no team size relaxes. It is a
@@ -21,7 +21,7 @@ from commands import announce, deferred, frequency, planning
 from commands.approval import GO, NOGO
 from commands.clock import Clock
 from commands.decision import Decision, decide
-from commands.errors import InputError, Refused, required_reason
+from commands.errors import InputError, Refused
 from commands.outcome import Actor, Outcome
 from commands.classification import controls
 from commands.policy import Policy
@@ -219,30 +219,6 @@ def _in_scope(release: Release, who: Deployer) -> None:
         raise Refused(scope, "pipeline_scope")
 
 
-def rollback_check(d: Decision, who: Deployer) -> Deployment:
-    release = d.release
-    dep = deployment_of(d.session, release)
-    if release.state not in (DEPLOYING, STABILISING) or dep is None:
-        raise Refused(f"{release.ref} is {release.state}; only a deployment in progress or in its "
-                      "stabilisation window can be rolled back.", "not_deployed")
-    _in_scope(release, who)
-    _deployer_or(who, dep, f"A rollback of {release.ref} is decided by the deploying engineer or on-call "
-                           "(operations), or a release manager (QMS 4.5).")
-    return dep
-
-
-def rollback_change(d: Decision, who: Deployer, dep: Deployment, reason: str) -> Outcome:
-    release = d.release
-    before = snapshot(release)
-    release.state = ROLLING_BACK
-    dep.rollback_decided_at, dep.rollback_decided_by = d.now, who.user_id
-    ev = d.record("rollback_decided", before=before, reason=reason)
-    announce.approval_update(d.session, release, d.now, ev)
-    announce.note(d.session, release, "rollback_decided", d.now, by=who.user_id, reason=reason)
-    return Outcome(f"Rollback of {release.ref} decided at {when(d.now, show='t')}. When service is restored: "
-                   f"/release done {release.ref} outcome=rolled_back.", release, changed=True)
-
-
 def finish_replay(d: Decision, who: Deployer, outcome: str) -> Outcome | None:
     if pipeline_scope(d.release, who):
         return None
@@ -267,14 +243,14 @@ def finish_check(d: Decision, who: Deployer, outcome: str) -> Deployment:
 
 
 def finish_change(d: Decision, who: Deployer, dep: Deployment, outcome: str, policy: Policy,
-                  note: str | None, link: str | None) -> Outcome:
+                  note: str | None, link: str | None, times=None) -> Outcome:
+    """`times`: a commands.rollback.RollbackTimes, what the report of a rollback said about its two times."""
+    from commands import rollback  # it builds on this module's checks; imported here to keep one direction
     release, now = d.release, d.now
     before = snapshot(release)
     dep.finished_at, dep.outcome, dep.note, dep.link = now, outcome, note, link
     if outcome == "rolled_back":
-        if dep.rollback_decided_at is None:  # decided and done in one step
-            dep.rollback_decided_at, dep.rollback_decided_by = now, who.user_id
-        dep.restored_at = now
+        rollback.restore(d, who, dep, times)  # InputError (nothing written) when the times cannot be true
         release.state = ROLLED_BACK
     elif outcome == "failed":
         release.state = FAILED
@@ -288,6 +264,8 @@ def finish_change(d: Decision, who: Deployer, dep: Deployment, outcome: str, pol
                          "stabilisation_ends_at": dep.stabilisation_ends_at})
     announce.approval_update(d.session, release, now, ev)
     announce.note(d.session, release, f"deployment_{outcome}", now)
+    if outcome == "rolled_back":
+        rollback.check_slo(d, who, dep, policy)
     if release.effective_type == "emergency":
         deferred.owe(d.session, release, now, policy)
     _owe_aftercare(d.session, release, dep, outcome, now, policy)
@@ -353,22 +331,13 @@ def deployment_of(session: Session, release: Release) -> Deployment | None:
     return session.exec(select(Deployment).where(Deployment.release_id == release.id)).first()
 
 
-def decide_rollback(db: Engine, who: Deployer, release_id: int, reason: str, clock: Clock) -> Outcome:
-    """QMS §4.5: the on-call or deploying engineer decides a rollback without further approval."""
-    reason = required_reason(reason, "a rollback decision needs a reason (the trigger)",
-                             '/release rollback REL-12 reason="error rate +20% for 5 min"')
-    return decide(db, release_id, who.audit_name, "rollback", clock.now(),
-                  check=lambda d: rollback_check(d, who),
-                  change=lambda d: rollback_change(d, who, d.context, reason))
-
-
 def finish_deployment(db: Engine, who: Deployer, release_id: int, outcome: str, clock: Clock, policy: Policy,
-                      note: str | None = None, link: str | None = None) -> Outcome:
+                      note: str | None = None, link: str | None = None, times=None) -> Outcome:
     valid_outcome(outcome)
     return decide(db, release_id, who.audit_name, "finish", clock.now(),
                   replay=lambda d: finish_replay(d, who, outcome),
                   check=lambda d: finish_check(d, who, outcome),
-                  change=lambda d: finish_change(d, who, d.context, outcome, policy, note, link),
+                  change=lambda d: finish_change(d, who, d.context, outcome, policy, note, link, times),
                   refusal_detail={"outcome": outcome})
 
 

@@ -14,20 +14,17 @@ from typing import Any, Mapping
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
 
-from commands import nonconformance
+from commands import unmatched
 from commands.clock import Clock
 from commands.deploy import CHECKLIST, Deployer
 from commands.github_gate import match_release
-from commands.github_policy import PRODUCTION
 from commands.outcome import Outcome
 from commands.pipeline import Report, report_deployment
 from commands.policy import Policy
-from storage.db import read, transaction
+from commands.rollback import is_production
+from storage.db import read
 from storage.github_models import GithubRequest
-from storage.models import NonConformance, UnmatchedDeployment
 
 # GitHub's deployment states -> the pipeline API's report statuses; the others (queued, pending, inactive)
 # say nothing the release records
@@ -89,40 +86,14 @@ def deployment_status(db: Engine, ev: StatusEvent, who: Deployer, clock: Clock, 
     if release_id is not None:
         return report_deployment(db, who, release_id, report(ev), clock, policy)
     service, environment = policy.github.environment(ev.repo, ev.environment)  # type: ignore[misc]
-    if ev.state != "success" or environment != PRODUCTION:
+    if ev.state != "success" or not is_production(policy, environment):
         return Outcome(f"no release matches ({why}); a {ev.state} in {environment} is not recorded", None)
-    with transaction(db) as session:
-        nc = record_unmatched(session, ev, service, environment, who.audit_name, why or "", clock)
-    return Outcome(f"non-conformance {nc.id}: {nc.detail}", None, changed=True, refused=True,
-                   data={"nonconformance": nc.id})
-
-
-def record_unmatched(session: Session, ev: StatusEvent, service: str, environment: str, actor: str, why: str,
-                     clock: Clock) -> NonConformance:
-    """QMS 6.2: a production deployment without an approved release record, once per GitHub deployment.
-    (Kept small and separate: it folds into the pipeline API's own unmatched-deployment recorder.)"""
-    now = clock.now()
-    external = f"github:{ev.deployment_id}"
-    unmatched = session.scalars(select(UnmatchedDeployment).where(UnmatchedDeployment.external_id == external)).first()
-    if unmatched is None:
-        unmatched = UnmatchedDeployment(external_id=external, source="github", service=service,
-                                        environment=environment, status="succeeded", commit=(ev.sha or "")[:80] or None,
-                                        tag=(ev.ref or "")[:200] or None, actor=actor[:200], pipeline="github",
-                                        url=ev.url, reported_at=now,
-                                        details={"repo": ev.repo, "github_environment": ev.environment,
-                                                 "deployment_id": ev.deployment_id, "sender": ev.sender,
-                                                 "why": why})
-        try:
-            with session.begin_nested():  # another process may record the same deployment at the same moment
-                session.add(unmatched)
-                session.flush()
-        except IntegrityError:
-            unmatched = session.scalars(select(UnmatchedDeployment)
-                                        .where(UnmatchedDeployment.external_id == external)).one()
-    detail = (f"{ev.repo} deployed {ev.ref or ev.sha or 'a build'} to {ev.environment} ({service} {environment}) "
-              f"as GitHub deployment {ev.deployment_id}, by {ev.sender}, matching no approved release ({why}): "
-              "a production deployment without an approved release record")
-    nc, _ = nonconformance.record(session, None, kind=nonconformance.DEPLOYMENT_WITHOUT_APPROVAL,
-                                  subject=external, detail=detail, actor=actor, now=now, service=service,
-                                  unmatched_id=unmatched.id)
-    return nc
+    # the same recorder as the pipeline API's POST /api/v1/deployments: one row and one NC per GitHub deployment
+    out = unmatched.record_unmatched(db, unmatched.UnmatchedReport(
+        service=service, environment=environment, status="succeeded", reporter=who.audit_name,
+        commit=(ev.sha or "")[:80] or None, tag=(ev.ref or "")[:200] or None, actor=ev.sender,
+        pipeline_url=ev.url, details={"repo": ev.repo, "github_environment": ev.environment,
+                                      "deployment_id": ev.deployment_id, "sender": ev.sender, "why": why}),
+        "github", f"github:{ev.deployment_id}", clock, policy)
+    return Outcome(out.message, None, changed=out.created, refused=True,
+                   data={"nonconformance": out.nonconformances[0] if out.nonconformances else None})

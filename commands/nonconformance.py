@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 DEPLOYMENT_WITHOUT_APPROVAL = "deployment_without_approval"
 EMERGENCY_FREQUENCY = "emergency_frequency"
 DEFERRED_STEP_OVERDUE = "deferred_step_overdue"
+UNTAGGED_BUILD = "untagged_build"  # an artefact not built from a tagged, reviewed commit via the pipeline
+ROLLBACK_SLO_EXCEEDED = "rollback_slo_exceeded"  # restored - decided over [deployment] rollback_slo
+MISCLASSIFICATION = "misclassification"  # found after deployment (one accepted at request time is an exception)
 NOTIFIED_ROLES = ("release_manager",)
 # An outbox row of its own kind (not announce.REMINDER): an NC may name no release, whose thread it would need.
 NC_REMINDER = "nc_reminder"

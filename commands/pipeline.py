@@ -2,15 +2,22 @@
 
 The Pipeline API (bot/api.py) only authenticates, parses and maps the
 Outcome to a status; the rules are here. Each report is one decision in one
-transaction: a report for a release that was never approved is recorded as
-a non-conformance (QMS 6.2); `rolled_back` reported during stabilisation is
-the rollback decision and the restoration at once, as a pipeline that rolls
-back by itself knows only the end.
+transaction. Non-conformances it records (QMS 6.2), each once however often
+the report is repeated:
+- a report for a release that was never approved (one per distinct report);
+- in production, an outcome reported for a release whose deployment never
+  started through the gate: deployed without an approved release record too;
+- in production, `"tag": null` (the artefact was not built from a tag);
+- a rollback over the SLO (commands.rollback), on restore.
+`rolled_back` reported during stabilisation is the rollback decision and
+the restoration in one step; the report may say when each happened
+(`rollback_decided_at`, `restored_at`), else commands.rollback's rule applies.
 """
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Mapping
 
 from sqlalchemy.engine import Engine
@@ -18,13 +25,14 @@ from sqlalchemy.engine import Engine
 from commands import nonconformance
 from commands.clock import Clock
 from commands.decision import Decision, decide
-from commands.deploy import (Deployer, finish_change, finish_check, finish_replay, gate_reasons, rollback_change,
-                             rollback_check, start_change, start_check, start_replay)
+from commands.deploy import (Deployer, deployment_of, finish_change, finish_check, finish_replay, gate_reasons,
+                             start_change, start_check, start_replay)
 from commands.errors import CouldNotCheck
 from commands.outcome import Outcome
 from commands.policy import Policy
+from commands.rollback import RollbackTimes, is_production, rollback_check, rollback_change
 from commands.states import STABILISING
-from storage.models import NonConformance
+from storage.models import Deployment, NonConformance, Release
 
 # what a pipeline reports -> the outcome it records (None: the start)
 STATUSES: dict[str, str | None] = {"started": None, "succeeded": "success", "failed": "failed",
@@ -39,6 +47,10 @@ class Report:
     commit: str | None = None
     pipeline_url: str | None = None
     note: str | None = None
+    tag: str | None = None
+    untagged: bool = False  # "tag": null, said explicitly: the build was not from a tag (QMS 6.2)
+    commit_time: datetime | None = None
+    times: RollbackTimes | None = None  # what a rolled_back report says about the rollback's two times
 
     def detail(self) -> str:
         return " ".join(f"{k}={v}." for k, v in (("artifact", self.artifact), ("commit", self.commit),
@@ -61,6 +73,8 @@ def report_deployment(db: Engine, who: Deployer, release_id: int, report: Report
             return "unapproved"  # not refused: recorded as what it is
         if outcome is None:
             return start_check(d, who, report.checklist, policy, refusal)
+        if deployment_of(d.session, d.release) is None and is_production(policy, d.release.environment):
+            return "ungated"  # it ended, so it ran: outside the gate, recorded as what it is
         if outcome == "rolled_back" and d.release.state == STABILISING:
             # finished once already (success): deciding the rollback is what needs checking, and it
             # asks the same of the reporter as recording the end does
@@ -70,13 +84,20 @@ def report_deployment(db: Engine, who: Deployer, release_id: int, report: Report
     def change(d: Decision) -> Outcome:
         if d.context == "unapproved":
             return _nonconformance(d, who, report, policy)
+        if d.context == "ungated":
+            return _ungated(d, who, report, policy)
         if outcome is None:
-            return start_change(d, who, report.checklist, report.artifact, report.commit, report.pipeline_url,
-                                policy)
+            out = start_change(d, who, report.checklist, report.artifact, report.commit, report.pipeline_url,
+                               policy)
+            provenance(d, who, deployment_of(d.session, d.release), report, policy)
+            return out
         deciding, dep = d.context
         if deciding:
-            rollback_change(d, who, dep, report.note or "reported rolled back by the pipeline")
-        return finish_change(d, who, dep, outcome, policy, report.note, report.pipeline_url)
+            # the report is the decision too: with only the restore said, no earlier decision is known
+            decided = (report.times.decided_at or report.times.restored_at) if report.times else None
+            rollback_change(d, who, dep, report.note or "reported rolled back by the pipeline", decided)
+        provenance(d, who, dep, report, policy)
+        return finish_change(d, who, dep, outcome, policy, report.note, report.pipeline_url, report.times)
 
     out = decide(db, release_id, who.audit_name, "deploy" if outcome is None else "finish", clock.now(),
                  replay=replay, check=check, change=change, refusal_detail=refusal)
@@ -95,6 +116,7 @@ def _nonconformance(d: Decision, who: Deployer, report: Report, policy: Policy) 
         except CouldNotCheck as exc:  # what happened is recorded all the same
             reasons = [exc.message]
     nc = record_unapproved(d, who, report.status, report.detail(), policy)
+    untagged(d.session, release, who, report, policy, d.now)
     reasons.append(f"{release.ref} was never approved: a deployment reported for it is a non-conformance "
                    f"(QMS 6.2), recorded as non-conformance {nc.id} and posted to the release channel")
     return Outcome("\n".join(reasons), release, changed=True, refused=True,
@@ -111,4 +133,45 @@ def record_unapproved(d: Decision, who: Deployer, status: str, detail: str,
     nc, _ = nonconformance.record(d.session, release, kind=nonconformance.DEPLOYMENT_WITHOUT_APPROVAL,
                                   subject=subject, detail=text, actor=who.audit_name, now=d.now, policy=policy,
                                   status=status)
+    return nc
+
+
+def _ungated(d: Decision, who: Deployer, report: Report, policy: Policy) -> Outcome:
+    """QMS §6.2: an outcome reported for an approved release that never started through the gate. The
+    deployment ran without the gate's checks, so it has no approved record of its own: recorded once,
+    whatever it reported and however often. The release itself is left as it is."""
+    release = d.release
+    text = (f"{who.audit_name} reported '{report.status}' for {release.ref} ({release.state}), but no deployment "
+            f"of it started through the gate. {report.detail()}").strip()
+    nc, _ = nonconformance.record(d.session, release, kind=nonconformance.DEPLOYMENT_WITHOUT_APPROVAL,
+                                  subject=f"{release.ref}:ungated", detail=text, actor=who.audit_name, now=d.now,
+                                  status=report.status, policy=policy)
+    untagged(d.session, release, who, report, policy, d.now)
+    reason = (f"no deployment of {release.ref} started through the gate: a deployment reported without one is "
+              f"a non-conformance (QMS 6.2), recorded as {nc.ref}; start deployments with status \"started\"")
+    return Outcome(reason, release, changed=True, refused=True, data={"reasons": [reason], "nonconformance": nc.id})
+
+
+def provenance(d: Decision, who: Deployer, dep: Deployment | None, report: Report, policy: Policy) -> None:
+    """What the report says of where the artefact came from, kept on the deployment (first said wins)."""
+    if dep is None:
+        return
+    if report.tag and dep.tag is None:
+        dep.tag = report.tag
+    if report.commit_time and dep.commit_time is None:
+        dep.commit_time = report.commit_time
+    untagged(d.session, d.release, who, report, policy, d.now, dep.id)
+
+
+def untagged(session, release: Release, who: Deployer, report: Report, policy: Policy, now: datetime,
+             deployment_id: int | None = None) -> NonConformance | None:
+    """QMS §6.2: an artefact deployed to production that was not built from a tagged commit. Once per release."""
+    if not report.untagged or not is_production(policy, release.environment):
+        return None
+    detail = (f"{who.audit_name} reported that the artefact of {release.ref} was not built from a tag "
+              f"(\"tag\": null). {report.detail()}").strip()
+    nc, _ = nonconformance.record(session, release, kind=nonconformance.UNTAGGED_BUILD,
+                                  subject=f"{release.ref}:untagged",
+                                  detail=detail, actor=who.audit_name, now=now, deployment_id=deployment_id,
+                                  status=report.status, policy=policy)
     return nc

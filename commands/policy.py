@@ -73,6 +73,8 @@ DEFAULTS: dict[str, Any] = {
         "retrospective_types": ["major", "emergency"],  # §6.1; §4.6: emergencies within 5 business days
         "retrospective_business_days": 5,
         "retrospective_remind_before": "24h",
+        "rollback_slo": "15m",  # §4.5: previous version confirmed stable within this of the decision (§6.2)
+        "production_environments": ["production"],  # where §6.2's "production deployment" rules apply
     },
     # QMS §4.4 step 1 and §5.1: blackouts and conflicting releases are checked at planning time.
     "calendar": {
@@ -135,6 +137,8 @@ class DeploymentPolicy:
     closing_role: str = "release_manager"
     stuck_grace: timedelta = timedelta(minutes=30)
     deployers: tuple[str, ...] = ("operations", "platform_lead")  # the roles that may start a deployment
+    rollback_slo: timedelta = timedelta(minutes=15)
+    production_environments: tuple[str, ...] = ("production",)
 
 
 @dataclass(frozen=True)
@@ -314,7 +318,15 @@ def _deployment_policy(spec: Mapping[str, Any], source: str) -> DeploymentPolicy
         retrospective_types=tuple(retro_types), retrospective_business_days=days,
         retrospective_remind_before=_duration(spec, "deployment", "retrospective_remind_before", source),
         closing_role=closing, stuck_grace=_duration(spec, "deployment", "stuck_grace", source),
-        deployers=tuple(deployers))
+        deployers=tuple(deployers), rollback_slo=_duration(spec, "deployment", "rollback_slo", source),
+        production_environments=_names(spec, "production_environments", source))
+
+
+def _names(spec: Mapping[str, Any], key: str, source: str) -> tuple[str, ...]:
+    value = spec.get(key)
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise PolicyError(source, f"deployment.{key}", 'must be a list of environment names, e.g. ["production"]')
+    return tuple(value)
 
 
 def _delivery_policy(spec: Mapping[str, Any], source: str) -> DeliveryPolicy:

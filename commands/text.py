@@ -33,10 +33,13 @@ USAGE: dict[str, str] = {
             "after approval it needs reason=)",
     "accept": '/release accept REL-12 reason="…"   (a release manager accepts a misclassification; '
               "the requested type's controls then apply alone)",
+    "misclassified": '/release misclassified REL-12 reason="…"   (a release manager, after deployment: the type '
+                     "was wrong; a non-conformance, QMS 6.2)",
     "reschedule": '/release reschedule REL-12 start="YYYY-MM-DD HH:MM" [tz=…] [duration=…] [reason="…"]',
     "deploy": "/release deploy REL-12   (opens the pre-deployment checklist)",
     "rollback": '/release rollback REL-12 reason="…"',
-    "done": "/release done REL-12 outcome=success|rolled_back|failed [note=…] [link=…]",
+    "done": "/release done REL-12 outcome=success|rolled_back|failed [note=…] [link=…]   (rolled_back: "
+            '[decided="YYYY-MM-DD HH:MM"] [restored="YYYY-MM-DD HH:MM"], in your zone)',
     "signoff": "/release signoff REL-12 [role=qa_lead|operations|release_manager]",
     "followup": '/release followup REL-12 evidence="…" [actions="…"]',
     "retro": '/release retro REL-12 notes="…" [actions="…"]',
@@ -78,10 +81,11 @@ _KEYS: dict[str, set[str]] = {
     "cancel": {"reason"},
     "edit": {"version", "summary", "start", "tz", "duration", "risk", "rollback", "links", "reason"},
     "accept": {"reason"},
+    "misclassified": {"reason"},
     "reschedule": {"start", "tz", "duration", "reason"},
     "deploy": set(),
     "rollback": {"reason"},
-    "done": {"outcome", "note", "link"},
+    "done": {"outcome", "note", "link", "decided", "restored"},
     "signoff": {"role"},
     "followup": {"evidence", "actions"},
     "retro": {"notes", "actions"},
@@ -113,8 +117,8 @@ _BLACKOUT_KEYS = {
     "list": set(),
     "remove": {"reason"},
 }
-_NEEDS_REF = {"assess", "go", "nogo", "withdraw", "show", "cancel", "edit", "accept", "reschedule", "deploy", "rollback",
-              "done", "signoff", "followup", "retro", "override", "validate", "step", "evidence"}
+_NEEDS_REF = {"assess", "go", "nogo", "withdraw", "show", "cancel", "edit", "accept", "misclassified", "reschedule",
+              "deploy", "rollback", "done", "signoff", "followup", "retro", "override", "validate", "step", "evidence"}
 _REF = re.compile(r"^(?:REL-)?(\d+)\Z", re.IGNORECASE | re.ASCII)
 _NUMBER = re.compile(r"^\d+\Z", re.ASCII)
 # Ids are 32-bit in every table; a bigger number names nothing (and would overflow PostgreSQL's integer).

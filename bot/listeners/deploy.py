@@ -13,6 +13,7 @@ from commands.errors import InputError
 from commands.record import show_release
 from commands.text import UNSTORABLE, parse_ref, unstorable_field
 
+from bot.listeners import rollback_form
 from bot.listeners.common import answer_to, carry_answer, just_ack, run
 from bot.listeners.home import mark, refresh
 from bot.messages import aftercare as msg
@@ -95,11 +96,15 @@ def register(app: App, svc: Services) -> None:
     def outcome_clicked(body, action, client):
         release_id, outcome = action["value"].split(":", 1)
         user = body["user"]["id"]
-        run(svc, answer_to(svc, client, body),
+        tell = answer_to(svc, client, body)
+        if outcome == "rolled_back" and rollback_form.open_form(svc, client, body, parse_ref(release_id), tell):
+            return  # the form asks when it was decided and restored; its submission records it
+        run(svc, tell,
             lambda: finish_deployment(svc.db, deployer(svc, user), parse_ref(release_id), outcome, svc.clock,
                                       svc.policy))
 
     app.action(msg.OUTCOME_ACTION)(ack=just_ack, lazy=[outcome_clicked])
+    rollback_form.register(app, svc, deployer)
 
     def signoff_clicked(body, action, client):
         release_id, role = action["value"].split(":", 1)

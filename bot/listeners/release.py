@@ -22,7 +22,9 @@ from commands.replan import reschedule_to_slot
 from commands.text import USAGE, ParsedCommand, parse_command, parse_ref
 from commands.aftercare import record_task, sign_off, validate
 from commands.deferred import record_step
-from commands.deploy import Deployer, decide_rollback, finish_deployment
+from commands.deploy import Deployer, finish_deployment
+from commands.misclassification import record_misclassification
+from commands.rollback import decide_rollback, form_times
 from commands.vote import cast_vote, withdraw_vote
 
 from storage import outbox
@@ -263,6 +265,21 @@ def _read(svc: Services, cmd: ParsedCommand, user: str, respond, tell) -> None:
     run(svc, tell, work, form_of=cmd.name)
 
 
+def _rollback_times(svc: Services, a: dict, user: str, client):
+    """decided= / restored= of `/release done … outcome=rolled_back`, read in the person's zone (their Slack
+    profile; UTC when Slack cannot say); None when neither is given (commands.rollback's rule)."""
+    if "decided" not in a and "restored" not in a:
+        return None
+    if a.get("outcome") != "rolled_back":
+        raise InputError("decided= and restored= go with outcome=rolled_back", field="decided", form=USAGE["done"])
+    try:
+        return form_times(a.get("decided"), a.get("restored"), user_profile(client, user)[0] or "UTC",
+                          svc.clock.now())
+    except FieldErrors as exc:
+        raise InputError("; ".join(f"{k}=: {v}" for k, v in exc.errors.items()), field=next(iter(exc.errors)),
+                         form=USAGE["done"]) from None
+
+
 def _change(svc: Services, cmd: ParsedCommand, user: str, client) -> Outcome:
     actor = svc.actor(user)
     a, rid = cmd.args, cmd.release_id
@@ -283,6 +300,8 @@ def _change(svc: Services, cmd: ParsedCommand, user: str, client) -> Outcome:
         return edit_release(svc.db, actor, rid, a, svc.clock, svc.policy, locale=locale())
     if cmd.name == "accept":
         return accept_misclassification(svc.db, actor, rid, a.get("reason", ""), svc.clock, svc.policy)
+    if cmd.name == "misclassified":
+        return record_misclassification(svc.db, actor, rid, a.get("reason", ""), svc.clock, svc.policy)
     if cmd.name == "override":
         return override_flags(svc.db, actor, rid, a.get("kind", ""), a.get("reason", ""), svc.clock, svc.policy)
     if cmd.name == "reschedule":
@@ -294,7 +313,7 @@ def _change(svc: Services, cmd: ParsedCommand, user: str, client) -> Outcome:
         if "outcome" not in a:
             raise InputError("done needs outcome=success, rolled_back or failed", field="outcome", form=USAGE["done"])
         return finish_deployment(svc.db, who, rid, a["outcome"], svc.clock, svc.policy, note=a.get("note"),
-                                 link=a.get("link"))
+                                 link=a.get("link"), times=_rollback_times(svc, a, user, client))
     if cmd.name == "rollback":
         return decide_rollback(svc.db, who, rid, a.get("reason", ""), svc.clock)
     if cmd.name == "signoff":

@@ -28,9 +28,10 @@ TOPICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
               "non-conformance register and its corrective actions (QMS 6.2).", ("signoff", "followup", "retro", "nc")),
     "calendar": ("Calendar", "What is planned, and the blackouts (freezes) no release may fall in.",
                  ("calendar", "blackout")),
-    "admin": ("Admin", "Roles come from the policy file; release managers accept misclassifications, flags are "
-              "overridden in writing; release managers and auditors take a release's evidence packet.",
-              ("roles", "accept", "override", "evidence")),
+    "admin": ("Admin", "Roles come from the policy file; release managers accept misclassifications (or record one "
+              "found after deployment), flags are overridden in writing; release managers and auditors take a "
+              "release's evidence packet.",
+              ("roles", "accept", "misclassified", "override", "evidence")),
 }
 assert tuple(TOPICS) == HELP_TOPICS  # the parser accepts exactly the topics written here
 _A_DATE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}")

@@ -273,13 +273,17 @@ def test_outcomes_are_recorded_like_the_slack_buttons(api_bot, api, db, clock, s
     assert counts(db) == before
 
 
-def test_an_outcome_without_a_deployment_gets_409(api_bot, api, db, clock):
+def test_an_outcome_without_a_deployment_gets_409_and_is_a_nonconformance(api_bot, api, db, clock):
+    # in production it ran without the gate: QMS 6.2's "production deployment without an approved release
+    # record" (tests/e2e/test_api_reports.py has the rest)
     approved(api_bot, db)
     r = report(api, "succeeded")
     assert r.status_code == 409
-    assert r.json()["error"] == "REL-1 has no deployment in progress (it is approved)."
+    with Session(db) as s:
+        [nc] = list(s.exec(select(NonConformance)))
+    assert r.json()["nonconformance"] == nc.id and "started through the gate" in r.json()["reasons"][0]
     assert release(db).state == "approved" and deployments(db) == []
-    [ev] = events(db, "finish_refused")
+    [ev] = events(db, "nonconformance")
     assert ev.actor == "U0OPS via pipeline:deploy-pipeline"
 
 

@@ -17,7 +17,8 @@ from conftest import ROLES, actor
 from storage.db import transaction
 from storage.models import Emergency, NonConformance, Task
 from test_deployment_outcomes import ALL_CHECKED, deploying, finish, nonconformances, row, who
-from commands.deploy import decide_rollback, start_deployment
+from commands.deploy import start_deployment
+from commands.rollback import decide_rollback
 from bot.times import iso_times
 from unit_support import assessed, counts, events, new_release, outbox_keys, release
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from commands.deploy import Deployer, decide_rollback, finish_deployment
+from commands.deploy import Deployer, finish_deployment
+from commands.rollback import decide_rollback
 from commands.errors import CouldNotCheck
 from commands.outcome import Actor
 from commands.pipeline import Report, report_deployment
