@@ -91,9 +91,10 @@ def deployment_status(db: Engine, ev: StatusEvent, who: Deployer, clock: Clock, 
     # the same recorder as the pipeline API's POST /api/v1/deployments: one row and one NC per GitHub deployment
     out = unmatched.record_unmatched(db, unmatched.UnmatchedReport(
         service=service, environment=environment, status="succeeded", reporter=who.audit_name,
-        commit=(ev.sha or "")[:80] or None, tag=(ev.ref or "")[:200] or None, actor=ev.sender,
+        artifact=(ev.ref or "")[:200] or None, commit=(ev.sha or "")[:80] or None, tag=(ev.ref or "")[:200] or None, actor=ev.sender,
         pipeline_url=ev.url, details={"repo": ev.repo, "github_environment": ev.environment,
-                                      "deployment_id": ev.deployment_id, "sender": ev.sender, "why": why}),
+                                      "deployment_id": ev.deployment_id, "sender": ev.sender,
+                                      "why": f"GitHub {ev.repo}, deployment {ev.deployment_id}: {why}"}),
         "github", f"github:{ev.deployment_id}", clock, policy)
     return Outcome(out.message, None, changed=out.created, refused=True,
                    data={"nonconformance": out.nonconformances[0] if out.nonconformances else None})

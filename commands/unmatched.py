@@ -133,6 +133,8 @@ def _nonconformances(session: Session, named: Release | None, row: UnmatchedDepl
             f"{report.environment}" + (f" by {report.actor}" if report.actor else "")
             + (f" for {named.ref} ({named.state}) outside its gate" if named else ", naming no release")
             ).replace("  ", " ")
+    if (report.details or {}).get("why"):  # why nothing matched, as the caller found it (GitHub's lookup)
+        what += f" ({report.details['why']})"
     also = f"; {match.ref} is approved for this version but the deployment did not go through its gate" if match else ""
     nonconformance.record(session, named, kind=nonconformance.DEPLOYMENT_WITHOUT_APPROVAL,
                           subject=f"unmatched:{row.id}", detail=f"{what}: a production deployment without an "

@@ -50,7 +50,10 @@ def test_a_production_deployment_naming_no_release_is_kept_and_is_one_non_confor
     assert out.nonconformances == again.nonconformances == (nc.ref,)
     assert "naming no release" in nc.detail and "without an approved release record" in nc.detail
     assert [e.action for e in events(db)] == ["deployment_unmatched", "nonconformance"]
-    assert outbox_keys(db) == [f"nonconformance:{nc.id}"]  # to the release channel; there is no thread
+    # to the release channel (there is no thread), and the register's reminders of its due date
+    assert [k for k in outbox_keys(db) if not k.startswith("nc-reminder:")] == [f"nonconformance:{nc.id}"]
+    assert sorted(k for k in outbox_keys(db) if k.startswith("nc-reminder:")) == [
+        f"nc-reminder:{nc.id}:nc_due", f"nc-reminder:{nc.id}:nc_escalation", f"nc-reminder:{nc.id}:nc_soon"]
     assert row(db, f"nonconformance:{nc.id}").payload["ref"] == nc.ref
 
 
