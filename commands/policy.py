@@ -21,6 +21,7 @@ from typing import Any, Mapping
 from calendars.timeparse import TimeInputError, parse_duration, zone
 from calendars.windows import DeploymentWindows, parse_clock, parse_days
 from commands.emergency_policy import EMERGENCY_DEFAULTS, EmergencyPolicy, emergency_policy
+from commands.metrics_policy import METRICS_DEFAULTS, MetricsPolicy, metrics_policy
 
 RELEASE_TYPES = ("major", "minor", "patch", "security", "emergency", "infrastructure")
 ROLES = (
@@ -87,6 +88,7 @@ DEFAULTS: dict[str, Any] = {
     # before it is dead-lettered and stops holding up the release's later messages.
     "delivery": {"dead_letter_after": "24h"},
     "emergency": dict(EMERGENCY_DEFAULTS),  # commands/emergency_policy.py
+    "metrics": copy.deepcopy(METRICS_DEFAULTS),  # commands/metrics_policy.py
 }
 # tables whose keys are names the operator chooses (people's roles, environments)
 # (and default_hours, so that a key it does not take, such as tz, is refused with its whole right form)
@@ -181,6 +183,7 @@ class Policy:
     calendar: CalendarPolicy = None  # type: ignore[assignment]  (always set by from_mapping)
     delivery: DeliveryPolicy = None  # type: ignore[assignment]  (always set by from_mapping)
     emergency: EmergencyPolicy = field(default_factory=EmergencyPolicy)
+    metrics: MetricsPolicy = field(default_factory=MetricsPolicy)
     source: str = "built-in defaults"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -230,6 +233,7 @@ class Policy:
                                              set((data.get("calendar") or {}).get("max_concurrent") or {})),
                    delivery=_delivery_policy(merged["delivery"], source),
                    emergency=emergency_policy(merged["emergency"], source),
+                   metrics=metrics_policy(merged["metrics"], tuple(envs), default_env, source),
                    source=source,
                    raw=MappingProxyType(dict(merged)))
 
