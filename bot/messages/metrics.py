@@ -73,12 +73,20 @@ def review_text(kind: str, period: Period, report: MetricsReport, previous: Metr
                 f"`releasebot metrics --snapshot {period.label}` reprints them.")
         figures = list(report.figures)
     parts = [head, *(line(f, _previous(previous, f.key)) for f in figures)]
-    parts.append("*Rollbacks:* " + (", ".join(report.rollbacks) if report.rollbacks else "none"))
-    parts.append("*Emergency releases:* " + (", ".join(report.emergencies) if report.emergencies else "none"))
     outside = report.outside_target()
     if outside:
         owner = "named action items with an owner are due" if kind == "monthly" else "to be escalated"
         parts.append(f"*Outside target* ({owner}): " + ", ".join(f"{f.label} ({f.text})" for f in outside))
     else:
         parts.append("*Outside target:* none")
+    parts.append("*Rollbacks:* " + _refs(report.rollbacks))
+    parts.append("*Emergency releases:* " + _refs(report.emergencies))
     return _clip("\n".join(parts), COMMENT_LIMIT)
+
+
+def _refs(refs: tuple[str, ...], most: int = 30) -> str:
+    """The releases, or the first of them and how many more (`releasebot metrics --explain` has all)."""
+    if not refs:
+        return "none"
+    shown = ", ".join(refs[:most])
+    return shown if len(refs) <= most else f"{shown} and {len(refs) - most} more"
