@@ -20,7 +20,7 @@ from sqlmodel import Session, select
 
 from commands import announce
 from commands.metrics import MetricsReport, compute_in
-from commands.metrics_period import Period, monthly_due, parse_period, weekly_due
+from commands.metrics_period import Period, monthly_due, weekly_due
 from commands.policy import Policy
 from storage import audit
 from storage.db import read, transaction
@@ -101,7 +101,7 @@ def tick(db: Engine, now: datetime, policy: Policy, channel: str, render: Render
                         else compute_in(session, before.start, before.end, policy=policy))
             if kind == WEEKLY:
                 args = {"start": (period.end - timedelta(weeks=CHART_WEEKS)).isoformat(),
-                        "end": period.end.isoformat(), "service": None, "title": f"Week {period.label}"}
+                        "end": period.end.isoformat(), "service": None, "title": f"{CHART_WEEKS} weeks to {period.label}"}
             else:
                 args = {"snapshot": kind, "period": period.label, "title": f"KPI report {period.label}"}
             if announce.upload(session, key=k, producer=PRODUCER, args=args, now=now, channel=channel,
@@ -109,6 +109,3 @@ def tick(db: Engine, now: datetime, policy: Policy, channel: str, render: Render
                 queued.append(k)
     return queued
 
-
-def period_of(text: str | None, now: datetime, policy: Policy) -> Period:
-    return parse_period(text, now, policy.metrics)
