@@ -1,6 +1,6 @@
 """The KPI chart: deployment frequency and change failure rate by week, with the QMS 4.2 targets drawn.
 
-A PNG made by matplotlib's Agg backend (no display), sized for Slack's preview (about 360 px wide shows
+A PNG made by matplotlib's Agg backend (no display: matplotlib.figure.Figure renders with Agg when saved), sized for Slack's preview (about 360 px wide shows
 it whole, so the text is large and there are two panels, not one with two axes). Registered as the
 `metrics_chart` upload producer: the file is drawn when the outbox row is sent, from the live record
 (args start/end/service) or from a frozen monthly report (args snapshot/period).
@@ -10,19 +10,16 @@ from __future__ import annotations
 import io
 from datetime import datetime
 
-import matplotlib
+from commands.metrics import MetricsReport, Week, compute
+from commands.metrics_review import PRODUCER, frozen
 
-matplotlib.use("Agg")
-from matplotlib import pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure as Canvas  # noqa: E402
-
-from commands.metrics import MetricsReport, Week, compute  # noqa: E402
-from commands.metrics_review import PRODUCER, frozen  # noqa: E402
-
-from bot import uploads  # noqa: E402
+from bot import uploads
 
 
 def chart_png(weeks: tuple[Week, ...], *, title: str, frequency_target: float, cfr_target: float) -> bytes:
+    # Imported here, not at start-up: matplotlib takes seconds to import, and most processes never draw.
+    # A Figure made directly (not pyplot) needs no display and no global state: Agg renders it.
+    from matplotlib.figure import Figure as Canvas
     fig = Canvas(figsize=(6, 5.2), dpi=100)  # 600 x 520 px; a 360 px preview keeps 13 pt text legible
     top, bottom = fig.subplots(2, 1, sharex=True)
     labels = [w.start.strftime("%d %b") for w in weeks]
@@ -50,7 +47,6 @@ def chart_png(weeks: tuple[Week, ...], *, title: str, frequency_target: float, c
     fig.tight_layout()
     out = io.BytesIO()
     fig.savefig(out, format="png")
-    plt.close("all")
     return out.getvalue()
 
 

@@ -24,7 +24,7 @@ from commands.metrics_period import Period, monthly_due, weekly_due
 from commands.policy import Policy
 from storage import audit
 from storage.db import read, transaction
-from storage.models import MetricSnapshot, Outbox
+from storage.models import MetricSnapshot, Outbox, Release
 
 WEEKLY, MONTHLY = "weekly", "monthly"
 PRODUCER = "metrics_chart"  # bot/metrics_chart.py
@@ -91,6 +91,9 @@ def tick(db: Engine, now: datetime, policy: Policy, channel: str, render: Render
         k = key(kind, period)
         with read(db) as session:  # every tick asks; only the first after it falls due computes
             if session.exec(select(Outbox.id).where(Outbox.key == k)).first() is not None:
+                continue
+            # A period from before the record began (a new install, a new database) has nothing to review.
+            if session.exec(select(Release.id).where(Release.created_at < period.end).limit(1)).first() is None:
                 continue
         with transaction(db) as session:
             snap, _ = freeze(session, kind, period, policy, now)

@@ -175,3 +175,16 @@ def test_the_incidents_api_needs_a_token_and_post(incident_bot):
     assert post(incident_bot, INCIDENT, token="wrong-token-000000000000").status_code == 401
     r = httpx.get(f"{incident_bot.url}/api/v1/incidents", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
     assert r.status_code == 405
+
+
+def test_no_review_is_made_of_a_period_before_the_record_began(db, clock, policy):
+    from bot.messages.metrics import review_text
+    from commands import metrics_review
+    now = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)  # both reviews are due
+    assert metrics_review.tick(db, now, policy, CHANNEL, review_text) == []  # a new, empty database
+    today = datetime(2026, 12, 1, 9, 10, tzinfo=UTC)
+    deployed(db, started=today, requested=today - timedelta(minutes=5))  # the record begins after both periods
+    assert metrics_review.tick(db, now, policy, CHANNEL, review_text) == []
+    deployed(db, started=datetime(2026, 11, 27, 10, tzinfo=UTC))
+    assert metrics_review.tick(db, now, policy, CHANNEL, review_text) == [
+        "metrics-weekly:2026-W48", "metrics-monthly:2026-11"]
