@@ -130,8 +130,8 @@ class _Counted:
     restore: float | None  # seconds to restore a failure, where recorded
 
 
-def _count(facts: Facts, row: Row, policy: Policy) -> _Counted:
-    incidents = facts.incidents.get(row.release_id, [])
+def _count(facts: Facts, row: Row, policy: Policy, success_window: float) -> _Counted:
+    incidents = facts.incidents.get(row.release_id, ())
     window_end = row.stabilisation_ends if row.stabilisation_ends is not None else (row.finished or row.started)
     early = [x for x in incidents if x.opened <= window_end]
     em = None
@@ -139,7 +139,7 @@ def _count(facts: Facts, row: Row, policy: Policy) -> _Counted:
         em = _emergency_between(facts, row, row.finished, row.stabilisation_ends)
     fix = None
     if row.outcome == "success" and row.finished is not None:
-        fix = _emergency_between(facts, row, row.finished, row.finished + policy.metrics.success_window.total_seconds())
+        fix = _emergency_between(facts, row, row.finished, row.finished + success_window)
     success = row.outcome == "success" and row.rollback_decided is None and fix is None
     success_why = ("succeeded" if success else f"emergency REL-{fix} within {_span(policy.metrics.success_window)}"
                    if fix else "rollback decided" if row.rollback_decided else row.outcome.replace("_", " "))
@@ -221,7 +221,8 @@ def _few(n: int) -> str:
 def _report(facts: Facts, start: datetime, end: datetime, service: str | None, policy: Policy,
             explain: bool) -> MetricsReport:
     rows = facts.rows
-    counted = [(row, _count(facts, row, policy)) for row in rows]
+    window = policy.metrics.success_window.total_seconds()
+    counted = [(row, _count(facts, row, policy, window)) for row in rows]
     b = _Builder(policy, explain)
     successes = [r for r in rows if r.outcome == "success"]
     weeks_long = max((end - start).total_seconds() / (7 * 86400), 1 / 7)
@@ -288,10 +289,25 @@ def _utc(d: date, tz: str) -> datetime:
     return datetime(d.year, d.month, d.day, tzinfo=zone(tz)).astimezone(timezone.utc)
 
 
+def _local_days(start: datetime, end: datetime, tz: str) -> tuple[list[date], list[float]]:
+    """Each local day from the Monday of start's week to end, and the epoch second each begins: a row's
+    day is then a bisect, not a zone conversion (100k rows)."""
+    first = _mondays(start, end, tz)[0]
+    last = datetime.fromtimestamp(end.timestamp() - 1e-3, timezone.utc).astimezone(zone(tz)).date()
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    return days, [_utc(d, tz).timestamp() for d in days]
+
+
+def _day_of(t: float, days: list[date], starts: list[float]) -> date:
+    return days[max(0, bisect.bisect_right(starts, t) - 1)]
+
+
 def _weeks(counted: list[tuple[Row, _Counted]], start: datetime, end: datetime, tz: str) -> tuple[Week, ...]:
+    days, starts = _local_days(start, end, tz)
     by: dict[date, list[int]] = defaultdict(lambda: [0, 0, 0])
     for row, c in counted:
-        w = by[_monday(row.started, tz)]
+        day = _day_of(row.started, days, starts)
+        w = by[day - timedelta(days=day.weekday())]
         w[0] += 1
         w[1] += row.outcome == "success"
         w[2] += c.failure is not None
@@ -302,9 +318,10 @@ def dora_bucket(deployed: list[float], start: datetime, end: datetime, tz: str) 
     """fourkeys' rule over the period's weeks: daily when the median week has deployments on 3 days or
     more; weekly when the median week has one; monthly when the median week's month had a week with one;
     else yearly."""
+    local, starts = _local_days(start, end, tz)
     days: dict[date, set[date]] = defaultdict(set)
     for t in deployed:
-        day = datetime.fromtimestamp(t, timezone.utc).astimezone(zone(tz)).date()
+        day = _day_of(t, local, starts)
         days[day - timedelta(days=day.weekday())].add(day)
     mondays = _mondays(start, end, tz)
     days_deployed = [len(days.get(m, ())) for m in mondays]
