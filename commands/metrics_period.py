@@ -21,7 +21,7 @@ _DAYS = re.compile(r"^(\d{1,3})d\Z", re.ASCII | re.IGNORECASE)
 
 @dataclass(frozen=True)
 class Period:
-    label: str  # "2026-11", "2026-W48", "30d to 2026-12-01"
+    label: str  # "2026-11", "2026-W48", "30d", "2026-09-01 to 2026-11-30"
     start: datetime  # UTC, inclusive
     end: datetime  # UTC, exclusive
     kind: str  # month | week | quarter | days | range
@@ -83,8 +83,7 @@ def parse_period(text: str | None, now: datetime, policy: MetricsPolicy, default
             return quarter(int(m.group(1)), int(m.group(2)), tz)
         if (m := _DAYS.match(word)) and 1 <= int(m.group(1)) <= 366:
             end = _at(today + timedelta(days=1), tz)  # through the end of today
-            return Period(f"{int(m.group(1))}d to {today.isoformat()}", end - timedelta(days=int(m.group(1))), end,
-                          "days")
+            return Period(f"{int(m.group(1))}d", end - timedelta(days=int(m.group(1))), end, "days")
     except ValueError:  # month 13, week 54, year 0
         pass
     raise InputError(f"'{text}' is not a period; use {PERIOD_FORM}", field="period")
@@ -94,14 +93,15 @@ def parse_range(start: str, end: str | None, now: datetime, policy: MetricsPolic
     """`--from 2026-09-01 --to 2026-11-30`: both days included; without --to, through today."""
     tz = policy.review_tz
     try:
-        first = date.fromisoformat(start)
-        last = date.fromisoformat(end) if end else now.astimezone(zone(tz)).date()
+        first = date.fromisoformat(start.strip())
+        last = date.fromisoformat(end.strip()) if end else now.astimezone(zone(tz)).date()
     except ValueError:
         raise InputError("--from and --to are dates like 2026-09-01") from None
     if last < first:
         raise InputError("--to is before --from")
-    return Period(f"{first.isoformat()} to {last.isoformat()}", _at(first, tz), _at(last + timedelta(days=1), tz),
-                  "range")
+    # the label is the range as it was asked for (validated dates), not a time formatted here
+    return Period(f"{start.strip()} to {end.strip() if end else 'today'}", _at(first, tz),
+                  _at(last + timedelta(days=1), tz), "range")
 
 
 def weekly_due(now: datetime, policy: MetricsPolicy) -> tuple[Period, datetime]:

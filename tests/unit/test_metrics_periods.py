@@ -24,7 +24,7 @@ MP = Policy.default().metrics
     ("2026-w01", "2026-W01", datetime(2025, 12, 29), datetime(2026, 1, 5)),
     ("last-month", "2026-11", datetime(2026, 11, 1), datetime(2026, 12, 1)),
     ("2026-Q4", "2026-Q4", datetime(2026, 10, 1), datetime(2027, 1, 1)),
-    ("30d", "30d to 2026-12-01", datetime(2026, 11, 2), datetime(2026, 12, 2)),
+    ("30d", "30d", datetime(2026, 11, 2), datetime(2026, 12, 2)),
 ])
 def test_periods_people_type(text, label, start, end):
     p = parse_period(text, NOW, MP)
