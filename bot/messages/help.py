@@ -29,7 +29,8 @@ TOPICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "calendar": ("Calendar", "What is planned, and the blackouts (freezes) no release may fall in.",
                  ("calendar", "blackout")),
     "admin": ("Admin", "Roles come from the policy file; release managers accept misclassifications, flags are "
-              "overridden in writing.", ("roles", "accept", "override")),
+              "overridden in writing; the KPIs (QMS 4.2) are measured from the record.",
+              ("roles", "accept", "override", "metrics")),
 }
 assert tuple(TOPICS) == HELP_TOPICS  # the parser accepts exactly the topics written here
 _A_DATE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}")
@@ -70,7 +71,8 @@ def examples(topic: str, today: datetime) -> list[str]:
                      "/release blackout list", '/release blackout remove 3 reason="freeze lifted"'],
         "admin": ["/release roles",
                   '/release accept REL-12 reason="a config change; minor controls are right"',
-                  '/release override REL-12 kind=lead_time reason="customer contract deadline"'],
+                  '/release override REL-12 kind=lead_time reason="customer contract deadline"',
+                  "/release metrics last-month payments"],
     }[topic]
 
 
