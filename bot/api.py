@@ -38,6 +38,7 @@ from commands.pipeline import STATUSES, Report, report_deployment
 from commands.rollback import RollbackTimes, parse_instant
 from commands.text import UNSTORABLE, parse_ref, unstorable_field
 
+from bot import api_incidents
 from bot.config import ApiToken
 from bot.logging_safe import loggable
 from bot.people import EMAIL, USER_ID, NotAMember, SlackUnavailable
@@ -126,11 +127,13 @@ def authenticate(token_hashes: Mapping[str, ApiToken], header: str) -> ApiToken:
 def _route(svc: Services, pipeline: ApiToken, method: str, path: str, environ) -> Response:
     if path.rstrip("/") == "/api/v1/deployments":  # a deployment naming no approved release (bot/api_deployments.py)
         return _unmatched(svc, pipeline, method, environ)
+    if api_incidents.PATH.match(path):  # POST /api/v1/incidents (bot/api_incidents.py)
+        return api_incidents.handle(svc, pipeline, method, environ)
     m = _ROUTE.match(path)
     if not m:
         raise ApiError(404, f"no such endpoint: {path}; use /api/v1/releases/REL-n/gate, "
-                            "/api/v1/releases/REL-n/deployments, /api/v1/releases/REL-n/assessment or "
-                            "/api/v1/deployments")
+                            "/api/v1/releases/REL-n/deployments, /api/v1/releases/REL-n/assessment, "
+                            "/api/v1/deployments or /api/v1/incidents")
     ref, what = m.groups()
     if method != _METHOD[what]:
         raise ApiError(405, f"{path} takes {_METHOD[what]}, not {method}", [("Allow", _METHOD[what])])

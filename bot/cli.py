@@ -1,4 +1,4 @@
-"""`releasebot serve | migrate | audit REL-n | evidence … | outbox [--dead] [--retry ID] | nc list [open|overdue|mine] …`."""
+"""`releasebot serve | migrate | audit REL-n | evidence … | outbox [--dead] [--retry ID] | nc list … | metrics …`."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,7 @@ import sys
 
 from sqlalchemy.exc import OperationalError
 
-from bot import cli_evidence, logging_safe
+from bot import cli_evidence, cli_metrics, logging_safe
 from bot.config import ConfigError, load_config, load_policy
 
 # The start-up log is one line per fact (database, channel, mode, listening), all from this logger.
@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     nc.add_argument("--owner", metavar="USER_ID", help="the owner's Slack member id, for mine")
     nc.add_argument("--state", choices=["open", "action_planned", "actioned", "verified", "closed"],
                     help="only the NCs in this state (instead of the list)")
+    cli_metrics.add_parser(sub)
     args = parser.parse_args(argv)
     logging_safe.configure(logging.INFO)  # untrusted values cannot forge a log line
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line every tick says nothing
@@ -56,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             return _outbox(args.dead, args.retry)
         if args.cmd == "nc":
             return _nc_list(args.which, args.owner, args.state)
+        if args.cmd == "metrics":
+            return _metrics(args)
         return _serve()
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
@@ -150,6 +153,17 @@ def _outbox_on(engine, dead_only: bool, retry: int | None) -> int:
         print(f"{r.id:>6}  {state:<8} {r.attempts:>5}  {r.due_at:%Y-%m-%d %H:%M:%S}  {r.kind:<16}  {r.key:<32}  "
               f"{error}")
     return 0
+
+
+def _metrics(args) -> int:
+    from commands.clock import SystemClock
+    config_policy = load_policy(os.environ.get("RELEASE_POLICY") or "policy.toml",
+                                required=bool(os.environ.get("RELEASE_POLICY")))
+    engine = _database(migrate=False)
+    try:
+        return cli_metrics.run(engine, config_policy, args, SystemClock().now())
+    finally:
+        engine.dispose()
 
 
 def _migrate() -> int:

@@ -13,6 +13,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from storage import inbox as inbox_rows
 from storage import replay
 
+from bot import metrics_cadence
 from bot.calendar_sync import REFRESH_HOURS
 from bot.services import Services
 
@@ -44,5 +45,8 @@ def build_scheduler(svc: Services, inbox=None) -> BackgroundScheduler:
     # Deliveries seen (bot.replay) are kept only while Slack's signature check could let them in again.
     scheduler.add_job(lambda: replay.prune(svc.db, svc.clock.now()), "interval", minutes=PRUNE_MINUTES,
                       id="seen_deliveries", max_instances=1, coalesce=True)
+    # QMS 6.1: the weekly review and the monthly KPI report, each queued once (bot/metrics_cadence.py).
+    scheduler.add_job(lambda: metrics_cadence.tick(svc), "interval", minutes=metrics_cadence.TICK_MINUTES,
+                      id="metrics_reviews", max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
     return scheduler
 

@@ -24,6 +24,7 @@ from commands.auditor_policy import check_read_only
 from commands.emergency_policy import EMERGENCY_DEFAULTS, EmergencyPolicy, emergency_policy
 from commands.nonconformance_policy import NONCONFORMANCE_DEFAULTS, NonconformancePolicy, nonconformance_policy
 from commands.github_policy import GITHUB_DEFAULTS, GithubPolicy, github_policy
+from commands.metrics_policy import METRICS_DEFAULTS, MetricsPolicy, metrics_policy
 
 RELEASE_TYPES = ("major", "minor", "patch", "security", "emergency", "infrastructure")
 ROLES = (
@@ -94,6 +95,7 @@ DEFAULTS: dict[str, Any] = {
     "emergency": dict(EMERGENCY_DEFAULTS),  # commands/emergency_policy.py
     "nonconformance": dict(NONCONFORMANCE_DEFAULTS),  # commands/nonconformance_policy.py
     "github": dict(GITHUB_DEFAULTS),  # commands/github_policy.py
+    "metrics": copy.deepcopy(METRICS_DEFAULTS),  # commands/metrics_policy.py
 }
 # tables whose keys are names the operator chooses (people's roles, environments)
 # (and default_hours, so that a key it does not take, such as tz, is refused with its whole right form)
@@ -193,6 +195,7 @@ class Policy:
     emergency: EmergencyPolicy = field(default_factory=EmergencyPolicy)
     nonconformance: NonconformancePolicy = field(default_factory=NonconformancePolicy)
     github: GithubPolicy = field(default_factory=GithubPolicy)
+    metrics: MetricsPolicy = field(default_factory=MetricsPolicy)
     source: str = "built-in defaults"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -244,6 +247,7 @@ class Policy:
                      emergency=emergency_policy(merged["emergency"], source),
                      nonconformance=nonconformance_policy(merged["nonconformance"], source),
                      github=github_policy(merged["github"], tuple(envs), source),
+                     metrics=metrics_policy(merged["metrics"], tuple(envs), default_env, source),
                      source=source,
                      raw=MappingProxyType(dict(merged)))
         check_read_only(policy)  # commands/auditor_policy.py: the auditor decides nothing

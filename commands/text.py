@@ -55,6 +55,8 @@ USAGE: dict[str, str] = {
                 '/release blackout list | /release blackout remove 3 [reason="…"] | '
                 '/release blackout subscribe url=https://… name="…" [tz=…] [services=…] [environments=…]',
     "roles": "/release roles   (who holds each role, and which are empty)",
+    "metrics": "/release metrics [last-week|this-month|2026-11|2026-W48|2026-Q4|30d] [service]   "
+               "(the QMS 4.2 KPIs with n, targets and the trend; the chart comes by DM)",
     "help": "/release help [request|approve|deploy|after|calendar|admin]",
     "log": "/release log REL-12 text…   or   /release log REL-12 correct=<entry number> text…"
            "   (an emergency's decision log)",
@@ -95,6 +97,7 @@ _KEYS: dict[str, set[str]] = {
     "calendar": {"days", "service"},
     "blackout": {"name", "start", "end", "tz", "services", "environments", "repeat", "url", "reason"},
     "roles": set(),
+    "metrics": {"service", "period"},
     "log": {"correct"},
     "bridge": {"summary"},
     "nc": {"owner", "action", "root_cause", "evidence"},
@@ -328,6 +331,11 @@ def parse_command(text: str) -> ParsedCommand:
             raise InputError("step takes the step's name after the release id, e.g. /release step REL-12 "
                              "change_request link=CR-123", form=form)
         return ParsedCommand(name, release_id, args, (positional[0].lower(),))
+    if name == "metrics":  # [period] [service], in either form: words or period=/service=
+        if len(positional) > 2:
+            raise InputError(f"'{positional[2]}' is not understood here; metrics takes a period and a service",
+                             form=form)
+        return ParsedCommand(name, None, args, tuple(positional))
     if name == "list":
         if len(positional) > 1 or (positional and positional[0].lower() not in {"pending", "upcoming", "mine"}):
             hint = did_you_mean(positional[0], ("pending", "upcoming", "mine")) if len(positional) == 1 else ""

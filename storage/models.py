@@ -91,6 +91,8 @@ class Vote(SQLModel, table=True):
 
 class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_event"
+    # commands.metrics: a release's last approval before its deployment, one seek
+    __table_args__ = (Index("ix_audit_event_release_action", "release_id", "action", "at"),)
 
     id: Optional[int] = Field(default=None, primary_key=True)
     release_id: Optional[int] = Field(default=None, foreign_key="release.id", index=True)
@@ -137,6 +139,7 @@ class Deployment(SQLModel, table=True):
     """One controlled deployment of a release: who, when, with what evidence, and how it ended."""
 
     __tablename__ = "deployment"
+    __table_args__ = (Index("ix_deployment_started", "started_at"),)  # commands.metrics: a period's deployments
 
     id: Optional[int] = Field(default=None, primary_key=True)
     release_id: int = Field(foreign_key="release.id", unique=True)

@@ -30,7 +30,7 @@ from commands.vote import cast_vote, withdraw_vote
 from storage import outbox
 from storage.db import ACK_WAIT, Busy
 
-from bot.listeners import bridge, calendar, deploy, evidence, nonconformance
+from bot.listeners import bridge, calendar, deploy, evidence, metrics, nonconformance
 from bot.listeners.common import answer_to, as_respond, carry_answer, just_ack, locale_for, run, user_profile
 from bot.messages import modal
 from bot.messages import help as help_msg, roles as roles_msg
@@ -94,6 +94,8 @@ def register(app: App, svc: Services) -> None:
             nonconformance.handle(svc, cmd, user, respond, tell)
         elif cmd.name == "evidence":
             evidence.command(svc, cmd.release_id, body, tell)
+        elif cmd.name == "metrics":
+            metrics.handle(svc, cmd, body, respond, tell)
         else:
             run(svc, tell, lambda: _change(svc, cmd, user, client), form_of=cmd.name)
 

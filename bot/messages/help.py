@@ -30,8 +30,8 @@ TOPICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
                  ("calendar", "blackout")),
     "admin": ("Admin", "Roles come from the policy file; release managers accept misclassifications (or record one "
               "found after deployment), flags are overridden in writing; release managers and auditors take a "
-              "release's evidence packet.",
-              ("roles", "accept", "misclassified", "override", "evidence")),
+              "release's evidence packet; the KPIs (QMS 4.2) are measured from the record.",
+              ("roles", "accept", "misclassified", "override", "evidence", "metrics")),
 }
 assert tuple(TOPICS) == HELP_TOPICS  # the parser accepts exactly the topics written here
 _A_DATE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}")
@@ -74,7 +74,8 @@ def examples(topic: str, today: datetime) -> list[str]:
                      "/release blackout list", '/release blackout remove 3 reason="freeze lifted"'],
         "admin": ["/release roles", "/release evidence REL-12",
                   '/release accept REL-12 reason="a config change; minor controls are right"',
-                  '/release override REL-12 kind=lead_time reason="customer contract deadline"'],
+                  '/release override REL-12 kind=lead_time reason="customer contract deadline"',
+                  "/release metrics last-month payments"],
     }[topic]
 
 
