@@ -23,6 +23,7 @@ from commands.deploy import (Deployer, finish_change, finish_check, finish_repla
 from commands.errors import CouldNotCheck
 from commands.outcome import Outcome
 from commands.policy import Policy
+from commands.provenance import Provenance
 from commands.states import STABILISING
 from storage.models import NonConformance
 
@@ -60,7 +61,8 @@ def report_deployment(db: Engine, who: Deployer, release_id: int, report: Report
         if d.release.approval_seq == 0:
             return "unapproved"  # not refused: recorded as what it is
         if outcome is None:
-            return start_check(d, who, report.checklist, policy, refusal)
+            return start_check(d, who, report.checklist, policy, refusal,
+                               Provenance(report.artifact, report.commit))
         if outcome == "rolled_back" and d.release.state == STABILISING:
             # finished once already (success): deciding the rollback is what needs checking, and it
             # asks the same of the reporter as recording the end does
@@ -91,7 +93,8 @@ def _nonconformance(d: Decision, who: Deployer, report: Report, policy: Policy) 
     reasons = []
     if report.status == "started":
         try:
-            reasons = gate_reasons(release, d.session, who, d.now, report.checklist, policy)
+            reasons = gate_reasons(release, d.session, who, d.now, report.checklist, policy,
+                                   Provenance(report.artifact, report.commit))
         except CouldNotCheck as exc:  # what happened is recorded all the same
             reasons = [exc.message]
     nc = record_unapproved(d, who, report.status, report.detail())

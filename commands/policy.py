@@ -21,6 +21,7 @@ from typing import Any, Mapping
 from calendars.timeparse import TimeInputError, parse_duration, zone
 from calendars.windows import DeploymentWindows, parse_clock, parse_days
 from commands.emergency_policy import EMERGENCY_DEFAULTS, EmergencyPolicy, emergency_policy
+from commands.validation_policy import VALIDATION_DEFAULTS, ValidationPolicy, validation_policy
 
 RELEASE_TYPES = ("major", "minor", "patch", "security", "emergency", "infrastructure")
 ROLES = (
@@ -87,6 +88,7 @@ DEFAULTS: dict[str, Any] = {
     # before it is dead-lettered and stops holding up the release's later messages.
     "delivery": {"dead_letter_after": "24h"},
     "emergency": dict(EMERGENCY_DEFAULTS),  # commands/emergency_policy.py
+    "validation": dict(VALIDATION_DEFAULTS),  # commands/validation_policy.py
 }
 # tables whose keys are names the operator chooses (people's roles, environments)
 # (and default_hours, so that a key it does not take, such as tz, is refused with its whole right form)
@@ -181,6 +183,7 @@ class Policy:
     calendar: CalendarPolicy = None  # type: ignore[assignment]  (always set by from_mapping)
     delivery: DeliveryPolicy = None  # type: ignore[assignment]  (always set by from_mapping)
     emergency: EmergencyPolicy = field(default_factory=EmergencyPolicy)
+    validation: ValidationPolicy = field(default_factory=ValidationPolicy)
     source: str = "built-in defaults"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -230,6 +233,8 @@ class Policy:
                                              set((data.get("calendar") or {}).get("max_concurrent") or {})),
                    delivery=_delivery_policy(merged["delivery"], source),
                    emergency=emergency_policy(merged["emergency"], source),
+                   validation=validation_policy(merged["validation"], source, tuple(envs), ROLES,
+                                                data.get("validation") or {}),
                    source=source,
                    raw=MappingProxyType(dict(merged)))
 
