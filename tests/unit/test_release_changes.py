@@ -161,12 +161,11 @@ def test_a_feature_requested_as_security_keeps_minor_lead_time(db, clock, policy
     ({"duration": "2h"}, "end_at"),
     ({"tz": "America/New_York"}, "tz"),
     ({"risk": "medium: new table"}, "risk"),
-    ({"rollback": "flag off"}, "rollback_plan"),
-    ({"rollback": ""}, "rollback_plan"),
+    ({"risk": ""}, "risk"),
     ({"links": "https://ci.test/2"}, "links"),
 ])
 def test_any_edit_of_what_was_approved_starts_a_new_round(db, clock, policy, changes, field):
-    rid = new_release(db, clock, policy, rollback="redeploy 2.3.0")
+    rid = new_release(db, clock, policy, rollback="redeploy 2.3.0", risk="low")
     approve_minor(db, clock, rid)
     clock.advance(hours=1)
     out = edit_release(db, dev(), rid, {**changes, "reason": " CAB asked for it "}, clock, policy)
@@ -210,16 +209,16 @@ def test_edit_of_the_zone_alone_keeps_the_wall_clock_time(db, clock, policy):
 
 @pytest.mark.parametrize("reason", [None, "", "   "])
 def test_an_edit_after_approval_needs_a_reason_and_writes_nothing(db, clock, policy, reason):
-    rid = new_release(db, clock, policy, rollback="redeploy 2.3.0")
+    rid = new_release(db, clock, policy, risk="low")
     approve_minor(db, clock, rid)
     before = counts(db)
-    changes = {"rollback": ""} if reason is None else {"rollback": "", "reason": reason}
+    changes = {"risk": ""} if reason is None else {"risk": "", "reason": reason}
     with pytest.raises(InputError) as info:
         edit_release(db, dev(), rid, changes, clock, policy)
     assert info.value.field == "reason" and "reason=" in info.value.form
     assert counts(db) == before
     r = release(db, rid)
-    assert (r.state, r.round, r.rollback_plan) == ("approved", 1, "redeploy 2.3.0")
+    assert (r.state, r.round, r.risk) == ("approved", 1, "low")
 
 
 def test_an_edit_before_approval_may_give_a_reason(db, clock, policy):
