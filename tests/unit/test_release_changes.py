@@ -531,7 +531,8 @@ def test_edit_of_risk_after_the_window_began_is_allowed(db, clock, policy):
 # --- the union of controls holds wherever the type's controls are read --------------------------------------------
 
 def test_the_longer_stabilisation_of_the_union_holds_after_deploying(db, clock, policy):
-    from commands.deploy import CHECKLIST, Deployer, finish_deployment, start_deployment
+    from commands.deploy import Deployer, finish_deployment
+    from unit_support import start
     # a feature asked for as security: minor's 2h stabilisation, not security's 30m
     rid = new_release(db, clock, policy, type="security", answers=Answers(feature=True), start="2026-12-09 10:00",
                       tz="UTC")
@@ -539,8 +540,8 @@ def test_the_longer_stabilisation_of_the_union_holds_after_deploying(db, clock, 
         go(db, clock, user, rid)
     assert release(db, rid).state == "approved"
     clock.set(datetime(2026, 12, 9, 10, 5, tzinfo=UTC))
-    deployer = Deployer("U0DEPL", frozenset({"platform_lead"}))
-    assert start_deployment(db, deployer, rid, {k: True for k, _ in CHECKLIST}, clock, policy).changed
+    deployer = Deployer("U0DEPL", frozenset({"platform_lead"}), pipeline="deploy")
+    assert start(db, clock, policy, rid, deployer).changed
     finish_deployment(db, deployer, rid, "success", clock, policy)
     [ev] = events(db, rid, "deployment_success")
     assert ev.after["stabilisation_ends_at"] == (clock.now() + timedelta(hours=2)).isoformat()
