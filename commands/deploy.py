@@ -28,7 +28,7 @@ from commands.policy import Policy
 from commands.provenance import NOT_YET_ASKED, Provenance
 from commands.release import APPROVED, current_votes, load, snapshot
 from commands.states import DEPLOYING, FAILED, IN_FLIGHT, ROLLED_BACK, ROLLING_BACK, STABILISING
-from commands.text import when
+from commands.text import check_text, when
 from storage.db import read
 from storage.models import Deployment, Release, Task
 
@@ -329,10 +329,16 @@ def valid_outcome(outcome: str) -> str:
 
 # ---- the use cases ----
 
+_DEPLOY_FORM = "/release deploy REL-12   (the form asks for the artefact, the commit and, by hand, why)"
+
 def start_deployment(db: Engine, who: Deployer, release_id: int, checklist: Mapping[str, bool], clock: Clock,
                      policy: Policy, *, artifact: str | None = None, commit: str | None = None,
                      pipeline_url: str | None = None, justification: str | None = None) -> Outcome:
     artifact, commit, justification = (((v or "").strip() or None) for v in (artifact, commit, justification))
+    check_text({"artifact": artifact, "commit": commit, "justification": justification}, form=_DEPLOY_FORM)
+    for key, value, limit in (("artifact", artifact, 1000), ("commit", commit, 80)):
+        if value and len(value) > limit:
+            raise InputError(f"the {key} is longer than {limit} characters", field=key, form=_DEPLOY_FORM)
     if justification and len(justification) > provenance.JUSTIFICATION_LIMIT:
         raise InputError(f"the justification is too long ({len(justification)} characters; at most "
                          f"{provenance.JUSTIFICATION_LIMIT})", field="justification")
