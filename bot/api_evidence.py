@@ -9,12 +9,15 @@ for the artefact, so a pipeline can tell whether it may go on to deploy.
 """
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Callable
 
 from commands.errors import InputError
 from commands.outcome import Actor
 from commands.package import KEYS, set_documents, valid
 from commands.validation import Recorder, record_result
+
+from bot.times import iso
 
 EVIDENCE_FIELDS = ("phase", "status", "url", "summary", "artifact")
 
@@ -33,7 +36,8 @@ def evidence(svc, pipeline, release_id: int, body: dict[str, Any], error: Callab
         code = 403 if "product_owner" in out.data.get("needs_roles", ()) else 409
         return Response(code, {"release": ref, "error": out.message})
     kick(svc)
-    return Response(201, {"release": ref, "recorded": out.data["result"], "missing": out.data["missing"],
+    recorded = {k: (iso(v) if isinstance(v, datetime) else v) for k, v in out.data["result"].items()}
+    return Response(201, {"release": ref, "recorded": recorded, "missing": out.data["missing"],
                           "message": out.message})
 
 
