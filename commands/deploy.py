@@ -331,6 +331,7 @@ def valid_outcome(outcome: str) -> str:
 
 _DEPLOY_FORM = "/release deploy REL-12   (the form asks for the artefact, the commit and, by hand, why)"
 
+
 def start_deployment(db: Engine, who: Deployer, release_id: int, checklist: Mapping[str, bool], clock: Clock,
                      policy: Policy, *, artifact: str | None = None, commit: str | None = None,
                      pipeline_url: str | None = None, justification: str | None = None) -> Outcome:

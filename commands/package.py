@@ -49,8 +49,8 @@ def valid(docs: Mapping[str, object]) -> dict[str, str | None]:
         if len(text) > LIMIT:
             raise InputError(f"{key} is too long ({len(text)} characters; at most {LIMIT})", field=key, form=FORM)
         if text and key in LINKS and not _URL.match(text):
-            raise InputError(f"{key} is a link: an http(s) URL to the {'release notes' if key == 'notes' else 'runbook'}",
-                             field=key, form=FORM)
+            what = "release notes" if key == "notes" else "runbook"
+            raise InputError(f"{key} is a link: an http(s) URL to the {what}", field=key, form=FORM)
         out[KEYS[key]] = text or None
     return out
 

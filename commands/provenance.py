@@ -137,3 +137,12 @@ def package_nonconformances(session: Session, release: Release, artifact: str | 
             deployment_id=deployment_id, missing=names)
         out.append(nc)
     return out
+
+
+def forced_start(session: Session, release: Release, dep: Deployment, actor: str,
+                 policy: Policy) -> list[NonConformance]:
+    """A deployment that started through a path that skipped the gate (e.g. an override outside the bot):
+    marked `forced`, and its missing package recorded as non-conformances (once each)."""
+    dep.forced = True
+    return package_nonconformances(session, release, dep.artifact, actor, dep.started_at, policy,
+                                   deployment_id=dep.id, how="was deployed through a forced path")

@@ -253,7 +253,8 @@ def _new_release(d: Draft, c: Classification, actor: Actor, now: datetime, reque
         misclassified=c.misclassified, required_roles=c.required_roles, approver_sets=c.approver_sets,
         start_at=d.start_at, end_at=d.end_at, tz=d.tz, duration_minutes=int(d.duration.total_seconds() // 60),
         summary=d.summary, risk=d.risk, rollback_plan=d.rollback, links=d.links,
-        release_notes=d.notes, runbook=d.runbook, requester_id=actor.user_id, state=PENDING, created_at=now, updated_at=now,
+        release_notes=d.notes, runbook=d.runbook,
+        requester_id=actor.user_id, state=PENDING, created_at=now, updated_at=now,
     )
 
 

@@ -279,6 +279,6 @@ def test_a_manual_production_deployment_is_justified_recorded_and_one_non_confor
     [nc] = rows(db, NonConformance)
     assert (nc.kind, nc.deployment_id) == ("manual_deployment", dep.id)
     bot.deliver()
-    posted = [c for c in bot.emulator.calls_to("chat.postMessage")
-              if c.args.get("channel") == CHANNEL and not c.args.get("thread_ts") and "Non-conformance" in c.args["text"]]
+    posted = [c for c in bot.emulator.calls_to("chat.postMessage") if c.args.get("channel") == CHANNEL
+              and not c.args.get("thread_ts") and "Non-conformance" in c.args["text"]]
     assert len(posted) == 1 and "<@U0RM>" in posted[0].args["text"] and "by hand" in posted[0].args["text"]

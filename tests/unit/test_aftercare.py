@@ -8,7 +8,7 @@ import pytest
 from sqlmodel import Session, select
 
 from commands.aftercare import record_task, sign_off
-from commands.deploy import CHECKLIST, Deployer, decide_rollback, finish_deployment, start_deployment
+from commands.deploy import CHECKLIST, Deployer, decide_rollback, finish_deployment
 from commands.errors import InputError
 from commands.outcome import Actor
 from commands.policy import Policy

@@ -16,10 +16,10 @@ from commands.policy import Policy, PolicyError
 from conftest import ROLES, actor
 from storage.db import transaction
 from storage.models import Emergency, NonConformance, Task
-from test_deployment_outcomes import ALL_CHECKED, deploying, finish, nonconformances, row, who
-from commands.deploy import decide_rollback, start_deployment
+from test_deployment_outcomes import deploying, finish, nonconformances, row, who
+from commands.deploy import decide_rollback
 from bot.times import iso_times
-from unit_support import start, assessed, counts, events, new_release, outbox_keys, release
+from unit_support import assessed, counts, events, new_release, outbox_keys, release, start
 
 UTC = timezone.utc
 # a Friday afternoon: the 24-hour steps fall on Saturday, the retrospective's five business days end next Friday

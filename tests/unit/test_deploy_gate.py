@@ -16,7 +16,8 @@ from commands.policy import Policy
 from commands.provenance import Provenance
 from conftest import ROLES, START, actor
 from storage.models import Deployment
-from unit_support import COMMIT, REQUESTER, artifact_of, ready_to_deploy, actions, counts, dev, events, new_release, outbox, outbox_keys, release
+from unit_support import (COMMIT, REQUESTER, actions, artifact_of, counts, dev, events, new_release, outbox,
+                          outbox_keys, ready_to_deploy, release)
 from bot.times import iso_times
 
 UTC = timezone.utc

@@ -7,8 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlmodel import Session, select
 
-from commands.deploy import CHECKLIST, Deployer, decide_rollback, finish_deployment, never_approved, \
-    start_deployment
+from commands.deploy import CHECKLIST, Deployer, decide_rollback, finish_deployment, never_approved
 from commands.errors import InputError
 from commands.vote import cast_vote, withdraw_vote
 from conftest import actor

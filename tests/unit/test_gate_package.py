@@ -11,7 +11,7 @@ from commands.errors import InputError
 from commands.outcome import Actor
 from commands.package import set_documents
 from commands.policy import Policy, PolicyError
-from commands.provenance import Provenance, carries_version, package_nonconformances
+from commands.provenance import Provenance, carries_version, forced_start, package_nonconformances
 from commands.release import edit_release
 from commands.validation import Recorder, missing, record_result, waive
 from commands.vote import cast_vote
@@ -418,3 +418,18 @@ def test_a_deployment_without_its_package_is_one_non_conformance_per_kind(db, cl
                      ("documentation_absent", f"REL-{rid} was deployed with release documentation absent: "
                                               "release_notes, runbook")]
     assert len(events(db, rid, "nonconformance")) == 2
+
+
+def test_a_forced_start_is_marked_and_its_skipped_phases_recorded(db, clock, policy):
+    rid = approved(db, clock, policy)
+    ready_to_deploy(db, clock, rid, policy, skip=("phase:regression",))
+    with transaction(db) as s:
+        from commands.release import load
+        dep = Deployment(release_id=rid, deployer_id="U0DEPL", checklist={}, artifact=ART, started_at=clock.now())
+        s.add(dep)
+        s.flush()
+        [nc] = forced_start(s, load(s, rid), dep, "U0DEPL", policy)
+        assert (nc.kind, nc.deployment_id) == ("test_phase_skipped", dep.id)
+    with Session(db) as s:
+        assert s.exec(select(Deployment)).one().forced is True
+    assert "forced path" in ncs(db)[0].detail and "regression" in ncs(db)[0].detail

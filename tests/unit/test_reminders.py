@@ -9,7 +9,7 @@ from sqlmodel import select
 
 from commands import announce, reminders
 from commands.aftercare import record_task, sign_off
-from commands.deploy import CHECKLIST, Deployer, decide_rollback, finish_deployment, start_deployment
+from commands.deploy import CHECKLIST, Deployer, decide_rollback, finish_deployment
 from commands.release import cancel_release, edit_release, load
 from commands.vote import cast_vote
 from conftest import START, actor
