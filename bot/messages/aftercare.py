@@ -172,7 +172,7 @@ def checklist_modal(r: Release, channel_id: str) -> dict:
     # QMS 4.4: what is deployed (the artefact built from the tagged commit), and since this start is by hand,
     # not the pipeline, why; the gate says which a controlled environment requires
     provenance = [
-        _input("artifact", "Artefact", f"{r.service}:{r.version}", "It must carry the approved version."),
+        _input("artifact", "Artefact", "name:version, e.g. payments:2.3.1", "It must carry the approved version."),
         _input("commit", "Commit", "3f2a9c1", "The commit the artefact was built from."),
         _input("justification", "Why by hand, not the pipeline?", "e.g. the CI runner is down",
                "A manual production deployment needs a written justification and is recorded as manual.", True)]

@@ -39,7 +39,7 @@ def record_modal(r: Release, channel_id: str) -> dict:
                        _select("phase", "Phase", PHASES), _select("status", "Result", STATUSES),
                        _text("url", "Link to the run or report", False, "https://…"),
                        _text("summary", "Summary", True, "e.g. 0 critical, 2 high triaged"),
-                       _text("artifact", "Artefact tested", True, f"{r.service}:{r.version}")]}
+                       _text("artifact", "Artefact tested", True, "name:version, e.g. payments:2.3.1")]}
 
 
 def read_record(view: dict) -> dict[str, str]:
