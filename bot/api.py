@@ -9,6 +9,8 @@
     POST /api/v1/deployments                  a deployment naming no approved release (bot/api_deployments.py)
     POST /api/v1/releases/REL-n/assessment    {"ci": "passed"}   (an emergency's assessment item, QMS 4.6:
                                                the automated CI checks passed; recorded as the pipeline)
+    POST /api/v1/releases/REL-n/evidence      {"phase", "status", "url", "summary", "artifact"}   (QMS 4.3)
+    POST /api/v1/releases/REL-n/package       {"notes", "runbook", "rollback"}   (QMS 4.4; bot/api_evidence.py)
 
 Each pipeline has its own bearer token (RELEASEBOT_API_TOKENS); only the
 tokens' sha256 digests are kept, with what each token allows (environments,
@@ -35,10 +37,11 @@ from commands.deploy import CHECKLIST, Deployer, check_gate, pipeline_identity, 
 from commands.emergency import assess
 from commands.errors import CouldNotCheck, InputError, NotFound
 from commands.pipeline import STATUSES, Report, report_deployment
+from commands.provenance import Provenance
 from commands.rollback import RollbackTimes, parse_instant
 from commands.text import UNSTORABLE, parse_ref, unstorable_field
 
-from bot import api_incidents
+from bot import api_evidence, api_incidents
 from bot.config import ApiToken
 from bot.logging_safe import loggable
 from bot.people import EMAIL, USER_ID, NotAMember, SlackUnavailable
@@ -48,8 +51,8 @@ from bot.times import iso_all
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
-_ROUTE = re.compile(r"^/api/v1/releases/([^/]+)/(gate|deployments|assessment)/?$")
-_METHOD = {"gate": "GET", "deployments": "POST", "assessment": "POST"}
+_ROUTE = re.compile(r"^/api/v1/releases/([^/]+)/(gate|deployments|assessment|evidence|package)/?$")
+_METHOD = {"gate": "GET", "deployments": "POST", "assessment": "POST", "evidence": "POST", "package": "POST"}
 CHECK_KEYS = tuple(key for key, _ in CHECKLIST)
 _BODY_FIELDS = {"status", "actor", "artifact", "commit", "pipeline_url", "checklist", "note", "tag", "commit_time",
                 "rollback_decided_at", "restored_at"}
@@ -71,7 +74,7 @@ class Response:
     headers: tuple[tuple[str, str], ...] = field(default=())
 
 
-_REASON = {200: "OK", 201: "Created", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+_REASON = {200: "OK", 201: "Created", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
            405: "Method Not Allowed", 409: "Conflict", 413: "Content Too Large", 422: "Unprocessable Content",
            500: "Internal Server Error", 502: "Bad Gateway"}
 
@@ -133,7 +136,8 @@ def _route(svc: Services, pipeline: ApiToken, method: str, path: str, environ) -
     if not m:
         raise ApiError(404, f"no such endpoint: {path}; use /api/v1/releases/REL-n/gate, "
                             "/api/v1/releases/REL-n/deployments, /api/v1/releases/REL-n/assessment, "
-                            "/api/v1/deployments or /api/v1/incidents")
+                            "/api/v1/deployments, /api/v1/incidents, /api/v1/releases/REL-n/evidence or "
+                            "/api/v1/releases/REL-n/package")
     ref, what = m.groups()
     if method != _METHOD[what]:
         raise ApiError(405, f"{path} takes {_METHOD[what]}, not {method}", [("Allow", _METHOD[what])])
@@ -148,6 +152,9 @@ def _route(svc: Services, pipeline: ApiToken, method: str, path: str, environ) -
             return _gate(svc, pipeline, release_id, environ)
         if what == "assessment":
             return _assessment(svc, pipeline, release_id, environ)
+        if what in ("evidence", "package"):
+            handler = api_evidence.evidence if what == "evidence" else api_evidence.package
+            return handler(svc, pipeline, release_id, _json_body(environ), ApiError, _kick)
         return _report(svc, pipeline, release_id, environ)
     except NotFound:
         raise ApiError(404, f"REL-{release_id} does not exist") from None
@@ -171,14 +178,15 @@ def _unmatched(svc: Services, pipeline: ApiToken, method: str, environ) -> Respo
 
 def _gate(svc: Services, pipeline: ApiToken, release_id: int, environ) -> Response:
     params = _query(environ)
-    unknown = sorted(set(params) - {"actor", *CHECK_KEYS})
+    unknown = sorted(set(params) - {"actor", "artifact", "commit", *CHECK_KEYS})
     if unknown:
-        raise ApiError(400, f"unknown parameter {', '.join(unknown)}; the gate takes actor, "
+        raise ApiError(400, f"unknown parameter {', '.join(unknown)}; the gate takes actor, artifact, commit, "
                             f"{', '.join(CHECK_KEYS)}")
     checklist = {key: _flag(key, params[key]) for key in CHECK_KEYS if key in params}
     release_state(svc.db, release_id)  # 404 before asking Slack about the actor
     who = deployer(svc, pipeline, params.get("actor"))
-    reasons = check_gate(svc.db, release_id, who, svc.clock, checklist, svc.policy)
+    prov = Provenance(params.get("artifact") or None, params.get("commit") or None)
+    reasons = check_gate(svc.db, release_id, who, svc.clock, checklist, svc.policy, prov)
     return Response(200, {"release": f"REL-{release_id}", "actor": who.user_id, "allowed": not reasons,
                           "reasons": reasons})
 

@@ -10,7 +10,7 @@ from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped, warning_token_skipped
 
 from bot import inbox, replay
-from bot.listeners import bridge, deploy, evidence, home, pages, release, vote, welcome
+from bot.listeners import bridge, deploy, evidence, home, pages, release, validation, vote, welcome
 from bot.services import Services
 
 
@@ -63,6 +63,7 @@ def build_app(svc: Services, listener_executor: Executor | None = None, inbox_le
     release.register(app, svc)
     vote.register(app, svc)
     deploy.register(app, svc)
+    validation.register(app, svc)
     welcome.register(app, svc)
     bridge.register(app, svc)
     pages.register(app, svc)

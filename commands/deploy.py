@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from calendars.business import add_business_days
-from commands import announce, deferred, frequency, planning
+from commands import announce, deferred, frequency, planning, provenance
 from commands.approval import GO, NOGO
 from commands.clock import Clock
 from commands.decision import Decision, decide
@@ -25,9 +25,10 @@ from commands.errors import InputError, Refused
 from commands.outcome import Actor, Outcome
 from commands.classification import controls
 from commands.policy import Policy
+from commands.provenance import NOT_YET_ASKED, Provenance
 from commands.release import APPROVED, current_votes, load, snapshot
 from commands.states import DEPLOYING, FAILED, IN_FLIGHT, ROLLED_BACK, ROLLING_BACK, STABILISING
-from commands.text import when
+from commands.text import check_text, when
 from storage.db import read
 from storage.models import Deployment, Release, Task
 
@@ -117,8 +118,9 @@ def deployer_role(who: Deployer, policy: Policy) -> str | None:
 
 
 def gate_reasons(release: Release, session: Session, who: Deployer, now: datetime,
-                 checklist: Mapping[str, bool], policy: Policy) -> list[str]:
-    """Every reason the deployment may not start now; empty means it may."""
+                 checklist: Mapping[str, bool], policy: Policy, prov: Provenance | None = None) -> list[str]:
+    """Every reason the deployment may not start now; empty means it may. `prov`: the artefact, commit and
+    justification the start names (None: it names none, which a controlled environment refuses)."""
     reasons = []
     votes = current_votes(session, release)
     if release.state != APPROVED:
@@ -146,6 +148,8 @@ def gate_reasons(release: Release, session: Session, who: Deployer, now: datetim
         reasons.append(f"{release.ref} falls in blackout '{hit.name}' ({when(hit.start)}–"
                        f"{when(hit.end)}); deploying in it needs an executive override of its "
                        "blackout flag (QMS 5.1)")
+    # QMS 4.3/4.4: the test phases and documents, the artefact and commit, the controlled path
+    reasons.extend(provenance.reasons(session, release, who, prov, policy))
     for key, text in CHECKLIST:
         if not checklist.get(key):
             reasons.append(f"not confirmed: {text}")
@@ -153,9 +157,9 @@ def gate_reasons(release: Release, session: Session, who: Deployer, now: datetim
 
 
 def check_gate(db: Engine, release_id: int, who: Deployer, clock: Clock, checklist: Mapping[str, bool],
-               policy: Policy) -> list[str]:
+               policy: Policy, prov: Provenance | None = None) -> list[str]:
     with read(db) as session:
-        return gate_reasons(load(session, release_id), session, who, clock.now(), checklist, policy)
+        return gate_reasons(load(session, release_id), session, who, clock.now(), checklist, policy, prov)
 
 
 # ---- the steps of each decision, so a pipeline's report can chain them in one transaction ----
@@ -171,8 +175,8 @@ def start_replay(d: Decision, who: Deployer) -> Outcome | None:
 
 
 def start_check(d: Decision, who: Deployer, checklist: Mapping[str, bool], policy: Policy,
-                refusal: dict) -> None:
-    reasons = gate_reasons(d.release, d.session, who, d.now, checklist, policy)
+                refusal: dict, prov: Provenance | None = None) -> None:
+    reasons = gate_reasons(d.release, d.session, who, d.now, checklist, policy, prov)
     if reasons:
         refusal["reasons"] = reasons  # audited with the refusal and handed back to the caller
         missing = policy.deployment.deployers if deployer_role(who, policy) else ()
@@ -185,7 +189,8 @@ ALL_TICKED: Mapping[str, bool] = {key: True for key, _ in CHECKLIST}
 
 
 def start_change(d: Decision, who: Deployer, checklist: Mapping[str, bool], artifact: str | None,
-                 commit: str | None, pipeline_url: str | None, policy: Policy) -> Outcome:
+                 commit: str | None, pipeline_url: str | None, policy: Policy,
+                 justification: str | None = None) -> Outcome:
     release = d.release
     release.state = DEPLOYING
     dep = Deployment(release_id=release.id, deployer_id=who.user_id, pipeline=who.pipeline,
@@ -194,17 +199,25 @@ def start_change(d: Decision, who: Deployer, checklist: Mapping[str, bool], arti
                      policy_hash=policy.digest)  # the rules in force when it started (the evidence packet)
     d.session.add(dep)
     d.session.flush()
+    nc = provenance.started(d.session, release, dep, who, Provenance(artifact, commit, justification),
+                            who.audit_name, policy)
     if release.effective_type == "emergency":
         frequency.emergency_deployed(d.session, release, who.audit_name, d.now, policy)
     ev = d.record("deployment_started", after={**snapshot(release), "deployer": who.user_id,
                                                "checklist": dep.checklist, "artifact": artifact,
-                                               "commit": commit, "pipeline_url": pipeline_url})
+                                               "commit": commit, "pipeline_url": pipeline_url,
+                                               "manual": dep.manual, "justification": dep.justification,
+                                               "package_complete": dep.package_complete,
+                                               "policy_hash": dep.policy_hash})
     announce.approval_update(d.session, release, d.now, ev)
     announce.note(d.session, release, "deployment_started", d.now, deployer=who.user_id)
     announce.stuck_deployment(d.session, release, policy.deployment.stuck_grace, d.now)
-    return Outcome(f"{release.ref} deployment started; you are recorded as the deployer. Record how it ends with "
-                   f"/release done {release.ref} outcome=success|rolled_back|failed.", release, changed=True,
-                   data={"reasons": []})
+    msg = (f"{release.ref} deployment started; you are recorded as the deployer. Record how it ends with "
+           f"/release done {release.ref} outcome=success|rolled_back|failed.")
+    if nc is not None:
+        msg += (f" It was started by hand, not through the pipeline: recorded as manual, and as non-conformance "
+                f"{nc.ref} (QMS 6.2).")
+    return Outcome(msg, release, changed=True, data={"reasons": [], **({"nonconformance": nc.id} if nc else {})})
 
 
 def _deployer_or(who: Deployer, dep: Deployment, refusal: str) -> None:
@@ -295,14 +308,27 @@ def valid_outcome(outcome: str) -> str:
 
 # ---- the use cases ----
 
+_DEPLOY_FORM = "/release deploy REL-12   (the form asks for the artefact, the commit and, by hand, why)"
+
+
 def start_deployment(db: Engine, who: Deployer, release_id: int, checklist: Mapping[str, bool], clock: Clock,
                      policy: Policy, *, artifact: str | None = None, commit: str | None = None,
-                     pipeline_url: str | None = None) -> Outcome:
-    refusal: dict = {"checklist": dict(checklist)}
+                     pipeline_url: str | None = None, justification: str | None = None) -> Outcome:
+    artifact, commit, justification = (((v or "").strip() or None) for v in (artifact, commit, justification))
+    check_text({"artifact": artifact, "commit": commit, "justification": justification}, form=_DEPLOY_FORM)
+    for key, value, limit in (("artifact", artifact, 1000), ("commit", commit, 80)):
+        if value and len(value) > limit:
+            raise InputError(f"the {key} is longer than {limit} characters", field=key, form=_DEPLOY_FORM)
+    if justification and len(justification) > provenance.JUSTIFICATION_LIMIT:
+        raise InputError(f"the justification is too long ({len(justification)} characters; at most "
+                         f"{provenance.JUSTIFICATION_LIMIT})", field="justification")
+    prov = Provenance(artifact, commit, justification)
+    refusal: dict = {"checklist": dict(checklist), "artifact": artifact, "commit": commit}
     out = decide(db, release_id, who.audit_name, "deploy", clock.now(),
                  replay=lambda d: start_replay(d, who),
-                 check=lambda d: start_check(d, who, checklist, policy, refusal),
-                 change=lambda d: start_change(d, who, checklist, artifact, commit, pipeline_url, policy),
+                 check=lambda d: start_check(d, who, checklist, policy, refusal, prov),
+                 change=lambda d: start_change(d, who, checklist, artifact, commit, pipeline_url, policy,
+                                               justification),
                  refusal_detail=refusal)
     if out.refused:
         return Outcome(out.message, out.release, refused=True, data={"reasons": refusal.get("reasons", [])})
@@ -319,7 +345,7 @@ def precheck_deployment(db: Engine, who: Deployer, release_id: int, clock: Clock
     refusal: dict = {"checklist": dict(ALL_TICKED), "precheck": True}
     out = decide(db, release_id, who.audit_name, "deploy", clock.now(),
                  replay=lambda d: start_replay(d, who),
-                 check=lambda d: start_check(d, who, ALL_TICKED, policy, refusal),
+                 check=lambda d: start_check(d, who, ALL_TICKED, policy, refusal, NOT_YET_ASKED),
                  change=lambda d: Outcome("", d.release),  # nothing to change: the checklist decides
                  refusal_detail=refusal)
     if out.refused or out.message:

@@ -30,6 +30,7 @@ from commands.deploy import (Deployer, deployment_of, finish_change, finish_chec
 from commands.errors import CouldNotCheck
 from commands.outcome import Outcome
 from commands.policy import Policy
+from commands.provenance import Provenance
 from commands.rollback import RollbackTimes, is_production, rollback_check, rollback_change
 from commands.states import STABILISING
 from storage.models import Deployment, NonConformance, Release
@@ -72,7 +73,8 @@ def report_deployment(db: Engine, who: Deployer, release_id: int, report: Report
         if d.release.approval_seq == 0:
             return "unapproved"  # not refused: recorded as what it is
         if outcome is None:
-            return start_check(d, who, report.checklist, policy, refusal)
+            return start_check(d, who, report.checklist, policy, refusal,
+                               Provenance(report.artifact, report.commit))
         if deployment_of(d.session, d.release) is None and is_production(policy, d.release.environment):
             return "ungated"  # it ended, so it ran: outside the gate, recorded as what it is
         if outcome == "rolled_back" and d.release.state == STABILISING:
@@ -112,7 +114,8 @@ def _nonconformance(d: Decision, who: Deployer, report: Report, policy: Policy) 
     reasons = []
     if report.status == "started":
         try:
-            reasons = gate_reasons(release, d.session, who, d.now, report.checklist, policy)
+            reasons = gate_reasons(release, d.session, who, d.now, report.checklist, policy,
+                                   Provenance(report.artifact, report.commit))
         except CouldNotCheck as exc:  # what happened is recorded all the same
             reasons = [exc.message]
     nc = record_unapproved(d, who, report.status, report.detail(), policy)

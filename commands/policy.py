@@ -25,6 +25,7 @@ from commands.emergency_policy import EMERGENCY_DEFAULTS, EmergencyPolicy, emerg
 from commands.nonconformance_policy import NONCONFORMANCE_DEFAULTS, NonconformancePolicy, nonconformance_policy
 from commands.github_policy import GITHUB_DEFAULTS, GithubPolicy, github_policy
 from commands.metrics_policy import METRICS_DEFAULTS, MetricsPolicy, metrics_policy
+from commands.validation_policy import VALIDATION_DEFAULTS, ValidationPolicy, validation_policy
 
 RELEASE_TYPES = ("major", "minor", "patch", "security", "emergency", "infrastructure")
 ROLES = (
@@ -96,6 +97,7 @@ DEFAULTS: dict[str, Any] = {
     "nonconformance": dict(NONCONFORMANCE_DEFAULTS),  # commands/nonconformance_policy.py
     "github": dict(GITHUB_DEFAULTS),  # commands/github_policy.py
     "metrics": copy.deepcopy(METRICS_DEFAULTS),  # commands/metrics_policy.py
+    "validation": dict(VALIDATION_DEFAULTS),  # commands/validation_policy.py
 }
 # tables whose keys are names the operator chooses (people's roles, environments)
 # (and default_hours, so that a key it does not take, such as tz, is refused with its whole right form)
@@ -196,6 +198,7 @@ class Policy:
     nonconformance: NonconformancePolicy = field(default_factory=NonconformancePolicy)
     github: GithubPolicy = field(default_factory=GithubPolicy)
     metrics: MetricsPolicy = field(default_factory=MetricsPolicy)
+    validation: ValidationPolicy = field(default_factory=ValidationPolicy)
     source: str = "built-in defaults"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -248,6 +251,8 @@ class Policy:
                      nonconformance=nonconformance_policy(merged["nonconformance"], source),
                      github=github_policy(merged["github"], tuple(envs), source),
                      metrics=metrics_policy(merged["metrics"], tuple(envs), default_env, source),
+                     validation=validation_policy(merged["validation"], source, tuple(envs), ROLES,
+                                                  data.get("validation") or {}),
                      source=source,
                      raw=MappingProxyType(dict(merged)))
         check_read_only(policy)  # commands/auditor_policy.py: the auditor decides nothing

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from calendars.timeparse import zone
-from commands import announce, emergency, planning, replan
+from commands import announce, emergency, package, planning, replan
 from commands.approval import CastVote, status
 from commands.decision import decide
 from commands.classification import Answers, Classification, classify, controls, needs_security, track
@@ -253,6 +253,7 @@ def _new_release(d: Draft, c: Classification, actor: Actor, now: datetime, reque
         misclassified=c.misclassified, required_roles=c.required_roles, approver_sets=c.approver_sets,
         start_at=d.start_at, end_at=d.end_at, tz=d.tz, duration_minutes=int(d.duration.total_seconds() // 60),
         summary=d.summary, risk=d.risk, rollback_plan=d.rollback, links=d.links,
+        release_notes=d.notes, runbook=d.runbook,
         requester_id=actor.user_id, state=PENDING, created_at=now, updated_at=now,
     )
 
@@ -290,7 +291,7 @@ def cancel_release(db: Engine, actor: Actor, release_id: int, reason: str, clock
     return decide(db, release_id, actor.user_id, "cancel", clock.now(), check=check, change=change)
 
 
-EDITABLE = ("version", "summary", "start", "tz", "duration", "risk", "rollback", "links")
+EDITABLE = ("version", "summary", "start", "tz", "duration", "risk", "links", *package.KEYS)
 _EDIT_FORM = '/release edit REL-12 [version=…] [summary="…"] … reason="…"'
 
 
@@ -298,15 +299,18 @@ def edit_release(db: Engine, actor: Actor, release_id: int, changes: Mapping[str
                  policy: Policy, locale: str | None = None) -> Outcome:
     """Change what was requested. Approvers approved what they saw, so any change to the
     release package starts a new round of votes, and after approval it needs a written reason.
-    Type, environment and answers set the controls and are not edited: cancel and request again."""
+    Type, environment and answers set the controls and are not edited: cancel and request again.
+    The documents (notes, runbook, rollback) are not the change approvers approved: setting them
+    never starts a new round (commands.package)."""
     changes = dict(changes)
     reason = (changes.pop("reason", None) or "").strip() or None
+    docs = package.take(changes) if not set(changes) - set(EDITABLE) else {}
     fixed = sorted(set(changes) - set(EDITABLE))
     if fixed:
         raise InputError(f"'{fixed[0]}' cannot be edited (fields: {', '.join(EDITABLE)}); the type, environment "
                          "and answers set the controls, so to change them cancel the release and request it again",
                          field=fixed[0], form=_EDIT_FORM)
-    if not changes:
+    if not changes and not docs:
         raise InputError("nothing to change", form="/release edit REL-12 version=2.3.2")
     now = clock.now()
 
@@ -314,6 +318,8 @@ def edit_release(db: Engine, actor: Actor, release_id: int, changes: Mapping[str
         release = d.release
         _require_owner_or_manager(release, actor, "edit")
         _require_live(release, "edited")
+        if not changes:
+            return None
         raw = {"service": release.service, "version": release.version, "type": release.requested_type,
                "env": release.environment, "start": release.start_at.astimezone(zone(release.tz))
                .strftime("%Y-%m-%d %H:%M"), "tz": release.tz, "duration": f"{release.duration_minutes}m",
@@ -334,9 +340,14 @@ def edit_release(db: Engine, actor: Actor, release_id: int, changes: Mapping[str
 
     def change(d) -> Outcome:
         release, draft = d.release, d.context
+        documents = package.apply(d, docs, actor.user_id)
+        if draft is None and documents:
+            return Outcome(f"{release.ref}: {', '.join(documents)} recorded. Votes are unaffected: documents are "
+                           "not a change of scope.", release, changed=True, data={"documents": documents})
         if draft is None:
             return Outcome(f"{release.ref} already has those values; nothing changed.", release)
-        (release.version, release.summary, release.risk, release.rollback_plan, release.links,
+        d.before = snapshot(release)  # the documents set above are no part of what the votes were for
+        (release.version, release.summary, release.risk, release.links,
          release.start_at, release.end_at, release.tz, release.duration_minutes) = _package(draft)
         changed = sorted(k for k, v in snapshot(release).items() if v != d.before[k])
         votes_cast = bool(current_votes(d.session, release))
@@ -363,12 +374,12 @@ def edit_release(db: Engine, actor: Actor, release_id: int, changes: Mapping[str
 
 def _package(d: Draft) -> tuple:
     """What approvers approve, as a draft has it: every editable field."""
-    return (d.version, d.summary, d.risk, d.rollback, d.links, d.start_at, d.end_at, d.tz,
+    return (d.version, d.summary, d.risk, d.links, d.start_at, d.end_at, d.tz,
             int(d.duration.total_seconds() // 60))
 
 
 def _package_of(r: Release) -> tuple:
-    return (r.version, r.summary, r.risk, r.rollback_plan, r.links, r.start_at, r.end_at, r.tz, r.duration_minutes)
+    return (r.version, r.summary, r.risk, r.links, r.start_at, r.end_at, r.tz, r.duration_minutes)
 
 
 def accept_misclassification(db: Engine, actor: Actor, release_id: int, reason: str, clock: Clock,

@@ -14,7 +14,9 @@ from commands.text import UNSTORABLE, did_you_mean, nearest, unstorable, when
 
 REQUIRED = ("service", "version", "type", "start", "tz", "duration", "summary")
 _SERVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
-_LIMITS = {"version": 200, "summary": 2000, "risk": 2000, "rollback": 2000, "links": 2000, "incident": 500}
+_LIMITS = {"version": 200, "summary": 2000, "risk": 2000, "rollback": 2000, "links": 2000, "incident": 500,
+           "notes": 2000, "runbook": 2000}
+_LINK = re.compile(r"https?://\S+\Z")
 INCIDENT_REQUIRED = ("an emergency answers a production incident (QMS 4.6 reserves the track for incident "
                      "response): give the incident's reference, an id or a URL, e.g. incident=INC-4211")
 # A start a moment ago is someone typing "now"; an hour ago is a mistake.
@@ -41,6 +43,8 @@ class Draft:
     answers: Answers | None  # None only for an edit, which leaves the classification alone
     note: str | None = None  # how an ambiguous start was read, said back with the window
     incident: str | None = None  # the incident an emergency answers (an id or URL)
+    notes: str | None = None  # the release notes, a link (commands.package)
+    runbook: str | None = None  # the deployment runbook, a link
 
     @property
     def end_at(self) -> datetime:
@@ -116,6 +120,9 @@ def validate(raw: Mapping[str, str | None], answers: Answers | None, policy: Pol
     for f, limit in _LIMITS.items():
         if len(get(f)) > limit:
             errors[f] = f"is too long ({len(get(f))} characters; at most {limit})"
+    for f in ("notes", "runbook"):
+        if get(f) and f not in errors and not _LINK.match(get(f)):
+            errors[f] = "is a link: an http(s) URL"
     tz = get("tz")
     if tz:
         try:
@@ -148,7 +155,7 @@ def validate(raw: Mapping[str, str | None], answers: Answers | None, policy: Pol
     return Draft(service=service, version=version, requested_type=rtype, environment=env, start_at=start_at,
                  duration=duration, tz=tz, summary=get("summary"), risk=get("risk") or None,
                  rollback=get("rollback") or None, links=get("links") or None, answers=answers, note=note,
-                 incident=get("incident") or None)
+                 incident=get("incident") or None, notes=get("notes") or None, runbook=get("runbook") or None)
 
 
 def start_prefill(text: str | None, tz: str, now: datetime, locale: str | None = None) -> tuple[str | None, str]:

@@ -15,7 +15,8 @@ USAGE: dict[str, str] = {
     # Examples never name a fixed date (it would soon be in the past): a start people may type today.
     "request": '/release request service=payments version=2.3.1 type=minor start="next monday 14:00" '
                'tz=Europe/London duration=60m summary="Add refunds" '
-               "flags=feature,sensitive,…|none [env=production] [risk=…] [rollback=…] [links=…]"
+               "flags=feature,sensitive,…|none [env=production] [risk=…] [rollback=…] [links=…] [notes=https://…] "
+               "[runbook=https://…]"
                "   (flags: the yes answers, or none; without them the form opens; with flags=incident also "
                "incident=INC-…)",
     "emergency": '/release emergency service=payments incident=INC-4211 summary="Stop double charges" '
@@ -29,14 +30,20 @@ USAGE: dict[str, str] = {
     "list": "/release list [pending|upcoming|mine]",
     "cancel": '/release cancel REL-12 reason="…"',
     "edit": '/release edit REL-12 [version=…] [summary="…"] [start="YYYY-MM-DD HH:MM"] [tz=…] [duration=…] '
-            '[risk=…] [rollback=…] [links=…] [reason="…"]   (any change starts a new round of votes; '
-            "after approval it needs reason=)",
+            '[risk=…] [links=…] [reason="…"] [notes=https://…] [runbook=https://…] [rollback="…"]   (any change '
+            "but the documents (notes, runbook, rollback) starts a new round of votes; after approval it needs "
+            "reason=)",
+    "test": '/release test REL-12 phase=security status=passed|failed url=https://… [summary="…"] '
+            "[artifact=payments:2.3.1]   (a test phase's result, QMS 4.3; uat is the product owner's)",
+    "waive": '/release waive REL-12 item=performance|runbook|… reason="…"   (a release manager\'s written '
+             "exception for a required test phase or document)",
     "accept": '/release accept REL-12 reason="…"   (a release manager accepts a misclassification; '
               "the requested type's controls then apply alone)",
     "misclassified": '/release misclassified REL-12 reason="…"   (a release manager, after deployment: the type '
                      "was wrong; a non-conformance, QMS 6.2)",
     "reschedule": '/release reschedule REL-12 start="YYYY-MM-DD HH:MM" [tz=…] [duration=…] [reason="…"]',
-    "deploy": "/release deploy REL-12   (opens the pre-deployment checklist)",
+    "deploy": "/release deploy REL-12   (opens the pre-deployment form: checklist, artefact, commit; a manual "
+              "production start also needs a justification)",
     "rollback": '/release rollback REL-12 reason="…"',
     "done": "/release done REL-12 outcome=success|rolled_back|failed [note=…] [link=…]   (rolled_back: "
             '[decided="YYYY-MM-DD HH:MM"] [restored="YYYY-MM-DD HH:MM"], in your zone)',
@@ -72,7 +79,7 @@ HELP_TOPICS = ("request", "approve", "deploy", "after", "calendar", "admin")
 
 _KEYS: dict[str, set[str]] = {
     "request": {"service", "version", "type", "start", "tz", "duration", "summary", "env", "environment",
-                "flags", "risk", "rollback", "links", "incident"},
+                "flags", "risk", "rollback", "links", "incident", "notes", "runbook"},
     "emergency": {"service", "incident", "summary", "version", "security", "env", "environment"},
     "assess": {"blast_radius", "rollback", "scope", "ci"},
     "go": {"note", "role"},
@@ -81,7 +88,10 @@ _KEYS: dict[str, set[str]] = {
     "show": set(),
     "list": set(),
     "cancel": {"reason"},
-    "edit": {"version", "summary", "start", "tz", "duration", "risk", "rollback", "links", "reason"},
+    "edit": {"version", "summary", "start", "tz", "duration", "risk", "rollback", "links", "reason", "notes",
+             "runbook"},
+    "test": {"phase", "status", "url", "summary", "artifact"},
+    "waive": {"item", "reason"},
     "accept": {"reason"},
     "misclassified": {"reason"},
     "reschedule": {"start", "tz", "duration", "reason"},
@@ -121,7 +131,8 @@ _BLACKOUT_KEYS = {
     "remove": {"reason"},
 }
 _NEEDS_REF = {"assess", "go", "nogo", "withdraw", "show", "cancel", "edit", "accept", "misclassified", "reschedule",
-              "deploy", "rollback", "done", "signoff", "followup", "retro", "override", "validate", "step", "evidence"}
+              "deploy", "rollback", "done", "signoff", "followup", "retro", "override", "validate", "step", "evidence",
+              "test", "waive"}
 _REF = re.compile(r"^(?:REL-)?(\d+)\Z", re.IGNORECASE | re.ASCII)
 _NUMBER = re.compile(r"^\d+\Z", re.ASCII)
 # Ids are 32-bit in every table; a bigger number names nothing (and would overflow PostgreSQL's integer).

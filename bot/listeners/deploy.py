@@ -84,9 +84,11 @@ def register(app: App, svc: Services) -> None:
         ticked = {o["value"] for o in ((view["state"]["values"].get("checklist") or {}).get("checklist") or {})
                   .get("selected_options") or []}
         user = body["user"]["id"]
+        prov = _values(view, msg.PROVENANCE_FIELDS)
         run(svc, answer_to(svc, client, body),
             lambda: start_deployment(svc.db, deployer(svc, user), parse_ref(str(meta["release"])),
-                                     {key: key in ticked for key, _ in CHECKLIST}, svc.clock, svc.policy))
+                                     {key: key in ticked for key, _ in CHECKLIST}, svc.clock, svc.policy, **prov),
+            form_of="deploy")
         refresh(svc, client, body)  # the checklist was opened from the App Home tab (mark): draw it again
 
     # The gate's answer (every failed condition) goes to the deployer as a

@@ -30,7 +30,7 @@ from commands.vote import cast_vote, withdraw_vote
 from storage import outbox
 from storage.db import ACK_WAIT, Busy
 
-from bot.listeners import bridge, calendar, deploy, evidence, metrics, nonconformance
+from bot.listeners import bridge, calendar, deploy, evidence, metrics, nonconformance, validation
 from bot.listeners.common import answer_to, as_respond, carry_answer, just_ack, locale_for, run, user_profile
 from bot.messages import modal
 from bot.messages import help as help_msg, roles as roles_msg
@@ -310,6 +310,8 @@ def _change(svc: Services, cmd: ParsedCommand, user: str, client) -> Outcome:
         if "start" not in a:
             raise InputError("reschedule needs start=", field="start", form=USAGE["reschedule"])
         return edit_release(svc.db, actor, rid, a, svc.clock, svc.policy, locale=locale())
+    if cmd.name in validation.COMMANDS:
+        return validation.change(svc, cmd, actor)
     who = Deployer.of(actor)  # keeps the unresolved roles: "could not check" is not a refusal
     if cmd.name == "done":
         if "outcome" not in a:

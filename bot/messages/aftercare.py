@@ -59,6 +59,9 @@ THREAD_NOTES = {
     "emergency_validated": ":white_check_mark: {ref} validated by {by}: the incident is resolved and no new error "
                            "patterns appeared ({why}). Extended monitoring continues.",
     "deferred_step_recorded": "The {step} of {ref} was recorded by {by}{late}.",
+    "test_result": ":test_tube: Test result for {ref} recorded by {by}: {detail}",
+    "waiver": ":warning: *Exception:* {by} waived a required item of {ref} (QMS 4.4): {detail}",
+    "documents_set": ":page_facing_up: {ref}'s release documents updated by {by}: {detail}",
 }
 
 
@@ -159,8 +162,24 @@ def reminder(n: Notice, policy: Policy) -> tuple[str, list[dict]]:
     return f"{r.ref}: {text}", blocks
 
 
+PROVENANCE_FIELDS = ("artifact", "commit", "justification")
+
+
+def _input(block_id: str, label: str, placeholder: str, hint: str, multiline: bool = False) -> dict:
+    return {"type": "input", "block_id": block_id, "label": plain(label), "optional": True, "hint": plain(hint),
+            "element": {"type": "plain_text_input", "action_id": block_id, "multiline": multiline,
+                        "placeholder": plain(placeholder)}}
+
+
 def checklist_modal(r: Release, channel_id: str) -> dict:
     options = [{"text": plain(label.capitalize(), 75), "value": key} for key, label in CHECKLIST]
+    # QMS 4.4: what is deployed (the artefact built from the tagged commit), and since this start is by hand,
+    # not the pipeline, why; the gate says which a controlled environment requires
+    provenance = [
+        _input("artifact", "Artefact", "name:version, e.g. payments:2.3.1", "It must carry the approved version."),
+        _input("commit", "Commit", "3f2a9c1", "The commit the artefact was built from."),
+        _input("justification", "Why by hand, not the pipeline?", "e.g. the CI runner is down",
+               "A manual production deployment needs a written justification and is recorded as manual.", True)]
     return {"type": "modal", "callback_id": CHECKLIST_CALLBACK, "title": plain(f"Deploy {r.ref}", 24),
             "submit": plain("Start deployment"), "close": plain("Cancel"),
             "private_metadata": json.dumps({"release": r.id, "channel": channel_id}),
@@ -168,6 +187,7 @@ def checklist_modal(r: Release, channel_id: str) -> dict:
                                f"{date(r.start_at)} – {date(r.end_at, '{time}')}"),
                        {"type": "input", "block_id": "checklist", "label": plain("Pre-deployment checklist"),
                         "element": {"type": "checkboxes", "action_id": "checklist", "options": options}},
+                       *provenance,
                        context("You will be recorded as the deployer. A go/no-go approver of this release cannot "
                                "deploy it.")]}
 

@@ -22,8 +22,9 @@ TOPICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
                 ("request", "edit", "reschedule", "cancel", "show", "list")),
     "approve": ("Approve", "Vote Go or No-go in a role the release needs. The requester never votes on their own "
                 "release.", ("go", "nogo", "withdraw")),
-    "deploy": ("Deploy", "An approved release, inside its window, by a deploying role that did not vote on it.",
-               ("deploy", "rollback", "done")),
+    "deploy": ("Deploy", "An approved release, inside its window, by a deploying role that did not vote on it, "
+                         "once its test phases and documents are in (or waived by a release manager), naming the "
+                         "artefact and commit.", ("test", "waive", "deploy", "rollback", "done")),
     "after": ("After deployment", "Sign-offs after stabilisation, the follow-up and the retrospective; the "
               "non-conformance register and its corrective actions (QMS 6.2).", ("signoff", "followup", "retro", "nc")),
     "calendar": ("Calendar", "What is planned, and the blackouts (freezes) no release may fall in.",
@@ -60,7 +61,11 @@ def examples(topic: str, today: datetime) -> list[str]:
         ],
         "approve": ['/release go REL-12 note="tested on staging"', '/release nogo REL-12 reason="load test failed"',
                     "/release withdraw REL-12"],
-        "deploy": ["/release deploy REL-12   (or the Start deployment button on the approval message)",
+        "deploy": ["/release test REL-12 phase=security status=passed url=https://ci.example.com/runs/981 "
+                   "artifact=payments:2.3.1",
+                   '/release waive REL-12 item=performance reason="baseline env down; canary watches p95"',
+                   "/release edit REL-12 notes=https://wiki.example.com/rel-12 runbook=https://wiki.example.com/rb",
+                   "/release deploy REL-12   (or the Start deployment button on the approval message)",
                    '/release rollback REL-12 reason="error rate +20% for 5 min"',
                    "/release done REL-12 outcome=success"],
         "after": ["/release signoff REL-12 role=qa_lead",

@@ -98,7 +98,11 @@ def request_modal(policy: Policy, prefill: Mapping[str, str], answers: Answers, 
         _text_input("summary", "Scope / summary", prefill.get("summary"), multiline=True),
         _text_input("risk", "Risk and impact", prefill.get("risk"), optional=True, multiline=True),
         _text_input("rollback", "Rollback plan", prefill.get("rollback"), optional=True, multiline=True),
-        _text_input("links", "Links (tickets, PRs, runbooks)", prefill.get("links"), optional=True),
+        _text_input("links", "Links (tickets, PRs)", prefill.get("links"), optional=True),
+        # QMS 4.4 step 2: the release package's documents, which the gate asks for (commands.package)
+        _text_input("notes", "Release notes (link)", prefill.get("notes"), optional=True, placeholder="https://…"),
+        _text_input("runbook", "Deployment runbook (link)", prefill.get("runbook"), optional=True,
+                    placeholder="https://…"),
     ]
     return {"type": "modal", "callback_id": REQUEST_CALLBACK, "title": plain("Request a release", 24),
             "submit": plain("Request"), "close": plain("Cancel"), "blocks": blocks,
@@ -112,7 +116,8 @@ def read_request(values: Mapping[str, Mapping[str, Any]], fill_type: bool = True
         return (values.get(block) or {}).get(block) or {}
 
     raw: dict[str, str] = {}
-    for f in ("service", "version", "tz", "duration", "summary", "risk", "rollback", "links", "incident"):
+    for f in ("service", "version", "tz", "duration", "summary", "risk", "rollback", "links", "incident", "notes",
+              "runbook"):
         raw[f] = val(f).get("value") or ""
     for f in ("type", "env"):
         raw[f] = (val(f).get("selected_option") or {}).get("value") or ""

@@ -12,6 +12,7 @@ from storage.models import Deployment, Release
 from bot.messages.common import (BLOCK_LIMIT, TEXT_LIMIT, context, date, esc, mention, more_button, plain, section,
                                  sections, shorten, split)
 from bot.messages.evidence import evidence_button
+from bot.messages.validation import record_button
 from bot.messages.ids import more_value
 
 GO_ACTION, NOGO_ACTION = "vote_go", "vote_nogo"
@@ -126,6 +127,7 @@ def approval_message(r: Release, st: ApprovalStatus, dep: Deployment | None = No
         if r.state == APPROVED:
             elements.append({"type": "button", "action_id": "deploy_start", "value": str(r.id),
                              "text": {"type": "plain_text", "text": "Start deployment"}})
+        elements.append(record_button(r))  # QMS 4.3: the evidence the gate asks for
         blocks.append({"type": "actions", "block_id": f"vote:{r.id}", "elements": elements})
     elif r.state == CANCELLED:
         blocks.append(context(f"Cancelled: {esc(r.cancel_reason or '')}"))

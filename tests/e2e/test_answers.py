@@ -15,6 +15,7 @@ import pytest
 
 from bot.messages.help import MENU_MINE
 from conftest import CHANNEL
+from package_steps import form_values, ready
 from test_request_modal import values as request_values
 
 LINE = ('request service=payments version=2.3.1 type=minor flags=feature start="2026-12-01 14:00" '
@@ -72,6 +73,7 @@ def checklist_form(bot, channel):
     # approved and inside its window, or the precheck answers before the checklist opens
     bot.command("go REL-1", user="U0RM", channel=CHANNEL)
     bot.command("go REL-1", user="U0QA", channel=CHANNEL)
+    ready(bot)
     bot.svc.clock.set(datetime(2026, 12, 1, 14, 5, tzinfo=timezone.utc))
     bot.command("deploy REL-1", user="U0PL", channel=channel)
     bot.submit("deploy_checklist", {"checklist": {"checklist": {"selected_options": []}}}, user="U0PL",
@@ -108,10 +110,12 @@ def more_button(bot, channel):
 def outcome_button(bot, channel):
     bot.command("go REL-1", user="U0RM", channel=CHANNEL)
     bot.command("go REL-1", user="U0QA", channel=CHANNEL)
+    ready(bot)
     bot.svc.clock.set(datetime(2026, 12, 1, 14, 5, tzinfo=timezone.utc))
     bot.command("deploy REL-1", user="U0PL", channel=CHANNEL)
     checked = [{"value": v} for v in ("monitoring", "rollback", "oncall")]
-    bot.submit("deploy_checklist", {"checklist": {"checklist": {"selected_options": checked}}}, user="U0PL",
+    bot.submit("deploy_checklist", {"checklist": {"checklist": {"selected_options": checked}}, **form_values()},
+               user="U0PL",
                private_metadata=opened_view(bot.emulator)["private_metadata"])
     bot.click("deploy_outcome", "1:success", user="U0PL", channel=channel)
     return "U0PL", "REL-1 recorded as success. Stabilisation runs until"

@@ -20,6 +20,7 @@ from commands.deploy import Deployer, check_gate
 from storage.models import AuditEvent, Deployment, NonConformance, Release
 
 from conftest import CHANNEL, TABLES, actor as role_holder, start_bot, serving
+from package_steps import ARTIFACT, COMMIT, ready
 
 UTC = timezone.utc
 DEPLOY_TOKEN = "dp-0123456789abcdef0123"
@@ -32,6 +33,7 @@ LINE = ('request service=payments version=2.3.1 type=minor flags=feature start="
 IN_WINDOW = datetime(2026, 12, 15, 10, 5, tzinfo=UTC)
 ALL_CHECKED = {"monitoring": True, "rollback": True, "oncall": True}
 ALL_CHECKED_QUERY = {"monitoring": "1", "rollback": "1", "oncall": "1"}
+PROVENANCE = {"artifact": ARTIFACT, "commit": COMMIT}  # what is deployed (QMS 4.4)
 GATE, DEPLOYMENTS = "/api/v1/releases/REL-1/gate", "/api/v1/releases/REL-1/deployments"
 
 
@@ -60,6 +62,7 @@ def approved(bot, db):
     bot.command("go REL-1", user="U0RM")
     bot.command("go REL-1", user="U0QA")
     assert release(db).state == "approved"
+    ready(bot)
 
 
 def release(db, rid=1) -> Release:
@@ -95,7 +98,7 @@ def report(api, status: str, actor: str = "U0OPS", **extra) -> httpx.Response:
 
 def start(api, clock, actor: str = "U0OPS", **extra) -> httpx.Response:
     clock.set(IN_WINDOW)
-    return report(api, "started", actor, checklist=ALL_CHECKED, **extra)
+    return report(api, "started", actor, checklist=ALL_CHECKED, **{"artifact": ARTIFACT, "commit": COMMIT, **extra})
 
 
 # ---- authentication ------------------------------------------------------------
@@ -139,7 +142,7 @@ def test_gate_allows_a_deployer_in_the_window_with_the_checklist_confirmed(api_b
     approved(api_bot, db)
     clock.set(IN_WINDOW)
     before = counts(db)
-    r = api.get(GATE, params={"actor": "U0OPS", **ALL_CHECKED_QUERY})
+    r = api.get(GATE, params={"actor": "U0OPS", **ALL_CHECKED_QUERY, **PROVENANCE})
     assert r.status_code == 200
     assert r.json() == {"release": "REL-1", "actor": "U0OPS", "allowed": True, "reasons": []}
     assert counts(db) == before  # asking writes nothing
@@ -153,10 +156,13 @@ def test_gate_denies_with_every_reason_the_slack_gate_gives(api_bot, api, db, cl
     body = r.json()
     assert body["allowed"] is False
     reasons = body["reasons"]
-    gate = check_gate(db, 1, Deployer.of(role_holder("U0RM")), clock, {}, policy)
+    gate = check_gate(db, 1, Deployer.of(role_holder("U0RM"), "deploy-pipeline"), clock, {}, policy)
     assert reasons == [iso_times(r) for r in gate]  # Slack's very gate, its times as ISO 8601 UTC
     expected = ["REL-1 is pending, not approved", "outside the planned window", "voted Go as release_manager",
-                "U0RM holds no deploying role (operations or platform_lead)", "not confirmed: monitoring", "not confirmed: the rollback plan", "not confirmed: on-call"]
+                "U0RM holds no deploying role (operations or platform_lead)", "test phase performance",
+                "test phase security", "test phase regression", "the release notes", "the deployment runbook",
+                "an artefact is required", "the commit the artefact was built from", "not confirmed: monitoring",
+                "not confirmed: the rollback plan", "not confirmed: on-call"]
     assert len(reasons) == len(expected)
     for reason, fragment in zip(reasons, expected):
         assert fragment in reason
@@ -165,7 +171,7 @@ def test_gate_denies_with_every_reason_the_slack_gate_gives(api_bot, api, db, cl
 def test_gate_lists_only_the_unconfirmed_checklist_items(api_bot, api, db, clock):
     approved(api_bot, db)
     clock.set(IN_WINDOW)
-    r = api.get(GATE, params={"actor": "U0OPS", "monitoring": "1", "rollback": "0"})
+    r = api.get(GATE, params={"actor": "U0OPS", "monitoring": "1", "rollback": "0", **PROVENANCE})
     assert r.json()["allowed"] is False
     assert [x for x in r.json()["reasons"]] == ["not confirmed: the rollback plan is ready and tested",
                                                 "not confirmed: on-call is confirmed"]
@@ -174,7 +180,7 @@ def test_gate_lists_only_the_unconfirmed_checklist_items(api_bot, api, db, clock
 def test_gate_refuses_an_approver_as_deployer(api_bot, api, db, clock):
     approved(api_bot, db)
     clock.set(IN_WINDOW)
-    r = api.get(GATE, params={"actor": "U0QA", **ALL_CHECKED_QUERY})
+    r = api.get(GATE, params={"actor": "U0QA", **ALL_CHECKED_QUERY, **PROVENANCE})
     assert r.json()["allowed"] is False
     voted, role = r.json()["reasons"]
     assert "U0QA voted Go as qa_lead" in voted and "QMS 3.4" in voted
@@ -228,7 +234,7 @@ def test_a_start_that_fails_the_gate_gets_409_with_the_reasons(api_bot, api, db,
     voted, role = r.json()["reasons"]
     assert "U0RM voted Go as release_manager" in voted and "U0RM holds no deploying role" in role
     # no checklist at all: each item is a reason
-    r = report(api, "started", "U0OPS")
+    r = report(api, "started", "U0OPS", **PROVENANCE)
     assert r.status_code == 409
     assert r.json()["reasons"] == ["not confirmed: monitoring and alerting are active",
                                    "not confirmed: the rollback plan is ready and tested",

@@ -7,11 +7,13 @@ from sqlmodel import Session, select
 
 from storage.models import AuditEvent, DecisionLogEntry, Emergency, Outbox
 
+from package_steps import form_values, ready
+
 # The on-call engineer's own line (issue 10 item 1): its window opens now, so the clock's time is in it.
 EMERGENCY = 'emergency service=payments incident=INC-4211 summary="Stop double charges"'
 ASSESSED = 'assess REL-1 blast_radius="payments only" rollback="flag off" scope=confirmed ci=passed'
 ALL_CHECKED = {"checklist": {"checklist": {"selected_options": [{"value": "monitoring"}, {"value": "rollback"},
-                                                                 {"value": "oncall"}]}}}
+                                                                 {"value": "oncall"}]}}, **form_values()}
 
 
 def reply(bot) -> str:
@@ -211,6 +213,7 @@ def deployed(bot, outcome="success"):
     bot.command(ASSESSED, user="U0OPS")
     bot.command("go REL-1", user="U0RM")
     bot.command("go REL-1", user="U0EL")
+    ready(bot, 1, "emergency")  # QMS 4.6: the CI checks and targeted regression
     bot.command("deploy REL-1", user="U0PL")
     view = bot.emulator.calls_to("views.open")[-1].args["view"]
     bot.submit("deploy_checklist", ALL_CHECKED, user="U0PL", private_metadata=view["private_metadata"])

@@ -8,6 +8,8 @@ from sqlmodel import Session, select
 
 from storage.models import AuditEvent, Deployment, Outbox, Release, SignOff, Task
 
+from package_steps import form_values, ready
+
 UTC = timezone.utc
 # conftest's clock starts at 2026-11-23 09:00 UTC (a Monday); the window opens 22 days later, past even
 # a major release's lead time, and the tests move the clock into it.
@@ -15,7 +17,7 @@ LINE = ('request service=payments version=2.3.1 type={type} flags={flags} start=
         'summary="Add refunds"')
 IN_WINDOW = datetime(2026, 12, 15, 10, 5, tzinfo=UTC)
 ALL_CHECKED = {"checklist": {"checklist": {"selected_options": [{"value": "monitoring"}, {"value": "rollback"},
-                                                                 {"value": "oncall"}]}}}
+                                                                 {"value": "oncall"}]}}, **form_values()}
 
 
 def release(db, rid=1) -> Release:
@@ -46,6 +48,7 @@ def approved(bot, db, type_="minor"):
     for user in {"minor": ("U0RM", "U0QA"), "major": ("U0CAB1", "U0CAB2", "U0RM", "U0SEC")}[type_]:
         bot.command("go REL-1", user=user)
     assert release(db).state == "approved"
+    ready(bot, 1, type_)
 
 
 def start(bot, clock, user="U0PL", values=ALL_CHECKED):
@@ -175,11 +178,15 @@ def test_gate_names_every_failed_condition(bot, db, clock):
     assert "not confirmed: the rollback plan is ready and tested" in text
     assert "not confirmed: on-call is confirmed" in text
     assert "not confirmed: monitoring" not in text
+    # the form's artefact, commit and justification were left empty (QMS 4.4)
+    assert "an artefact is required to start a production deployment" in text
+    assert "the commit the artefact was built from is required" in text
+    assert "needs a written justification" in text
     assert release(db).state == "approved"
     with Session(db) as s:
         assert list(s.exec(select(Deployment))) == []
         [refusal] = s.exec(select(AuditEvent).where(AuditEvent.action == "deploy_refused")).all()
-    assert len(refusal.after["reasons"]) == 5
+    assert len(refusal.after["reasons"]) == 8
 
 
 def test_gate_refuses_a_release_that_is_not_approved(bot, db, clock):

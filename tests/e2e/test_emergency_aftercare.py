@@ -13,6 +13,7 @@ from sqlmodel import Session, select
 from storage.models import Emergency, NonConformance, Task
 
 from conftest import CHANNEL, start_bot, serving
+from package_steps import COMMIT, form_values, ready
 
 UTC = timezone.utc
 LINE = ('request service=payments version=1.2.4 type=emergency flags=incident start="2026-12-15 10:00" tz=UTC '
@@ -20,8 +21,9 @@ LINE = ('request service=payments version=1.2.4 type=emergency flags=incident st
 IN_WINDOW = datetime(2026, 12, 15, 10, 5, tzinfo=UTC)
 FINISHED = datetime(2026, 12, 15, 10, 30, tzinfo=UTC)
 ALL_CHECKED = {"checklist": {"checklist": {"selected_options": [{"value": "monitoring"}, {"value": "rollback"},
-                                                                 {"value": "oncall"}]}}}
+                                                                 {"value": "oncall"}]}}, **form_values("payments:1.2.4")}
 TOKEN = "dp-0123456789abcdef0123"
+ARTIFACT = "payments:1.2.4"
 
 
 def approved(bot, db):
@@ -31,6 +33,7 @@ def approved(bot, db):
                 user="U0OPS")
     bot.command("go REL-1", user="U0RM")
     bot.command("go REL-1", user="U0EL")
+    ready(bot, 1, "emergency", artifact=ARTIFACT)  # QMS 4.6: the CI checks and targeted regression; its documents are deferred
 
 
 def started(bot, clock):
@@ -172,8 +175,9 @@ def test_a_pipeline_report_owes_the_deferred_steps_too_and_a_third_deployment_is
     clock.set(IN_WINDOW)
     with httpx.Client(base_url=api_bot.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as api:
         url = "/api/v1/releases/REL-1/deployments"
-        assert api.post(url, json={"status": "started", "actor": "U0OPS", "checklist": {
-            "monitoring": True, "rollback": True, "oncall": True}}).status_code < 300
+        assert api.post(url, json={"status": "started", "actor": "U0OPS", "artifact": ARTIFACT, "commit": COMMIT,
+                                   "checklist": {"monitoring": True, "rollback": True,
+                                                 "oncall": True}}).status_code < 300
         clock.set(FINISHED)
         assert api.post(url, json={"status": "succeeded", "actor": "U0OPS"}).status_code < 300
     with Session(db) as s:

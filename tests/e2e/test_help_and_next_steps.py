@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 
 from commands.policy import Policy
 from conftest import ROLES, start_bot, serving
+from package_steps import ready
 from test_commands import audit, release
 from storage.models import AuditEvent, ReleaseFlag
 
@@ -196,6 +197,7 @@ def approve(bot, db):
     bot.command("go REL-1", user="U0RM")
     bot.command("go REL-1", user="U0QA")
     assert release(db).state == "approved"
+    ready(bot)  # the test phases and documents no form can add (QMS 4.3, 4.4)
 
 
 def click_deploy(bot, user):

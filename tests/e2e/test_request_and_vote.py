@@ -39,7 +39,7 @@ def test_one_line_request_creates_release_and_posts_approval_message(bot, db):
     assert rel.required_roles == {"release_manager": 1, "qa_lead": 1}
     assert post.args["channel"] == "C0RELEASES"
     buttons = [e for b in post.args["blocks"] if b["type"] == "actions" for e in b["elements"]]
-    assert [b["text"]["text"] for b in buttons] == ["Go", "No-go"]
+    assert [b["text"]["text"] for b in buttons] == ["Go", "No-go", "Record test result"]  # evidence: QMS 4.3
     shown = str(post.args["blocks"])
     assert "release_manager" in shown and "qa_lead" in shown and "payments" in shown
     [reply] = bot.emulator.calls_to("response_url")

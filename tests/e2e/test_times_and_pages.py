@@ -12,6 +12,7 @@ import pytest
 
 from bot.messages.ids import MORE_ACTION
 from conftest import start_bot, serving
+from package_steps import form_values, ready
 
 TOKEN = "dp-0123456789abcdef0123"
 
@@ -87,13 +88,14 @@ def test_a_forged_more_value_shows_nothing_of_the_lists(bot):
 
 DATE = r"<!date\^\d+\^[^|>]+\|[^>]+>"  # a Slack date token, which each reader sees in their own zone
 ALL_CHECKED = {"checklist": {"checklist": {"selected_options": [{"value": "monitoring"}, {"value": "rollback"},
-                                                                 {"value": "oncall"}]}}}
+                                                                 {"value": "oncall"}]}}, **form_values("svc14:1.0.14")}
 
 
 def approved(bot):
     bot.command(request(14), user="U0DEV")  # 2026-12-15 14:00-15:00 UTC
     bot.command("go REL-1", user="U0RM")
     bot.command("go REL-1", user="U0QA")
+    ready(bot, 1, artifact="svc14:1.0.14")
 
 
 def test_the_gate_refusal_says_now_and_the_window_as_slack_dates(bot):

@@ -8,7 +8,7 @@ import pytest
 from sqlmodel import Session, select
 
 from commands.aftercare import record_task, sign_off
-from commands.deploy import CHECKLIST, Deployer, finish_deployment, start_deployment
+from commands.deploy import CHECKLIST, Deployer, finish_deployment
 from commands.rollback import decide_rollback
 from commands.errors import InputError
 from commands.outcome import Actor
@@ -16,7 +16,7 @@ from commands.policy import Policy
 from commands.vote import cast_vote
 from conftest import ROLES, actor
 from storage.models import Outbox, SignOff, Task
-from unit_support import REQUESTER, counts, events, new_release, outbox_keys, release
+from unit_support import start, REQUESTER, counts, events, new_release, outbox_keys, release
 from bot.times import iso_times
 
 UTC = timezone.utc
@@ -35,7 +35,7 @@ def deploying(db, clock, policy, type_="minor") -> int:
     for user in VOTERS[type_]:
         assert cast_vote(db, actor(user), rid, "go", clock).changed
     clock.set(IN_WINDOW)
-    assert start_deployment(db, Deployer(DEPLOYER, DEPLOYING), rid, ALL_CHECKED, clock, policy).changed
+    assert start(db, clock, policy, rid, Deployer(DEPLOYER, DEPLOYING, pipeline="deploy")).changed
     return rid
 
 

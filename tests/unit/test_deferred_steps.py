@@ -16,11 +16,10 @@ from commands.policy import Policy, PolicyError
 from conftest import ROLES, actor
 from storage.db import transaction
 from storage.models import Emergency, NonConformance, Task
-from test_deployment_outcomes import ALL_CHECKED, deploying, finish, nonconformances, row, who
-from commands.deploy import start_deployment
+from test_deployment_outcomes import deploying, finish, nonconformances, row, who
 from commands.rollback import decide_rollback
 from bot.times import iso_times
-from unit_support import assessed, counts, events, new_release, outbox_keys, release
+from unit_support import assessed, counts, events, new_release, outbox_keys, release, start
 
 UTC = timezone.utc
 # a Friday afternoon: the 24-hour steps fall on Saturday, the retrospective's five business days end next Friday
@@ -256,7 +255,7 @@ def deploy_emergency_on(db, clock, policy, day: datetime, service: str = "paymen
     for user in VOTERS["emergency"]:
         assert cast_vote(db, actor(user), rid, "go", clock).changed
     clock.set(day + timedelta(minutes=5))
-    assert start_deployment(db, who(), rid, ALL_CHECKED, clock, policy).changed
+    assert start(db, clock, policy, rid, who(pipeline="deploy")).changed
     clock.set(day + timedelta(minutes=30))
     assert finish(db, clock, policy, rid, "success").changed
     return rid

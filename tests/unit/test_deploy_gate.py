@@ -13,9 +13,11 @@ from commands.outcome import Actor
 from commands.release import cancel_release, edit_release, load
 from commands.vote import cast_vote, withdraw_vote
 from commands.policy import Policy
+from commands.provenance import Provenance
 from conftest import ROLES, START, actor
 from storage.models import Deployment
-from unit_support import REQUESTER, actions, counts, dev, events, new_release, outbox, outbox_keys, release
+from unit_support import (COMMIT, REQUESTER, actions, artifact_of, counts, dev, events, new_release, outbox,
+                          outbox_keys, ready_to_deploy, release)
 from bot.times import iso_times
 
 UTC = timezone.utc
@@ -50,7 +52,16 @@ def approved(db, clock, policy, type_="minor", **fields) -> int:
     for user in VOTERS[type_]:
         go(db, clock, user, rid)
     assert release(db, rid).state == "approved"
+    ready_to_deploy(db, clock, rid, POLICY)  # the package (QMS 4.3, 4.4): tests/unit/test_gate_package.py
     return rid
+
+
+JUSTIFICATION = "the pipeline runner is down"
+
+
+def prov(db, rid, **kw) -> dict:
+    """What a start by hand from Slack names: the artefact, the commit and why not the pipeline."""
+    return {"artifact": artifact_of(db, rid), "commit": COMMIT, "justification": JUSTIFICATION, **kw}
 
 
 def deployments(db, rid=None) -> list[Deployment]:
@@ -63,7 +74,8 @@ def deployments(db, rid=None) -> list[Deployment]:
 
 def gate(db, clock, rid, deployer=DEPLOYER, checklist=None) -> list[str]:
     who = globals()["deployer"](deployer) if isinstance(deployer, str) else deployer
-    return check_gate(db, rid, who, clock, ALL_CHECKED if checklist is None else checklist, POLICY)
+    return check_gate(db, rid, who, clock, ALL_CHECKED if checklist is None else checklist, POLICY,
+                      Provenance(**prov(db, rid)))
 
 
 def deployer(user=DEPLOYER, pipeline=None) -> Deployer:
@@ -85,6 +97,7 @@ def test_an_approved_release_in_its_window_with_a_full_checklist_passes(db, cloc
 
 def test_pending_release_is_refused_as_not_approved(db, clock, policy):
     rid = new_release(db, clock, policy, **WINDOW)
+    ready_to_deploy(db, clock, rid, POLICY)
     go(db, clock, "U0RM", rid)  # one of two roles: still pending
     clock.set(IN_WINDOW)
     assert gate(db, clock, rid) == [f"REL-{rid} is pending, not approved"]
@@ -169,10 +182,11 @@ def test_a_voter_of_an_earlier_reset_round_may_deploy(db, clock, policy):
     go(db, clock, "U0RM", rid)
     go(db, clock, "U0QAGROUP", rid)
     assert release(db, rid).state == "approved"
+    ready_to_deploy(db, clock, rid, POLICY)  # for the artefact of the new version
     clock.set(IN_WINDOW)
     assert gate(db, clock, rid, deployer="U0QA") == []
     assert "U0QAGROUP voted Go as qa_lead" in gate(db, clock, rid, deployer="U0QAGROUP")[0]
-    out = start_deployment(db, deployer("U0QA"), rid, ALL_CHECKED, clock, POLICY)
+    out = start_deployment(db, deployer("U0QA"), rid, ALL_CHECKED, clock, POLICY, **prov(db, rid))
     assert out.changed and not out.refused
     assert deployments(db, rid)[0].deployer_id == "U0QA"
 
@@ -219,10 +233,11 @@ def test_all_failures_are_listed_at_once(db, clock, policy):
 
 def test_gate_reasons_reads_the_current_round_only(db, clock, policy):
     rid = approved(db, clock, policy)
+    p = Provenance(**prov(db, rid))
     with Session(db) as s:
         r = load(s, rid)
-        assert gate_reasons(r, s, deployer("U0RM"), IN_WINDOW, ALL_CHECKED, POLICY) != []
-        assert gate_reasons(r, s, deployer(), IN_WINDOW, ALL_CHECKED, POLICY) == []
+        assert gate_reasons(r, s, deployer("U0RM"), IN_WINDOW, ALL_CHECKED, POLICY, p) != []
+        assert gate_reasons(r, s, deployer(), IN_WINDOW, ALL_CHECKED, POLICY, p) == []
 
 
 def test_check_gate_writes_nothing(db, clock, policy):
@@ -240,7 +255,8 @@ def test_refused_start_records_only_a_deploy_refused_event(db, clock, policy):
     clock.set(CLOSES + timedelta(minutes=1))
     r0 = release(db, rid)
     (releases, vote_rows, audit_rows, outbox_rows, deployment_rows), keys0 = written(db)
-    out = start_deployment(db, deployer(pipeline="gitlab"), rid, {"monitoring": True}, clock, POLICY)
+    out = start_deployment(db, deployer(pipeline="gitlab"), rid, {"monitoring": True}, clock, POLICY,
+                           **prov(db, rid))
     assert out.refused and not out.changed
     reasons = out.data["reasons"]
     assert len(reasons) == 3
@@ -253,7 +269,8 @@ def test_refused_start_records_only_a_deploy_refused_event(db, clock, policy):
     [ev] = events(db, rid, "deploy_refused")
     assert ev.actor == f"{DEPLOYER} via pipeline:gitlab"
     assert ev.at == clock.now()
-    assert ev.after == {"code": "gate", "reasons": reasons, "checklist": {"monitoring": True}}
+    assert ev.after == {"code": "gate", "reasons": reasons, "checklist": {"monitoring": True},
+                        "artifact": artifact_of(db, rid), "commit": COMMIT}
     assert ev.reason == out.message
     # ... and nothing else: no deployment, no state change, no announcement
     assert deployments(db) == []
@@ -265,7 +282,7 @@ def test_refused_start_records_only_a_deploy_refused_event(db, clock, policy):
 def test_refusal_by_an_approver_names_them(db, clock, policy):
     rid = approved(db, clock, policy)
     clock.set(IN_WINDOW)
-    out = start_deployment(db, deployer("U0QA"), rid, ALL_CHECKED, clock, POLICY)
+    out = start_deployment(db, deployer("U0QA"), rid, ALL_CHECKED, clock, POLICY, **prov(db, rid))
     assert out.refused
     [ev] = events(db, rid, "deploy_refused")
     assert ev.actor == "U0QA"
@@ -281,9 +298,8 @@ def test_start_records_the_deployment(db, clock, policy):
     clock.set(IN_WINDOW)
     r0 = release(db, rid)
     keys0 = outbox_keys(db)
-    out = start_deployment(db, deployer(), rid, {**ALL_CHECKED, "extra": True}, clock, POLICY,
-                           artifact="ghcr.io/acme/pay@sha256:ab", commit="0123abcd",
-                           pipeline_url="https://ci.test/p/42")
+    out = start_deployment(db, deployer(pipeline="deploy"), rid, {**ALL_CHECKED, "extra": True}, clock, POLICY,
+                           artifact="payments:2.3.1", commit="0123abcd", pipeline_url="https://ci.test/p/42")
     assert out.changed and not out.refused
     assert out.data == {"reasons": []}
     assert f"/release done REL-{rid} outcome=success|rolled_back|failed" in out.message
@@ -291,19 +307,20 @@ def test_start_records_the_deployment(db, clock, policy):
     assert r.state == "deploying"
     assert r.revision == r0.revision + 1 and r.updated_at == IN_WINDOW
     [dep] = deployments(db)
-    assert (dep.release_id, dep.deployer_id, dep.pipeline, dep.started_at) == (rid, DEPLOYER, None, IN_WINDOW)
+    assert (dep.release_id, dep.deployer_id, dep.pipeline, dep.started_at) == (rid, DEPLOYER, "deploy", IN_WINDOW)
+    assert (dep.manual, dep.justification, dep.package_complete, dep.policy_hash) == (False, None, True,
+                                                                                       POLICY.digest)
     assert dep.checklist == {"monitoring": True, "rollback": True, "oncall": True}  # only the gate's items
-    assert (dep.artifact, dep.commit, dep.pipeline_url) == ("ghcr.io/acme/pay@sha256:ab", "0123abcd",
-                                                            "https://ci.test/p/42")
+    assert (dep.artifact, dep.commit, dep.pipeline_url) == ("payments:2.3.1", "0123abcd", "https://ci.test/p/42")
     assert (dep.finished_at, dep.outcome, dep.stabilisation_ends_at) == (None, None, None)
     [ev] = events(db, rid, "deployment_started")
-    assert (ev.actor, ev.at) == (DEPLOYER, IN_WINDOW)
+    assert (ev.actor, ev.at) == (f"{DEPLOYER} via pipeline:deploy", IN_WINDOW)
     assert ev.before["state"] == "approved"
     assert ev.after["state"] == "deploying"
     assert ev.after["deployer"] == DEPLOYER
     assert ev.after["checklist"] == dep.checklist
     assert (ev.after["artifact"], ev.after["commit"], ev.after["pipeline_url"]) == (
-        "ghcr.io/acme/pay@sha256:ab", "0123abcd", "https://ci.test/p/42")
+        "payments:2.3.1", "0123abcd", "https://ci.test/p/42")
     new = [row for row in outbox(db) if row.key not in keys0]
     assert [row.key for row in new] == [f"approval:{rid}:event:{ev.id}", f"note:{rid}:deployment_started:",
                                         f"reminder:{rid}:stuck_deployment:", f"reminder:{rid}:stuck_escalation:"]
@@ -319,7 +336,8 @@ def test_start_records_the_deployment(db, clock, policy):
 def test_start_through_a_pipeline_names_the_pipeline_in_the_audit(db, clock, policy):
     rid = approved(db, clock, policy)
     clock.set(IN_WINDOW)
-    out = start_deployment(db, deployer(pipeline="deploy-prod"), rid, ALL_CHECKED, clock, POLICY, commit="beef")
+    out = start_deployment(db, deployer(pipeline="deploy-prod"), rid, ALL_CHECKED, clock, POLICY,
+                           **prov(db, rid, commit="beef"))
     assert out.changed
     [dep] = deployments(db)
     assert (dep.deployer_id, dep.pipeline, dep.commit) == (DEPLOYER, "deploy-prod", "beef")
@@ -331,11 +349,11 @@ def test_start_through_a_pipeline_names_the_pipeline_in_the_audit(db, clock, pol
 def test_a_second_start_by_the_same_deployer_is_idempotent(db, clock, policy):
     rid = approved(db, clock, policy)
     clock.set(IN_WINDOW)
-    assert start_deployment(db, deployer(), rid, ALL_CHECKED, clock, POLICY).changed
+    assert start_deployment(db, deployer(), rid, ALL_CHECKED, clock, POLICY, **prov(db, rid)).changed
     before = (actions(db, rid), outbox_keys(db), release(db, rid).revision)
     clock.advance(minutes=2)
     # a retried delivery; even with a different checklist it is the same deployment
-    out = start_deployment(db, deployer(pipeline="gitlab"), rid, {}, clock, POLICY)
+    out = start_deployment(db, deployer(pipeline="gitlab"), rid, {}, clock, POLICY, **prov(db, rid))
     assert not out.changed and not out.refused
     assert iso_times(out.message) == f"REL-{rid} is already being deployed by you since 2026-12-09T10:05:00Z."
     assert out.data == {"reasons": []}
@@ -347,8 +365,8 @@ def test_a_second_start_by_the_same_deployer_is_idempotent(db, clock, policy):
 def test_a_second_start_by_someone_else_is_refused(db, clock, policy):
     rid = approved(db, clock, policy)
     clock.set(IN_WINDOW)
-    start_deployment(db, deployer(), rid, ALL_CHECKED, clock, POLICY)
-    out = start_deployment(db, deployer("U0DEV2"), rid, ALL_CHECKED, clock, POLICY)
+    start_deployment(db, deployer(), rid, ALL_CHECKED, clock, POLICY, **prov(db, rid))
+    out = start_deployment(db, deployer("U0DEV2"), rid, ALL_CHECKED, clock, POLICY, **prov(db, rid))
     assert out.refused
     assert out.data["reasons"] == [f"REL-{rid} is deploying, not approved"]
     [dep] = deployments(db)
@@ -371,8 +389,8 @@ def test_a_person_without_a_deploying_role_is_refused_and_the_role_named(db, clo
     who = Deployer(user, actor(user).roles)  # no platform_lead granted here
     reason = (f"{user} holds no deploying role (operations or platform_lead); QMS 3.4: a DevOps / Platform "
               "Engineer executes the deployment")
-    assert check_gate(db, rid, who, clock, ALL_CHECKED, POLICY) == [reason]
-    out = start_deployment(db, who, rid, ALL_CHECKED, clock, POLICY)
+    assert check_gate(db, rid, who, clock, ALL_CHECKED, POLICY, Provenance(**prov(db, rid))) == [reason]
+    out = start_deployment(db, who, rid, ALL_CHECKED, clock, POLICY, **prov(db, rid))
     assert out.refused and out.data["reasons"] == [reason]
     [ev] = events(db, rid, "deploy_refused")
     assert ev.actor == user and ev.after["reasons"] == [reason]
@@ -383,14 +401,16 @@ def test_a_person_without_a_deploying_role_is_refused_and_the_role_named(db, clo
 def test_operations_and_platform_leads_deploy(db, clock, policy, user):
     rid = approved(db, clock, policy)
     clock.set(IN_WINDOW)
-    assert start_deployment(db, Deployer(user, actor(user).roles), rid, ALL_CHECKED, clock, POLICY).changed
+    out = start_deployment(db, Deployer(user, actor(user).roles), rid, ALL_CHECKED, clock, POLICY, **prov(db, rid))
+    assert out.changed, out.message
 
 
 def test_the_deploying_roles_are_policy(db, clock, policy):
     rid = approved(db, clock, policy)
     clock.set(IN_WINDOW)
     ops_only = Policy.from_mapping({"roles": ROLES, "deployment": {"deployers": ["operations"]}})
-    [reason] = check_gate(db, rid, Deployer("U0PL", actor("U0PL").roles), clock, ALL_CHECKED, ops_only)
+    [reason] = check_gate(db, rid, Deployer("U0PL", actor("U0PL").roles), clock, ALL_CHECKED, ops_only,
+                          Provenance(**prov(db, rid)))
     assert "U0PL holds no deploying role (operations)" in reason
 
 
@@ -400,13 +420,14 @@ def test_a_role_slack_could_not_check_is_try_again_not_a_refusal(db, clock, poli
     before = written(db)
     who = Deployer.of(Actor("U0OPSGROUP", frozenset(), frozenset({"operations"})))
     with pytest.raises(CouldNotCheck) as exc:
-        start_deployment(db, who, rid, ALL_CHECKED, clock, POLICY)
+        start_deployment(db, who, rid, ALL_CHECKED, clock, POLICY, **prov(db, rid))
     assert "could not confirm whether you hold operations" in exc.value.message
     assert written(db) == before  # nothing written, nothing audited
 
 
 def test_the_pipeline_identity_is_held_to_the_approver_rule_too(db, clock, policy):
     rid = new_release(db, clock, policy, **WINDOW)
+    ready_to_deploy(db, clock, rid, POLICY)
     # an identity that voted (here a pipeline's, as any id could be) never executes the deployment
     assert cast_vote(db, Actor("pipeline:ci", frozenset({"release_manager"})), rid, "go", clock).changed
     go(db, clock, "U0QA", rid)
@@ -462,5 +483,6 @@ def test_the_gate_lets_an_executive_override_of_the_blackout_stand(db, clock, po
     for user in VOTERS["minor"]:
         go(db, clock, user, rid)
     assert release(db, rid).state == "approved"
+    ready_to_deploy(db, clock, rid, POLICY)
     clock.set(IN_WINDOW)
     assert gate(db, clock, rid) == []

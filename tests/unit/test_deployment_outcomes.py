@@ -7,13 +7,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlmodel import Session, select
 
-from commands.deploy import CHECKLIST, Deployer, finish_deployment, never_approved, start_deployment
+from commands.deploy import CHECKLIST, Deployer, finish_deployment, never_approved
 from commands.rollback import decide_rollback
 from commands.errors import InputError
 from commands.vote import cast_vote, withdraw_vote
 from conftest import actor
 from storage.models import Deployment, NonConformance, Outbox, Task
-from unit_support import REQUESTER, actions, assessed, counts, events, new_release, outbox_keys, release
+from unit_support import start, REQUESTER, actions, assessed, counts, events, new_release, outbox_keys, release
 from bot.times import iso_times
 
 UTC = timezone.utc
@@ -43,7 +43,7 @@ def approved(db, clock, policy, type_="minor", **fields) -> int:
 def deploying(db, clock, policy, type_="minor", at=IN_WINDOW, **fields) -> int:
     rid = approved(db, clock, policy, type_, **fields)
     clock.set(at)
-    out = start_deployment(db, who(), rid, ALL_CHECKED, clock, policy)
+    out = start(db, clock, policy, rid, who(pipeline="deploy"))
     assert out.changed, out.message
     return rid
 

@@ -20,7 +20,7 @@ from commands.vote import cast_vote
 from conftest import ROLES, actor
 from storage.db import read
 from storage.models import Release
-from unit_support import events, new_release
+from unit_support import events, new_release, ready_to_deploy
 
 UTC = timezone.utc
 POLICY = Policy.from_mapping({"roles": ROLES}, source="policy.toml")
@@ -130,7 +130,9 @@ def test_precheck_passes_what_only_the_checklist_can_still_fix(db, clock, policy
     rid = new_release(db, clock, policy, **WINDOW)
     for user in ("U0RM", "U0QA"):
         cast_vote(db, actor(user), rid, "go", clock)
+    ready_to_deploy(db, clock, rid, policy)  # the package: no form can add it
     clock.set(IN_WINDOW)
+    # the artefact, commit and justification are the form's business, like the checklist
     assert precheck_deployment(db, Deployer.of(actor("U0PL")), rid, clock, policy) is None
     assert events(db, rid, "deploy_refused") == []
 
@@ -142,7 +144,11 @@ def test_precheck_refuses_and_audits_what_the_checklist_cannot_fix(db, clock, po
     assert "not confirmed" not in out.message  # the checklist's own items are the form's business
     assert out.data["needs_roles"] == ["operations", "platform_lead"]
     [ev] = events(db, rid, "deploy_refused")
-    assert ev.after["code"] == "gate" and ev.after["precheck"] is True and len(ev.after["reasons"]) == 3
+    assert ev.after["code"] == "gate" and ev.after["precheck"] is True
+    # not approved, outside the window, no deploying role, and the package no form can add (QMS 4.3, 4.4)
+    assert len([r for r in ev.after["reasons"] if not r.startswith(("test phase", "the release notes",
+                                                                     "the deployment runbook"))]) == 3
+    assert "artefact is required" not in out.message and "justification" not in out.message
     with read(db) as s:
         assert load(s, rid).state == "pending"
 

@@ -15,7 +15,7 @@ from commands.record import ReleaseRecord
 from commands.reminders import Notice
 from storage.models import AuditEvent, Blackout, Deployment, NonConformance, Release, ReleaseFlag, Vote
 
-from bot.messages import aftercare, calendar, modal
+from bot.messages import aftercare, calendar, modal, validation
 from bot.messages import release as render
 
 UTC = timezone.utc
@@ -120,6 +120,7 @@ RENDERERS = {
     "blackout_list": _blackout_list,
     "checklist_modal": lambda: (None, aftercare.checklist_modal(hostile_release(), "C1")["blocks"]),
     "task_modal": lambda: (None, aftercare.task_modal("followup", hostile_release(), "C1")["blocks"]),
+    "record_modal": lambda: (None, validation.record_modal(hostile_release(), "C1")["blocks"]),
     "nogo_modal": lambda: (None, modal.nogo_modal("REL-7", 7, "C1")["blocks"]),
     **{f"reminder {what}": _reminder(what) for what in aftercare._REMINDER_TEXT},
     **{f"thread_note {event}": _thread_note(event)

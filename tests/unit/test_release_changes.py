@@ -161,12 +161,11 @@ def test_a_feature_requested_as_security_keeps_minor_lead_time(db, clock, policy
     ({"duration": "2h"}, "end_at"),
     ({"tz": "America/New_York"}, "tz"),
     ({"risk": "medium: new table"}, "risk"),
-    ({"rollback": "flag off"}, "rollback_plan"),
-    ({"rollback": ""}, "rollback_plan"),
+    ({"risk": ""}, "risk"),
     ({"links": "https://ci.test/2"}, "links"),
 ])
 def test_any_edit_of_what_was_approved_starts_a_new_round(db, clock, policy, changes, field):
-    rid = new_release(db, clock, policy, rollback="redeploy 2.3.0")
+    rid = new_release(db, clock, policy, rollback="redeploy 2.3.0", risk="low")
     approve_minor(db, clock, rid)
     clock.advance(hours=1)
     out = edit_release(db, dev(), rid, {**changes, "reason": " CAB asked for it "}, clock, policy)
@@ -210,16 +209,16 @@ def test_edit_of_the_zone_alone_keeps_the_wall_clock_time(db, clock, policy):
 
 @pytest.mark.parametrize("reason", [None, "", "   "])
 def test_an_edit_after_approval_needs_a_reason_and_writes_nothing(db, clock, policy, reason):
-    rid = new_release(db, clock, policy, rollback="redeploy 2.3.0")
+    rid = new_release(db, clock, policy, risk="low")
     approve_minor(db, clock, rid)
     before = counts(db)
-    changes = {"rollback": ""} if reason is None else {"rollback": "", "reason": reason}
+    changes = {"risk": ""} if reason is None else {"risk": "", "reason": reason}
     with pytest.raises(InputError) as info:
         edit_release(db, dev(), rid, changes, clock, policy)
     assert info.value.field == "reason" and "reason=" in info.value.form
     assert counts(db) == before
     r = release(db, rid)
-    assert (r.state, r.round, r.rollback_plan) == ("approved", 1, "redeploy 2.3.0")
+    assert (r.state, r.round, r.risk) == ("approved", 1, "low")
 
 
 def test_an_edit_before_approval_may_give_a_reason(db, clock, policy):
@@ -532,7 +531,8 @@ def test_edit_of_risk_after_the_window_began_is_allowed(db, clock, policy):
 # --- the union of controls holds wherever the type's controls are read --------------------------------------------
 
 def test_the_longer_stabilisation_of_the_union_holds_after_deploying(db, clock, policy):
-    from commands.deploy import CHECKLIST, Deployer, finish_deployment, start_deployment
+    from commands.deploy import Deployer, finish_deployment
+    from unit_support import start
     # a feature asked for as security: minor's 2h stabilisation, not security's 30m
     rid = new_release(db, clock, policy, type="security", answers=Answers(feature=True), start="2026-12-09 10:00",
                       tz="UTC")
@@ -540,8 +540,8 @@ def test_the_longer_stabilisation_of_the_union_holds_after_deploying(db, clock, 
         go(db, clock, user, rid)
     assert release(db, rid).state == "approved"
     clock.set(datetime(2026, 12, 9, 10, 5, tzinfo=UTC))
-    deployer = Deployer("U0DEPL", frozenset({"platform_lead"}))
-    assert start_deployment(db, deployer, rid, {k: True for k, _ in CHECKLIST}, clock, policy).changed
+    deployer = Deployer("U0DEPL", frozenset({"platform_lead"}), pipeline="deploy")
+    assert start(db, clock, policy, rid, deployer).changed
     finish_deployment(db, deployer, rid, "success", clock, policy)
     [ev] = events(db, rid, "deployment_success")
     assert ev.after["stabilisation_ends_at"] == (clock.now() + timedelta(hours=2)).isoformat()

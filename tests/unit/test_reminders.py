@@ -9,14 +9,14 @@ from sqlmodel import select
 
 from commands import announce, reminders
 from commands.aftercare import record_task, sign_off
-from commands.deploy import CHECKLIST, Deployer, finish_deployment, start_deployment
+from commands.deploy import CHECKLIST, Deployer, finish_deployment
 from commands.rollback import decide_rollback
 from commands.release import cancel_release, edit_release, load
 from commands.vote import cast_vote
 from conftest import START, actor
 from storage.db import transaction
 from storage.models import Outbox
-from unit_support import REQUESTER, counts, dev, new_release, outbox_keys, release
+from unit_support import start, REQUESTER, counts, dev, new_release, outbox_keys, release
 
 UTC = timezone.utc
 WINDOW = dict(start="2026-12-09 10:00", tz="UTC", duration="60m")  # a Wednesday, past every lead time
@@ -59,7 +59,7 @@ def deploying(db, clock, policy, type_="minor") -> int:
     for user in VOTERS[type_]:
         go(db, clock, user, rid)
     clock.set(IN_WINDOW)
-    assert start_deployment(db, Deployer(DEPLOYER, DEPLOYING), rid, ALL_CHECKED, clock, policy).changed
+    assert start(db, clock, policy, rid, Deployer(DEPLOYER, DEPLOYING, pipeline="deploy")).changed
     return rid
 
 

@@ -48,3 +48,11 @@ def test_shipped_policy_spells_out_the_feed_defaults():
     assert shipped.calendar == default.calendar
     feed = {k: v for k, v in data["calendar"].items() if k != "default_hours"}  # test_slot_order.py checks those
     assert feed == {"feed_refresh": "1h", "feed_keep_cancelled": "30d", "feed_past": "90d", "feed_ahead": "365d"}
+
+
+def test_shipped_policy_spells_out_the_validation_defaults():
+    data = tomllib.loads((ROOT / "policy.toml").read_text())
+    shipped, default = Policy.from_mapping(data, source="policy.toml"), Policy.default()
+    assert shipped.validation == default.validation
+    assert set(data["validation"]) == {"phases", "documents", "controlled_environments", "manual_allowed", "recorders"}
+    assert set(data["validation"]["phases"]) == set(data["validation"]["documents"]) == set(data["types"])

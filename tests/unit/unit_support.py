@@ -88,3 +88,50 @@ def counts(db) -> tuple[int, int, int, int]:
     """(releases, votes, audit events, outbox rows): to show that nothing was written."""
     with Session(db) as s:
         return tuple(len(list(s.exec(select(m)))) for m in (Release, Vote, AuditEvent, Outbox))  # type: ignore
+
+
+COMMIT = "3f2a9c1"
+PRODUCT_OWNER = "U0PO"
+
+
+def artifact_of(db, release_id: int) -> str:
+    r = release(db, release_id)
+    return f"{r.service}:{r.version}"
+
+
+def ready_to_deploy(db, clock: Clock, release_id: int, policy: Policy | None = None, *,
+                    artifact: str | None = None, skip: tuple[str, ...] = ()) -> dict:
+    """The release package the gate asks for (QMS 4.3, 4.4), recorded through the real use cases: a pass of
+    every required test phase for the artefact (the pipeline's; UAT the product owner's) and every required
+    document (the requester's). Returns the artefact and commit to start with (start_deployment's keywords).
+    `skip`: items ("phase:uat", "document:runbook") left out, for a test of what the gate says."""
+    from commands.package import set_documents
+    from commands.validation import Recorder, record_result, required_documents, required_phases
+    policy = policy or Policy.default()
+    artifact = artifact or artifact_of(db, release_id)
+    r = release(db, release_id)
+    for phase in required_phases(policy, r):
+        if f"phase:{phase}" in skip:
+            continue
+        who = (Recorder(Actor(PRODUCT_OWNER, frozenset({"product_owner"}))) if phase == "uat"
+               else Recorder(Actor("pipeline:ci"), pipeline="ci"))
+        out = record_result(db, who, release_id, phase, "passed", f"https://ci.test/{phase}", None, artifact,
+                            clock, policy)
+        assert out.changed, out.message
+    docs = {key: (f"https://wiki.test/{key}" if key != "rollback" else "redeploy the previous artefact")
+            for key, col in (("notes", "release_notes"), ("runbook", "runbook"), ("rollback", "rollback_plan"))
+            if col in required_documents(policy, r) and f"document:{col}" not in skip and not getattr(r, col)}
+    if docs:
+        from commands.package import valid
+        out = set_documents(db, dev(r.requester_id), release_id, valid(docs), clock)
+        assert out.changed, out.message
+    return {"artifact": artifact, "commit": COMMIT}
+
+
+def start(db, clock: Clock, policy: Policy, release_id: int, who, checklist=None, **kw) -> Outcome:
+    """A deployment started as the controlled path has it: the package recorded (ready_to_deploy) and the
+    artefact and commit named. `who` is commands.deploy.Deployer; a pipeline's carries its name."""
+    from commands.deploy import ALL_TICKED, start_deployment
+    prov = ready_to_deploy(db, clock, release_id, policy)
+    return start_deployment(db, who, release_id, ALL_TICKED if checklist is None else checklist, clock, policy,
+                            **{**prov, **kw})
