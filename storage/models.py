@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from storage.columns import UTCDateTime, _json, _text, _ts  # noqa: F401  (UTCDateTime: migrations use it)
@@ -98,6 +98,10 @@ class AuditEvent(SQLModel, table=True):
     reason: Optional[str] = _text()
     before: dict = _json()
     after: dict = _json()
+    # The hash chain (storage/audit_chain.py): its place, the previous event's hash and its own.
+    seq: Optional[int] = Field(default=None, sa_column=Column(BigInteger, unique=True, nullable=False))
+    prev_hash: Optional[str] = Field(default=None, max_length=64)
+    hash: Optional[str] = Field(default=None, max_length=64)
 
 
 class Outbox(SQLModel, table=True):
@@ -379,3 +383,4 @@ class DecisionLogEntry(SQLModel, table=True):
 # storage/quality_models.py; re-exported here so `from storage.models import …` keeps working.
 from storage.quality_models import (Incident, MetricSnapshot, NonConformance, TestResult,  # noqa: E402,F401
                                     UnmatchedDeployment, Waiver)
+from storage.audit_models import AuditChainHead, AuditCheckpoint  # noqa: E402,F401

@@ -1,0 +1,266 @@
+"""The audit log's hash chain: every event names the previous one's hash, so an edit, a deletion or an
+insertion anywhere shows when the chain is walked (`verify`).
+
+Canonical form (version 1) of an event, the bytes its hash is taken over:
+  UTF-8 JSON of the object {"v": 1, "seq", "prev_hash", "release_id", "actor", "action", "at", "reason",
+  "before", "after"} with keys sorted at every level, no whitespace (separators "," and ":"), non-ASCII
+  characters as themselves (not \\u escapes); "at" is ISO 8601 in UTC with microseconds and a Z
+  ("2026-11-23T09:00:00.000000Z"); before and after are the JSON the database stores.
+  hash = lowercase hex SHA-256 of those bytes. The first event's prev_hash is GENESIS (64 zeros).
+The row id is not hashed: the database assigns it at insert, after the hash is computed. It still counts:
+ids and seqs rise together (an event takes the head's lock before its insert draws an id), so a seq
+order that disagrees with the id order is a reordering.
+
+The head (audit_chain_head, one row) is the last event's seq and hash. A transaction that writes an event
+takes it FOR UPDATE on PostgreSQL, at its first audit event, so it is the last lock the transaction takes
+(release rows are locked first) and two processes append one after the other; on SQLite BEGIN IMMEDIATE
+already lets one writer in at a time.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterator, Optional
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import Session
+
+from storage.db import _UNIT
+from storage.audit_models import HEAD_ID, AuditChainHead, AuditCheckpoint
+from storage.models import AuditEvent
+
+GENESIS = "0" * 64
+FORMAT = 1
+BATCH = 5000  # rows per query while walking: memory stays flat however long the log is
+
+_events = AuditEvent.__table__
+_head = AuditChainHead.__table__
+
+
+def stored_json(value: Any) -> Any:
+    """The value as the JSON column gives it back (tuples are lists, keys are strings)."""
+    return json.loads(json.dumps(value))
+
+
+def iso(at: datetime) -> str:
+    if at.tzinfo is None:
+        raise ValueError("naive datetime given to the audit chain")
+    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical(*, seq: int, prev_hash: str, release_id: Optional[int], actor: str, action: str, at: datetime,
+              reason: Optional[str], before: Any, after: Any) -> bytes:
+    doc = {"v": FORMAT, "seq": seq, "prev_hash": prev_hash, "release_id": release_id, "actor": actor,
+           "action": action, "at": iso(at), "reason": reason, "before": before, "after": after}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def event_hash(**fields: Any) -> str:
+    return hashlib.sha256(canonical(**fields)).hexdigest()
+
+
+def take_head(session: Session) -> tuple[int, str]:
+    """The head's (seq, hash), locked until this transaction ends (PostgreSQL). A missing head row (a new
+    or emptied table) is made from the last event, by whichever writer comes first."""
+    pg = session.get_bind().dialect.name == "postgresql"
+    query = select(_head.c.seq, _head.c.hash).where(_head.c.id == HEAD_ID)
+    row = session.execute(query.with_for_update() if pg else query).first()
+    if row is None:
+        last = session.execute(select(_events.c.seq, _events.c.hash).where(_events.c.seq.is_not(None))
+                               .order_by(_events.c.seq.desc()).limit(1)).first()
+        ins = (postgresql.insert if pg else sqlite.insert)(_head).values(
+            id=HEAD_ID, seq=last.seq if last else 0, hash=last.hash if last else GENESIS)
+        session.execute(ins.on_conflict_do_nothing(index_elements=["id"]))
+        row = session.execute(query.with_for_update() if pg else query).first()
+    return row.seq, row.hash
+
+
+def move_head(session: Session, seq: int, hash_: str) -> None:
+    session.execute(_head.update().where(_head.c.id == HEAD_ID).values(seq=seq, hash=hash_))
+
+
+# ---- verification ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Bad:
+    """The first event where the chain does not hold. kind: changed | missing | inserted | reordered."""
+
+    kind: str
+    seq: Optional[int]
+    id: Optional[int]
+    detail: str
+
+    def line(self) -> str:
+        where = f"seq {self.seq}" if self.seq is not None else "no seq"
+        return f"{self.kind}: event {where}, id {self.id if self.id is not None else '-'}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    count: int  # events walked
+    head_seq: int  # the last event's seq (0: none)
+    head_hash: str  # the last event's hash (GENESIS: none)
+    first_bad: Optional[Bad] = None
+
+
+@dataclass(frozen=True)
+class Link:
+    id: Optional[int]
+    seq: Optional[int]
+    prev_hash: Optional[str]
+    hash: Optional[str]
+    fields: Optional[dict]  # what is hashed, but seq and prev_hash
+
+    def hash_as(self, seq: int) -> Optional[str]:
+        """What its hash would be at this seq (None: the row cannot be hashed at all)."""
+        try:
+            return event_hash(seq=seq, prev_hash=self.prev_hash, **self.fields) if self.fields is not None else None
+        except (TypeError, ValueError):
+            return None
+
+    @property
+    def content_ok(self) -> bool:
+        """The stored hash is the hash of what the row holds now."""
+        return self.seq is not None and self.hash is not None and self.hash_as(self.seq) == self.hash
+
+
+_COLS = (_events.c.id, _events.c.seq, _events.c.prev_hash, _events.c.hash, _events.c.release_id,
+         _events.c.actor, _events.c.action, _events.c.at, _events.c.reason, _events.c.before, _events.c.after)
+
+
+def _link(r) -> Link:
+    return Link(r.id, r.seq, r.prev_hash, r.hash,
+                dict(release_id=r.release_id, actor=r.actor, action=r.action, at=r.at, reason=r.reason,
+                     before=r.before, after=r.after))
+
+
+def _rows(conn: Connection, batch: int) -> Iterator[Link]:
+    # Unchained rows (no seq: written around the chain) first, then the chain in order, by keyset pages.
+    for r in conn.execute(select(*_COLS).where(_events.c.seq.is_(None)).order_by(_events.c.id)):
+        yield _link(r)
+    after = None
+    while True:
+        query = select(*_COLS).where(_events.c.seq.is_not(None)).order_by(_events.c.seq, _events.c.id).limit(batch)
+        if after is not None:
+            # (seq, id) > after, so two rows sharing a seq (a forged duplicate) are both seen
+            query = query.where((_events.c.seq > after[0]) | ((_events.c.seq == after[0]) & (_events.c.id > after[1])))
+        rows = conn.execute(query).all()
+        for r in rows:
+            yield _link(r)
+        if len(rows) < batch:
+            return
+        after = (rows[-1].seq, rows[-1].id)
+
+
+def _seq_of_hash(conn: Connection, hash_: Optional[str]) -> Optional[int]:
+    if hash_ == GENESIS:
+        return 0
+    return conn.execute(select(_events.c.seq).where(_events.c.hash == hash_).limit(1)).scalar()
+
+
+def _walk(conn: Connection, batch: int) -> VerifyResult:
+    head = conn.execute(select(_head.c.seq, _head.c.hash).where(_head.c.id == HEAD_ID)).first()
+    count, prev_seq, prev_id, prev_hash = 0, 0, None, GENESIS
+    rows = _rows(conn, batch)
+    nxt: Optional[Link] = next(rows, None)
+    while nxt is not None:
+        r, nxt = nxt, next(rows, None)
+
+        def bad(kind: str, detail: str, seq: Optional[int] = r.seq, id_: Optional[int] = r.id) -> VerifyResult:
+            return VerifyResult(False, count, prev_seq, prev_hash, Bad(kind, seq, id_, detail))
+
+        if r.seq is None:
+            return bad("inserted", "it has no sequence number: it was written around the chain, not by the bot")
+        if head is not None and r.seq > head.seq:
+            return bad("inserted", f"it comes after the recorded chain head (seq {head.seq}): added around the bot")
+        if r.seq == prev_seq:
+            return bad("inserted", f"a second event at seq {r.seq} (the first is id {prev_id})")
+        content_ok = r.content_ok
+        if not content_ok:
+            origin = _seq_of_hash(conn, r.prev_hash)
+            if origin is not None and origin + 1 != r.seq and r.hash_as(origin + 1) == r.hash:
+                return bad("reordered", f"it was written at seq {origin + 1} and has been moved to seq {r.seq}")
+        if nxt is not None and nxt.seq is not None and nxt.id < r.id and (prev_id is None or r.id > prev_id):
+            return bad("inserted", f"it was written after the event that follows it (seq {nxt.seq}, id {nxt.id}): "
+                                   "slipped into the chain")
+        if prev_id is not None and r.id < prev_id:
+            return bad("reordered", f"it comes after id {prev_id} in the chain but was written before it")
+        if not content_ok:
+            return bad("changed", "its content no longer matches its hash: it was edited after it was written")
+        if r.seq > prev_seq + 1:
+            gap = f"seq {prev_seq + 1}" if r.seq == prev_seq + 2 else f"seq {prev_seq + 1} to {r.seq - 1}"
+            return bad("missing", f"{gap} is gone (deleted); the next event left is seq {r.seq}, id {r.id}",
+                       seq=prev_seq + 1, id_=None)
+        if r.prev_hash != prev_hash:
+            if (nxt is not None and nxt.prev_hash == r.hash) or (nxt is None and head is not None
+                                                                  and head.hash == r.hash):
+                # The chain goes on from this one: the event before it was rewritten, hash and all.
+                return bad("changed", f"it was rewritten and its hash recomputed: seq {r.seq} (id {r.id}) no "
+                                      "longer links to it", seq=prev_seq, id_=prev_id)
+            other = _seq_of_hash(conn, r.prev_hash)
+            if other is not None:
+                return bad("reordered", f"it was chained after seq {other}, not after seq {prev_seq}")
+            return bad("inserted", f"it does not follow seq {prev_seq}: its link names no event in the log (forged)")
+        count, prev_seq, prev_id, prev_hash = count + 1, r.seq, r.id, r.hash
+    if head is None:
+        if count:
+            return VerifyResult(False, count, prev_seq, prev_hash,
+                                Bad("missing", None, None, "the chain head record (audit_chain_head) is gone"))
+    elif head.seq > prev_seq:
+        gap = f"seq {prev_seq + 1}" if head.seq == prev_seq + 1 else f"seq {prev_seq + 1} to {head.seq}"
+        return VerifyResult(False, count, prev_seq, prev_hash,
+                            Bad("missing", prev_seq + 1, None, f"the last events ({gap}) are gone: the recorded "
+                                                               f"head is seq {head.seq}"))
+    elif head.hash != prev_hash:
+        return VerifyResult(False, count, prev_seq, prev_hash,
+                            Bad("changed", prev_seq, prev_id, "the last event's hash is not the recorded head's"))
+    return VerifyResult(True, count, prev_seq, prev_hash)
+
+
+def verify(source: Session | Engine | Connection, batch: int = BATCH) -> VerifyResult:
+    """Walk the whole chain; reads only. An engine gets one snapshot (REPEATABLE READ, read-only, on
+    PostgreSQL; a deferred read on SQLite), so a bot writing meanwhile is not mistaken for tampering."""
+    if isinstance(source, Session):
+        return _walk(source.connection(), batch)
+    if isinstance(source, Connection):
+        return _walk(source, batch)
+    with snapshot(source) as conn:
+        return _walk(conn, batch)
+
+
+@contextmanager
+def snapshot(engine: Engine) -> Iterator[Connection]:
+    """One read-only view of the whole database for as long as it is open."""
+    with engine.connect() as conn:
+        options = {_UNIT: "read"}  # storage.db: a deferred BEGIN and query_only on SQLite, READ ONLY on PostgreSQL
+        if engine.dialect.name == "postgresql":
+            options["isolation_level"] = "REPEATABLE READ"
+        conn.execution_options(**options)
+        with conn.begin() as tx:
+            yield conn
+            tx.rollback()
+
+
+def hash_at(source: Session | Connection, seq: int) -> Optional[tuple[int, str]]:
+    """(id, stored hash) of the event at seq, or None."""
+    conn = source.connection() if isinstance(source, Session) else source
+    row = conn.execute(select(_events.c.id, _events.c.hash).where(_events.c.seq == seq).limit(1)).first()
+    return (row.id, row.hash) if row else None
+
+
+def latest_checkpoint(source: Session | Engine | Connection) -> Optional[AuditCheckpoint]:
+    """The newest signed checkpoint (for the evidence packet), or None."""
+    query = select(AuditCheckpoint).order_by(AuditCheckpoint.seq.desc(), AuditCheckpoint.id.desc()).limit(1)
+    if isinstance(source, Engine):
+        with Session(source) as session:
+            return session.scalars(query).first()
+    session = source if isinstance(source, Session) else Session(bind=source)
+    return session.scalars(query).first()
+
+

@@ -1,0 +1,116 @@
+"""the audit log is hash-chained, and its head is signed into checkpoints
+
+Every audit event gets its place (seq), the previous event's hash and its own
+(storage/audit_chain.py documents the canonical form), so a row edited, deleted
+or inserted behind the bot's back shows when the chain is walked. The existing
+events are chained here, in id order. The append-only triggers (0002) refuse
+the UPDATE that does it, so they are dropped for this step and made again.
+audit_chain_head is the one row every writer locks; audit_checkpoint keeps the
+signed heads posted to AUDIT_CHANNEL.
+
+Revision ID: 0015
+Revises: 0014
+"""
+import sqlalchemy as sa
+from alembic import op
+
+import storage.models
+from storage import audit_chain
+
+revision = "0015"
+down_revision = "0014"
+branch_labels = None
+depends_on = None
+
+TS = storage.models.UTCDateTime
+MESSAGE = "audit_event is append-only"  # as 0002 made it
+BATCH = 2000
+
+
+def _drop_triggers(pg: bool) -> None:
+    for verb in ("update", "delete"):
+        op.execute(f"DROP TRIGGER IF EXISTS audit_event_no_{verb}" + (" ON audit_event" if pg else ""))
+
+
+def _create_triggers(pg: bool) -> None:
+    for verb in ("UPDATE", "DELETE"):
+        if pg:  # 0002's function audit_event_append_only() stays
+            op.execute(f"CREATE TRIGGER audit_event_no_{verb.lower()} BEFORE {verb} ON audit_event "
+                       "FOR EACH ROW EXECUTE FUNCTION audit_event_append_only()")
+        else:
+            op.execute(f"CREATE TRIGGER audit_event_no_{verb.lower()} BEFORE {verb} ON audit_event "
+                       f"BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END")
+
+
+def _chain_existing() -> tuple[int, str]:
+    bind = op.get_bind()
+    events = sa.table("audit_event", sa.column("id", sa.Integer()), sa.column("release_id", sa.Integer()),
+                      sa.column("actor", sa.String()), sa.column("action", sa.String()), sa.column("at", TS()),
+                      sa.column("reason", sa.Text()), sa.column("before", sa.JSON()), sa.column("after", sa.JSON()),
+                      sa.column("seq", sa.BigInteger()), sa.column("prev_hash", sa.String()),
+                      sa.column("hash", sa.String()))
+    update = (events.update().where(events.c.id == sa.bindparam("row_id"))
+              .values(seq=sa.bindparam("s"), prev_hash=sa.bindparam("p"), hash=sa.bindparam("h")))
+    seq, prev, last_id = 0, audit_chain.GENESIS, 0
+    while True:
+        rows = bind.execute(sa.select(events).where(events.c.id > last_id).order_by(events.c.id).limit(BATCH)).all()
+        if not rows:
+            return seq, prev
+        params = []
+        for r in rows:
+            seq += 1
+            h = audit_chain.event_hash(seq=seq, prev_hash=prev, release_id=r.release_id, actor=r.actor,
+                                       action=r.action, at=r.at, reason=r.reason, before=r.before, after=r.after)
+            params.append({"row_id": r.id, "s": seq, "p": prev, "h": h})
+            prev, last_id = h, r.id
+        bind.execute(update, params)
+
+
+def upgrade() -> None:
+    pg = op.get_bind().dialect.name == "postgresql"
+    _drop_triggers(pg)
+    with op.batch_alter_table("audit_event") as batch:
+        batch.add_column(sa.Column("seq", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("prev_hash", sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column("hash", sa.String(length=64), nullable=True))
+    seq, head = _chain_existing()
+    with op.batch_alter_table("audit_event") as batch:
+        batch.alter_column("seq", existing_type=sa.BigInteger(), nullable=False)
+        batch.create_unique_constraint("uq_audit_event_seq", ["seq"])
+    _create_triggers(pg)  # after the batch step: on SQLite it rebuilds the table, which drops its triggers
+    op.create_table(
+        "audit_chain_head",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.Column("hash", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.execute(sa.text("INSERT INTO audit_chain_head (id, seq, hash) VALUES (1, :seq, :hash)")
+               .bindparams(seq=seq, hash=head))
+    op.create_table(
+        "audit_checkpoint",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("period", sa.String(length=80), nullable=False, unique=True),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.Column("hash", sa.String(length=64), nullable=False),
+        sa.Column("at", TS(timezone=True), nullable=False),
+        sa.Column("fingerprint", sa.String(length=80), nullable=False),
+        sa.Column("signature", sa.String(length=120), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("channel", sa.String(length=40), nullable=True),
+        sa.Column("by", sa.String(length=200), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+
+
+def downgrade() -> None:
+    pg = op.get_bind().dialect.name == "postgresql"
+    op.drop_table("audit_checkpoint")
+    op.drop_table("audit_chain_head")
+    _drop_triggers(pg)
+    with op.batch_alter_table("audit_event") as batch:
+        batch.drop_constraint("uq_audit_event_seq", type_="unique")
+        batch.drop_column("hash")
+        batch.drop_column("prev_hash")
+        batch.drop_column("seq")
+    _create_triggers(pg)
