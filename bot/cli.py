@@ -1,8 +1,7 @@
-"""`releasebot serve | migrate | audit REL-n | outbox [--dead] [--retry ID]`."""
+"""`releasebot serve | migrate | audit … | outbox [--dead] [--retry ID]` (audit: bot/cli_audit.py)."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -22,12 +21,16 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("serve", help="run the bot (HTTP on $PORT, or Socket Mode when SLACK_APP_TOKEN is set)")
     sub.add_parser("migrate", help="apply pending database migrations and exit")
-    audit = sub.add_parser("audit", help="print a release's full record as JSON, for auditors")
-    audit.add_argument("release", help="REL-n")
+    # bot/cli_audit.py parses the rest: REL-n | verify [--checkpoint TEXT] | checkpoint | keygen [-o FILE]
+    audit = sub.add_parser("audit", add_help=False, help="REL-n: a release's record as JSON; verify, checkpoint, "
+                                                         "keygen: the audit log's tamper evidence (never migrates)")
+    audit.add_argument("rest", nargs=argparse.REMAINDER)
     box = sub.add_parser("outbox", help="list the Slack messages not yet sent (read-only), or retry a dead letter")
     box.add_argument("--dead", action="store_true", help="only dead letters: messages Slack would not take")
     box.add_argument("--retry", type=int, metavar="ID", help="put dead letter ID back for one more try")
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if args.cmd != "audit" and extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging_safe.configure(logging.INFO)  # untrusted values cannot forge a log line
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line every tick says nothing
     # "skipped: maximum number of running instances" only means a long sweep is still running.
@@ -40,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "migrate":
             return _migrate()
         if args.cmd == "audit":
-            return _audit(args.release)
+            from bot import cli_audit
+            return cli_audit.main(extra + args.rest)
         if args.cmd == "outbox":
             return _outbox(args.dead, args.retry)
         return _serve()
@@ -145,40 +149,6 @@ def _migrate() -> int:
     return 0
 
 
-def _audit(ref: str) -> int:
-    from commands.deferred import LABELS
-    from commands.errors import InputError
-    from commands.record import show_release
-    from commands.text import parse_ref
-    from storage.audit import _jsonable
-
-    from bot.times import iso_all
-    engine = _database()
-    try:
-        rec = show_release(engine, parse_ref(ref))
-    except InputError as exc:
-        print(exc.message, file=sys.stderr)
-        return 1
-    out = {"release": rec.release.model_dump(), "votes": [v.model_dump() for v in rec.votes],
-           "deployment": rec.deployment.model_dump() if rec.deployment else None,
-           "signoffs": [x.model_dump() for x in rec.signoffs], "tasks": [t.model_dump() for t in rec.tasks],
-           # an emergency's deferred steps (QMS 4.6): owner, deadline, when done and how late
-           "deferred_steps": [{"step": t.kind, "label": LABELS[t.kind], "owner": t.owner_id, "due_at": t.due_at,
-                               "done_at": t.done_at, "done_by": t.done_by, "details": t.details,
-                               "late_by_minutes": max(0, int((t.done_at - t.due_at).total_seconds() // 60))
-                               if t.done_at else None} for t in rec.tasks if t.kind in LABELS],
-           "nonconformances": [n.model_dump() for n in rec.nonconformances],
-           "planning_flags": [f.model_dump() for f in rec.flags],
-           "audit_trail": [e.model_dump() for e in rec.trail]}
-    if rec.emergency is not None:
-        # QMS 4.6: the bridge record, and the decision log as people read it (timestamps ISO 8601, UTC).
-        out["emergency"] = rec.emergency.model_dump()
-        out["decision_log"] = [{"at": x.at, "actor": x.actor, "kind": x.kind, "action": x.action, "text": x.text,
-                                "entry": x.entry_id, "corrects": x.corrects_id} for x in rec.decision_log]
-    print(json.dumps(iso_all(_jsonable(out)), indent=2, default=str))  # refusals quote times: ISO 8601 here
-    return 0
-
-
 def _serve() -> int:
     import waitress
     from slack_sdk.errors import SlackApiError
@@ -217,6 +187,9 @@ def _serve() -> int:
         log.warning("Slack unreachable at start (%s); starting anyway, announcements wait in the outbox", exc)
     channel = membership.check(svc.client, config.release_channel)
     (log.info if channel.member else log.warning)("%s", channel.log_line())
+    from bot.audit_config import start_up_line
+    fine, line = start_up_line(config.audit_channel, config.audit_key, policy.audit.checkpoint_every)
+    (log.info if fine else log.warning)("%s", line)
     app = build_app(svc, inbox_lease=inbox_lease)
     scheduler = build_scheduler(svc, app.inbox)
     # Before the scheduler starts: its first sweep runs at once, and a SIGTERM

@@ -11,11 +11,13 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from calendars.netpolicy import AllowList, NetPolicy, parse_allow
 from commands.policy import Policy, PolicyError
 from storage.db import DEFAULT_URL
+
+from bot.audit_config import audit_settings
 
 SLACK_API_DEFAULT = "https://slack.com/api/"
 DEFAULT_WORKERS = 8
@@ -57,6 +59,9 @@ class Config:
     http_threads: int = DEFAULT_HTTP_THREADS
     # Database connections this process may hold at once: RELEASEBOT_DB_POOL (default: enough for all).
     db_pool: int = DEFAULT_HTTP_THREADS + DEFAULT_WORKERS + POOL_SPARE
+    # Signed audit checkpoints (bot/audit_config.py): AUDIT_CHANNEL, and RELEASEBOT_AUDIT_KEY's Ed25519 key.
+    audit_channel: str | None = None
+    audit_key: Any = None
 
     @property
     def calendar_net(self) -> NetPolicy:
@@ -125,6 +130,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         problems.append(f"RELEASEBOT_DB_POOL '{pool_text}' is not a whole number from {needed} (the HTTP threads "
                         f"plus the workers, so no ack waits for a connection after-ack work holds) to {MAX_POOL}; "
                         f"default {needed + POOL_SPARE}")
+    audit_channel, audit_key = audit_settings(get, problems)
     if problems:
         raise ConfigError("releasebot cannot start: " + "; ".join(problems) + ". Set these in the environment "
                           "(see README.md, Configuration) and start again.")
@@ -133,7 +139,8 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
                   policy_path=get("RELEASE_POLICY") or "policy.toml", port=int(port_text), app_token=app_token,
                   public_url=get("RELEASEBOT_PUBLIC_URL") or None, api_tokens=api_tokens,
                   feed_secret=get("RELEASEBOT_FEED_SECRET") or None, calendar_allow=calendar_allow,
-                  workers=workers, http_threads=threads, db_pool=int(pool_text))
+                  workers=workers, http_threads=threads, db_pool=int(pool_text), audit_channel=audit_channel,
+                  audit_key=audit_key)
 
 
 _PIPELINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")

@@ -31,7 +31,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.engine import Engine
 
-from commands import announce, bridge, deferred, planning, reminders
+from commands import announce, audit_checkpoint, bridge, deferred, planning, reminders
 from commands.classification import track
 from commands.states import LIVE_STATES
 from commands.clock import Clock
@@ -46,6 +46,7 @@ from storage.models import Outbox, Release
 from bot.bridge_delivery import BridgeDelivery
 from bot.roles import RoleDirectory
 from bot.messages import aftercare, calendar, setup
+from bot.messages import audit as audit_msg
 from bot.messages import help as help_msg
 from bot.messages import release as render
 
@@ -260,7 +261,7 @@ class Delivery:
                 bridge.BRIDGE_OPEN: self._bridge_open, bridge.BRIDGE_CARD: self._bridge_card,
                 bridge.BRIDGE_POST: self._bridge_post, announce.SETUP_NOTICE: self._setup_notice,
                 announce.WELCOME: self._welcome,
-                deferred.DEADLINE: self._deferred_deadline}.get(row.kind)
+                deferred.DEADLINE: self._deferred_deadline, audit_checkpoint.KIND: self._audit_checkpoint}.get(row.kind)
         if send is None:
             # Written by a newer version of the bot; leave it for that version to send.
             raise Undeliverable(f"unknown outbox kind {row.kind}")
@@ -355,6 +356,12 @@ class Delivery:
         text = (aftercare.nonconformance_note(row.payload, self._policy) if row.payload.get("event") == "nonconformance"
                 else calendar.channel_note(row.payload))
         self._client.chat_postMessage(channel=self._channel, text=text)
+        self._done(row)
+
+    def _audit_checkpoint(self, row: Outbox) -> None:
+        # To AUDIT_CHANNEL, not the release channel: the witness sits where the database owner cannot reach.
+        self._client.chat_postMessage(channel=row.payload["channel"],
+                                      **dict(zip(("text", "blocks"), audit_msg.checkpoint_message(row.payload["text"]))))
         self._done(row)
 
     def _welcome(self, row: Outbox) -> None:

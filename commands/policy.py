@@ -20,6 +20,7 @@ from typing import Any, Mapping
 
 from calendars.timeparse import TimeInputError, parse_duration, zone
 from calendars.windows import DeploymentWindows, parse_clock, parse_days
+from commands.audit_policy import AUDIT_DEFAULTS, AuditPolicy, audit_policy
 from commands.emergency_policy import EMERGENCY_DEFAULTS, EmergencyPolicy, emergency_policy
 
 RELEASE_TYPES = ("major", "minor", "patch", "security", "emergency", "infrastructure")
@@ -87,6 +88,7 @@ DEFAULTS: dict[str, Any] = {
     # before it is dead-lettered and stops holding up the release's later messages.
     "delivery": {"dead_letter_after": "24h"},
     "emergency": dict(EMERGENCY_DEFAULTS),  # commands/emergency_policy.py
+    "audit": dict(AUDIT_DEFAULTS),  # commands/audit_policy.py
 }
 # tables whose keys are names the operator chooses (people's roles, environments)
 # (and default_hours, so that a key it does not take, such as tz, is refused with its whole right form)
@@ -181,6 +183,7 @@ class Policy:
     calendar: CalendarPolicy = None  # type: ignore[assignment]  (always set by from_mapping)
     delivery: DeliveryPolicy = None  # type: ignore[assignment]  (always set by from_mapping)
     emergency: EmergencyPolicy = field(default_factory=EmergencyPolicy)
+    audit: AuditPolicy = field(default_factory=AuditPolicy)
     source: str = "built-in defaults"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -230,6 +233,7 @@ class Policy:
                                              set((data.get("calendar") or {}).get("max_concurrent") or {})),
                    delivery=_delivery_policy(merged["delivery"], source),
                    emergency=emergency_policy(merged["emergency"], source),
+                   audit=audit_policy(merged["audit"], source),
                    source=source,
                    raw=MappingProxyType(dict(merged)))
 
