@@ -56,8 +56,9 @@ def load_key(value: str) -> Ed25519PrivateKey:
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as exc:
-        reason = "it is encrypted; use a key without a passphrase" if "encrypt" in str(exc).lower() or isinstance(
-            exc, TypeError) else "it is not a PEM private key"
+        # cryptography says TypeError for "encrypted, and no password given"
+        reason = ("it is encrypted; use a key without a passphrase" if isinstance(exc, TypeError)
+                  else "it is not a PEM private key")
         raise AuditKeyError(f"{where}: {reason}") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise AuditKeyError(f"{where}: it is a {type(key).__name__.replace('_', '').replace('PrivateKey', '')} key, "
