@@ -5,7 +5,9 @@ Canonical form (version 1) of an event, the bytes its hash is taken over:
   UTF-8 JSON of the object {"v": 1, "seq", "prev_hash", "release_id", "actor", "action", "at", "reason",
   "before", "after"} with keys sorted at every level, no whitespace (separators "," and ":"), non-ASCII
   characters as themselves (not \\u escapes); "at" is ISO 8601 in UTC with microseconds and a Z
-  ("2026-11-23T09:00:00.000000Z"); before and after are the JSON the database stores.
+  ("2026-11-23T09:00:00.000000Z"); before and after are the JSON text the column stores, which is the
+  value's canonical JSON (storage.db.canonical_json: the engine writes every JSON column so), so
+  verifying hashes the stored bytes without parsing them.
   hash = lowercase hex SHA-256 of those bytes. The first event's prev_hash is GENESIS (64 zeros).
 The row id is not hashed: the database assigns it at insert, after the hash is computed. It still counts:
 ids and seqs rise together (an event takes the head's lock before its insert draws an id), so a seq
@@ -25,12 +27,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator, Optional
 
-from sqlalchemy import select
+from sqlalchemy import String, Text, bindparam, cast, func, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
-from storage.db import _UNIT
+from storage.db import _UNIT, canonical_json
 from storage.audit_models import HEAD_ID, AuditChainHead, AuditCheckpoint
 from storage.models import AuditEvent
 
@@ -53,35 +55,65 @@ def iso(at: datetime) -> str:
     return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _iso_stored(at: Any) -> str:
+    """`at` as the database hands it over raw: SQLite's text (UTC, as storage.columns writes it) or a datetime."""
+    if isinstance(at, str):
+        if len(at) == 26 and at[10] == " ":  # SQLAlchemy's SQLite form, "2026-11-23 09:00:00.000000"
+            return f"{at[:10]}T{at[11:]}Z"
+        at = datetime.fromisoformat(at)
+        at = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+    return iso(at)
+
+
+_s = json.encoder.encode_basestring  # a JSON string, non-ASCII as itself: json.dumps(…, ensure_ascii=False)
+
+
+def canonical_text(seq: int, prev_hash: Optional[str], release_id: Optional[int], actor: str, action: str,
+                   at_iso: str, reason: Optional[str], before_json: str, after_json: str) -> bytes:
+    """The canonical form with keys in sorted order, from already-canonical parts: what json.dumps of the
+    document with sort_keys and compact separators gives, without parsing the stored JSON again."""
+    return (f'{{"action":{_s(action)},"actor":{_s(actor)},"after":{after_json},"at":"{at_iso}",'
+            f'"before":{before_json},"prev_hash":{"null" if prev_hash is None else _s(prev_hash)},'
+            f'"reason":{"null" if reason is None else _s(reason)},'
+            f'"release_id":{"null" if release_id is None else int(release_id)},"seq":{int(seq)},"v":{FORMAT}}}'
+            ).encode("utf-8")
+
+
 def canonical(*, seq: int, prev_hash: str, release_id: Optional[int], actor: str, action: str, at: datetime,
               reason: Optional[str], before: Any, after: Any) -> bytes:
-    doc = {"v": FORMAT, "seq": seq, "prev_hash": prev_hash, "release_id": release_id, "actor": actor,
-           "action": action, "at": iso(at), "reason": reason, "before": before, "after": after}
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return canonical_text(seq, prev_hash, release_id, actor, action, iso(at), reason, canonical_json(before),
+                          canonical_json(after))
 
 
 def event_hash(**fields: Any) -> str:
     return hashlib.sha256(canonical(**fields)).hexdigest()
 
 
+# Built once: constructing these costs more than running them, and they run with every audit event.
+_HEAD = select(_head.c.seq, _head.c.hash).where(_head.c.id == HEAD_ID)
+_HEAD_LOCKED = _HEAD.with_for_update()
+_LAST = (select(_events.c.seq, _events.c.hash).where(_events.c.seq.is_not(None))
+         .order_by(_events.c.seq.desc()).limit(1))
+_MOVE = _head.update().where(_head.c.id == HEAD_ID).values(seq=bindparam("seq"), hash=bindparam("hash"))
+
+
 def take_head(session: Session) -> tuple[int, str]:
     """The head's (seq, hash), locked until this transaction ends (PostgreSQL). A missing head row (a new
     or emptied table) is made from the last event, by whichever writer comes first."""
     pg = session.get_bind().dialect.name == "postgresql"
-    query = select(_head.c.seq, _head.c.hash).where(_head.c.id == HEAD_ID)
-    row = session.execute(query.with_for_update() if pg else query).first()
+    query = _HEAD_LOCKED if pg else _HEAD
+    row = session.execute(query).first()
     if row is None:
-        last = session.execute(select(_events.c.seq, _events.c.hash).where(_events.c.seq.is_not(None))
-                               .order_by(_events.c.seq.desc()).limit(1)).first()
+        last = session.execute(_LAST).first()
         ins = (postgresql.insert if pg else sqlite.insert)(_head).values(
             id=HEAD_ID, seq=last.seq if last else 0, hash=last.hash if last else GENESIS)
         session.execute(ins.on_conflict_do_nothing(index_elements=["id"]))
-        row = session.execute(query.with_for_update() if pg else query).first()
+        row = session.execute(query).first()
     return row.seq, row.hash
 
 
 def move_head(session: Session, seq: int, hash_: str) -> None:
-    session.execute(_head.update().where(_head.c.id == HEAD_ID).values(seq=seq, hash=hash_))
+    session.execute(_MOVE, {"seq": seq, "hash": hash_})
 
 
 # ---- verification ------------------------------------------------------------------------------------
@@ -109,18 +141,20 @@ class VerifyResult:
     first_bad: Optional[Bad] = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: one is made per row walked, and frozen ones cost twice as much
 class Link:
     id: Optional[int]
     seq: Optional[int]
     prev_hash: Optional[str]
     hash: Optional[str]
-    fields: Optional[dict]  # what is hashed, but seq and prev_hash
+    raw: Optional[tuple]  # what is hashed, but seq and prev_hash, as stored
 
     def hash_as(self, seq: int) -> Optional[str]:
         """What its hash would be at this seq (None: the row cannot be hashed at all)."""
         try:
-            return event_hash(seq=seq, prev_hash=self.prev_hash, **self.fields) if self.fields is not None else None
+            release_id, actor, action, at, reason, before, after = self.raw
+            return hashlib.sha256(canonical_text(seq, self.prev_hash, release_id, actor, action, _iso_stored(at),
+                                                 reason, before, after)).hexdigest()
         except (TypeError, ValueError):
             return None
 
@@ -130,32 +164,34 @@ class Link:
         return self.seq is not None and self.hash is not None and self.hash_as(self.seq) == self.hash
 
 
+# Raw: the stored JSON text as it is (the hash covers those bytes), `at` without type conversion.
 _COLS = (_events.c.id, _events.c.seq, _events.c.prev_hash, _events.c.hash, _events.c.release_id,
-         _events.c.actor, _events.c.action, _events.c.at, _events.c.reason, _events.c.before, _events.c.after)
+         _events.c.actor, _events.c.action, type_coerce(_events.c.at, String), _events.c.reason,
+         cast(_events.c.before, Text), cast(_events.c.after, Text))
 
 
 def _link(r) -> Link:
-    return Link(r.id, r.seq, r.prev_hash, r.hash,
-                dict(release_id=r.release_id, actor=r.actor, action=r.action, at=r.at, reason=r.reason,
-                     before=r.before, after=r.after))
+    return Link(r[0], r[1], r[2], r[3], tuple(r[4:]))
 
 
 def _rows(conn: Connection, batch: int) -> Iterator[Link]:
     # Unchained rows (no seq: written around the chain) first, then the chain in order, by keyset pages.
     for r in conn.execute(select(*_COLS).where(_events.c.seq.is_(None)).order_by(_events.c.id)):
         yield _link(r)
-    after = None
+    # Pages are ranges of seq, not LIMITs, so rows sharing a seq (a forged duplicate) land on one page.
+    lo = 0
     while True:
-        query = select(*_COLS).where(_events.c.seq.is_not(None)).order_by(_events.c.seq, _events.c.id).limit(batch)
-        if after is not None:
-            # (seq, id) > after, so two rows sharing a seq (a forged duplicate) are both seen
-            query = query.where((_events.c.seq > after[0]) | ((_events.c.seq == after[0]) & (_events.c.id > after[1])))
-        rows = conn.execute(query).all()
+        rows = conn.execute(select(*_COLS).where(_events.c.seq > lo, _events.c.seq <= lo + batch)
+                            .order_by(_events.c.seq, _events.c.id)).all()
         for r in rows:
             yield _link(r)
-        if len(rows) < batch:
+        if rows:
+            lo += batch
+            continue
+        nxt = conn.execute(select(func.min(_events.c.seq)).where(_events.c.seq > lo)).scalar()
+        if nxt is None:
             return
-        after = (rows[-1].seq, rows[-1].id)
+        lo = nxt - 1  # a long gap (deleted, or a forged seq far ahead): jump it
 
 
 def _seq_of_hash(conn: Connection, hash_: Optional[str]) -> Optional[int]:

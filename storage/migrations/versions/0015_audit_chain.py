@@ -16,6 +16,7 @@ from alembic import op
 
 import storage.models
 from storage import audit_chain
+from storage.db import canonical_json
 
 revision = "0015"
 down_revision = "0014"
@@ -49,8 +50,13 @@ def _chain_existing() -> tuple[int, str]:
                       sa.column("reason", sa.Text()), sa.column("before", sa.JSON()), sa.column("after", sa.JSON()),
                       sa.column("seq", sa.BigInteger()), sa.column("prev_hash", sa.String()),
                       sa.column("hash", sa.String()))
+    # before/after are rewritten in their canonical spelling (storage.db.canonical_json), the bytes the hash
+    # covers; as text, so whatever JSON serializer this connection's engine has does not matter.
+    text_param = (lambda name: sa.cast(sa.bindparam(name, type_=sa.Text()), sa.JSON())) if bind.dialect.name == \
+        "postgresql" else (lambda name: sa.bindparam(name, type_=sa.Text()))
     update = (events.update().where(events.c.id == sa.bindparam("row_id"))
-              .values(seq=sa.bindparam("s"), prev_hash=sa.bindparam("p"), hash=sa.bindparam("h")))
+              .values(seq=sa.bindparam("s"), prev_hash=sa.bindparam("p"), hash=sa.bindparam("h"),
+                      before=text_param("b"), after=text_param("a")))
     seq, prev, last_id = 0, audit_chain.GENESIS, 0
     while True:
         rows = bind.execute(sa.select(events).where(events.c.id > last_id).order_by(events.c.id).limit(BATCH)).all()
@@ -61,7 +67,8 @@ def _chain_existing() -> tuple[int, str]:
             seq += 1
             h = audit_chain.event_hash(seq=seq, prev_hash=prev, release_id=r.release_id, actor=r.actor,
                                        action=r.action, at=r.at, reason=r.reason, before=r.before, after=r.after)
-            params.append({"row_id": r.id, "s": seq, "p": prev, "h": h})
+            params.append({"row_id": r.id, "s": seq, "p": prev, "h": h, "b": canonical_json(r.before),
+                           "a": canonical_json(r.after)})
             prev, last_id = h, r.id
         bind.execute(update, params)
 
