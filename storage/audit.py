@@ -1,5 +1,6 @@
 """The audit log: append-only, written in the same transaction as the change, and hash-chained
-(storage/audit_chain.py): each event takes the chain head, links to it and becomes the new head."""
+(storage/audit_chain.py): at commit, the transaction's events take the chain head, link to it one after
+the other, and the last becomes the new head."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -16,14 +17,13 @@ def record(session: Session, *, actor: str, action: str, at: datetime, release_i
            reason: Optional[str] = None) -> AuditEvent:
     # Hashed as the JSON column gives it back, so verifying later recomputes the same bytes.
     before, after = audit_chain.stored_json(_jsonable(before or {})), audit_chain.stored_json(_jsonable(after or {}))
-    seq, prev_hash = audit_chain.take_head(session)  # locked until commit: the next writer appends after this one
     event = AuditEvent(release_id=release_id, actor=actor, action=action, at=at, before=before, after=after,
-                       reason=reason, seq=seq + 1, prev_hash=prev_hash)
-    event.hash = audit_chain.event_hash(seq=event.seq, prev_hash=prev_hash, release_id=release_id, actor=actor,
-                                        action=action, at=at, reason=reason, before=before, after=after)
+                       reason=reason)
     session.add(event)
     session.flush()
-    audit_chain.move_head(session, event.seq, event.hash)
+    # Its place in the chain is given at commit (audit_chain.chain_pending), so the head's lock is the last
+    # lock the transaction takes, whatever it locks after this event.
+    audit_chain.pending(session, event)
     return event
 
 

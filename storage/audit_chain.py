@@ -9,14 +9,13 @@ Canonical form (version 1) of an event, the bytes its hash is taken over:
   value's canonical JSON (storage.db.canonical_json: the engine writes every JSON column so), so
   verifying hashes the stored bytes without parsing them.
   hash = lowercase hex SHA-256 of those bytes. The first event's prev_hash is GENESIS (64 zeros).
-The row id is not hashed: the database assigns it at insert, after the hash is computed. It still counts:
-ids and seqs rise together (an event takes the head's lock before its insert draws an id), so a seq
-order that disagrees with the id order is a reordering.
+The row id is not hashed, and ids need not rise with seq: an event is inserted (and draws its id) when it
+is written, and takes its place in the chain when its transaction commits.
 
-The head (audit_chain_head, one row) is the last event's seq and hash. A transaction that writes an event
-takes it FOR UPDATE on PostgreSQL, at its first audit event, so it is the last lock the transaction takes
-(release rows are locked first) and two processes append one after the other; on SQLite BEGIN IMMEDIATE
-already lets one writer in at a time.
+The head (audit_chain_head, one row) is the last event's seq and hash. A transaction that wrote events
+takes it FOR UPDATE on PostgreSQL as it commits (chain_pending), so it is the last lock the transaction
+takes and two processes append one after the other; on SQLite BEGIN IMMEDIATE already lets one writer in
+at a time.
 """
 from __future__ import annotations
 
@@ -27,10 +26,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator, Optional
 
-from sqlalchemy import String, Text, bindparam, cast, func, select, type_coerce
+from sqlalchemy import String, Text, bindparam, cast, event, func, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
-from sqlmodel import Session
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from storage.db import _UNIT, canonical_json
 from storage.audit_models import HEAD_ID, AuditChainHead, AuditCheckpoint
@@ -114,6 +114,48 @@ def take_head(session: Session) -> tuple[int, str]:
 
 def move_head(session: Session, seq: int, hash_: str) -> None:
     session.execute(_MOVE, {"seq": seq, "hash": hash_})
+
+
+_PENDING = "audit_chain_pending"
+_CHAIN = (_events.update().where(_events.c.id == bindparam("row_id"), _events.c.seq.is_(None))
+          .values(seq=bindparam("s"), prev_hash=bindparam("p"), hash=bindparam("h")))
+
+
+def pending(session: Session, ev: AuditEvent) -> None:
+    """An event inserted in this transaction, to be chained when it commits (its values kept now: a
+    savepoint rolled back takes the row, and its object, away)."""
+    session.info.setdefault(_PENDING, []).append(
+        (ev, dict(release_id=ev.release_id, actor=ev.actor, action=ev.action, at=ev.at, reason=ev.reason,
+                  before=ev.before, after=ev.after), ev.id))
+
+
+@event.listens_for(Session, "before_commit")
+def chain_pending(session: Session) -> None:
+    """Chain this transaction's events, in the order they were written, after the head; move the head.
+
+    At commit, not at each event: the head's lock (PostgreSQL) is then the last one the transaction takes,
+    held only from here to COMMIT, so it cannot deadlock with release rows locked after an audit event (a
+    re-plan auditing one release, then locking the next). The triggers let exactly this update through:
+    seq from NULL to a value, nothing else changed (migration 0015)."""
+    queued = session.info.pop(_PENDING, None)
+    if not queued:
+        return
+    session.flush()  # every other lock this transaction needs is taken before the head's
+    seq, prev = take_head(session)
+    for obj, fields, row_id in sorted(queued, key=lambda q: q[2]):
+        h = event_hash(seq=seq + 1, prev_hash=prev, **fields)
+        if session.execute(_CHAIN, {"row_id": row_id, "s": seq + 1, "p": prev, "h": h}).rowcount != 1:
+            continue  # rolled back with its savepoint: it takes no place
+        seq, prev_hash, prev = seq + 1, prev, h
+        for name, value in (("seq", seq), ("prev_hash", prev_hash), ("hash", h)):
+            set_committed_value(obj, name, value)
+    move_head(session, seq, prev)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget(session: Session, transaction) -> None:
+    if transaction.parent is None:  # the whole transaction ended (a rollback): nothing left to chain
+        session.info.pop(_PENDING, None)
 
 
 # ---- verification ------------------------------------------------------------------------------------
@@ -203,6 +245,7 @@ def _seq_of_hash(conn: Connection, hash_: Optional[str]) -> Optional[int]:
 def _walk(conn: Connection, batch: int) -> VerifyResult:
     head = conn.execute(select(_head.c.seq, _head.c.hash).where(_head.c.id == HEAD_ID)).first()
     count, prev_seq, prev_id, prev_hash = 0, 0, None, GENESIS
+    prev_link: Optional[Link] = None
     rows = _rows(conn, batch)
     nxt: Optional[Link] = next(rows, None)
     while nxt is not None:
@@ -221,12 +264,12 @@ def _walk(conn: Connection, batch: int) -> VerifyResult:
         if not content_ok:
             origin = _seq_of_hash(conn, r.prev_hash)
             if origin is not None and origin + 1 != r.seq and r.hash_as(origin + 1) == r.hash:
+                if origin + 1 == prev_seq and prev_link is not None and prev_link.prev_hash == r.prev_hash:
+                    # Pushed down one place by the event before it, which claims to follow the same one.
+                    return bad("inserted", f"it took seq {prev_seq}, the place of the event now at seq {r.seq} "
+                                           f"(id {r.id}), which was written there: slipped into the chain",
+                               seq=prev_seq, id_=prev_id)
                 return bad("reordered", f"it was written at seq {origin + 1} and has been moved to seq {r.seq}")
-        if nxt is not None and nxt.seq is not None and nxt.id < r.id and (prev_id is None or r.id > prev_id):
-            return bad("inserted", f"it was written after the event that follows it (seq {nxt.seq}, id {nxt.id}): "
-                                   "slipped into the chain")
-        if prev_id is not None and r.id < prev_id:
-            return bad("reordered", f"it comes after id {prev_id} in the chain but was written before it")
         if not content_ok:
             return bad("changed", "its content no longer matches its hash: it was edited after it was written")
         if r.seq > prev_seq + 1:
@@ -243,7 +286,7 @@ def _walk(conn: Connection, batch: int) -> VerifyResult:
             if other is not None:
                 return bad("reordered", f"it was chained after seq {other}, not after seq {prev_seq}")
             return bad("inserted", f"it does not follow seq {prev_seq}: its link names no event in the log (forged)")
-        count, prev_seq, prev_id, prev_hash = count + 1, r.seq, r.id, r.hash
+        count, prev_seq, prev_id, prev_hash, prev_link = count + 1, r.seq, r.id, r.hash, r
     if head is None:
         if count:
             return VerifyResult(False, count, prev_seq, prev_hash,

@@ -98,8 +98,9 @@ class AuditEvent(SQLModel, table=True):
     reason: Optional[str] = _text()
     before: dict = _json()
     after: dict = _json()
-    # The hash chain (storage/audit_chain.py): its place, the previous event's hash and its own.
-    seq: Optional[int] = Field(default=None, sa_column=Column(BigInteger, unique=True, nullable=False))
+    # The hash chain (storage/audit_chain.py): its place, the previous event's hash and its own, given as
+    # its transaction commits (NULL only until then: a committed row without a seq was not written by the bot).
+    seq: Optional[int] = Field(default=None, sa_column=Column(BigInteger, unique=True, nullable=True))
     prev_hash: Optional[str] = Field(default=None, max_length=64)
     hash: Optional[str] = Field(default=None, max_length=64)
 

@@ -23,17 +23,15 @@ def write(db, n: int, start: int = 0) -> None:
 
 def sql(db, *statements: str, **params) -> None:
     """Raw SQL with the append-only triggers out of the way (and put back: the tamperer's tidy-up)."""
+    from storage import audit_triggers
     pg = is_postgres(db)
     with db.begin() as conn:
-        for verb in ("update", "delete"):
-            conn.exec_driver_sql(f"DROP TRIGGER audit_event_no_{verb}" + (" ON audit_event" if pg else ""))
+        for st in audit_triggers.drop(pg):
+            conn.exec_driver_sql(st)
         for st in statements:
             conn.execute(text(st), params)
-        for verb in ("UPDATE", "DELETE"):  # as migrations 0002/0015 make them
-            conn.exec_driver_sql(
-                f"CREATE TRIGGER audit_event_no_{verb.lower()} BEFORE {verb} ON audit_event " +
-                ("FOR EACH ROW EXECUTE FUNCTION audit_event_append_only()" if pg
-                 else "BEGIN SELECT RAISE(ABORT, 'audit_event is append-only'); END"))
+        for st in audit_triggers.create(pg):
+            conn.exec_driver_sql(st)
 
 
 def row(db, seq: int) -> dict:
@@ -255,3 +253,63 @@ def _drop_pg(url: str) -> None:
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
     admin.dispose()
+
+
+def test_only_the_chaining_of_a_new_event_gets_past_the_triggers(db):
+    """A row without a seq (written around the bot) may be given one and nothing else, which is no more
+    than inserting it with one; its content stays as written."""
+    write(db, 1)
+    pg = is_postgres(db)
+    with db.begin() as conn:
+        conn.execute(text("INSERT INTO audit_event (actor, action, at, before, after) VALUES ('U0X', 'forged', :at, "
+                          "'{}', '{}')"), {"at": START if pg else START.replace(tzinfo=None)})
+    with pytest.raises(Exception, match="append-only"):
+        with db.begin() as conn:
+            conn.execute(text("UPDATE audit_event SET seq = 2, reason = 'x' WHERE seq IS NULL"))
+    assert audit_chain.verify(db).first_bad.kind == "inserted"
+
+
+@pytest.mark.skipif(not __import__("conftest").PG_URL, reason="PostgreSQL only: SQLite lets one writer in at a time, "
+                                                               "so its transactions cannot interleave locks")
+def test_a_release_row_locked_after_an_audit_event_does_not_deadlock_with_a_vote(db):
+    """A re-plan audits one release and then locks the next; a vote on that next one locks it and then
+    audits. With the head taken at the first audit event these two deadlocked; taken at commit, they wait
+    for each other in turn."""
+    import threading
+    from sqlmodel import Session
+    from storage.models import Blackout
+    with Session(db) as s:
+        s.add(Blackout(name="b", start_local=START.replace(tzinfo=None), tz="UTC", created_by="U0RM",
+                       end_local=START.replace(tzinfo=None) + timedelta(days=1), created_at=START))
+        s.commit()
+    locked, audited = threading.Event(), threading.Event()
+    errors = []
+
+    def replan():
+        try:
+            with transaction(db) as s:
+                audit.record(s, actor="releasebot", action="planning_checked", at=START)
+                audited.set()
+                assert locked.wait(30)
+                s.execute(text("SELECT id FROM blackout WHERE id = 1 FOR UPDATE"))  # waits for the vote
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    def vote():
+        try:
+            with transaction(db) as s:
+                s.execute(text("SELECT id FROM blackout WHERE id = 1 FOR UPDATE"))
+                locked.set()
+                assert audited.wait(30)
+                audit.record(s, actor="U0RM", action="vote_go", at=START)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=replan), threading.Thread(target=vote)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    result = audit_chain.verify(db)
+    assert result.ok and result.count == 2

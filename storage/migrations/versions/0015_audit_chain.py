@@ -4,7 +4,8 @@ Every audit event gets its place (seq), the previous event's hash and its own
 (storage/audit_chain.py documents the canonical form), so a row edited, deleted
 or inserted behind the bot's back shows when the chain is walked. The existing
 events are chained here, in id order. The append-only triggers (0002) refuse
-the UPDATE that does it, so they are dropped for this step and made again.
+the UPDATE that does it, so they are dropped for this step and made again,
+letting through only the chaining of a new event as its transaction commits.
 audit_chain_head is the one row every writer locks; audit_checkpoint keeps the
 signed heads posted to AUDIT_CHANNEL.
 
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import storage.models
-from storage import audit_chain
+from storage import audit_chain, audit_triggers
 from storage.db import canonical_json
 
 revision = "0015"
@@ -24,23 +25,17 @@ branch_labels = None
 depends_on = None
 
 TS = storage.models.UTCDateTime
-MESSAGE = "audit_event is append-only"  # as 0002 made it
 BATCH = 2000
 
 
 def _drop_triggers(pg: bool) -> None:
-    for verb in ("update", "delete"):
-        op.execute(f"DROP TRIGGER IF EXISTS audit_event_no_{verb}" + (" ON audit_event" if pg else ""))
+    for statement in audit_triggers.drop(pg):
+        op.execute(statement)
 
 
-def _create_triggers(pg: bool) -> None:
-    for verb in ("UPDATE", "DELETE"):
-        if pg:  # 0002's function audit_event_append_only() stays
-            op.execute(f"CREATE TRIGGER audit_event_no_{verb.lower()} BEFORE {verb} ON audit_event "
-                       "FOR EACH ROW EXECUTE FUNCTION audit_event_append_only()")
-        else:
-            op.execute(f"CREATE TRIGGER audit_event_no_{verb.lower()} BEFORE {verb} ON audit_event "
-                       f"BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END")
+def _create_triggers(pg: bool, chained: bool = True) -> None:
+    for statement in audit_triggers.create(pg, chained):
+        op.execute(statement)
 
 
 def _chain_existing() -> tuple[int, str]:
@@ -82,7 +77,6 @@ def upgrade() -> None:
         batch.add_column(sa.Column("hash", sa.String(length=64), nullable=True))
     seq, head = _chain_existing()
     with op.batch_alter_table("audit_event") as batch:
-        batch.alter_column("seq", existing_type=sa.BigInteger(), nullable=False)
         batch.create_unique_constraint("uq_audit_event_seq", ["seq"])
     _create_triggers(pg)  # after the batch step: on SQLite it rebuilds the table, which drops its triggers
     op.create_table(
@@ -120,4 +114,4 @@ def downgrade() -> None:
         batch.drop_column("hash")
         batch.drop_column("prev_hash")
         batch.drop_column("seq")
-    _create_triggers(pg)
+    _create_triggers(pg, chained=False)
