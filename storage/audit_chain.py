@@ -2,12 +2,12 @@
 insertion anywhere shows when the chain is walked (`verify`).
 
 Canonical form (version 1) of an event, the bytes its hash is taken over:
-  UTF-8 JSON of the object {"v": 1, "seq", "prev_hash", "release_id", "actor", "action", "at", "reason",
-  "before", "after"} with keys sorted at every level, no whitespace (separators "," and ":"), non-ASCII
-  characters as themselves (not \\u escapes); "at" is ISO 8601 in UTC with microseconds and a Z
-  ("2026-11-23T09:00:00.000000Z"); before and after are the JSON text the column stores, which is the
-  value's canonical JSON (storage.db.canonical_json: the engine writes every JSON column so), so
-  verifying hashes the stored bytes without parsing them.
+  UTF-8 JSON of the object {"action", "actor", "after", "at", "before", "prev_hash", "reason",
+  "release_id", "seq", "v": 1}, its keys in that (sorted) order, no whitespace (separators "," and ":"),
+  non-ASCII characters as themselves (not \\u escapes); "at" is ISO 8601 in UTC with microseconds and a Z
+  ("2026-11-23T09:00:00.000000Z"); before and after are the JSON text the column stores: compact, keys in
+  the order they were written (storage.db.canonical_json, the engine's serializer for every JSON column),
+  so verifying hashes the stored bytes without parsing them.
   hash = lowercase hex SHA-256 of those bytes. The first event's prev_hash is GENESIS (64 zeros).
 The row id is not hashed, and ids need not rise with seq: an event is inserted (and draws its id) when it
 is written, and takes its place in the chain when its transaction commits.
@@ -70,8 +70,7 @@ _s = json.encoder.encode_basestring  # a JSON string, non-ASCII as itself: json.
 
 def canonical_text(seq: int, prev_hash: Optional[str], release_id: Optional[int], actor: str, action: str,
                    at_iso: str, reason: Optional[str], before_json: str, after_json: str) -> bytes:
-    """The canonical form with keys in sorted order, from already-canonical parts: what json.dumps of the
-    document with sort_keys and compact separators gives, without parsing the stored JSON again."""
+    """The canonical form, from its parts as stored: no JSON is parsed or written again."""
     return (f'{{"action":{_s(action)},"actor":{_s(actor)},"after":{after_json},"at":"{at_iso}",'
             f'"before":{before_json},"prev_hash":{"null" if prev_hash is None else _s(prev_hash)},'
             f'"reason":{"null" if reason is None else _s(reason)},'

@@ -115,12 +115,10 @@ def _begin_immediate(conn, deadline: float, then_wait_ms: int) -> None:
 
 
 def canonical_json(value) -> str:
-    """How every JSON column is written: keys sorted, no whitespace, non-ASCII as itself. The audit chain
-    hashes the stored text as it is (storage/audit_chain.py), so one value has one spelling."""
-    try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    except TypeError:  # keys that do not sort together (1 and "a"): never an audit event's, which are text
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """How every JSON column is written: compact (no whitespace), non-ASCII as itself, keys in the order
+    given (the order means something: an approver set's roles). The audit chain hashes the stored text as
+    it is (storage/audit_chain.py), so one value has one spelling."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def normalise_url(url: str) -> str:
