@@ -6,7 +6,7 @@ database owner cannot reach. Pasted back whole (`releasebot audit verify --check
 the log still holds that hash at that seq, or fails loudly.
 
 The signed bytes (version 1), UTF-8:
-  "releasebot-audit-checkpoint/1\\nseq=<seq>\\nhash=<hex>\\ntime=<ISO 8601 UTC, seconds, Z>\\n"
+  "releasebot-audit-checkpoint/1\\nseq=<seq>\\nhash=<hex>\\ntime=<ISO 8601 in UTC, seconds, Z>\\n"
 The fingerprint is OpenSSH's form: "SHA256:" + unpadded base64 of SHA-256 over the raw 32-byte public key.
 """
 from __future__ import annotations

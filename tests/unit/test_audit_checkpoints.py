@@ -88,7 +88,9 @@ def test_the_posted_text_pasted_from_slack_parses(db):
     write(db, 2)
     cp = ac.due(db, KEY, START, DAY, None)
     from bot.messages.audit import checkpoint_message
-    _, blocks = checkpoint_message(cp.text)
+    fallback, blocks = checkpoint_message(cp.text)
+    assert fallback == cp.text and len(blocks) == 1 and len(blocks[0]["text"]["text"]) <= 3000
+    assert not any(c in cp.text for c in "<>&")  # nothing for Slack to link or escape
     pasted = "> " + blocks[0]["text"]["text"].replace("\n", "\n> ")  # quoted, code fences and all
     assert check(db, pasted).ok
     with pytest.raises(ValueError, match="no signature line"):
