@@ -125,7 +125,7 @@ def pending(session: Session, ev: AuditEvent) -> None:
     savepoint rolled back takes the row, and its object, away)."""
     session.info.setdefault(_PENDING, []).append(
         (ev, dict(release_id=ev.release_id, actor=ev.actor, action=ev.action, at=ev.at, reason=ev.reason,
-                  before=ev.before, after=ev.after), ev.id))
+                  before=ev.before, after=ev.after), ev.id, session.get_nested_transaction()))
 
 
 @event.listens_for(Session, "before_commit")
@@ -141,7 +141,7 @@ def chain_pending(session: Session) -> None:
         return
     session.flush()  # every other lock this transaction needs is taken before the head's
     seq, prev = take_head(session)
-    for obj, fields, row_id in sorted(queued, key=lambda q: q[2]):
+    for obj, fields, row_id, _ in sorted(queued, key=lambda q: q[2]):
         h = event_hash(seq=seq + 1, prev_hash=prev, **fields)
         if session.execute(_CHAIN, {"row_id": row_id, "s": seq + 1, "p": prev, "h": h}).rowcount != 1:
             continue  # rolled back with its savepoint: it takes no place
@@ -149,6 +149,23 @@ def chain_pending(session: Session) -> None:
         for name, value in (("seq", seq), ("prev_hash", prev_hash), ("hash", h)):
             set_committed_value(obj, name, value)
     move_head(session, seq, prev)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _rolled_back(session: Session, previous_transaction) -> None:
+    """A savepoint rolled back takes its events with it: drop them here, before SQLite can give a later
+    event the same id (it reuses the highest rowid) and the chaining would hash the wrong row."""
+    queued = session.info.get(_PENDING)
+    if not queued or not previous_transaction.nested:
+        return
+
+    def inside(tx) -> bool:
+        while tx is not None:
+            if tx is previous_transaction:
+                return True
+            tx = tx.parent
+        return False
+    session.info[_PENDING] = [q for q in queued if not inside(q[3])]
 
 
 @event.listens_for(Session, "after_transaction_end")

@@ -315,3 +315,17 @@ def test_a_release_row_locked_after_an_audit_event_does_not_deadlock_with_a_vote
     assert not errors, errors
     result = audit_chain.verify(db)
     assert result.ok and result.count == 2
+
+
+def test_an_event_rolled_back_with_its_savepoint_takes_no_place(db):
+    """SQLite gives the next row the id the rolled-back one had: the chain must hash the row that stayed."""
+    write(db, 1)
+    with transaction(db) as s:
+        with pytest.raises(RuntimeError):
+            with s.begin_nested():
+                audit.record(s, actor="U0GONE", action="vote_go", at=START, reason="rolled back")
+                raise RuntimeError
+        audit.record(s, actor="U0KEPT", action="vote_go", at=START, reason="kept")
+    result = audit_chain.verify(db)
+    assert result.ok and result.count == 2, result.first_bad
+    assert row(db, 2)["actor"] == "U0KEPT"
