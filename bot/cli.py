@@ -1,4 +1,5 @@
-"""`releasebot serve | migrate | audit REL-n | evidence … | outbox [--dead] [--retry ID] | nc list … | metrics …`."""
+"""`releasebot serve | migrate | audit … | evidence … | outbox [--dead] [--retry ID] | nc list … | metrics …`
+(audit: bot/cli_audit.py; evidence: bot/cli_evidence.py; metrics: bot/cli_metrics.py)."""
 from __future__ import annotations
 
 import argparse
@@ -22,9 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("serve", help="run the bot (HTTP on $PORT, or Socket Mode when SLACK_APP_TOKEN is set)")
     sub.add_parser("migrate", help="apply pending database migrations and exit")
-    audit = sub.add_parser("audit", help="print a release's full record, for auditors (read-only)")
-    audit.add_argument("release", help="REL-n")
-    cli_evidence.audit_arguments(audit)
+    # bot/cli_audit.py parses the rest: REL-n [--format text|json] | verify [--checkpoint TEXT] | checkpoint | keygen
+    audit = sub.add_parser("audit", add_help=False, help="REL-n: a release's record (text, or --format json); verify, "
+                                                         "checkpoint, keygen: the audit log's tamper evidence "
+                                                         "(never migrates)")
+    audit.add_argument("rest", nargs=argparse.REMAINDER)
     cli_evidence.add_parsers(sub)  # `releasebot evidence …`: the packet and the population
     box = sub.add_parser("outbox", help="list the Slack messages not yet sent (read-only), or retry a dead letter")
     box.add_argument("--dead", action="store_true", help="only dead letters: messages Slack would not take")
@@ -37,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     nc.add_argument("--state", choices=["open", "action_planned", "actioned", "verified", "closed"],
                     help="only the NCs in this state (instead of the list)")
     cli_metrics.add_parser(sub)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if args.cmd != "audit" and extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging_safe.configure(logging.INFO)  # untrusted values cannot forge a log line
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line every tick says nothing
     # "skipped: maximum number of running instances" only means a long sweep is still running.
@@ -50,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "migrate":
             return _migrate()
         if args.cmd == "audit":
-            return cli_evidence.run_audit(args.release, args.format, _database)
+            from bot import cli_audit
+            return cli_audit.main(extra + args.rest)
         if args.cmd == "evidence":
             return cli_evidence.run_evidence(args, _database)
         if args.cmd == "outbox":
@@ -230,6 +236,9 @@ def _serve() -> int:
         log.warning("Slack unreachable at start (%s); starting anyway, announcements wait in the outbox", exc)
     channel = membership.check(svc.client, config.release_channel)
     (log.info if channel.member else log.warning)("%s", channel.log_line())
+    from bot.audit_config import start_up_line
+    fine, line = start_up_line(config.audit_channel, config.audit_key, policy.audit.checkpoint_every)
+    (log.info if fine else log.warning)("%s", line)
     app = build_app(svc, inbox_lease=inbox_lease)
     scheduler = build_scheduler(svc, app.inbox)
     # Before the scheduler starts: its first sweep runs at once, and a SIGTERM

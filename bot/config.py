@@ -11,12 +11,14 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from calendars.netpolicy import AllowList, NetPolicy, parse_allow
 from bot.github.config import GitHubConfig, github_config
 from commands.policy import Policy, PolicyError
 from storage.db import DEFAULT_URL
+
+from bot.audit_config import audit_settings
 
 SLACK_API_DEFAULT = "https://slack.com/api/"
 DEFAULT_WORKERS = 8
@@ -60,6 +62,9 @@ class Config:
     db_pool: int = DEFAULT_HTTP_THREADS + DEFAULT_WORKERS + POOL_SPARE
     # The GitHub App (GITHUB_*; bot/github/config.py); None: GitHub is off.
     github: GitHubConfig | None = None
+    # Signed audit checkpoints (bot/audit_config.py): AUDIT_CHANNEL, and RELEASEBOT_AUDIT_KEY's Ed25519 key.
+    audit_channel: str | None = None
+    audit_key: Any = None
 
     @property
     def calendar_net(self) -> NetPolicy:
@@ -129,6 +134,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
                         f"plus the workers, so no ack waits for a connection after-ack work holds) to {MAX_POOL}; "
                         f"default {needed + POOL_SPARE}")
     github = github_config(get, problems)
+    audit_channel, audit_key = audit_settings(get, problems)
     if problems:
         raise ConfigError("releasebot cannot start: " + "; ".join(problems) + ". Set these in the environment "
                           "(see README.md, Configuration) and start again.")
@@ -137,7 +143,8 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
                   policy_path=get("RELEASE_POLICY") or "policy.toml", port=int(port_text), app_token=app_token,
                   public_url=get("RELEASEBOT_PUBLIC_URL") or None, api_tokens=api_tokens,
                   feed_secret=get("RELEASEBOT_FEED_SECRET") or None, calendar_allow=calendar_allow,
-                  workers=workers, http_threads=threads, db_pool=int(pool_text), github=github)
+                  workers=workers, http_threads=threads, db_pool=int(pool_text), github=github,
+                  audit_channel=audit_channel, audit_key=audit_key)
 
 
 _PIPELINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")

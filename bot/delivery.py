@@ -31,7 +31,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.engine import Engine
 
-from commands import announce, bridge, deferred, github_gate, nonconformance, planning, reminders
+from commands import announce, audit_checkpoint, bridge, deferred, github_gate, nonconformance, planning, reminders
 from commands import nonconformance_register as register
 from commands.classification import track
 from commands.states import LIVE_STATES
@@ -50,6 +50,7 @@ from bot.nc_delivery import NcDelivery
 from bot.roles import RoleDirectory
 from bot.github import messages as github_messages
 from bot.messages import aftercare, calendar, setup
+from bot.messages import audit as audit_msg
 from bot.messages import help as help_msg
 from bot.messages import release as render
 
@@ -279,7 +280,8 @@ class Delivery:
                 bridge.BRIDGE_POST: self._bridge_post, announce.SETUP_NOTICE: self._setup_notice,
                 announce.WELCOME: self._welcome, announce.FILE_UPLOAD: self._file_upload,
                 deferred.DEADLINE: self._deferred_deadline,
-                nonconformance.NC_REMINDER: self._nc.reminder, register.NC_NOTE: self._nc.note}.get(row.kind)
+                nonconformance.NC_REMINDER: self._nc.reminder, register.NC_NOTE: self._nc.note,
+                audit_checkpoint.KIND: self._audit_checkpoint}.get(row.kind)
         if send is None and row.kind.startswith("github_") and self.github is not None:
             send = lambda r: self.github.send(r, self._done)  # noqa: E731 - the GitHub App's rows
         if send is None:
@@ -388,6 +390,12 @@ class Delivery:
         text = (aftercare.nonconformance_note(row.payload, self._policy) if row.payload.get("event") == "nonconformance"
                 else calendar.channel_note(row.payload))
         self._client.chat_postMessage(channel=self._channel, text=text)
+        self._done(row)
+
+    def _audit_checkpoint(self, row: Outbox) -> None:
+        # To AUDIT_CHANNEL, not the release channel: the witness sits where the database owner cannot reach.
+        self._client.chat_postMessage(channel=row.payload["channel"],
+                                      **dict(zip(("text", "blocks"), audit_msg.checkpoint_message(row.payload["text"]))))
         self._done(row)
 
     def _welcome(self, row: Outbox) -> None:

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from commands import audit_checkpoint
 from storage import inbox as inbox_rows
 from storage import replay
 
@@ -20,6 +21,7 @@ from bot.services import Services
 TICK_SECONDS = 3
 INBOX_SECONDS = 1
 PRUNE_MINUTES = 5
+CHECKPOINT_MINUTES = 5  # how late into its period a checkpoint may be made
 
 
 def build_scheduler(svc: Services, inbox=None) -> BackgroundScheduler:
@@ -48,5 +50,11 @@ def build_scheduler(svc: Services, inbox=None) -> BackgroundScheduler:
     # QMS 6.1: the weekly review and the monthly KPI report, each queued once (bot/metrics_cadence.py).
     scheduler.add_job(lambda: metrics_cadence.tick(svc), "interval", minutes=metrics_cadence.TICK_MINUTES,
                       id="metrics_reviews", max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
+    if svc.config.audit_key is not None:
+        # This period's signed audit checkpoint, by whichever process ticks first (one per period: its key).
+        scheduler.add_job(lambda: audit_checkpoint.due(svc.db, svc.config.audit_key, svc.clock.now(),
+                                                       svc.policy.audit.checkpoint_every, svc.config.audit_channel),
+                          "interval", minutes=CHECKPOINT_MINUTES, id="audit_checkpoint", max_instances=1,
+                          coalesce=True, next_run_time=datetime.now(timezone.utc))
     return scheduler
 

@@ -21,6 +21,7 @@ from typing import Any, Mapping
 from calendars.timeparse import TimeInputError, parse_duration, zone
 from calendars.windows import DeploymentWindows, parse_clock, parse_days
 from commands.auditor_policy import check_read_only
+from commands.audit_policy import AUDIT_DEFAULTS, AuditPolicy, audit_policy
 from commands.emergency_policy import EMERGENCY_DEFAULTS, EmergencyPolicy, emergency_policy
 from commands.nonconformance_policy import NONCONFORMANCE_DEFAULTS, NonconformancePolicy, nonconformance_policy
 from commands.github_policy import GITHUB_DEFAULTS, GithubPolicy, github_policy
@@ -98,6 +99,7 @@ DEFAULTS: dict[str, Any] = {
     "github": dict(GITHUB_DEFAULTS),  # commands/github_policy.py
     "metrics": copy.deepcopy(METRICS_DEFAULTS),  # commands/metrics_policy.py
     "validation": dict(VALIDATION_DEFAULTS),  # commands/validation_policy.py
+    "audit": dict(AUDIT_DEFAULTS),  # commands/audit_policy.py
 }
 # tables whose keys are names the operator chooses (people's roles, environments)
 # (and default_hours, so that a key it does not take, such as tz, is refused with its whole right form)
@@ -199,6 +201,7 @@ class Policy:
     github: GithubPolicy = field(default_factory=GithubPolicy)
     metrics: MetricsPolicy = field(default_factory=MetricsPolicy)
     validation: ValidationPolicy = field(default_factory=ValidationPolicy)
+    audit: AuditPolicy = field(default_factory=AuditPolicy)
     source: str = "built-in defaults"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -248,6 +251,7 @@ class Policy:
                                                set((data.get("calendar") or {}).get("max_concurrent") or {})),
                      delivery=_delivery_policy(merged["delivery"], source),
                      emergency=emergency_policy(merged["emergency"], source),
+                     audit=audit_policy(merged["audit"], source),
                      nonconformance=nonconformance_policy(merged["nonconformance"], source),
                      github=github_policy(merged["github"], tuple(envs), source),
                      metrics=metrics_policy(merged["metrics"], tuple(envs), default_env, source),

@@ -16,6 +16,7 @@ told "busy, try again" inside Slack's three seconds instead of after thirty.
 """
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -113,6 +114,13 @@ def _begin_immediate(conn, deadline: float, then_wait_ms: int) -> None:
         raw.execute(f"PRAGMA busy_timeout={then_wait_ms}")
 
 
+def canonical_json(value) -> str:
+    """How every JSON column is written: compact (no whitespace), non-ASCII as itself, keys in the order
+    given (the order means something: an approver set's roles). The audit chain hashes the stored text as
+    it is (storage/audit_chain.py), so one value has one spelling."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def normalise_url(url: str) -> str:
     # Heroku-style and bare postgresql:// URLs mean psycopg 3, the driver we ship.
     if url.startswith("postgres://"):
@@ -130,7 +138,8 @@ def make_engine(url: str = DEFAULT_URL, *, pool_size: int = 10) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         pooled = {} if parsed.database in (None, "", ":memory:") else {"pool_size": pool_size, "max_overflow": pool_size}
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": LONG_WAIT}, **pooled)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": LONG_WAIT},
+                               json_serializer=canonical_json, **pooled)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn, _record):
@@ -177,7 +186,8 @@ def make_engine(url: str = DEFAULT_URL, *, pool_size: int = 10) -> Engine:
             gate.leave(dbapi_conn)  # its checkin will not name it
 
         return engine
-    engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size,
+                           json_serializer=canonical_json)
 
     @event.listens_for(engine, "begin")
     def _on_begin_pg(conn):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from storage.columns import UTCDateTime, _json, _text, _ts  # noqa: F401  (UTCDateTime: migrations use it)
@@ -102,6 +102,11 @@ class AuditEvent(SQLModel, table=True):
     reason: Optional[str] = _text()
     before: dict = _json()
     after: dict = _json()
+    # The hash chain (storage/audit_chain.py): its place, the previous event's hash and its own, given as
+    # its transaction commits (NULL only until then: a committed row without a seq was not written by the bot).
+    seq: Optional[int] = Field(default=None, sa_column=Column(BigInteger, unique=True, nullable=True))
+    prev_hash: Optional[str] = Field(default=None, max_length=64)
+    hash: Optional[str] = Field(default=None, max_length=64)
 
 
 class Outbox(SQLModel, table=True):
@@ -385,3 +390,4 @@ class DecisionLogEntry(SQLModel, table=True):
 from storage.quality_models import (Incident, MetricSnapshot, NonConformance, TestResult,  # noqa: E402,F401
                                     UnmatchedDeployment, Waiver)
 from storage.github_models import GithubRequest  # noqa: E402,F401
+from storage.audit_models import AuditChainHead, AuditCheckpoint  # noqa: E402,F401

@@ -154,7 +154,7 @@ def test_start_up_log_is_one_line_per_fact(emulator, db_url):
     said = facts(out)
     # the policy's empty roles are a fact too (no policy file here): one line
     assert [f.split(":")[0] for f in said if not f.startswith("nobody holds")] == [
-        "database", "channel", "mode", "listening on "]
+        "database", "channel", "audit checkpoints", "mode", "listening on "]
     database = next(f for f in said if f.startswith("database: "))
     dialect = "postgresql" if db_url.startswith("postgres") else "sqlite"
     # the head read from the migrations themselves: a new migration must not break this test
@@ -163,6 +163,7 @@ def test_start_up_log_is_one_line_per_fact(emulator, db_url):
     assert "postgres@" not in database and "password" not in database
     assert "channel: C0RELEASES, the bot is a member" in said
     assert "mode: HTTP, Slack sends its requests to /slack/events (signed)" in said
+    assert any(f.startswith("audit checkpoints: off (RELEASEBOT_AUDIT_KEY is not set)") for f in said)
     # alembic's "setup plugin"/"Context impl"/"Running upgrade" lines and Bolt's "token will be ignored" are gone
     assert "alembic" not in out and "token" not in out and "Serving on" not in out
 

@@ -44,7 +44,11 @@ _NOT_FOR_PEOPLE = {("release.py", '.strftime("%Y-%m-%d %H:%M"), "tz": release.tz
                    # outbox keys: stable identities for idempotency (one warning per occurrence, one failure
                    # note per failure), compared by the database and never shown to anyone
                    ("blackout.py", 'key = f"blackout-warning:{blackout.id}:{occ.start.isoformat()}"'),
-                   ("blackout.py", 'key=f"subscription-failed:{sub.id}:{now.isoformat()}"')}
+                   ("blackout.py", 'key=f"subscription-failed:{sub.id}:{now.isoformat()}"'),
+                   # the signed audit checkpoint: its text is pasted back verbatim and its signature checked, so
+                   # its time is ISO 8601 (a Slack date would not survive the copy); and its period key
+                   ("audit_checkpoint.py", 'return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")'),
+                   ("audit_checkpoint.py", 'period=f"manual:{now.astimezone(timezone.utc).isoformat()}"')}
 
 
 def test_commands_no_longer_format_times_for_people():
