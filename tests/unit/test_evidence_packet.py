@@ -105,7 +105,22 @@ def test_a_release_through_its_whole_life_answers_every_question(db, clock, poli
     assert p.counts["exception"] == 0
     # the trail: every event of the release, in order, ending with the closing sign-off
     assert [e.action for e in p.trail][0] == "requested" and len(p.trail) >= 12
-    assert p.chain.text  # "not available" until the hash chain is part of this version, said in words
+    # the trail is the hash chain's: each event with its place and hash, and the chain verified
+    assert all(e.seq is not None and e.hash for e in p.trail)
+    assert p.chain.available and p.chain.ok and p.chain.text.startswith(f"verified: {p.chain.count} events")
+
+
+def test_a_tampered_log_shows_in_the_packet_as_a_broken_chain(db, clock, policy):
+    from sqlalchemy import text
+    from storage import audit_triggers
+    rid = through_retrospective(db, clock, policy)
+    with db.begin() as conn:  # the database owner, walking around the append-only triggers
+        for statement in audit_triggers.drop(db.dialect.name == "postgresql"):
+            conn.execute(text(statement))
+        conn.execute(text("UPDATE audit_event SET reason = 'nothing to see' WHERE seq = 3"))
+    p = evidence.packet(db, rid, clock.now())
+    assert p.chain.available and p.chain.ok is False
+    assert p.chain.text.startswith("BROKEN at seq 3") and "changed" in p.chain.text
 
 
 def test_an_override_a_waiver_a_misclassification_and_a_non_conformance_are_exceptions(db, clock, policy):
