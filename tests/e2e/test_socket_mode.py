@@ -118,7 +118,9 @@ def test_command_button_and_modal_arrive_over_the_socket_and_each_is_acknowledge
 
 
 def test_an_event_envelope_is_acknowledged_even_though_no_listener_wants_it(sbot, db):
-    event = sbot.slack.event({"type": "app_home_opened", "user": "U0DEV", "channel": "D0DEV", "tab": "home",
+    # (app_home_opened has a listener now: the App Home tab; a reaction has none)
+    event = sbot.slack.event({"type": "reaction_added", "user": "U0DEV", "reaction": "eyes",
+                              "item": {"type": "message", "channel": "C0RELEASES", "ts": "1700000000.000050"},
                               "event_ts": "1700000000.000100"})
     ack = sbot.acked(event)
     assert ack.envelope_id == event and ack.payload is None
@@ -175,7 +177,8 @@ def test_releasebot_serve_in_socket_mode_takes_slack_over_the_socket_and_not_ove
         wait_until_serving(url, proc)
         socket.wait_connections(1)
         with SocketSlack(socket) as slack:
-            request = slack.command(LINE, user="U0DEV")
+            # this process runs on the real clock: a start relative to it never falls into the past
+            request = slack.command(LINE.replace('start="2026-12-01 14:00"', 'start="in 30 days"'), user="U0DEV")
             socket.wait_ack(request)
         [post] = emulator.wait_for("chat.postMessage", timeout=15)
         assert "payments" in str(post.args["blocks"])
