@@ -117,8 +117,14 @@ def _begin_immediate(conn, deadline: float, then_wait_ms: int) -> None:
 def canonical_json(value) -> str:
     """How every JSON column is written: compact (no whitespace), non-ASCII as itself, keys in the order
     given (the order means something: an approver set's roles). The audit chain hashes the stored text as
-    it is (storage/audit_chain.py), so one value has one spelling."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    it is (storage/audit_chain.py), so one value has one spelling. A lone surrogate (a delivery's payload
+    may carry one; the listener then refuses it) has no UTF-8 form: that value is written with \\u escapes."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=(",", ":"))
+    return text
 
 
 def normalise_url(url: str) -> str:

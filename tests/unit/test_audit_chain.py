@@ -61,6 +61,16 @@ def test_each_event_links_to_the_one_before_and_the_head_follows(db):
     assert stored == '{"state":"pending","votes":[2,"ü"],"n":1.5}'
 
 
+def test_a_lone_surrogate_is_stored_escaped_and_still_verifies(db):
+    """A delivery may carry text with no UTF-8 form; the value is written with \\u escapes and hashed as stored."""
+    with transaction(db) as session:
+        audit.record(session, actor="U1", action="request_refused", at=START, after={"text": "a\ud800b", "ok": "ü"})
+    with db.connect() as conn:
+        stored = conn.execute(text('SELECT CAST("after" AS TEXT) FROM audit_event WHERE seq = 1')).scalar()
+    assert stored == '{"text":"a\\ud800b","ok":"\\u00fc"}'
+    assert audit_chain.verify(db).ok
+
+
 def test_an_empty_log_verifies(db):
     result = audit_chain.verify(db)
     assert result.ok and result.count == 0 and result.head_hash == audit_chain.GENESIS
