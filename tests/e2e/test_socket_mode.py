@@ -118,9 +118,9 @@ def test_command_button_and_modal_arrive_over_the_socket_and_each_is_acknowledge
 
 
 def test_an_event_envelope_is_acknowledged_even_though_no_listener_wants_it(sbot, db):
-    # (app_home_opened has a listener now: the App Home tab; a reaction has none)
-    event = sbot.slack.event({"type": "reaction_added", "user": "U0DEV", "reaction": "eyes",
-                              "item": {"type": "message", "channel": "C0RELEASES", "ts": "1700000000.000050"},
+    # (app_home_opened has a listener now, the App Home tab; a channel's rename has none)
+    event = sbot.slack.event({"type": "channel_rename", "channel": {"id": "C0RELEASES", "name": "releases",
+                                                                    "created": 1700000000},
                               "event_ts": "1700000000.000100"})
     ack = sbot.acked(event)
     assert ack.envelope_id == event and ack.payload is None
