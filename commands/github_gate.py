@@ -16,6 +16,12 @@ posts them to GitHub. Which release a deployment is, in this order:
    the ref when it is a tag ("v2.3.1", "refs/tags/2.3.1"), equal to a live release's version of the mapped
    service and environment.
 Releases do not carry a commit before they deploy, so the commit (`sha`) is kept and reported, not matched.
+
+What the gate asks of the start's provenance (commands.provenance: the artefact and its commit in a controlled
+environment) is what GitHub knows: the commit is the deployment's `sha`; the artefact is the payload's
+`artifact`, else its `version`, else the version of the tag deployed (`provenance_of`). Results recorded for
+another artefact do not count for it. The package (test phases, documents) is not something waiting fixes:
+a deployment without it is rejected with the gate's reasons, never held.
 """
 from __future__ import annotations
 
@@ -32,6 +38,7 @@ from commands import announce
 from commands.clock import Clock
 from commands.decision import refuse
 from commands.deploy import CHECKLIST, Deployer, gate_reasons
+from commands.provenance import Provenance
 from commands.errors import InputError, NotFound, Refused
 from commands.outcome import Outcome
 from commands.policy import Policy
@@ -98,6 +105,22 @@ def version_hints(payload: Mapping[str, Any], ref: str | None, service: str) -> 
         if m:
             hints += [m.group(1), ref.strip().removeprefix("refs/tags/")]
     return list(dict.fromkeys(hints))
+
+
+def artifact_of(payload: Mapping[str, Any], ref: str | None) -> str | None:
+    """The artefact a GitHub deployment says it deploys: the payload's `artifact`, else its `version`, else
+    the version of the tag it deploys; None when it says none (a branch ref is no artefact)."""
+    for key in ("artifact", "version"):
+        value = payload.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:200]
+    m = _TAG.match(ref.strip()) if ref else None
+    return m.group(1)[:200] if m else None
+
+
+def provenance_of(payload: Mapping[str, Any], ref: str | None, sha: str | None) -> Provenance:
+    # a pipeline start: no justification is asked (commands.provenance.manual)
+    return Provenance(artifact=artifact_of(payload, ref), commit=(sha or "").strip()[:80] or None)
 
 
 def match_release(session: Session, service: str, environment: str, payload: Mapping[str, Any],
@@ -224,7 +247,8 @@ def _decide(session: Session, gr: GithubRequest, release: Release | None, who: D
         reasons = [gr.unmapped, *reasons]
     if release is not None and who is not None:
         # raises CouldNotCheck when Slack could not say who holds a role: nothing is written, tried again later
-        reasons = reasons + gate_reasons(release, session, who, now, _checklist(gr.payload), policy)
+        reasons = reasons + gate_reasons(release, session, who, now, _checklist(gr.payload), policy,
+                                         provenance_of(gr.payload or {}, gr.ref, gr.sha))
         rest = _waitable(release, now, reasons)
         if rest == []:
             return _hold(session, gr, release, now)

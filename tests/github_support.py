@@ -15,6 +15,7 @@ from commands.policy import Policy
 
 from conftest import ROLES, serving, start_bot
 from github_emulator import APP_ID, GitHubEmulator, new_key
+from package_steps import ARTIFACT
 
 UTC = timezone.utc
 SECRET = "github-webhook-secret-0123456789"
@@ -25,6 +26,9 @@ LINE = ('request service=payments version=2.3.1 type=minor flags=feature start="
         'duration=60m summary="Add refunds"')
 IN_WINDOW = datetime(2026, 12, 15, 10, 5, tzinfo=UTC)
 CHECKED = {"monitoring": True, "rollback": True, "oncall": True}
+# what a deploy workflow puts in the deployment's payload: the release, the artefact it built (the production
+# gate asks for one carrying the release's version; the commit is the deployment's sha), the checklist
+PAYLOAD = {"release": "REL-1", "artifact": ARTIFACT, "checklist": CHECKED}
 USERS = {"octocat": "U0OPS", "qa-person": "U0QA"}
 _KEY = new_key()  # one RSA key for the session: generating one costs a noticeable fraction of a second
 _ids = itertools.count(1000)
@@ -82,8 +86,7 @@ def protection(github: GitHubEmulator, *, deployment: int, run: int, sender: str
         "action": "requested", "environment": environment, "event": "push", "sha": "a1b2c3d4e5f6", "ref": ref,
         "deployment_callback_url": callback or github.callback_url(REPO, run),
         "deployment": {"id": deployment, "sha": "a1b2c3d4e5f6", "ref": ref, "environment": environment,
-                       "payload": json.dumps(payload if payload is not None else {"release": "REL-1",
-                                                                                   "checklist": CHECKED})},
+                       "payload": json.dumps(payload if payload is not None else PAYLOAD)},
         "repository": {"full_name": REPO, "html_url": HTML},
         "installation": {"id": 77}, "sender": {"login": sender, "type": "User"},
     }
@@ -96,7 +99,7 @@ def status(*, deployment: int, state: str, sender: str = "octocat", environment:
         "deployment_status": {"state": state, "environment": environment,
                               "log_url": f"{HTML}/actions/runs/5/job/6", "target_url": ""},
         "deployment": {"id": deployment, "sha": "a1b2c3d4e5f6", "ref": ref, "environment": environment,
-                       "payload": payload if payload is not None else {"release": "REL-1", "checklist": CHECKED}},
+                       "payload": payload if payload is not None else PAYLOAD},
         "repository": {"full_name": REPO, "html_url": HTML},
         "installation": {"id": 77}, "sender": {"login": sender, "type": "User"},
     }

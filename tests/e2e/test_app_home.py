@@ -10,6 +10,8 @@ from sqlmodel import Session
 
 from storage.models import NonConformance, Release, Task
 
+from package_steps import form_values, ready
+
 UTC = timezone.utc
 LINE = ('request service=payments version={version} type=minor flags=feature start="2026-12-15 10:00" tz=UTC '
         'duration=60m summary="Add refunds"')
@@ -81,6 +83,7 @@ def test_a_no_go_from_the_tab_opens_the_channels_form_and_its_submission_redraws
 def test_a_deployer_sees_approved_releases_whose_window_is_near_or_open_and_starts_one_from_the_tab(bot, db, clock):
     request(bot)
     request(bot, "2.3.2")
+    ready(bot, 1)  # the test phases and documents the gate asks for (QMS 4.3, 4.4)
     for user in ("U0RM", "U0QA"):
         bot.command("go REL-1", user=user)
     assert "Approved, window open or near (0)" in text_of(open_home(bot, "U0PL"))  # three weeks away
@@ -96,7 +99,9 @@ def test_a_deployer_sees_approved_releases_whose_window_is_near_or_open_and_star
     bot.idle()
     form = bot.emulator.calls_to("views.open")[-1].args["view"]
     assert form["callback_id"] == "deploy_checklist"
-    bot.submit("deploy_checklist", ALL_CHECKED, user="U0PL", private_metadata=form["private_metadata"])
+    # a production start by hand names the artefact and commit and is justified in writing (QMS 4.4)
+    bot.submit("deploy_checklist", {**ALL_CHECKED, **form_values()}, user="U0PL",
+               private_metadata=form["private_metadata"])
     with Session(db) as s:
         assert s.get(Release, 1).state == "deploying"
     assert "Approved, window open or near (0)" in text_of(bot.emulator.home_views["U0PL"])

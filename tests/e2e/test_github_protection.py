@@ -12,7 +12,8 @@ from sqlmodel import Session
 from storage.models import AuditEvent, GithubRequest, Outbox, Release
 
 from conftest import serving, start_bot
-from github_support import (CHECKED, IN_WINDOW, LINE, deliver, gh_bot, github, github_env,  # noqa: F401
+from package_steps import ARTIFACT, ready
+from github_support import (CHECKED, IN_WINDOW, LINE, PAYLOAD, deliver, gh_bot, github, github_env,  # noqa: F401
                             policy, protection)
 
 
@@ -41,12 +42,14 @@ def approval_texts(bot) -> list[str]:
     return [json.dumps(c.args.get("blocks")) for c in bot.emulator.calls_to("chat.update")]
 
 
-def requested(bot):
+def requested(bot, package: bool = True):
     bot.command(LINE, user="U0DEV")
+    if package:  # the test phases for ARTIFACT and the documents the gate asks for (QMS 4.3, 4.4)
+        ready(bot, 1)
 
 
-def approved(bot, db):
-    requested(bot)
+def approved(bot, db, package: bool = True):
+    requested(bot, package)
     bot.command("go REL-1", user="U0RM")
     bot.command("go REL-1", user="U0QA")
     assert release(db).state == "approved"
@@ -230,6 +233,47 @@ def test_a_deployment_matching_no_release_or_to_an_unmapped_environment_is_rejec
     assert by_run["531"]["state"] == "rejected" and "environment 'qa' is not mapped" in by_run["531"]["comment"]
     refused = events(db, "github_deploy_refused")
     assert len(refused) == 2 and all(e.release_id is None for e in refused)
+
+
+def test_a_deployment_without_its_package_is_rejected_with_the_gates_reasons_not_held(gh_bot, db, clock, github):
+    # still voting and an hour early: votes and time would be waited for, the missing package is not
+    requested(gh_bot, package=False)
+    gh_bot.command("go REL-1", user="U0RM")
+    clock.set(IN_WINDOW.replace(hour=9, minute=0))
+    deliver(gh_bot, "deployment_protection_rule", protection(github, deployment=33, run=533))
+    gh_bot.deliver()
+    (answer,) = github.callbacks()
+    assert answer["state"] == "rejected"
+    assert "test phase security is required (QMS 4.3)" in answer["comment"]
+    (refused,) = events(db, "github_deploy_refused")
+    for needed in ("security", "regression", "performance", "release notes", "runbook"):
+        assert needed in refused.reason
+    assert "not approved" in refused.reason  # every reason, the waitable ones too
+    with Session(db) as s:
+        assert s.exec(select(GithubRequest.state)).one() == "rejected"
+    # the last Go does not reopen an answered request
+    gh_bot.command("go REL-1", user="U0QA")
+    gh_bot.deliver()
+    assert len(github.callbacks()) == 1
+
+
+def test_the_artefact_is_the_payloads_or_the_tags_and_must_carry_the_version(gh_bot, db, clock, github):
+    approved(gh_bot, db)
+    ready(gh_bot, 1, artifact="2.3.1")  # results for the artefact a tag names
+    clock.set(IN_WINDOW)
+    no_artefact = {"release": "REL-1", "checklist": CHECKED}  # a branch ref, nothing in the payload
+    other = {**PAYLOAD, "artifact": "payments:2.3.0"}
+    deliver(gh_bot, "deployment_protection_rule", protection(github, deployment=34, run=534, payload=no_artefact))
+    deliver(gh_bot, "deployment_protection_rule", protection(github, deployment=35, run=535, payload=other))
+    deliver(gh_bot, "deployment_protection_rule",
+            protection(github, deployment=36, run=536, payload=no_artefact, ref="refs/tags/v2.3.1"))
+    gh_bot.deliver()
+    by_run = {c.path.split("/")[-2]: c.body for c in github.calls_to("callback") if c.status == 204}
+    assert by_run["534"]["state"] == "rejected"
+    assert "an artefact is required to start a production deployment" in by_run["534"]["comment"]
+    assert by_run["535"]["state"] == "rejected"
+    assert "does not carry REL-1's approved version 2.3.1" in by_run["535"]["comment"]
+    assert by_run["536"]["state"] == "approved"
 
 
 def test_a_delivery_recorded_before_a_restart_is_answered_after_it(db, clock, policy, emulator, github):

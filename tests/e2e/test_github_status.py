@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 from storage.models import AuditEvent, Deployment, NonConformance, Release, UnmatchedDeployment
 
 from conftest import CHANNEL
+from package_steps import ready
 from github_support import (IN_WINDOW, LINE, deliver, gh_bot, github, policy,  # noqa: F401 (fixtures)
                             protection, status)
 
@@ -21,6 +22,7 @@ def release(db, rid=1) -> Release:
 
 def approved(bot, db):
     bot.command(LINE, user="U0DEV")
+    ready(bot, 1)  # the test phases and documents the gate asks for (QMS 4.3, 4.4)
     bot.command("go REL-1", user="U0RM")
     bot.command("go REL-1", user="U0QA")
     assert release(db).state == "approved"

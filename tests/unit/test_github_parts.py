@@ -12,7 +12,7 @@ from slack_sdk.models.blocks import Block
 from bot.config import ConfigError, load_config
 from bot.github.client import under
 from bot.github.messages import REPORT_LIMIT, callback_body, comment, md, thread_note, waiting_blocks
-from commands.github_gate import version_hints
+from commands.github_gate import provenance_of, version_hints
 from commands.policy import Policy, PolicyError
 from commands.text import when
 
@@ -112,6 +112,15 @@ def test_the_version_comes_from_the_payload_the_artifact_or_a_tag():
     assert version_hints({"artifact": "payments:2.3.1"}, None, "payments") == ["2.3.1"]
     assert version_hints({}, "refs/tags/v2.3.1", "payments") == ["2.3.1", "v2.3.1"]
     assert version_hints({}, "main", "payments") == []
+
+
+def test_the_gate_is_given_the_deployments_sha_and_the_artefact_of_its_payload_or_tag():
+    p = provenance_of({"artifact": "payments:2.3.1", "version": "2.3.0"}, "refs/tags/v2.3.1", "a1b2c3")
+    assert (p.artifact, p.commit, p.justification, p.known) == ("payments:2.3.1", "a1b2c3", None, True)
+    assert provenance_of({"version": "2.3.1"}, "main", "a1b2c3").artifact == "2.3.1"
+    assert provenance_of({}, "refs/tags/v2.3.1", None).artifact == "2.3.1"
+    # a branch names no artefact and no sha no commit: the production gate refuses them, nothing is made up
+    assert (provenance_of({"artifact": " "}, "main", "").artifact, provenance_of({}, "main", "").commit) == (None, None)
 
 
 def test_comments_stay_within_githubs_limit_and_echo_no_markup():
