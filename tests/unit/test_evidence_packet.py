@@ -15,11 +15,13 @@ from commands import evidence, nonconformance
 from commands.aftercare import record_task, sign_off
 from commands.deploy import CHECKLIST, Deployer, finish_deployment, start_deployment
 from commands.release import accept_misclassification, override_flags
+from commands.outcome import Actor
+from commands.validation import Recorder, record_result
 from commands.vote import cast_vote
 from conftest import actor
 from storage.db import transaction
 from storage.models import Deployment, Incident, TestResult, Vote, Waiver
-from unit_support import REQUESTER, new_release
+from unit_support import REQUESTER, new_release, ready_to_deploy
 
 UTC = timezone.utc
 WINDOW = dict(start="2026-12-09 10:00", tz="UTC", duration="60m")
@@ -27,6 +29,8 @@ IN_WINDOW = datetime(2026, 12, 9, 10, 5, tzinfo=UTC)
 FINISHED = datetime(2026, 12, 9, 10, 30, tzinfo=UTC)
 ALL_CHECKED = {key: True for key, _ in CHECKLIST}
 DEPLOYER = "U0DEPL"
+PIPELINE_DEPLOYER = Deployer(DEPLOYER, frozenset({"platform_lead"}), pipeline="deploy")
+ARTIFACT = "payments:5.0.0"
 MAJOR_VOTERS = ("U0CAB1", "U0CAB2", "U0RM", "U0SEC")
 TITLES = [t for _, t in evidence.SECTIONS]
 
@@ -44,16 +48,19 @@ def add(db, *rows):
 def through_retrospective(db, clock, policy, **fields) -> int:
     """A major release: requested, approved by four, deployed, signed off, followed up, retrospected, closed."""
     rid = new_release(db, clock, policy, type="major", links="https://git.example/pr/7", risk="schema migration",
-                      rollback="redeploy 4.0.9", **{**WINDOW, **fields})
-    add(db, TestResult(release_id=rid, phase="integration", status="passed", artifact="payments-5.0.0.tgz",
-                       url="https://ci.example/run/1", reported_by="pipeline:ci", source="pipeline", at=clock.now()))
+                      rollback="redeploy 4.0.9", **{"version": "5.0.0", **WINDOW, **fields})
+    # the release package the gate asks for: every required phase passed for the artefact, the documents
+    ready_to_deploy(db, clock, rid, policy, artifact=ARTIFACT)
+    assert record_result(db, Recorder(Actor("pipeline:ci"), pipeline="ci"), rid, "integration", "passed",
+                         "https://ci.example/run/1", None, ARTIFACT, clock, policy).changed  # the latest run
     for user in MAJOR_VOTERS:
         assert cast_vote(db, actor(user), rid, "go", clock, policy=policy, members_of=members_of).changed
     clock.set(IN_WINDOW)
-    assert start_deployment(db, Deployer(DEPLOYER, frozenset({"platform_lead"})), rid, ALL_CHECKED, clock, policy,
-                            artifact="payments-5.0.0.tgz", commit="abc1234").changed
+    # through the pipeline: a start by hand in production is a non-conformance, not the normal path
+    assert start_deployment(db, PIPELINE_DEPLOYER, rid, ALL_CHECKED, clock, policy, artifact=ARTIFACT,
+                            commit="abc1234").changed
     clock.set(FINISHED)
-    assert finish_deployment(db, Deployer(DEPLOYER), rid, "success", clock, policy).changed
+    assert finish_deployment(db, PIPELINE_DEPLOYER, rid, "success", clock, policy).changed
     clock.advance(hours=24)  # past a major release's stabilisation
     assert sign_off(db, actor("U0QA"), rid, clock, policy).changed
     assert sign_off(db, actor("U0OPS"), rid, clock, policy).changed
@@ -82,8 +89,8 @@ def test_a_release_through_its_whole_life_answers_every_question(db, clock, poli
     assert auth["Approval time"].mark == "present"
     assert auth["Policy in force (sha256 of the effective policy)"].text == policy.digest
     change = items(p, "change")
-    assert change["Artefact"].text == "payments-5.0.0.tgz" and change["Commit"].text == "abc1234"
-    assert change["Links"].mark == "present" and change["Release notes"].mark == "missing"
+    assert change["Artefact"].text == ARTIFACT and change["Commit"].text == "abc1234"
+    assert change["Links"].mark == "present" and change["Release notes"].mark == "present"
     risk = items(p, "risk")
     assert risk["Classification answers"].mark == "present" and "Breaking API" in risk["Classification answers"].text
     assert risk["Risk and impact"].text == "schema migration" and risk["Rollback plan"].text == "redeploy 4.0.9"
