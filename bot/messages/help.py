@@ -97,7 +97,8 @@ def help_overview() -> tuple[str, list[dict]]:
     blocks = [section(head), *(b for g in groups for b in sections(g)), context(tail)]
     # The blocks carry every command with its notes; the notification text, which has a limit of its own,
     # carries every form without the notes, and if even that grew too long, the topics, rather than a cut.
-    forms = [f"*{TOPICS[t][0]}*\n" + "\n".join(esc(form(c).split("   (")[0]) for c in TOPICS[t][2]) for t in HELP_TOPICS]
+    forms = [f"*{TOPICS[t][0]}*\n" + "\n".join(esc(form(c).split("   (")[0]) for c in TOPICS[t][2])
+             for t in HELP_TOPICS]
     text = "\n\n".join([head, *forms, tail])
     if len(text) > TEXT_LIMIT:
         text = f"{head}\n\nTopics: {', '.join(HELP_TOPICS)}.\n\n{tail}"
