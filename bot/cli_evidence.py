@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-from bot.config import ConfigError
+from bot.config import ConfigError, load_policy
 
 EVIDENCE_HELP = ("the evidence packet of one release (REL-n), or with --from/--to the population: every "
                  "deployment in the period, for auditors (read-only)")
@@ -57,7 +58,8 @@ def run_evidence(args, database) -> int:
                                                                "environment": args.environment})
         else:
             from commands import evidence
-            text = evidence_render.render(evidence.packet(engine, parse_ref(args.release), SystemClock().now()), fmt)
+            text = evidence_render.render(evidence.packet(engine, parse_ref(args.release), SystemClock().now(),
+                                                          _policy()), fmt)
     except InputError as exc:
         print(exc.message + (f"\n{exc.form}" if exc.form else ""), file=sys.stderr)
         return 1
@@ -75,6 +77,12 @@ def _write(text: str, output: str | None) -> int:
     return 0
 
 
+def _policy():
+    """The policy in force, as the bot loads it: it says which documents and test phases a type requires."""
+    named = os.environ.get("RELEASE_POLICY")
+    return load_policy(named or "policy.toml", required=bool(named))
+
+
 def run_audit(ref: str, fmt: str, database) -> int:
     from commands.clock import SystemClock
     from commands.errors import InputError
@@ -88,7 +96,7 @@ def run_audit(ref: str, fmt: str, database) -> int:
         if fmt == "json":
             text = json.dumps(record_json(rec), indent=2, default=str) + "\n"
         else:
-            text = packet_text(build(rec, status(engine), SystemClock().now()))
+            text = packet_text(build(rec, status(engine), SystemClock().now(), _policy()))
     except InputError as exc:
         print(exc.message, file=sys.stderr)
         return 1

@@ -87,6 +87,6 @@ def _cell(value: Any) -> str:
 @uploads.producer("evidence_packet")
 def evidence_packet(db, clock, policy, *, release_id: int, format: str = "html") -> uploads.Upload:  # noqa: A002
     """Made when the upload is sent: the packet shows the record as it is then."""
-    p = evidence.packet(db, release_id, clock.now())
+    p = evidence.packet(db, release_id, clock.now(), policy)
     return uploads.Upload(filename(p, format), render(p, format).encode(),
                           f"Evidence packet {p.release['ref']} ({format.upper()})")

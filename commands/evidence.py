@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from commands import evidence_chain
+from commands import evidence_chain, evidence_package
 from commands.classification import QUESTIONS
 from commands.deferred import LABELS as DEFERRED
 from commands.deploy import CHECKLIST
@@ -89,15 +89,17 @@ def iso(dt: datetime | None) -> str | None:
     return when(dt) if dt is not None else None
 
 
-def packet(db: Engine, release_id: int, now: datetime) -> Packet:
+def packet(db: Engine, release_id: int, now: datetime, policy: Any | None = None) -> Packet:
+    """policy: the one in force, which says which test phases and documents the release's type requires."""
     rec = show_release(db, release_id)
-    return build(rec, evidence_chain.status(db), now)
+    return build(rec, evidence_chain.status(db), now, policy)
 
 
-def build(rec: ReleaseRecord, chain: evidence_chain.ChainStatus, now: datetime) -> Packet:
+def build(rec: ReleaseRecord, chain: evidence_chain.ChainStatus, now: datetime, policy: Any | None = None) -> Packet:
     r = rec.release
-    built = {"authorisation": _authorisation(rec), "change": _change(rec), "risk": _risk(rec),
-             "validation": _validation(rec), "deployment": _deployment(rec), "after": _after(rec)}
+    req = evidence_package.Requirements(rec, policy)
+    built = {"authorisation": _authorisation(rec), "change": _change(rec, req), "risk": _risk(rec, req),
+             "validation": _validation(rec, req), "deployment": _deployment(rec, req), "after": _after(rec)}
     sections = [Section(key, n, title, built[key]) for n, (key, title) in enumerate(SECTIONS, 1)]
     trail = []
     for e in rec.trail:
@@ -177,7 +179,7 @@ def _holders(holders: list) -> str:
 
 # ---- 2. What changed ----
 
-def _change(rec: ReleaseRecord) -> list[Item]:
+def _change(rec: ReleaseRecord, req: evidence_package.Requirements) -> list[Item]:
     r, dep = rec.release, rec.deployment
     items = [Item("Service and version", PRESENT, f"{r.service} {r.version} to {r.environment}"),
              Item("Scope (summary)", PRESENT, r.summary),
@@ -188,7 +190,7 @@ def _change(rec: ReleaseRecord) -> list[Item]:
     if dep and dep.tag:
         items.append(Item("Tag", PRESENT, dep.tag))
     items.append(_have("Links", r.links))
-    items.append(_have("Release notes", r.release_notes))
+    items.append(evidence_package.document(Item, iso, req, "Release notes", "release_notes", r.release_notes))
     if rec.emergency is not None:
         items.append(_have("Incident", rec.emergency.incident))
     return items
@@ -196,7 +198,7 @@ def _change(rec: ReleaseRecord) -> list[Item]:
 
 # ---- 3. How risk was assessed ----
 
-def _risk(rec: ReleaseRecord) -> list[Item]:
+def _risk(rec: ReleaseRecord, req: evidence_package.Requirements) -> list[Item]:
     r = rec.release
     items = []
     if r.classification_answered:
@@ -213,7 +215,7 @@ def _risk(rec: ReleaseRecord) -> list[Item]:
         items.append(_have("Blast radius", em.blast_radius and f"{em.blast_radius} (by {em.blast_radius_by})"))
         items.append(_have("Rollback option", em.rollback_option and f"{em.rollback_option} "
                                                                      f"(by {em.rollback_option_by})"))
-    items.append(_have("Rollback plan", r.rollback_plan))
+    items.append(evidence_package.document(Item, iso, req, "Rollback plan", "rollback_plan", r.rollback_plan))
     if not rec.flags:
         items.append(Item("Planning checks", PRESENT, "lead time, deployment windows, blackouts and conflicts: "
                                                       "all passed"))
@@ -231,7 +233,7 @@ def _risk(rec: ReleaseRecord) -> list[Item]:
 
 # ---- 4. How it was validated ----
 
-def _validation(rec: ReleaseRecord) -> list[Item]:
+def _validation(rec: ReleaseRecord, req: evidence_package.Requirements) -> list[Item]:
     dep, items = rec.deployment, []
     if dep is None:
         items.append(Item("Pre-deployment checklist", MISSING, "not deployed"))
@@ -240,17 +242,9 @@ def _validation(rec: ReleaseRecord) -> list[Item]:
             ok = bool((dep.checklist or {}).get(key))
             items.append(Item(f"Checklist: {text}", PRESENT if ok else MISSING,
                               f"confirmed by {dep.deployer_id} at {iso(dep.started_at)}" if ok else "not confirmed"))
-    latest: dict[str, Any] = {}
-    for t in rec.test_results:
-        latest[t.phase] = t  # oldest first: the last one per phase counts
-    for phase, t in latest.items():
-        where = f" ({t.url})" if t.url else ""
-        line = f"{t.status} at {iso(t.at)}, reported by {t.reported_by}{where}" + (f": {t.summary}" if t.summary else "")
-        items.append(Item(f"Test evidence: {phase}", PRESENT if t.status == "passed" else MISSING,
-                          line if t.status == "passed" else f"the latest result {line}"))
-    for w in rec.waivers:
-        items.append(Item(f"Waiver: {w.item}", EXCEPTION, f"by {w.by} at {iso(w.at)}: {w.reason}", "waiver"))
-    if not latest and not rec.waivers:
+    tests = evidence_package.phases(Item, iso, req, rec.test_results)
+    items += tests
+    if not tests:
         items.append(Item("Test evidence", MISSING, "no test result recorded"))
     if dep is not None and dep.package_complete is not None:
         items.append(Item("Release package at the gate", PRESENT if dep.package_complete else MISSING,
@@ -272,11 +266,11 @@ def _validation(rec: ReleaseRecord) -> list[Item]:
 
 # ---- 5. When and how it was deployed ----
 
-def _deployment(rec: ReleaseRecord) -> list[Item]:
+def _deployment(rec: ReleaseRecord, req: evidence_package.Requirements) -> list[Item]:
     r, dep = rec.release, rec.deployment
     items = [Item("Planned window", PRESENT, f"{iso(r.start_at)} to {iso(r.end_at)} ({r.duration_minutes} min, "
                                              f"planned in {r.tz})")]
-    items.append(_have("Runbook", r.runbook))
+    items.append(evidence_package.document(Item, iso, req, "Runbook", "runbook", r.runbook))
     if dep is None:
         items.append(Item("Deployment", MISSING, f"not deployed (state {r.state})"))
     else:
@@ -334,7 +328,10 @@ def _after(rec: ReleaseRecord) -> list[Item]:
     for n in rec.nonconformances:
         action = f"; corrective action: {n.action}" if n.action else ""
         items.append(Item(f"Non-conformance {n.ref} ({n.kind})", EXCEPTION,
-                          f"{n.detail} (detected {iso(n.at)}, {n.state}{action})", "nonconformance"))
+                          f"{n.detail} (detected {iso(n.at)}; register state {n.state}"
+                          + (f", owner {n.owner_id}" if n.owner_id else "")
+                          + (f", corrective action due {iso(n.due_at)}" if n.due_at else "")
+                          + (f", closed {iso(n.closed_at)}" if n.closed_at else "") + f"{action})", "nonconformance"))
     if rec.emergency is not None:
         said = [x for x in rec.decision_log if x.kind != "decision"]  # the decisions are in the trail below
         items.append(_have("Bridge decision log", f"{len(rec.decision_log)} lines: {len(said)} entries people added "

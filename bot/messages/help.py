@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from commands.text import HELP_TOPICS, USAGE
 
-from bot.messages.common import context, esc, plain, section
+from bot.messages.common import TEXT_LIMIT, context, esc, plain, section, sections
 
 MENU_REQUEST, MENU_MINE, MENU_CALENDAR, MENU_HELP = "menu_request", "menu_mine", "menu_calendar", "menu_help"
 MENU_ACTIONS = (MENU_REQUEST, MENU_MINE, MENU_CALENDAR, MENU_HELP)
@@ -94,8 +94,15 @@ def help_overview() -> tuple[str, list[dict]]:
     head = "*releasebot*: request a release, vote Go/No-go, deploy, and keep the audit trail."
     groups = [_group(t) for t in HELP_TOPICS]
     tail = "`/release help <topic>` shows a topic with examples. A bare `/release` shows buttons."
-    blocks = [section(head), *(section(g) for g in groups), context(tail)]
-    return "\n\n".join([head, *groups, tail]), blocks
+    blocks = [section(head), *(b for g in groups for b in sections(g)), context(tail)]
+    # The blocks carry every command with its notes; the notification text, which has a limit of its own,
+    # carries every form without the notes, and if even that grew too long, the topics, rather than a cut.
+    forms = [f"*{TOPICS[t][0]}*\n" + "\n".join(esc(form(c).split("   (")[0]) for c in TOPICS[t][2])
+             for t in HELP_TOPICS]
+    text = "\n\n".join([head, *forms, tail])
+    if len(text) > TEXT_LIMIT:
+        text = f"{head}\n\nTopics: {', '.join(HELP_TOPICS)}.\n\n{tail}"
+    return text, blocks
 
 
 def help_topic(topic: str, today: datetime) -> tuple[str, list[dict]]:
@@ -105,7 +112,10 @@ def help_topic(topic: str, today: datetime) -> tuple[str, list[dict]]:
     shown = "*Examples*\n" + "\n".join(f"• `{esc(e)}`" for e in examples(topic, today))
     other = ", ".join(t for t in HELP_TOPICS if t != topic)
     tail = f"Other topics: {other}. Dates are read in the tz= you give."
-    return "\n\n".join([head, forms, shown, tail]), [section(head), section(forms), section(shown), context(tail)]
+    text = "\n\n".join([head, forms, shown, tail])
+    if len(text) > TEXT_LIMIT:  # the blocks carry it all; the notification says where, rather than cut
+        text = f"{head}\n\n{tail}"
+    return text, [*sections(head), *sections(forms), *sections(shown), context(tail)]
 
 
 def _button(text: str, action_id: str, style: str | None = None) -> dict:

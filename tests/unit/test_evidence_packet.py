@@ -15,11 +15,13 @@ from commands import evidence, nonconformance
 from commands.aftercare import record_task, sign_off
 from commands.deploy import CHECKLIST, Deployer, finish_deployment, start_deployment
 from commands.release import accept_misclassification, override_flags
+from commands.outcome import Actor
+from commands.validation import Recorder, record_result
 from commands.vote import cast_vote
 from conftest import actor
 from storage.db import transaction
-from storage.models import Deployment, Incident, TestResult, Vote, Waiver
-from unit_support import REQUESTER, new_release
+from storage.models import Deployment, Incident, Vote, Waiver
+from unit_support import REQUESTER, new_release, ready_to_deploy
 
 UTC = timezone.utc
 WINDOW = dict(start="2026-12-09 10:00", tz="UTC", duration="60m")
@@ -27,6 +29,8 @@ IN_WINDOW = datetime(2026, 12, 9, 10, 5, tzinfo=UTC)
 FINISHED = datetime(2026, 12, 9, 10, 30, tzinfo=UTC)
 ALL_CHECKED = {key: True for key, _ in CHECKLIST}
 DEPLOYER = "U0DEPL"
+PIPELINE_DEPLOYER = Deployer(DEPLOYER, frozenset({"platform_lead"}), pipeline="deploy")
+ARTIFACT = "payments:5.0.0"
 MAJOR_VOTERS = ("U0CAB1", "U0CAB2", "U0RM", "U0SEC")
 TITLES = [t for _, t in evidence.SECTIONS]
 
@@ -41,19 +45,28 @@ def add(db, *rows):
             s.add(r)
 
 
-def through_retrospective(db, clock, policy, **fields) -> int:
-    """A major release: requested, approved by four, deployed, signed off, followed up, retrospected, closed."""
+def deployed(db, clock, policy, **fields) -> int:
+    """A major release: requested with its package, approved by four, started through the pipeline."""
     rid = new_release(db, clock, policy, type="major", links="https://git.example/pr/7", risk="schema migration",
-                      rollback="redeploy 4.0.9", **{**WINDOW, **fields})
-    add(db, TestResult(release_id=rid, phase="integration", status="passed", artifact="payments-5.0.0.tgz",
-                       url="https://ci.example/run/1", reported_by="pipeline:ci", source="pipeline", at=clock.now()))
+                      rollback="redeploy 4.0.9", **{"version": "5.0.0", **WINDOW, **fields})
+    # the release package the gate asks for: every required phase passed for the artefact, the documents
+    ready_to_deploy(db, clock, rid, policy, artifact=ARTIFACT)
+    assert record_result(db, Recorder(Actor("pipeline:ci"), pipeline="ci"), rid, "integration", "passed",
+                         "https://ci.example/run/1", None, ARTIFACT, clock, policy).changed  # the latest run
     for user in MAJOR_VOTERS:
         assert cast_vote(db, actor(user), rid, "go", clock, policy=policy, members_of=members_of).changed
     clock.set(IN_WINDOW)
-    assert start_deployment(db, Deployer(DEPLOYER, frozenset({"platform_lead"})), rid, ALL_CHECKED, clock, policy,
-                            artifact="payments-5.0.0.tgz", commit="abc1234").changed
+    # through the pipeline: a start by hand in production is a non-conformance, not the normal path
+    assert start_deployment(db, PIPELINE_DEPLOYER, rid, ALL_CHECKED, clock, policy, artifact=ARTIFACT,
+                            commit="abc1234").changed
+    return rid
+
+
+def through_retrospective(db, clock, policy, **fields) -> int:
+    """A major release: requested, approved by four, deployed, signed off, followed up, retrospected, closed."""
+    rid = deployed(db, clock, policy, **fields)
     clock.set(FINISHED)
-    assert finish_deployment(db, Deployer(DEPLOYER), rid, "success", clock, policy).changed
+    assert finish_deployment(db, PIPELINE_DEPLOYER, rid, "success", clock, policy).changed
     clock.advance(hours=24)  # past a major release's stabilisation
     assert sign_off(db, actor("U0QA"), rid, clock, policy).changed
     assert sign_off(db, actor("U0OPS"), rid, clock, policy).changed
@@ -82,8 +95,8 @@ def test_a_release_through_its_whole_life_answers_every_question(db, clock, poli
     assert auth["Approval time"].mark == "present"
     assert auth["Policy in force (sha256 of the effective policy)"].text == policy.digest
     change = items(p, "change")
-    assert change["Artefact"].text == "payments-5.0.0.tgz" and change["Commit"].text == "abc1234"
-    assert change["Links"].mark == "present" and change["Release notes"].mark == "missing"
+    assert change["Artefact"].text == ARTIFACT and change["Commit"].text == "abc1234"
+    assert change["Links"].mark == "present" and change["Release notes"].mark == "present"
     risk = items(p, "risk")
     assert risk["Classification answers"].mark == "present" and "Breaking API" in risk["Classification answers"].text
     assert risk["Risk and impact"].text == "schema migration" and risk["Rollback plan"].text == "redeploy 4.0.9"
@@ -152,6 +165,77 @@ def test_an_override_a_waiver_a_misclassification_and_a_non_conformance_are_exce
     assert after["Incident INC-9"].mark == "present"
     assert items(p, "deployment")["Deployment"].mark == "missing"  # never deployed, and says so
     assert p.counts["exception"] >= 5
+
+
+def test_the_package_is_judged_against_what_the_type_requires(db, clock, policy):
+    from commands.validation import required_phases, waive
+    from unit_support import release
+    rid2 = new_release(db, clock, policy, start="2026-12-16 10:00", tz="UTC", duration="60m", version="2.3.2")
+    rid = through_retrospective(db, clock, policy)
+    p = evidence.packet(db, rid, clock.now(), policy)
+    val = items(p, "validation")
+    for phase in required_phases(policy, release(db, rid)):
+        assert val[f"Test evidence: {phase}"].mark == "present", phase
+        assert val[f"Test evidence: {phase}"].text.startswith("required for a major release (QMS 4.3); passed")
+    assert "required" not in val["Test evidence: integration"].text  # on the record, not asked for by major
+    assert items(p, "change")["Release notes"].mark == items(p, "deployment")["Runbook"].mark == "present"
+    assert items(p, "risk")["Rollback plan"].text == "redeploy 4.0.9"
+
+    # a minor release with little recorded: what the gate asks for is missing, what it does not ask for is not
+    assert record_result(db, Recorder(Actor("pipeline:ci"), pipeline="ci"), rid2, "security", "failed",
+                         "https://ci.example/run/2", None, "payments:2.3.2", clock, policy).changed
+    assert waive(db, actor("U0RM"), rid2, "document:runbook", "runbook unchanged since 2.3.1", clock, policy).changed
+    p2 = evidence.packet(db, rid2, clock.now(), policy)
+    val2, change2, risk2 = items(p2, "validation"), items(p2, "change"), items(p2, "risk")
+    assert val2["Test evidence: performance"].mark == "missing"
+    assert val2["Test evidence: performance"].text == ("required for a minor release (QMS 4.3); no passing result "
+                                                       "recorded")
+    assert val2["Test evidence: security"].mark == "missing" and "the latest result failed" in \
+        val2["Test evidence: security"].text and "https://ci.example/run/2" in val2["Test evidence: security"].text
+    assert change2["Release notes"].mark == "missing"
+    assert "required for a minor release" in change2["Release notes"].text
+    assert risk2["Rollback plan"].mark == "present"
+    assert "not required for a minor release" in risk2["Rollback plan"].text
+    runbook = items(p2, "deployment")["Runbook"]
+    assert runbook.mark == "exception" and runbook.exception == "waiver" and "runbook unchanged" in runbook.text
+    assert val2["Waiver: document:runbook"].exception == "waiver" and "the gate opened" in \
+        val2["Waiver: document:runbook"].text
+    # without the policy nothing is taken as not required: a gap can be over-reported, never hidden
+    assert items(evidence.packet(db, rid2, clock.now()), "risk")["Rollback plan"].mark == "missing"
+
+
+def test_a_rollback_shows_when_it_was_decided_and_when_service_was_restored(db, clock, policy):
+    from commands.rollback import RollbackTimes
+    rid = deployed(db, clock, policy)
+    clock.set(FINISHED)
+    times = RollbackTimes(IN_WINDOW + timedelta(minutes=5), IN_WINDOW + timedelta(minutes=12))
+    assert finish_deployment(db, PIPELINE_DEPLOYER, rid, "rolled_back", clock, policy, times=times).changed
+    dep = items(evidence.packet(db, rid, clock.now(), policy), "deployment")
+    assert dep["Outcome"].text.startswith("rolled_back") and dep["Rollback timings"].mark == "present"
+    assert iso_times(dep["Rollback timings"].text) == (
+        f"decided by {DEPLOYER} at 2026-12-09T10:10:00Z, restored at 2026-12-09T10:17:00Z; 7 min from decision "
+        "to restored")
+
+
+def test_a_non_conformance_shows_its_register_state(db, clock, policy):
+    from commands import nonconformance_register
+    from storage.models import NonConformance
+    rid = deployed(db, clock, policy)
+    with transaction(db) as s:
+        from commands.release import load
+        nonconformance.record(s, load(s, rid), kind="late_followup", subject=f"REL-{rid}", detail="follow-up late",
+                              actor="releasebot", now=clock.now(), policy=policy)
+    with Session(db) as s:
+        nc = s.exec(select(NonConformance).where(NonConformance.release_id == rid)).one()
+        ref, nc_id = nc.ref, nc.id
+    label = f"Non-conformance {ref} (late_followup)"
+    item = items(evidence.packet(db, rid, clock.now(), policy), "after")[label]
+    assert item.mark == "exception" and "register state open" in item.text and "corrective action due " in item.text
+    assert nonconformance_register.plan(db, actor("U0RM"), nc_id, {"owner": "U0DEV", "action": "add a reminder"},
+                                        clock).changed
+    item = items(evidence.packet(db, rid, clock.now(), policy), "after")[label]
+    assert "register state action_planned, owner U0DEV" in item.text
+    assert "corrective action: add a reminder" in item.text
 
 
 def test_a_vote_from_before_role_holders_were_recorded_says_so(db, clock, policy):
