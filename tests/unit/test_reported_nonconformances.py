@@ -14,7 +14,7 @@ from commands.unmatched import UnmatchedReport, record_unmatched, version_of
 from storage.quality_models import UnmatchedDeployment
 from test_deployment_outcomes import (ALL_CHECKED, IN_WINDOW, approved, deploying, deployment, nonconformances,
                                       row, who)
-from unit_support import counts, events, outbox_keys, release
+from unit_support import counts, events, outbox_keys, ready_to_deploy, release
 
 UTC = timezone.utc
 
@@ -131,8 +131,9 @@ def test_tag_and_commit_time_are_kept_on_the_deployment(db, clock, policy):
     rid = approved(db, clock, policy)
     clock.set(IN_WINDOW)
     committed = datetime(2026, 12, 8, 16, 0, tzinfo=UTC)
+    prov = ready_to_deploy(db, clock, rid, policy)
     out = report_deployment(db, who(pipeline="ci"), rid, Report("started", ALL_CHECKED, tag="v2.3.1",
-                                                                 commit_time=committed), clock, policy)
+                                                                 commit_time=committed, **prov), clock, policy)
     assert out.changed and not out.refused
     dep = deployment(db, rid)
     assert (dep.tag, dep.commit_time) == ("v2.3.1", committed)
@@ -142,9 +143,11 @@ def test_tag_and_commit_time_are_kept_on_the_deployment(db, clock, policy):
 def test_a_build_not_from_a_tag_is_one_non_conformance(db, clock, policy):
     rid = approved(db, clock, policy)
     clock.set(IN_WINDOW)
-    assert report_deployment(db, who(pipeline="ci"), rid, Report("started", ALL_CHECKED, untagged=True),
+    prov = ready_to_deploy(db, clock, rid, policy)
+    assert report_deployment(db, who(pipeline="ci"), rid, Report("started", ALL_CHECKED, untagged=True, **prov),
                              clock, policy).changed
-    report_deployment(db, who(pipeline="ci"), rid, Report("started", ALL_CHECKED, untagged=True), clock, policy)
+    report_deployment(db, who(pipeline="ci"), rid, Report("started", ALL_CHECKED, untagged=True, **prov), clock,
+                      policy)
     clock.advance(minutes=5)
     report_deployment(db, who(pipeline="ci"), rid, Report("succeeded", untagged=True), clock, policy)
     [nc] = nonconformances(db)
@@ -183,8 +186,9 @@ def test_a_retried_start_of_the_emergency_over_the_limit_is_still_one_non_confor
     for user in VOTERS["emergency"]:
         assert cast_vote(db, actor(user), rid, "go", clock).changed
     clock.set(day(2) + timedelta(minutes=5))
-    first = report_deployment(db, who(pipeline="ci"), rid, Report("started", ALL_CHECKED), clock, policy)
-    again = report_deployment(db, who(pipeline="ci"), rid, Report("started", ALL_CHECKED), clock, policy)
+    prov = ready_to_deploy(db, clock, rid, policy)
+    first = report_deployment(db, who(pipeline="ci"), rid, Report("started", ALL_CHECKED, **prov), clock, policy)
+    again = report_deployment(db, who(pipeline="ci"), rid, Report("started", ALL_CHECKED, **prov), clock, policy)
     assert first.changed and not again.changed
     [nc] = nonconformances(db)
     assert (nc.kind, nc.release_id) == ("emergency_frequency", rid)
