@@ -112,6 +112,7 @@ def test_version_of(artifact, version):
 def test_a_success_for_an_approved_release_never_started_through_the_gate_is_one_non_conformance(db, clock, policy):
     rid = approved(db, clock, policy)
     clock.set(IN_WINDOW)
+    ready_to_deploy(db, clock, rid, policy)  # the package is complete: only the gate was walked around
     outs = [report_deployment(db, who(pipeline="ci"), rid, Report(status), clock, policy)
             for status in ("succeeded", "succeeded", "failed")]
     assert all(o.refused and o.data["nonconformance"] == outs[0].data["nonconformance"] for o in outs)
@@ -119,6 +120,48 @@ def test_a_success_for_an_approved_release_never_started_through_the_gate_is_one
     assert (nc.kind, nc.subject, nc.release_id) == ("deployment_without_approval", f"REL-{rid}:ungated", rid)
     assert "no deployment of it started through the gate" in nc.detail
     assert release(db, rid).state == "approved"
+
+
+def test_an_ungated_success_without_the_package_is_also_a_skipped_phase_and_absent_documents_once_each(
+        db, clock, policy):
+    rid = approved(db, clock, policy)
+    clock.set(IN_WINDOW)
+    outs = [report_deployment(db, who(pipeline="ci"), rid, Report(status), clock, policy)
+            for status in ("succeeded", "succeeded", "failed")]
+    assert all(o.refused for o in outs)
+    assert sorted(kinds(db)) == [("deployment_without_approval", f"REL-{rid}:ungated"),
+                                 ("documentation_absent", f"REL-{rid}:documentation_absent"),
+                                 ("test_phase_skipped", f"REL-{rid}:test_phase_skipped")]
+    by_kind = {n.kind: n for n in nonconformances(db)}
+    assert "mandatory test phase(s) neither passed nor waived: performance, security, regression" in \
+        by_kind["test_phase_skipped"].detail
+    assert "release documentation absent: release_notes, runbook" in by_kind["documentation_absent"].detail
+    assert all(f"reported 'succeeded' by {who(pipeline='ci').audit_name} without passing the gate" in n.detail
+               for n in (by_kind["test_phase_skipped"], by_kind["documentation_absent"]))
+    assert len(events(db, rid, "nonconformance")) == 3  # a retry, or another outcome, records none again
+    assert any(by_kind["test_phase_skipped"].ref in r for r in outs[0].data["reasons"])
+    assert outs[0].data["nonconformance"] == by_kind["deployment_without_approval"].id
+
+
+def test_an_ungated_report_names_only_what_the_package_lacks(db, clock, policy):
+    rid = approved(db, clock, policy)
+    clock.set(IN_WINDOW)
+    ready_to_deploy(db, clock, rid, policy, skip=("phase:security", "document:runbook"))
+    report_deployment(db, who(pipeline="ci"), rid, Report("succeeded", artifact="payments:2.3.1"), clock, policy)
+    by_kind = {n.kind: n for n in nonconformances(db)}
+    assert by_kind["test_phase_skipped"].detail.endswith("neither passed nor waived: security")
+    assert by_kind["documentation_absent"].detail.endswith("release documentation absent: runbook")
+
+
+def test_an_unapproved_production_release_reported_deployed_lacks_its_package_once(db, clock, policy):
+    from unit_support import new_release
+    from test_deployment_outcomes import WINDOW
+    rid = new_release(db, clock, policy, **WINDOW)
+    clock.set(IN_WINDOW)
+    for status in ("succeeded", "succeeded", "failed"):
+        report_deployment(db, who(pipeline="ci"), rid, Report(status), clock, policy)
+    assert sorted(k for k, _ in kinds(db) if k != "deployment_without_approval") == [
+        "documentation_absent", "test_phase_skipped"]
 
 
 def test_outside_production_an_ungated_success_is_refused_as_before(db, clock, policy):
@@ -137,6 +180,8 @@ def test_tag_and_commit_time_are_kept_on_the_deployment(db, clock, policy):
     assert out.changed and not out.refused
     dep = deployment(db, rid)
     assert (dep.tag, dep.commit_time) == ("v2.3.1", committed)
+    [ev] = events(db, rid, "deployment_started")  # the audit trail says it too, not only the row
+    assert (ev.after["tag"], ev.after["commit_time"]) == ("v2.3.1", committed.isoformat())
     assert nonconformances(db) == []
 
 
