@@ -122,8 +122,6 @@ def _nonconformance(d: Decision, who: Deployer, report: Report, policy: Policy) 
     untagged(d.session, release, who, report, policy, d.now)
     reasons.append(f"{release.ref} was never approved: a deployment reported for it is a non-conformance "
                    f"(QMS 6.2), recorded as non-conformance {nc.id} and posted to the release channel")
-    if report.status != "started":  # it says the deployment ran: the gate's reasons above name a start's
-        reasons += package_missing(d, who, report, policy)
     return Outcome("\n".join(reasons), release, changed=True, refused=True,
                    data={"reasons": reasons, "nonconformance": nc.id})
 

@@ -153,17 +153,6 @@ def test_an_ungated_report_names_only_what_the_package_lacks(db, clock, policy):
     assert by_kind["documentation_absent"].detail.endswith("release documentation absent: runbook")
 
 
-def test_an_unapproved_production_release_reported_deployed_lacks_its_package_once(db, clock, policy):
-    from unit_support import new_release
-    from test_deployment_outcomes import WINDOW
-    rid = new_release(db, clock, policy, **WINDOW)
-    clock.set(IN_WINDOW)
-    for status in ("succeeded", "succeeded", "failed"):
-        report_deployment(db, who(pipeline="ci"), rid, Report(status), clock, policy)
-    assert sorted(k for k, _ in kinds(db) if k != "deployment_without_approval") == [
-        "documentation_absent", "test_phase_skipped"]
-
-
 def test_outside_production_an_ungated_success_is_refused_as_before(db, clock, policy):
     rid = approved(db, clock, policy, env="staging")
     out = report_deployment(db, who(pipeline="ci"), rid, Report("succeeded"), clock, policy)
