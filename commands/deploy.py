@@ -190,12 +190,13 @@ ALL_TICKED: Mapping[str, bool] = {key: True for key, _ in CHECKLIST}
 
 def start_change(d: Decision, who: Deployer, checklist: Mapping[str, bool], artifact: str | None,
                  commit: str | None, pipeline_url: str | None, policy: Policy,
-                 justification: str | None = None) -> Outcome:
+                 justification: str | None = None, tag: str | None = None,
+                 commit_time: datetime | None = None) -> Outcome:
     release = d.release
     release.state = DEPLOYING
     dep = Deployment(release_id=release.id, deployer_id=who.user_id, pipeline=who.pipeline,
                      checklist={k: bool(checklist.get(k)) for k, _ in CHECKLIST}, artifact=artifact,
-                     commit=commit, pipeline_url=pipeline_url, started_at=d.now,
+                     commit=commit, pipeline_url=pipeline_url, started_at=d.now, tag=tag, commit_time=commit_time,
                      policy_hash=policy.digest)  # the rules in force when it started (the evidence packet)
     d.session.add(dep)
     d.session.flush()
@@ -208,7 +209,10 @@ def start_change(d: Decision, who: Deployer, checklist: Mapping[str, bool], arti
                                                "commit": commit, "pipeline_url": pipeline_url,
                                                "manual": dep.manual, "justification": dep.justification,
                                                "package_complete": dep.package_complete,
-                                               "policy_hash": dep.policy_hash})
+                                               "policy_hash": dep.policy_hash,
+                                               # what a pipeline says of the build's provenance, when it says it
+                                               **({"tag": tag} if tag else {}),
+                                               **({"commit_time": commit_time} if commit_time else {})})
     announce.approval_update(d.session, release, d.now, ev)
     announce.note(d.session, release, "deployment_started", d.now, deployer=who.user_id)
     announce.stuck_deployment(d.session, release, policy.deployment.stuck_grace, d.now)

@@ -30,7 +30,7 @@ from commands.deploy import (Deployer, deployment_of, finish_change, finish_chec
 from commands.errors import CouldNotCheck
 from commands.outcome import Outcome
 from commands.policy import Policy
-from commands.provenance import Provenance
+from commands.provenance import Provenance, package_nonconformances
 from commands.rollback import RollbackTimes, is_production, rollback_check, rollback_change
 from commands.states import STABILISING
 from storage.models import Deployment, NonConformance, Release
@@ -90,7 +90,7 @@ def report_deployment(db: Engine, who: Deployer, release_id: int, report: Report
             return _ungated(d, who, report, policy)
         if outcome is None:
             out = start_change(d, who, report.checklist, report.artifact, report.commit, report.pipeline_url,
-                               policy)
+                               policy, tag=report.tag, commit_time=report.commit_time)
             provenance(d, who, deployment_of(d.session, d.release), report, policy)
             return out
         deciding, dep = d.context
@@ -152,7 +152,20 @@ def _ungated(d: Decision, who: Deployer, report: Report, policy: Policy) -> Outc
     untagged(d.session, release, who, report, policy, d.now)
     reason = (f"no deployment of {release.ref} started through the gate: a deployment reported without one is "
               f"a non-conformance (QMS 6.2), recorded as {nc.ref}; start deployments with status \"started\"")
-    return Outcome(reason, release, changed=True, refused=True, data={"reasons": [reason], "nonconformance": nc.id})
+    reasons = [reason, *package_missing(d, who, report, policy)]
+    return Outcome("\n".join(reasons), release, changed=True, refused=True,
+                   data={"reasons": reasons, "nonconformance": nc.id})
+
+
+def package_missing(d: Decision, who: Deployer, report: Report, policy: Policy) -> list[str]:
+    """QMS 6.2: a production deployment reported as run without passing the gate skipped its package check too:
+    the mandatory test phases neither passed nor waived, and the release documents absent, are each a
+    non-conformance of their own (commands.provenance), once per release however often it is reported."""
+    if not is_production(policy, d.release.environment):
+        return []
+    ncs = package_nonconformances(d.session, d.release, report.artifact, who.audit_name, d.now, policy,
+                                  how=f"was reported '{report.status}' by {who.audit_name} without passing the gate")
+    return [f"{nc.ref}: {nc.detail}" for nc in ncs]
 
 
 def provenance(d: Decision, who: Deployer, dep: Deployment | None, report: Report, policy: Policy) -> None:

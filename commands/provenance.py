@@ -113,7 +113,8 @@ def started(session: Session, release: Release, dep: Deployment, who: Actor, pro
         detail=(f"{release.ref} was deployed to {release.environment} by hand from Slack by {audit_name}, not "
                 f"through the pipeline: the artefact is not shown to be built from a tagged, reviewed commit via "
                 f"the pipeline (QMS 4.4). Justification: {prov.justification}"),
-        actor=audit_name, now=dep.started_at, deployment_id=dep.id, artifact=prov.artifact, commit=prov.commit)
+        actor=audit_name, now=dep.started_at, deployment_id=dep.id, policy=policy, artifact=prov.artifact,
+        commit=prov.commit)
     return nc
 
 
@@ -134,7 +135,7 @@ def package_nonconformances(session: Session, release: Release, artifact: str | 
         nc, _ = nonconformance.record(
             session, release, kind=kind, subject=f"{release.ref}:{kind}",
             detail=f"{release.ref} {how} with {what}: {', '.join(names)}", actor=actor, now=now,
-            deployment_id=deployment_id, missing=names)
+            deployment_id=deployment_id, policy=policy, missing=names)
         out.append(nc)
     return out
 

@@ -279,8 +279,11 @@ def test_rollback_records_decision_and_restoration_and_owes_a_retrospective(bot,
     assert [c for c in thread_posts(bot) if "retrospective of REL-1 is due" in c.args["text"]]
     clock.set(retro.due_at)
     bot.deliver()
-    due_now = [c for c in thread_posts(bot) if "is due now" in c.args["text"]]
+    due_now = [c for c in thread_posts(bot) if "retrospective of REL-1 is due now" in c.args["text"]]
     assert len(due_now) == 1 and "Record retrospective" in json.dumps(due_now[0].args["blocks"])
+    # the start by hand from Slack is NC-1 (QMS 4.4 step 4), due the same day: its register reminder is its own
+    assert [c for c in thread_posts(bot) if "corrective action of NC-1" in c.args["text"]
+            and "is due now" in c.args["text"]]
 
 
 def test_approval_nudge_after_sla_then_once_per_period_until_approved(bot, db, clock):

@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from conftest import start_bot, serving
-from test_api import (ALL_CHECKED, ALL_CHECKED_QUERY, DEPLOYMENTS, GATE, IN_WINDOW, approved, counts, deployments,
-                      events, release, report)
+from test_api import (ALL_CHECKED, ALL_CHECKED_QUERY, DEPLOYMENTS, GATE, IN_WINDOW, PROVENANCE, approved, counts,
+                      deployments, events, release, report)
 
 PEOPLE_TOKEN = "pp-0123456789abcdef0123"  # may name people, production only
 SELF_TOKEN = "sf-0123456789abcdef0123"  # acts only as itself (the default)
@@ -27,7 +27,7 @@ def client(bot, token):
 
 def started(c, clock, actor=None):
     clock.set(IN_WINDOW)
-    body = {"status": "started", "checklist": ALL_CHECKED}
+    body = {"status": "started", "checklist": ALL_CHECKED, **PROVENANCE}  # the package: approved() records it
     if actor is not None:
         body["actor"] = actor
     return c.post(DEPLOYMENTS, json=body)
@@ -62,7 +62,7 @@ def test_a_self_only_token_deploys_as_its_own_identity(pbot, db, clock):
     approved(pbot, db)
     clock.set(IN_WINDOW)
     with client(pbot, SELF_TOKEN) as c:
-        assert c.get(GATE, params=ALL_CHECKED_QUERY).json()["allowed"] is True
+        assert c.get(GATE, params={**ALL_CHECKED_QUERY, **PROVENANCE}).json()["allowed"] is True
         r = started(c, clock)
         assert r.status_code == 201, r.text
         clock.advance(minutes=10)
@@ -90,7 +90,7 @@ def test_a_person_without_a_deploying_role_is_refused_with_the_role_named(pbot, 
     approved(pbot, db)
     clock.set(IN_WINDOW)
     with client(pbot, PEOPLE_TOKEN) as c:
-        gate = c.get(GATE, params={"actor": "U0DEV", **ALL_CHECKED_QUERY}).json()
+        gate = c.get(GATE, params={"actor": "U0DEV", **ALL_CHECKED_QUERY, **PROVENANCE}).json()
         r = started(c, clock, "U0DEV")
     assert gate["allowed"] is False
     assert gate["reasons"] == ["U0DEV holds no deploying role (operations or platform_lead); QMS 3.4: a DevOps / "

@@ -14,7 +14,7 @@ from commands.unmatched import UnmatchedReport, record_unmatched, version_of
 from storage.quality_models import UnmatchedDeployment
 from test_deployment_outcomes import (ALL_CHECKED, IN_WINDOW, approved, deploying, deployment, nonconformances,
                                       row, who)
-from unit_support import counts, events, outbox_keys, release
+from unit_support import counts, events, outbox_keys, ready_to_deploy, release
 
 UTC = timezone.utc
 
@@ -112,6 +112,7 @@ def test_version_of(artifact, version):
 def test_a_success_for_an_approved_release_never_started_through_the_gate_is_one_non_conformance(db, clock, policy):
     rid = approved(db, clock, policy)
     clock.set(IN_WINDOW)
+    ready_to_deploy(db, clock, rid, policy)  # the package is complete: only the gate was walked around
     outs = [report_deployment(db, who(pipeline="ci"), rid, Report(status), clock, policy)
             for status in ("succeeded", "succeeded", "failed")]
     assert all(o.refused and o.data["nonconformance"] == outs[0].data["nonconformance"] for o in outs)
@@ -119,6 +120,37 @@ def test_a_success_for_an_approved_release_never_started_through_the_gate_is_one
     assert (nc.kind, nc.subject, nc.release_id) == ("deployment_without_approval", f"REL-{rid}:ungated", rid)
     assert "no deployment of it started through the gate" in nc.detail
     assert release(db, rid).state == "approved"
+
+
+def test_an_ungated_success_without_the_package_is_also_a_skipped_phase_and_absent_documents_once_each(
+        db, clock, policy):
+    rid = approved(db, clock, policy)
+    clock.set(IN_WINDOW)
+    outs = [report_deployment(db, who(pipeline="ci"), rid, Report(status), clock, policy)
+            for status in ("succeeded", "succeeded", "failed")]
+    assert all(o.refused for o in outs)
+    assert sorted(kinds(db)) == [("deployment_without_approval", f"REL-{rid}:ungated"),
+                                 ("documentation_absent", f"REL-{rid}:documentation_absent"),
+                                 ("test_phase_skipped", f"REL-{rid}:test_phase_skipped")]
+    by_kind = {n.kind: n for n in nonconformances(db)}
+    assert "mandatory test phase(s) neither passed nor waived: performance, security, regression" in \
+        by_kind["test_phase_skipped"].detail
+    assert "release documentation absent: release_notes, runbook" in by_kind["documentation_absent"].detail
+    assert all(f"reported 'succeeded' by {who(pipeline='ci').audit_name} without passing the gate" in n.detail
+               for n in (by_kind["test_phase_skipped"], by_kind["documentation_absent"]))
+    assert len(events(db, rid, "nonconformance")) == 3  # a retry, or another outcome, records none again
+    assert any(by_kind["test_phase_skipped"].ref in r for r in outs[0].data["reasons"])
+    assert outs[0].data["nonconformance"] == by_kind["deployment_without_approval"].id
+
+
+def test_an_ungated_report_names_only_what_the_package_lacks(db, clock, policy):
+    rid = approved(db, clock, policy)
+    clock.set(IN_WINDOW)
+    ready_to_deploy(db, clock, rid, policy, skip=("phase:security", "document:runbook"))
+    report_deployment(db, who(pipeline="ci"), rid, Report("succeeded", artifact="payments:2.3.1"), clock, policy)
+    by_kind = {n.kind: n for n in nonconformances(db)}
+    assert by_kind["test_phase_skipped"].detail.endswith("neither passed nor waived: security")
+    assert by_kind["documentation_absent"].detail.endswith("release documentation absent: runbook")
 
 
 def test_outside_production_an_ungated_success_is_refused_as_before(db, clock, policy):
@@ -131,20 +163,25 @@ def test_tag_and_commit_time_are_kept_on_the_deployment(db, clock, policy):
     rid = approved(db, clock, policy)
     clock.set(IN_WINDOW)
     committed = datetime(2026, 12, 8, 16, 0, tzinfo=UTC)
+    prov = ready_to_deploy(db, clock, rid, policy)
     out = report_deployment(db, who(pipeline="ci"), rid, Report("started", ALL_CHECKED, tag="v2.3.1",
-                                                                 commit_time=committed), clock, policy)
+                                                                 commit_time=committed, **prov), clock, policy)
     assert out.changed and not out.refused
     dep = deployment(db, rid)
     assert (dep.tag, dep.commit_time) == ("v2.3.1", committed)
+    [ev] = events(db, rid, "deployment_started")  # the audit trail says it too, not only the row
+    assert (ev.after["tag"], ev.after["commit_time"]) == ("v2.3.1", committed.isoformat())
     assert nonconformances(db) == []
 
 
 def test_a_build_not_from_a_tag_is_one_non_conformance(db, clock, policy):
     rid = approved(db, clock, policy)
     clock.set(IN_WINDOW)
-    assert report_deployment(db, who(pipeline="ci"), rid, Report("started", ALL_CHECKED, untagged=True),
+    prov = ready_to_deploy(db, clock, rid, policy)
+    assert report_deployment(db, who(pipeline="ci"), rid, Report("started", ALL_CHECKED, untagged=True, **prov),
                              clock, policy).changed
-    report_deployment(db, who(pipeline="ci"), rid, Report("started", ALL_CHECKED, untagged=True), clock, policy)
+    report_deployment(db, who(pipeline="ci"), rid, Report("started", ALL_CHECKED, untagged=True, **prov), clock,
+                      policy)
     clock.advance(minutes=5)
     report_deployment(db, who(pipeline="ci"), rid, Report("succeeded", untagged=True), clock, policy)
     [nc] = nonconformances(db)
@@ -183,8 +220,9 @@ def test_a_retried_start_of_the_emergency_over_the_limit_is_still_one_non_confor
     for user in VOTERS["emergency"]:
         assert cast_vote(db, actor(user), rid, "go", clock).changed
     clock.set(day(2) + timedelta(minutes=5))
-    first = report_deployment(db, who(pipeline="ci"), rid, Report("started", ALL_CHECKED), clock, policy)
-    again = report_deployment(db, who(pipeline="ci"), rid, Report("started", ALL_CHECKED), clock, policy)
+    prov = ready_to_deploy(db, clock, rid, policy)
+    first = report_deployment(db, who(pipeline="ci"), rid, Report("started", ALL_CHECKED, **prov), clock, policy)
+    again = report_deployment(db, who(pipeline="ci"), rid, Report("started", ALL_CHECKED, **prov), clock, policy)
     assert first.changed and not again.changed
     [nc] = nonconformances(db)
     assert (nc.kind, nc.release_id) == ("emergency_frequency", rid)
