@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import Float, Integer, and_, bindparam, case, cast, exists, func, literal, or_, select
+from sqlalchemy import Float, Integer, Interval, and_, bindparam, case, cast, exists, func, literal, or_, select
 from sqlmodel import Session
 
 from calendars.timeparse import zone
@@ -59,7 +59,7 @@ def _later(column, seconds: float, dialect: str):
     """A raw timestamp at least `seconds` (+2 s) after column: an upper bound for an index range only."""
     if dialect == "sqlite":  # datetime() drops the fraction: 'YYYY-MM-DD HH:MM:SS' sorts before any '…SS.ffffff'
         return func.datetime(column, f"+{int(seconds) + 2} seconds")
-    return column + timedelta(seconds=int(seconds) + 2)
+    return column + literal(timedelta(seconds=int(seconds) + 2), Interval())
 
 
 def _bisect(t, starts: list[float], lo: int, hi: int):
@@ -120,7 +120,20 @@ def count(session: Session, start: datetime, end: datetime, environment: str, se
     where = [d.c.started_at >= start, d.c.started_at < end, d.c.outcome.is_not(None), r.c.environment == environment]
     if service:
         where.append(r.c.service == service)
-    joined = d.join(r, r.c.id == d.c.release_id)
+    in_period = lambda t: and_(t.c.started_at >= start, t.c.started_at < end)  # noqa: E731
+    # the period's linked incidents and last approvals, one row per release, hash-joined: a look-up per
+    # deployment (100k correlated subqueries) costs PostgreSQL more than the rest of the query
+    di, da = Deployment.__table__.alias("di"), Deployment.__table__.alias("da")
+    inc = (select(i.c.caused_by_release_id.label("rid"), func.min(E(i.c.opened_at)).label("first"),
+                  func.count().label("n"), func.count(i.c.resolved_at).label("resolved"),
+                  func.max(E(i.c.resolved_at)).label("last"))
+           .select_from(i.join(di, di.c.release_id == i.c.caused_by_release_id)).where(in_period(di))
+           .group_by(i.c.caused_by_release_id).subquery("inc"))
+    last_approval = (select(a.c.release_id.label("rid"), func.max(a.c.at).label("at"))
+                     .select_from(a.join(da, da.c.release_id == a.c.release_id))
+                     .where(a.c.action == "approved", a.c.at <= da.c.started_at, in_period(da))
+                     .group_by(a.c.release_id).subquery("approval"))
+    joined = d.join(r, r.c.id == d.c.release_id).outerjoin(inc, inc.c.rid == d.c.release_id)
 
     def emergency(after_col, after, until_col, until):
         """An emergency release of the service requested in (after, until], other than the row's own, among
@@ -131,9 +144,8 @@ def count(session: Session, start: datetime, end: datetime, environment: str, se
             e2.c.start_at >= start, e2.c.start_at < end + _AFTER, e2.c.id != d.c.release_id,
             E(e2.c.start_at) > after, E(e2.c.start_at) <= until))
 
-    linked = i.c.caused_by_release_id == d.c.release_id
     window_end = func.coalesce(SE, F, S)
-    early = exists(select(literal(1)).select_from(i).where(linked, E(i.c.opened_at) <= window_end))
+    early = and_(inc.c.first.is_not(None), inc.c.first <= window_end)  # some incident opened by the window's end
     success_outcome = d.c.outcome == "success"
     fix = and_(success_outcome, d.c.finished_at.is_not(None),
                emergency(d.c.finished_at, F, _later(d.c.finished_at, success_window, dialect), F + success_window))
@@ -160,12 +172,9 @@ def count(session: Session, start: datetime, end: datetime, environment: str, se
         for name, v in zip(vars(got), sums):
             setattr(got, name, getattr(got, name) + int(v or 0))
 
-    approved = E(select(func.max(a.c.at)).where(a.c.release_id == d.c.release_id, a.c.action == "approved",
-                                                a.c.at <= d.c.started_at).scalar_subquery())
+    approved = E(last_approval.c.at)
     RQ = E(r.c.created_at)
-    has_incident = exists(select(literal(1)).select_from(i).where(linked))
-    unresolved = exists(select(literal(1)).select_from(i).where(linked, i.c.resolved_at.is_(None)))
-    last_resolved = select(func.max(E(i.c.resolved_at))).where(linked).scalar_subquery()
+    has_incident, unresolved, last_resolved = inc.c.n.is_not(None), inc.c.n > inc.c.resolved, inc.c.last
     # a decided rollback is a change failure: `failure` (two EXISTS) is asked only of a deployment restored
     # by its incidents
     restore = case((and_(rb, d.c.restored_at.is_not(None)), RS - RB),
@@ -177,8 +186,9 @@ def count(session: Session, start: datetime, end: datetime, environment: str, se
                approved - RQ, kind)
     samples: dict[str, list[float]] = {k: [] for k in _MEDIANS}
     restores, leads, requests, deploys, infra, executions, standard, emergency_ = (samples[k] for k in _MEDIANS)
-    for ttr, lead, request, deploy, execution, approval, k in _raw(session, select(*columns).select_from(joined)
-                                                                   .where(*where)):
+    with_approval = joined.outerjoin(last_approval, last_approval.c.rid == d.c.release_id)
+    for ttr, lead, request, deploy, execution, approval, k in _raw(session, select(*columns)
+                                                                   .select_from(with_approval).where(*where)):
         if ttr is not None:
             restores.append(ttr)
         if lead is not None:
