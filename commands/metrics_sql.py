@@ -4,8 +4,8 @@ The same definitions as commands.metrics' per-deployment classification (README 
 SQL so that no deployment row crosses into Python:
 
 1. one GROUP BY local day: how many deployments, successes, change failures, window rollbacks... each a
-   SUM(CASE ...) over flags built from EXISTS subqueries (linked incidents by caused_by_release_id, the
-   service's emergency releases by ix_release_service_window). commands.metrics sums the days into weeks
+   SUM(CASE ...) over flags from the linked incidents (joined as one row per causing release) and EXISTS
+   on the service's emergency releases (ix_release_emergency). commands.metrics sums the days into weeks
    and the period, and counts the days with a success for the DORA bucket;
 2. the medians' samples, one column each (NULL where a deployment is not in that sample);
 3. the REL-n of the period's rollbacks and emergency deployments.
@@ -14,7 +14,7 @@ Times are compared as the epoch seconds of commands.metrics_data.epoch (on SQLit
 millisecond), exactly the floats the Python classification compared, so the figures are the same to the
 last digit; the raw timestamp ranges beside them are only there to let the indexes narrow the search
 (each is implied by the exact comparison). A row's local day is a bisect over the days' first seconds,
-written as a nested CASE (depth log2 of the number of days).
+computed from the zone's offsets (a nested CASE bisect where a zone changes its clock at midnight).
 """
 from __future__ import annotations
 
