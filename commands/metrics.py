@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from calendars.timeparse import zone
-from commands import metrics_data
+from commands import metrics_data, metrics_sql
 from commands.metrics_data import Facts, Row
 from commands.policy import Policy
 from storage.db import read
@@ -102,6 +102,11 @@ def compute(db: Engine, start: datetime, end: datetime, *, service: str | None =
 def compute_in(session: Session, start: datetime, end: datetime, *, service: str | None = None, policy: Policy,
                explain: bool = False) -> MetricsReport:
     mp = policy.metrics
+    if not explain:  # counted in the database; the per-release reasons need each row, so explain reads them
+        days, starts = _local_days(start, end, mp.review_tz)
+        counts = metrics_sql.count(session, start, end, mp.environment, service, mp.success_window.total_seconds(),
+                                   starts, mp.review_tz)
+        return _report_counted(counts, days, start, end, service, policy)
     facts = metrics_data.load(session, start, end, mp.environment, service)
     return _report(facts, start, end, service, policy, explain)
 
@@ -191,24 +196,38 @@ class _Builder:
         self.min, self.targets, self.explain, self.out = policy.metrics.min_sample, policy.metrics.targets, explain, []
 
     def rate(self, key: str, label: str, counted: list[tuple[Row, bool, str]], target: str, below: bool) -> None:
-        n, hits = len(counted), sum(1 for _, hit, _ in counted if hit)
+        self.rate_of(key, label, len(counted), sum(1 for _, hit, _ in counted if hit), target, below,
+                     self._list((r, why) for r, _, why in counted))
+
+    def rate_of(self, key: str, label: str, n: int, hits: int, target: str, below: bool,
+                releases: tuple[tuple[str, str], ...] = ()) -> None:
         goal = self.targets[target]
         enough = n >= self.min
         value = 100.0 * hits / n if enough else None
         met = None if value is None else (value < goal if below else value >= goal)
         text = f"{_pct(value)} ({hits} of {n})" if value is not None else _few(n)
         self.out.append(Figure(key, label, value, n, PERCENT, f"{'<' if below else '≥'} {_pct(goal)}", met, enough,
-                               text, self._list((r, why) for r, _, why in counted)))
+                               text, releases))
 
     def median(self, key: str, label: str, samples: list[tuple[Row, float]], target: str | None) -> None:
+        self.median_of(key, label, [s for _, s in samples], target, self._list((r, _span(s)) for r, s in samples))
+
+    def median_of(self, key: str, label: str, samples: list[float], target: str | None,
+                  releases: tuple[tuple[str, str], ...] = ()) -> None:
         n = len(samples)
         enough = n >= self.min
-        value = statistics.median(s for _, s in samples) / 60 if enough else None
+        value = statistics.median(samples) / 60 if enough else None
         goal = self.targets[target] if target else None
         met = None if value is None or goal is None else value * 60 < goal.total_seconds()
         text = f"{_span(value * 60)} median (n={n})" if value is not None else _few(n)
         self.out.append(Figure(key, label, value, n, MINUTES, f"< {_span(goal)}" if goal else None, met, enough, text,
-                               self._list((r, _span(s)) for r, s in samples)))
+                               releases))
+
+    def frequency(self, per_week: float, n: int, bucket: str, releases: tuple[tuple[str, str], ...] = ()) -> None:
+        goal = self.targets["deployments_per_week"]
+        self.out.append(Figure("deployment_frequency", "Deployment frequency", per_week, n, PER_WEEK,
+                               f"≥ {goal:g} per week", per_week >= goal, True,
+                               f"{per_week:.1f}".rstrip("0").rstrip(".") + f" per week, DORA {bucket} (n={n})", releases))
 
     def _list(self, items) -> tuple[tuple[str, str], ...]:
         return tuple((r.ref, why) for r, why in items) if self.explain else ()
@@ -228,11 +247,7 @@ def _report(facts: Facts, start: datetime, end: datetime, service: str | None, p
     weeks_long = max((end - start).total_seconds() / (7 * 86400), 1 / 7)
     per_week = len(successes) / weeks_long
     bucket = dora_bucket([r.started for r in successes], start, end, policy.metrics.review_tz)
-    goal = policy.metrics.targets["deployments_per_week"]
-    b.out.append(Figure("deployment_frequency", "Deployment frequency", per_week, len(successes), PER_WEEK,
-                        f"≥ {goal:g} per week", per_week >= goal, True,
-                        f"{per_week:.1f}".rstrip("0").rstrip(".") + f" per week, DORA {bucket} (n={len(successes)})",
-                        b._list((r, "succeeded") for r in successes)))
+    b.frequency(per_week, len(successes), bucket, b._list((r, "succeeded") for r in successes))
     b.rate("success_rate", "Deployment success rate", [(r, c.success, c.success_why) for r, c in counted],
            "success_rate", below=False)
     b.rate("change_failure_rate", "Change failure rate",
@@ -323,8 +338,12 @@ def dora_bucket(deployed: list[float], start: datetime, end: datetime, tz: str) 
     for t in deployed:
         day = _day_of(t, local, starts)
         days[day - timedelta(days=day.weekday())].add(day)
-    mondays = _mondays(start, end, tz)
-    days_deployed = [len(days.get(m, ())) for m in mondays]
+    return _bucket(_mondays(start, end, tz), {m: len(s) for m, s in days.items()})
+
+
+def _bucket(mondays: list[date], days: dict[date, int]) -> str:
+    """fourkeys' rule from how many days of each week (by its Monday) had a deployment."""
+    days_deployed = [days.get(m, 0) for m in mondays]
     week_deployed = [1 if days.get(m) else 0 for m in mondays]
     per_month: dict[tuple[int, int], int] = defaultdict(int)
     for m, hit in zip(mondays, week_deployed):
@@ -337,3 +356,45 @@ def dora_bucket(deployed: list[float], start: datetime, end: datetime, tz: str) 
     if statistics.median(monthly) >= 1:
         return "monthly"
     return "yearly"
+
+
+# ---- from the database's counts (commands.metrics_sql) --------------------------------
+
+def _report_counted(c: metrics_sql.Counts, days: list[date], start: datetime, end: datetime, service: str | None,
+                    policy: Policy) -> MetricsReport:
+    """The figures _report makes, in the same order, from per-day counts and the medians' samples."""
+    tz, total = policy.metrics.review_tz, metrics_sql.Day()
+    weeks: dict[date, list[int]] = defaultdict(lambda: [0, 0, 0])
+    success_days: dict[date, int] = defaultdict(int)
+    for index, counted in c.days.items():
+        for name, v in vars(counted).items():
+            setattr(total, name, getattr(total, name) + v)
+        monday = days[index] - timedelta(days=days[index].weekday())
+        w = weeks[monday]
+        w[0], w[1], w[2] = w[0] + counted.deployments, w[1] + counted.outcome_success, w[2] + counted.failures
+        success_days[monday] += counted.outcome_success > 0
+    mondays = _mondays(start, end, tz)
+    bucket = _bucket(mondays, success_days)
+    b, s, n = _Builder(policy, False), c.samples, total.deployments
+    b.frequency(total.outcome_success / max((end - start).total_seconds() / (7 * 86400), 1 / 7), total.outcome_success,
+                bucket)
+    b.rate_of("success_rate", "Deployment success rate", n, total.successes, "success_rate", below=False)
+    b.rate_of("change_failure_rate", "Change failure rate", n, total.failures, "change_failure_rate", below=True)
+    b.median_of("time_to_restore", "Time to restore", s["time_to_restore"], "time_to_restore")
+    b.median_of("lead_time", "Lead time for changes (commit to production)", s["lead_time"], "lead_time")
+    b.median_of("lead_time_request", "Lead time (request to production)", s["lead_time_request"], None)
+    b.rate_of("rollback_rate", "Rollback rate", n, total.rollbacks_in_window, "rollback_rate", below=True)
+    b.median_of("time_to_deploy", "Mean time to deploy (applications)", s["time_to_deploy"], "time_to_deploy")
+    b.median_of("time_to_deploy_infrastructure", "Mean time to deploy (infrastructure)",
+                s["time_to_deploy_infrastructure"], "time_to_deploy_infrastructure")
+    b.median_of("rollback_execution", "Rollback execution time", s["rollback_execution"], "rollback_execution")
+    b.median_of("approval_standard", "Approval cycle time (standard)", s["approval_standard"], "approval_standard")
+    b.median_of("approval_emergency", "Approval cycle time (emergency)", s["approval_emergency"],
+                "approval_emergency")
+    b.rate_of("stabilisation_breach_rate", "Stabilisation breach rate", total.stabilised, total.breaches,
+              "stabilisation_breach_rate", below=True)
+    b.rate_of("documentation_completeness", "Documentation completeness", total.documented, total.complete,
+              "documentation_completeness", below=False)
+    return MetricsReport(start, end, service, policy.metrics.environment, tuple(b.out),
+                         tuple(Week(_utc(m, tz), *weeks.get(m, (0, 0, 0))) for m in mondays), bucket,
+                         c.rollbacks, c.emergencies, policy.metrics.min_sample)

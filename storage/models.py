@@ -19,7 +19,11 @@ class Release(SQLModel, table=True):
                       Index("ix_release_service_window", "service", "start_at", "end_at", "state", "id"),
                       Index("ix_release_environment_window", "environment", "start_at", "end_at", "state", "id"),
                       # a feed poll's 304 (commands.agenda.feed_revision) is answered from this index alone
-                      Index("ix_release_feed", "start_at", "end_at", "updated_at", "revision", "message_ts", "id"))
+                      Index("ix_release_feed", "start_at", "end_at", "updated_at", "revision", "message_ts", "id"),
+                      # commands.metrics_sql: a deployment's release, and the emergencies that followed it
+                      Index("ix_release_metrics", "id", "environment", "service", "effective_type", "created_at"),
+                      Index("ix_release_emergency", "service", "effective_type", "start_at", "environment", "state",
+                            "id"))
 
     id: Optional[int] = Field(default=None, primary_key=True)
     # Slack's trigger_id / view id of the request that created it: a retried
@@ -144,7 +148,10 @@ class Deployment(SQLModel, table=True):
     """One controlled deployment of a release: who, when, with what evidence, and how it ended."""
 
     __tablename__ = "deployment"
-    __table_args__ = (Index("ix_deployment_started", "started_at"),)  # commands.metrics: a period's deployments
+    # commands.metrics_sql reads a period's deployments from this index alone (migration 0024)
+    __table_args__ = (Index("ix_deployment_metrics", "started_at", "outcome", "release_id", "finished_at",
+                            "rollback_decided_at", "restored_at", "stabilisation_ends_at", "commit_time",
+                            "package_complete"),)
 
     id: Optional[int] = Field(default=None, primary_key=True)
     release_id: int = Field(foreign_key="release.id", unique=True)
