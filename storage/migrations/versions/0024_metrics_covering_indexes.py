@@ -7,12 +7,12 @@ time only (ix_release_metrics, by id), and the emergency releases of its service
 service, type and window start (ix_release_emergency).
 
 Revision ID: 0024
-Revises: 0022
+Revises: 0015
 """
 from alembic import op
 
 revision = "0024"
-down_revision = "0022"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
