@@ -84,12 +84,31 @@ def _database_template(tmp_path_factory):
         yield str(path)
 
 
+def _empty_every_table(conn) -> None:
+    """Each test starts from empty tables and ids from 1. TRUNCATE of all 26 tables took 0.33 s a test (it
+    makes new files for every table and index); most tables are empty already, so only the others are
+    emptied: DELETE with triggers and foreign keys off for this transaction (the append-only triggers refuse
+    DELETE otherwise; superuser, as the suite's PostgreSQL is), else TRUNCATE of just those."""
+    probe = " UNION ALL ".join(f"SELECT '{t}' WHERE EXISTS (SELECT 1 FROM {t})" for t in TABLES)
+    used = [row[0] for row in conn.execute(text(probe))]
+    if used:
+        if conn.execute(text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")).scalar():
+            conn.execute(text("SET LOCAL session_replication_role = replica"))
+            for t in used:
+                conn.execute(text(f"DELETE FROM {t}"))
+        else:
+            conn.execute(text(f"TRUNCATE {', '.join(used)} CASCADE"))
+    # every sequence of this scratch database is a table's id (alembic's own table has none)
+    conn.execute(text("SELECT setval(c.oid::regclass, 1, false) FROM pg_class c JOIN pg_namespace n "
+                      "ON n.oid = c.relnamespace WHERE c.relkind = 'S' AND n.nspname = current_schema()"))
+
+
 @pytest.fixture
 def db_url(_database_template, tmp_path) -> str:
     if PG_URL:
         engine = make_engine(_database_template)
         with engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+            _empty_every_table(conn)
         engine.dispose()
         return _database_template
     path = tmp_path / "releasebot.db"
