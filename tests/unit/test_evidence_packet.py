@@ -127,10 +127,13 @@ def test_a_tampered_log_shows_in_the_packet_as_a_broken_chain(db, clock, policy)
     from sqlalchemy import text
     from storage import audit_triggers
     rid = through_retrospective(db, clock, policy)
-    with db.begin() as conn:  # the database owner, walking around the append-only triggers
-        for statement in audit_triggers.drop(db.dialect.name == "postgresql"):
-            conn.execute(text(statement))
+    pg = db.dialect.name == "postgresql"
+    with db.begin() as conn:  # the database owner, walking around the append-only triggers (and tidying up)
+        for statement in audit_triggers.drop(pg):
+            conn.exec_driver_sql(statement)
         conn.execute(text("UPDATE audit_event SET reason = 'nothing to see' WHERE seq = 3"))
+        for statement in audit_triggers.create(pg):
+            conn.exec_driver_sql(statement)
     p = evidence.packet(db, rid, clock.now())
     assert p.chain.available and p.chain.ok is False
     assert p.chain.text.startswith("BROKEN at seq 3") and "changed" in p.chain.text
