@@ -131,15 +131,21 @@ def carry_answer(view: dict, body: dict) -> dict:
     url = body.get("response_url")
     if not url:
         return view
+    opener = body.get("user_id") or (body.get("user") or {}).get("id") or ""
+    return with_metadata(view, response_url=url, response_url_user=opener)
+
+
+def with_metadata(view: dict, **extra) -> dict:
+    """The form `view` with `extra` added to its private_metadata (a JSON object), or the view as it was
+    when its metadata is not one or would pass Slack's 3,000 characters."""
     try:
         meta = json.loads(view.get("private_metadata") or "{}")
     except ValueError:
         return view
     if not isinstance(meta, dict):
         return view
-    opener = body.get("user_id") or (body.get("user") or {}).get("id") or ""
-    carried = json.dumps({**meta, "response_url": url, "response_url_user": opener})
-    return {**view, "private_metadata": carried} if len(carried) <= 3000 else view  # Slack's limit
+    added = json.dumps({**meta, **extra})
+    return {**view, "private_metadata": added} if len(added) <= 3000 else view  # Slack's limit
 
 
 def just_ack(ack) -> None:

@@ -5,7 +5,6 @@ deploy.py) plus Show. Those listeners end with `refresh`, which re-publishes the
 acted from it (a click on the tab, or a form opened from it: `mark`), from the record as it now is. Reads and publishes go through one HomeCache per process (bot/home_cache.py)."""
 from __future__ import annotations
 
-import json
 import logging
 
 from slack_bolt import App
@@ -18,7 +17,7 @@ from commands.text import parse_ref
 
 from bot.home_cache import HomeCache
 from bot.home_metrics import this_week
-from bot.listeners.common import answer_to, just_ack, metadata, run
+from bot.listeners.common import answer_to, just_ack, metadata, run, with_metadata
 from bot.messages import home as render
 from bot.messages.common import esc
 from bot.messages.release import record_messages
@@ -79,14 +78,7 @@ def mark(view: dict, body: dict) -> dict:
     submission refreshes their tab."""
     if (body.get("view") or {}).get("type") != "home":
         return view
-    try:
-        meta = json.loads(view.get("private_metadata") or "{}")
-    except ValueError:
-        return view
-    if not isinstance(meta, dict):
-        return view
-    marked = json.dumps({**meta, "home": (body.get("user") or {}).get("id", "")})
-    return {**view, "private_metadata": marked} if len(marked) <= 3000 else view
+    return with_metadata(view, home=(body.get("user") or {}).get("id", ""))
 
 
 def refresh(svc: Services, client, body: dict) -> None:
