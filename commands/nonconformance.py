@@ -72,16 +72,17 @@ def earlier_of_kind(session: Session, kind: str, service: str | None, now: datet
 
 def record(session: Session, release: Release | None, *, kind: str, subject: str, detail: str, actor: str,
            now: datetime, service: str | None = None, deployment_id: int | None = None,
-           unmatched_id: int | None = None, policy: "Policy | None" = None,
+           unmatched_id: int | None = None, policy: "Policy",
            **audit_after: Any) -> tuple[NonConformance, bool]:
     """The non-conformance of this kind about this subject, and whether this call recorded it.
 
     `release` is None for a deployment that names no release (an UnmatchedDeployment). `policy` gives the
-    due date's business days, the repeat window and the reminders; without it, the QMS defaults."""
+    due date's business days, the repeat window and the reminders: required, so that no recorder can
+    fall back to the QMS defaults where a team's policy says otherwise."""
     same = find(session, kind, subject)
     if same is not None:
         return same, False
-    p = policy.nonconformance if policy is not None else NonconformancePolicy()
+    p = policy.nonconformance
     service = service or (release.service if release else None)
     tz = zone_of(release)
     earlier = earlier_of_kind(session, kind, service, now, p.repeat_days)

@@ -79,7 +79,7 @@ def test_audit_reads_as_text_with_test_evidence_waivers_and_non_conformances(db,
     with transaction(db) as s:
         s.add(Waiver(release_id=rid, item="phase:performance", reason="no load change", by="U0RM", at=clock.now()))
         nonconformance.record(s, load(s, rid), kind="late_followup", subject=f"REL-{rid}", detail="follow-up late",
-                              actor="releasebot", now=clock.now())
+                              actor="releasebot", now=clock.now(), policy=policy)
     code, out, _ = run(monkeypatch, capsys, db_url, "audit", f"REL-{rid}")
     assert code == 0 and not out.lstrip().startswith("{")
     assert "[PRESENT] Test evidence: integration: passed" in out

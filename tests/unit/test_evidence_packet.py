@@ -154,7 +154,7 @@ def test_an_override_a_waiver_a_misclassification_and_a_non_conformance_are_exce
     with transaction(db) as s:
         from commands.release import load
         nonconformance.record(s, load(s, rid), kind="late_followup", subject=f"REL-{rid}", detail="follow-up late",
-                              actor="releasebot", now=clock.now())
+                              actor="releasebot", now=clock.now(), policy=policy)
     p = evidence.packet(db, rid, clock.now())
     auth, risk, val, after = (items(p, k) for k in ("authorisation", "risk", "validation", "after"))
     assert auth["Override of the lead_time check"].mark == "exception"
