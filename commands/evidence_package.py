@@ -22,6 +22,13 @@ class Requirements:
         self.type = r.effective_type
         self.waivers = {w.item: w for w in rec.waivers}
         self.artifact = rec.deployment.artifact if rec.deployment is not None else None
+        # a waived document that is absent is that document's own item (document()); listing its waiver
+        # again among the test evidence would count one exception twice
+        self.shown = {f"document:{c}" for c in DOC_LABELS if not str(getattr(r, c, None) or "").strip()}
+
+
+def _opened(req: Requirements, needed: bool) -> str:
+    return f" (required for a {req.type} release: the gate opened on this exception)" if needed and req.known else ""
 
 
 def document(make: Callable[..., Any], iso: Callable, req: Requirements, label: str, column: str,
@@ -32,7 +39,8 @@ def document(make: Callable[..., Any], iso: Callable, req: Requirements, label: 
     waiver = req.waivers.get(f"document:{column}")
     if waiver is not None:
         return make(label, EXCEPTION, f"not given; the {DOC_LABELS.get(column, column)} was waived by {waiver.by} "
-                                      f"at {iso(waiver.at)}: {waiver.reason}", "waiver")
+                                      f"at {iso(waiver.at)}: {waiver.reason}{_opened(req, column in req.documents)}",
+                    "waiver")
     if req.known and column not in req.documents:
         return make(label, PRESENT, f"none; not required for a {req.type} release by the policy in force")
     required = f"required for a {req.type} release (QMS 4.4); " if req.known else ""
@@ -65,9 +73,10 @@ def phases(make: Callable[..., Any], iso: Callable, req: Requirements, results: 
             on = f" for {req.artifact}" if req.artifact else ""
             items.append(make(f"Test evidence: {phase}", MISSING, f"{why}no passing result recorded{on}"))
     for item, w in req.waivers.items():
+        if item in req.shown:
+            continue
         name = item.partition(":")[2]
         needed = (name in req.phases) if item.startswith("phase:") else (name in req.documents)
-        scope = (f" (required for a {req.type} release: the gate opened on this exception)" if needed and req.known
-                 else "")
-        items.append(make(f"Waiver: {item}", EXCEPTION, f"by {w.by} at {iso(w.at)}: {w.reason}{scope}", "waiver"))
+        items.append(make(f"Waiver: {item}", EXCEPTION, f"by {w.by} at {iso(w.at)}: {w.reason}{_opened(req, needed)}",
+                          "waiver"))
     return items
