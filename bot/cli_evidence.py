@@ -53,7 +53,7 @@ def run_evidence(args, database) -> int:
             if not (args.start and args.end):
                 raise ConfigError("the population needs both --from and --to (dates like 2026-10-01)")
             start, end = pop.period(args.start, args.end)
-            rows = pop.rows(engine, start, end, args.environment)
+            rows = pop.rows(engine, start, end, args.environment, _policy())
             text = evidence_render.population_text(rows, fmt, {"from": args.start, "to": args.end,
                                                                "environment": args.environment})
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import select
@@ -61,7 +62,9 @@ def period(first_day: str, last_day: str) -> tuple[datetime, datetime]:
     return (datetime.combine(a, time(), timezone.utc), datetime.combine(b + timedelta(days=1), time(), timezone.utc))
 
 
-def rows(db: Engine, start: datetime, end: datetime, environment: str | None = None) -> list[Row]:
+def rows(db: Engine, start: datetime, end: datetime, environment: str | None, policy: Any) -> list[Row]:
+    """policy: the one in force. A row's record is complete by what it requires of the release's type,
+    exactly as the release's own packet judges it (commands.evidence_package)."""
     with read(db) as session:
         q = (select(Deployment, Release).join(Release, Release.id == Deployment.release_id)
              .where(Deployment.started_at >= start, Deployment.started_at < end))
@@ -98,7 +101,7 @@ def rows(db: Engine, start: datetime, end: datetime, environment: str | None = N
     for row in out:
         if row.kind == "deployment":
             rec = show_release(db, int(row.release.split("-")[1]))
-            built = evidence.build(rec, _UNCHECKED, end)  # only its marks are read: the time is not shown
+            built = evidence.build(rec, _UNCHECKED, end, policy)  # only its marks are read: the time is not shown
             missing = [f"{s.number}. {i.label}" for s in built.sections for i in s.items if i.mark == evidence.MISSING]
             row = Row(**{**row.as_dict(), "record_complete": not missing, "missing": missing})
         done.append(row)
