@@ -17,6 +17,12 @@ from bot import uploads
 
 
 def chart_png(weeks: tuple[Week, ...], *, title: str, frequency_target: float, cfr_target: float) -> bytes:
+    out = io.BytesIO()
+    figure(weeks, title=title, frequency_target=frequency_target, cfr_target=cfr_target).savefig(out, format="png")
+    return out.getvalue()
+
+
+def figure(weeks: tuple[Week, ...], *, title: str, frequency_target: float, cfr_target: float):
     # Imported here, not at start-up: matplotlib takes seconds to import, and most processes never draw.
     # A Figure made directly (not pyplot) needs no display and no global state: Agg renders it.
     from matplotlib.figure import Figure as Canvas
@@ -36,7 +42,7 @@ def chart_png(weeks: tuple[Week, ...], *, title: str, frequency_target: float, c
                 marker="o", color="#c53030", linewidth=2.5, label="change failure rate")
     bottom.axhline(cfr_target, color="#c05621", linestyle="--", linewidth=2, label=f"target < {cfr_target:g}%")
     bottom.set_ylabel("failures %", fontsize=13)
-    bottom.set_ylim(0, max([cfr_target * 2, *(r for r in rates if r is not None)]) * 1.1)
+    bottom.set_ylim(0, max([cfr_target * 2, *(r for r in rates if r is not None)]) * 1.45)  # as above
     bottom.legend(fontsize=10, loc="upper left")
     bottom.set_xlabel("week starting", fontsize=13)
     bottom.set_xticks(list(x))
@@ -45,9 +51,7 @@ def chart_png(weeks: tuple[Week, ...], *, title: str, frequency_target: float, c
         ax.tick_params(axis="y", labelsize=11)
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    out = io.BytesIO()
-    fig.savefig(out, format="png")
-    return out.getvalue()
+    return fig
 
 
 def alt_text(weeks: tuple[Week, ...]) -> str:
