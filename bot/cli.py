@@ -12,7 +12,7 @@ import sys
 from sqlalchemy.exc import OperationalError
 
 from bot import cli_evidence, cli_metrics, logging_safe
-from bot.config import ConfigError, load_config, load_policy
+from bot.config import ConfigError, load_config, load_policy, operator
 
 # The start-up log is one line per fact (database, channel, mode, listening), all from this logger.
 log = logging.getLogger("releasebot")
@@ -137,7 +137,7 @@ def _outbox_on(engine, dead_only: bool, retry: int | None) -> int:
     from commands.clock import SystemClock
     from storage import outbox
     if retry is not None:
-        if not outbox.requeue_dead(engine, retry):
+        if not outbox.requeue_dead(engine, retry, actor=operator(), now=SystemClock().now()):
             print(f"outbox {retry} is not a dead letter (no such row, pending, or already sent); nothing changed.",
                   file=sys.stderr)
             return 1
@@ -312,3 +312,4 @@ def _stop(*_args) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+

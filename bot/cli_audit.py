@@ -7,12 +7,11 @@ row (a running bot posts it); keygen touches no database.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
-from bot.config import ConfigError
+from bot.config import ConfigError, operator
 
 
 def main(argv: list[str]) -> int:
@@ -127,8 +126,7 @@ def _checkpoint() -> int:
     channel, key = _key_from_env(required=True)
     engine = _engine()
     try:
-        who = f"cli:{os.environ.get('USER') or 'operator'}"[:200]
-        made = audit_checkpoint.manual(engine, key, SystemClock().now(), by=who, channel=channel)
+        made = audit_checkpoint.manual(engine, key, SystemClock().now(), by=operator(), channel=channel)
     finally:
         engine.dispose()
     print(made.text)

@@ -245,3 +245,12 @@ def load_policy(path: str, *, required: bool) -> Policy:
     except PolicyError as exc:
         raise ConfigError(f"releasebot cannot start: the release policy is invalid: {exc}. Fix the file and "
                           "start again.") from None
+
+
+def operator() -> str:
+    """Who ran a changing command at this terminal, as the audit log names them."""
+    import getpass
+    try:
+        return f"cli:{getpass.getuser()}"[:100]
+    except (KeyError, OSError):  # no name for this uid (a container): still on the record as the CLI
+        return "cli:operator"

@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from storage import audit
 from storage.db import is_postgres, read, transaction
 from storage.models import Outbox, UTCDateTime
 
@@ -122,11 +123,18 @@ def mark_dead(session: Session, row: Outbox, now: datetime, reason: str, result:
     return res.rowcount == 1
 
 
-def requeue_dead(engine: Engine, row_id: int) -> bool:
+def requeue_dead(engine: Engine, row_id: int, *, actor: str, now: datetime) -> bool:
     """A dead letter goes back to pending for one more try (due at once: its due time has passed).
-    False if it is not a dead letter."""
+    False if it is not a dead letter. A person chose to send it again, so it is audited with the row's
+    identity and why it had died, in the same transaction."""
     with transaction(engine) as session:
-        return session.execute(_REQUEUE, {"row_id": row_id}).rowcount == 1
+        if session.execute(_REQUEUE, {"row_id": row_id}).rowcount != 1:
+            return False
+        row = session.execute(select(_t.c.key, _t.c.kind, _t.c.dead_reason, _t.c.release_id)
+                              .where(_t.c.id == row_id)).one()
+        audit.record(session, actor=actor, action="outbox_requeued", at=now, release_id=row.release_id,
+                     after={"outbox": row_id, "key": row.key, "kind": row.kind, "dead_reason": row.dead_reason})
+        return True
 
 
 def unsent(engine: Engine, dead_only: bool = False, limit: int = 500) -> list[Outbox]:

@@ -14,7 +14,7 @@ from bot.delivery import BOT_WIDE, PERMANENT, RETRYABLE, classify
 from commands.policy import Policy, PolicyError
 from storage import outbox
 from storage.db import make_engine, transaction
-from storage.models import Outbox
+from storage.models import AuditEvent, Outbox
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,12 +67,17 @@ def test_a_dead_row_releases_its_stream_and_retry_requeues_it_once(db, clock):
         assert outbox.mark_dead(s, claimed, clock.now(), "invalid_blocks")
     [nxt] = outbox.claim_due(db, clock.now())
     assert nxt.id == second  # the stream goes on
-    assert outbox.requeue_dead(db, second) is False  # not dead: nothing to do
-    assert outbox.requeue_dead(db, first) is True
-    assert outbox.requeue_dead(db, first) is False
+    assert outbox.requeue_dead(db, second, actor="cli:ops", now=clock.now()) is False  # not dead: nothing to do
+    assert outbox.requeue_dead(db, first, actor="cli:ops", now=clock.now()) is True
+    assert outbox.requeue_dead(db, first, actor="cli:ops", now=clock.now()) is False
     with Session(db) as s:
         again = s.get(Outbox, first)
+        # a person sent it again: who, when and what is on the record, once
+        [event] = s.exec(select(AuditEvent).where(AuditEvent.action == "outbox_requeued")).all()
     assert again.dead_at is None and again.dead_reason == "invalid_blocks" and again.due_at == clock.now()
+    assert (event.actor, event.at, event.release_id) == ("cli:ops", clock.now(), None)
+    assert event.after == {"outbox": first, "key": "approval:9:post", "kind": "approval_message",
+                           "dead_reason": "invalid_blocks"}
 
 
 def _cli(monkeypatch, capsys, url, *args) -> tuple[int, str, str]:
@@ -98,6 +103,8 @@ def test_outbox_lists_dead_rows_and_retry_requeues_one(db, db_url, clock, monkey
     assert code == 0 and f"{dead}" in out
     with Session(db) as s:
         assert s.get(Outbox, dead).dead_at is None
+        [event] = s.exec(select(AuditEvent).where(AuditEvent.action == "outbox_requeued")).all()
+    assert event.actor.startswith("cli:") and event.after["outbox"] == dead
 
 
 def test_outbox_listing_never_migrates(tmp_path, monkeypatch, capsys):
