@@ -115,8 +115,7 @@ def task_of(session: Session, release: Release, step: str) -> Task | None:
     return session.exec(select(Task).where(Task.release_id == release.id, Task.kind == step)).first()
 
 
-def overdue(session: Session, release: Release, task: Task, actor: str, now: datetime,
-            policy: Policy | None = None) -> bool:
+def overdue(session: Session, release: Release, task: Task, actor: str, now: datetime, policy: Policy) -> bool:
     """Record the non-conformance of a step not done by its deadline (once). True if it is one."""
     if task.kind not in STEPS or now < task.due_at or (task.done_at is not None and task.done_at <= task.due_at):
         return False
@@ -132,8 +131,7 @@ def overdue(session: Session, release: Release, task: Task, actor: str, now: dat
     return True
 
 
-def deadline_reached(session: Session, release_id: int, step: str, now: datetime,
-                     policy: Policy | None = None) -> str:
+def deadline_reached(session: Session, release_id: int, step: str, now: datetime, policy: Policy) -> str:
     """The delivery loop's check at a step's deadline (its outbox row is claimed once, across processes)."""
     from commands.release import load
     release = load(session, release_id, lock=True)  # a step being recorded right now commits first, or after

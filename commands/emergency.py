@@ -30,7 +30,7 @@ from commands.outcome import Actor, Outcome
 from commands.policy import Policy
 from commands.request import Draft
 from commands.states import LIVE_STATES
-from commands.text import USAGE
+from commands.usage import USAGE
 from storage import audit
 from storage.models import Emergency, Release
 

@@ -33,7 +33,8 @@ from commands.clock import Clock
 from commands.errors import InputError, NotFound, Refused
 from commands.nonconformance import zone_of
 from commands.outcome import Actor, Outcome
-from commands.text import USAGE, check_text, when
+from commands.text import check_text, when
+from commands.usage import USAGE
 from storage import audit, outbox
 from storage.db import read, transaction
 from storage.models import NonConformance, Release

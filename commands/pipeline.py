@@ -126,8 +126,7 @@ def _nonconformance(d: Decision, who: Deployer, report: Report, policy: Policy) 
                    data={"reasons": reasons, "nonconformance": nc.id})
 
 
-def record_unapproved(d: Decision, who: Deployer, status: str, detail: str,
-                      policy: Policy | None = None) -> NonConformance:
+def record_unapproved(d: Decision, who: Deployer, status: str, detail: str, policy: Policy) -> NonConformance:
     release = d.release
     text = (f"{who.audit_name} reported '{status}' for {release.ref} ({release.state}, never approved). "
             f"{detail}").strip()

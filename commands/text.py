@@ -10,126 +10,8 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from commands.errors import InputError, NotFound
+from commands.usage import BLACKOUT_KEYS, HELP_TOPICS, KEYS, NC_LISTS, NC_VERBS, USAGE
 
-USAGE: dict[str, str] = {
-    # Examples never name a fixed date (it would soon be in the past): a start people may type today.
-    "request": '/release request service=payments version=2.3.1 type=minor start="next monday 14:00" '
-               'tz=Europe/London duration=60m summary="Add refunds" '
-               "flags=feature,sensitive,…|none [env=production] [risk=…] [rollback=…] [links=…] [notes=https://…] "
-               "[runbook=https://…]"
-               "   (flags: the yes answers, or none; without them the form opens; with flags=incident also "
-               "incident=INC-…)",
-    "emergency": '/release emergency service=payments incident=INC-4211 summary="Stop double charges" '
-                 "[version=…] [security=yes] [env=production]   (QMS 4.6: the window opens now)",
-    "assess": '/release assess REL-12 [blast_radius="…"] [rollback="…"] [scope=confirmed] [ci=passed]   '
-              "(an emergency's assessment, any subset at a time)",
-    "go": "/release go REL-12 [note=…] [role=qa_lead]",
-    "nogo": '/release nogo REL-12 reason="…" [role=qa_lead]',
-    "withdraw": "/release withdraw REL-12",
-    "show": "/release show REL-12",
-    "list": "/release list [pending|upcoming|mine]",
-    "cancel": '/release cancel REL-12 reason="…"',
-    "edit": '/release edit REL-12 [version=…] [summary="…"] [start="YYYY-MM-DD HH:MM"] [tz=…] [duration=…] '
-            '[risk=…] [links=…] [reason="…"] [notes=https://…] [runbook=https://…] [rollback="…"]   (any change '
-            "but the documents (notes, runbook, rollback) starts a new round of votes; after approval it needs "
-            "reason=)",
-    "test": '/release test REL-12 phase=security status=passed|failed url=https://… [summary="…"] '
-            "[artifact=payments:2.3.1]   (a test phase's result, QMS 4.3; uat is the product owner's)",
-    "waive": '/release waive REL-12 item=performance|runbook|… reason="…"   (a release manager\'s written '
-             "exception for a required test phase or document)",
-    "accept": '/release accept REL-12 reason="…"   (a release manager accepts a misclassification; '
-              "the requested type's controls then apply alone)",
-    "misclassified": '/release misclassified REL-12 reason="…"   (a release manager, after deployment: the type '
-                     "was wrong; a non-conformance, QMS 6.2)",
-    "reschedule": '/release reschedule REL-12 start="YYYY-MM-DD HH:MM" [tz=…] [duration=…] [reason="…"]',
-    "deploy": "/release deploy REL-12   (opens the pre-deployment form: checklist, artefact, commit; a manual "
-              "production start also needs a justification)",
-    "rollback": '/release rollback REL-12 reason="…"',
-    "done": "/release done REL-12 outcome=success|rolled_back|failed [note=…] [link=…]   (rolled_back: "
-            '[decided="YYYY-MM-DD HH:MM"] [restored="YYYY-MM-DD HH:MM"], in your zone)',
-    "signoff": "/release signoff REL-12 [role=qa_lead|operations|release_manager]",
-    "followup": '/release followup REL-12 evidence="…" [actions="…"]',
-    "retro": '/release retro REL-12 notes="…" [actions="…"]',
-    "validate": '/release validate REL-12 note="incident resolved, no new error patterns"   (on-call, after the '
-                "emergency's minimum monitoring)",
-    "step": "/release step REL-12 change_request link=CR-123 | planning note=… | test_review note=… | "
-            'docs link=<release notes> runbook=<runbook> | retrospective note=… | root_cause_review note=…   '
-            "(an emergency's deferred steps)",
-    "override": '/release override REL-12 kind=lead_time|window|blackout|conflict reason="…"',
-    "calendar": "/release calendar [days=14] [service=payments]",
-    "blackout": '/release blackout add name="…" start="YYYY-MM-DD HH:MM" end="YYYY-MM-DD HH:MM" tz=Europe/London '
-                '[services=a,b] [environments=production] [repeat="FREQ=WEEKLY;BYDAY=FR"] | '
-                '/release blackout list | /release blackout remove 3 [reason="…"] | '
-                '/release blackout subscribe url=https://… name="…" [tz=…] [services=…] [environments=…]',
-    "roles": "/release roles   (who holds each role, and which are empty)",
-    "metrics": "/release metrics [last-week|this-month|2026-11|2026-W48|2026-Q4|30d] [service]   "
-               "(the QMS 4.2 KPIs with n, targets and the trend; the chart comes by DM)",
-    "help": "/release help [request|approve|deploy|after|calendar|admin]",
-    "log": "/release log REL-12 text…   or   /release log REL-12 correct=<entry number> text…"
-           "   (an emergency's decision log)",
-    "bridge": '/release bridge close REL-12 summary="…"   (once validation is recorded)',
-    "nc": '/release nc list [open|overdue|mine] | /release nc show NC-3 | '
-          '/release nc plan NC-3 owner=@person action="…" [root_cause="…"] | '
-          '/release nc done NC-3 evidence="…" [root_cause="…"] | /release nc verify NC-3 | '
-          '/release nc close NC-3 [root_cause="…"]   (the non-conformance register, QMS 6.2)',
-    "evidence": "/release evidence REL-12   (the evidence packet, HTML, to your DM: release managers and auditors)",
-}
-# What `/release help <topic>` explains, by what someone wants to do (bot/messages/help.py has the text).
-HELP_TOPICS = ("request", "approve", "deploy", "after", "calendar", "admin")
-
-_KEYS: dict[str, set[str]] = {
-    "request": {"service", "version", "type", "start", "tz", "duration", "summary", "env", "environment",
-                "flags", "risk", "rollback", "links", "incident", "notes", "runbook"},
-    "emergency": {"service", "incident", "summary", "version", "security", "env", "environment"},
-    "assess": {"blast_radius", "rollback", "scope", "ci"},
-    "go": {"note", "role"},
-    "nogo": {"reason", "role"},
-    "withdraw": set(),
-    "show": set(),
-    "list": set(),
-    "cancel": {"reason"},
-    "edit": {"version", "summary", "start", "tz", "duration", "risk", "rollback", "links", "reason", "notes",
-             "runbook"},
-    "test": {"phase", "status", "url", "summary", "artifact"},
-    "waive": {"item", "reason"},
-    "accept": {"reason"},
-    "misclassified": {"reason"},
-    "reschedule": {"start", "tz", "duration", "reason"},
-    "deploy": set(),
-    "rollback": {"reason"},
-    "done": {"outcome", "note", "link", "decided", "restored"},
-    "signoff": {"role"},
-    "followup": {"evidence", "actions"},
-    "retro": {"notes", "actions"},
-    "validate": {"note"},
-    "step": {"link", "runbook", "note"},
-    "override": {"kind", "reason"},
-    "calendar": {"days", "service"},
-    "blackout": {"name", "start", "end", "tz", "services", "environments", "repeat", "url", "reason"},
-    "roles": set(),
-    "metrics": {"service", "period"},
-    "log": {"correct"},
-    "bridge": {"summary"},
-    "nc": {"owner", "action", "root_cause", "evidence"},
-    "evidence": set(),
-    "help": set(),
-}
-# `/release nc <verb>`: the fields each takes (the register's use cases: commands/nonconformance_register.py)
-NC_VERBS = {
-    "list": set(),
-    "show": set(),
-    "plan": {"owner", "action", "root_cause"},
-    "done": {"evidence", "root_cause"},
-    "verify": set(),
-    "close": {"root_cause"},
-}
-NC_LISTS = ("open", "overdue", "mine")
-_BLACKOUT_KEYS = {
-    "add": {"name", "start", "end", "tz", "services", "environments", "repeat"},
-    "subscribe": {"url", "name", "tz", "services", "environments"},
-    "list": set(),
-    "remove": {"reason"},
-}
 _NEEDS_REF = {"assess", "go", "nogo", "withdraw", "show", "cancel", "edit", "accept", "misclassified", "reschedule",
               "deploy", "rollback", "done", "signoff", "followup", "retro", "override", "validate", "step", "evidence",
               "test", "waive"}
@@ -271,7 +153,7 @@ def parse_command(text: str) -> ParsedCommand:
         rest = text.split(maxsplit=1)[1] if len(tokens) > 1 else ""
         rest = rest if len(rest) <= 200 else rest[:199] + "…"
         first_key = tokens[0].partition("=")[0].lower()
-        if "=" in tokens[0] and first_key in _KEYS["request"]:  # the verb was left out
+        if "=" in tokens[0] and first_key in KEYS["request"]:  # the verb was left out
             hint = f" Did you mean `/release request {text if len(text) <= 200 else text[:199] + '…'}`?"
         else:
             hint = did_you_mean(name, USAGE, shown="/release {}" + (f" {rest}" if rest else ""), aliases=ALIASES)
@@ -286,9 +168,9 @@ def parse_command(text: str) -> ParsedCommand:
         key, eq, value = tok.partition("=")
         if eq:
             key = key.strip().lower()
-            if key not in _KEYS[name]:
-                allowed = ", ".join(sorted(_KEYS[name])) or "none"
-                hint = did_you_mean(key, _KEYS[name], shown="{}=")
+            if key not in KEYS[name]:
+                allowed = ", ".join(sorted(KEYS[name])) or "none"
+                hint = did_you_mean(key, KEYS[name], shown="{}=")
                 raise InputError(f"'{key}' is not a field of /release {name}.{hint} Fields: {allowed}",
                                  field=key, form=form)
             if key in args:
@@ -310,9 +192,9 @@ def parse_command(text: str) -> ParsedCommand:
         release_id = _release_id(positional.pop(0), form)
     if name == "blackout":
         action = positional.pop(0).lower() if positional else "list"
-        allowed = _BLACKOUT_KEYS.get(action)
+        allowed = BLACKOUT_KEYS.get(action)
         if allowed is None:
-            raise InputError(f"'{action}' is not a blackout action.{did_you_mean(action, _BLACKOUT_KEYS)} "
+            raise InputError(f"'{action}' is not a blackout action.{did_you_mean(action, BLACKOUT_KEYS)} "
                              "Use add, list, remove or subscribe", form=form)
         extra = sorted(set(args) - allowed)
         if extra:

@@ -7,7 +7,8 @@ from commands.agenda import agenda
 from commands.blackout import add_blackout, list_blackouts, remove_blackout, subscribe, subscription_status
 from commands.errors import InputError
 from commands.outcome import Outcome
-from commands.text import SERVICE_NAME, USAGE, ParsedCommand
+from commands.text import SERVICE_NAME, ParsedCommand
+from commands.usage import USAGE
 
 from bot import calendar_sync, feed
 from bot.listeners.common import locale_for, run

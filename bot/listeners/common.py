@@ -12,7 +12,7 @@ from calendars.timeparse import needs_locale
 from commands.errors import InputError
 from commands.outcome import Outcome
 from commands.roles import holders
-from commands.text import USAGE
+from commands.usage import USAGE
 from storage import outbox
 
 from bot.messages.common import outcome_text

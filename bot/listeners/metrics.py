@@ -8,7 +8,8 @@ from commands.errors import InputError
 from commands.metrics import compute
 from commands.metrics_period import parse_period
 from commands.metrics_review import CHART_WEEKS, PRODUCER
-from commands.text import SERVICE_NAME, USAGE, ParsedCommand
+from commands.text import SERVICE_NAME, ParsedCommand
+from commands.usage import USAGE
 from storage.db import transaction
 
 from bot import metrics_chart  # noqa: F401  (registers the chart producer in every process that delivers)

@@ -19,7 +19,8 @@ from calendars.timeparse import needs_locale
 from commands.request import missing_fields, parse_flags, start_prefill
 from commands.roles import all_holders
 from commands.replan import reschedule_to_slot
-from commands.text import USAGE, ParsedCommand, parse_command, parse_ref
+from commands.text import ParsedCommand, parse_command, parse_ref
+from commands.usage import USAGE
 from commands.aftercare import record_task, sign_off, validate
 from commands.deferred import record_step
 from commands.deploy import Deployer, finish_deployment

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-from commands.text import HELP_TOPICS, USAGE
+from commands.usage import HELP_TOPICS, USAGE
 
 from bot.messages.common import TEXT_LIMIT, context, esc, plain, section, sections
 

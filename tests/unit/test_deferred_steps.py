@@ -47,7 +47,7 @@ def emergency_of(db, rid) -> Emergency:
 
 def check_deadline(db, rid, step, now) -> str:
     with transaction(db) as session:
-        return deferred.deadline_reached(session, rid, step, now)
+        return deferred.deadline_reached(session, rid, step, now, Policy.default())
 
 
 # --- the deferred steps: owners and deadlines from the finish ------------------------------------------------------

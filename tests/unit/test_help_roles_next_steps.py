@@ -15,7 +15,8 @@ from commands.errors import InputError
 from commands.policy import ROLES as ALL_ROLES, Policy
 from commands.release import load
 from commands.roles import all_holders, empty_roles, holders
-from commands.text import HELP_TOPICS, parse_command
+from commands.text import parse_command
+from commands.usage import HELP_TOPICS
 from commands.vote import cast_vote
 from conftest import ROLES, actor
 from storage.db import read

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from commands.errors import InputError
-from commands.text import USAGE, ParsedCommand, parse_command, parse_ref
+from commands.text import ParsedCommand, parse_command, parse_ref
+from commands.usage import USAGE
 
 LINE = ('request service=payments version=2.3.1 type=minor start="2026-12-01 14:00" tz=Europe/London '
         'duration=60m summary="Add refunds"')
