@@ -155,6 +155,13 @@ def load_blackouts(db: Engine, n: int, now: datetime, policy: Policy, rng: rando
 
 
 def analyze(db: Engine) -> None:
+    if db.dialect.name == "postgresql":
+        # VACUUM as well: it sets the visibility map, as autovacuum does on a running server, and without it
+        # an index-only scan visits the heap for every row (the planner then prefers a bitmap scan: 33 ms
+        # instead of 8 ms for production's windows). This machine's server runs with autovacuum off.
+        with db.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")
+        return
     with db.begin() as conn:
         conn.exec_driver_sql("ANALYZE")
     if db.dialect.name == "sqlite":  # fold the load out of the WAL, as a running bot's database would be
