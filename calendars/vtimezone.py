@@ -51,6 +51,15 @@ def transitions(tzid: str, start: datetime, end: datetime) -> list[Transition]:
     return [t for year in range(start.year, end.year + 1) for t in _year(tzid, year) if start <= t.at < end]
 
 
+# Offsets are compared two days apart, and a change found is bisected to the second; the search goes on
+# from that change, so a second one within the step is found too, unless it undoes the first. The closest
+# such pair since 1970 is a week apart (Brazil's daylight time of 8-15 October 2000; Gaza's of 2040), and
+# every zone of the zone database gives the changes the day-by-day scan gave, 1970-2040
+# (tests/unit/test_vtimezone.py keeps that scan and compares the likeliest to differ). Day by day, the 413
+# zone-years of a feed in seven zones took 0.43 s of CPU, most of a cold export's extra time; now 0.12 s.
+STEP = timedelta(days=2)
+
+
 @lru_cache(maxsize=4096)
 def _year(tzid: str, year: int) -> tuple[Transition, ...]:
     """A year's changes of UTC offset, to the second (zone data does not change while we run)."""
@@ -60,19 +69,24 @@ def _year(tzid: str, year: int) -> tuple[Transition, ...]:
         return t.astimezone(tz).utcoffset()
 
     out, at, end = [], datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
+    here = offset(at)
     while at < end:
-        nxt = min(at + timedelta(days=1), end)
-        if offset(at) != offset(nxt):
-            lo, hi = at, nxt  # offset(lo) != offset(hi): bisect to the second it changes
-            while hi - lo > timedelta(seconds=1):
-                mid = (lo + (hi - lo) / 2).replace(microsecond=0)
-                if offset(mid) == offset(lo):
-                    lo = mid
-                else:
-                    hi = mid
-            local = hi.astimezone(tz)
-            out.append(Transition(hi, offset(lo), offset(hi), bool(local.dst()), local.tzname() or ""))
-        at = nxt
+        nxt = min(at + STEP, end)
+        there = offset(nxt)
+        if there == here:
+            at = nxt
+            continue
+        lo, hi = at, nxt  # offset(lo) != offset(hi): bisect to the second it changes
+        while hi - lo > timedelta(seconds=1):
+            mid = (lo + (hi - lo) / 2).replace(microsecond=0)
+            if offset(mid) == here:
+                lo = mid
+            else:
+                hi = mid
+        local = hi.astimezone(tz)
+        after = local.utcoffset()
+        out.append(Transition(hi, here, after, bool(local.dst()), local.tzname() or ""))
+        at, here = hi, after
     return tuple(out)
 
 

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Mapping
 
-from sqlalchemy import and_, func, or_, select, true
+from sqlalchemy import and_, bindparam, func, or_, select, true
 from sqlalchemy.engine import Engine
 
 from calendars.ics import FeedEvent
@@ -69,7 +70,8 @@ def feed_people(db: Engine, now: datetime, service: str | None = None, past: tim
                 ahead: timedelta = FEED_AHEAD) -> set[str]:
     """The people the feed for (now, service) names: whose names it needs."""
     with read(db) as session:
-        return set(session.scalars(_feed_releases(now, service, past, ahead, Release.requester_id).distinct()))
+        return set(session.scalars(_feed_releases(bool(service), Release.requester_id).distinct(),
+                                   _horizon(now, past, ahead, service)))
 
 
 # The columns a release's feed event is made of: rows, not ORM objects (building 10,000 Release objects
@@ -80,23 +82,30 @@ _RELEASE_COLUMNS = (Release.id, Release.service, Release.version, Release.effect
                     Release.updated_at)
 
 
-def _feed_releases(now: datetime, service: str | None, past: timedelta, ahead: timedelta, *columns):
-    """Releases overlapping the horizon; the start's lower bound (the longest window before it) keeps it
-    an index range."""
-    q = select(*columns).where(Release.start_at > now - past - MAX_RELEASE, Release.end_at > now - past,
-                               Release.start_at < now + ahead)
-    return q.where(Release.service == service) if service else q
+def _horizon(now: datetime, past: timedelta, ahead: timedelta, service: str | None = None) -> dict:
+    """The values of the horizon's bounds in _feed_releases and _feed_blackouts (and the service): the
+    statements are built once, with parameters, since building them cost a warm 304 more than the query."""
+    return {"feed_first_start": now - past - MAX_RELEASE, "feed_from": now - past, "feed_to": now + ahead,
+            "feed_local_from": (now - past - timedelta(days=1)).replace(tzinfo=None),
+            "feed_local_to": (now + ahead + timedelta(days=1)).replace(tzinfo=None), "feed_service": service}
 
 
-def _feed_blackouts(now: datetime, past: timedelta, ahead: timedelta, *columns):
+def _feed_releases(by_service: bool, *columns):
+    """Releases overlapping the horizon (of the service, if by_service); the start's lower bound (the
+    longest window before it) keeps it an index range."""
+    q = select(*columns).where(Release.start_at > bindparam("feed_first_start"),
+                               Release.end_at > bindparam("feed_from"), Release.start_at < bindparam("feed_to"))
+    return q.where(Release.service == bindparam("feed_service")) if by_service else q
+
+
+def _feed_blackouts(*columns):
     """Blackouts that may have an occurrence in the horizon, a day's margin either side for their local
     times (a zone is at most 14 hours from UTC); _in_horizon then decides exactly. A subscribed calendar's
     blackout is kept: its occurrences are bounded instead."""
-    lo = (now - past - timedelta(days=1)).replace(tzinfo=None)
-    hi = (now + ahead + timedelta(days=1)).replace(tzinfo=None)
     return select(*columns).where(or_(Blackout.subscription_id.is_not(None),
-                                      and_(Blackout.start_local < hi,
-                                           or_(Blackout.rrule.is_not(None), Blackout.end_local > lo))))
+                                      and_(Blackout.start_local < bindparam("feed_local_to"),
+                                           or_(Blackout.rrule.is_not(None),
+                                               Blackout.end_local > bindparam("feed_local_from")))))
 
 
 def _in_horizon(b: Blackout, lo: datetime, hi: datetime) -> bool:
@@ -132,9 +141,10 @@ def feed_events(db: Engine, now: datetime, service: str | None = None,
     out: list[FeedEvent] = []
     host, past, ahead = context.host, context.past, context.ahead
     lo, hi = now - past, now + ahead
+    horizon = _horizon(now, past, ahead, service)
     with read(db) as session:
         zones: dict[str, object] = {}
-        for r in session.execute(_feed_releases(now, service, past, ahead, *_RELEASE_COLUMNS).order_by(Release.id)):
+        for r in session.execute(_feed_releases(bool(service), *_RELEASE_COLUMNS).order_by(Release.id), horizon):
             z = zones.get(r.tz) or zones.setdefault(r.tz, zone(r.tz))
             out.append(FeedEvent(
                 uid=f"release-{r.id}@{host}", summary=f"REL-{r.id} {r.service} {r.version} ({r.effective_type}, "
@@ -143,7 +153,7 @@ def feed_events(db: Engine, now: datetime, service: str | None = None,
                 start_local=r.start_at.astimezone(z).replace(tzinfo=None),
                 end_local=r.end_at.astimezone(z).replace(tzinfo=None), tz=r.tz, sequence=r.revision,
                 stamp=r.updated_at, cancelled=r.state == CANCELLED, categories=("release", r.environment)))
-        for b in session.scalars(_feed_blackouts(now, past, ahead, Blackout).order_by(Blackout.id)):
+        for b in session.scalars(_feed_blackouts(Blackout).order_by(Blackout.id), horizon):
             if service and b.services and service not in b.services:
                 continue
             if not _visible(b, now, context.keep_cancelled):
@@ -207,12 +217,26 @@ def feed_revision(db: Engine, now: datetime, service: str | None = None,
     never come back on PostgreSQL, and count and first/last start tell a re-expansion apart on SQLite).
     What is decided in Python from these rows (a rule's occurrences, a zone's offset) is a function of
     them and of `now`, which the fingerprint holds."""
-    in_window = _feed_releases(now, service, past, ahead, Release)
-    blackouts = _feed_blackouts(now, past, ahead, Blackout)
+    with read(db) as session:  # a feed poll never waits for (or takes) the write lock
+        r = tuple(session.execute(_revision_query(bool(service)),
+                                  {**_horizon(now, past, ahead, service),
+                                   "feed_removed_after": now - keep_cancelled}).one())
+    # in the order the fingerprint has always had (the shown count last)
+    row = (*r[0:3], *r[5:9], r[9], *r[10:15], *r[3:5], r[15])
+    stamps = [v for v in (row[1], row[4], row[5], row[7]) if isinstance(v, datetime)]
+    fingerprint = (now.isoformat(), service or "", str(past), str(ahead)) + tuple(str(v) for v in row)
+    return FeedRevision(fingerprint, max([now, *stamps]))
+
+
+@lru_cache(maxsize=2)
+def _revision_query(by_service: bool):
+    """feed_revision's one query, for a service's feed or for all (the bounds are parameters)."""
+    in_window = _feed_releases(by_service, Release)
+    blackouts = _feed_blackouts(Blackout)
     subscribed = (select(BlackoutOccurrence).join(Blackout, Blackout.id == BlackoutOccurrence.blackout_id)
-                  .where(Blackout.subscription_id.is_not(None), BlackoutOccurrence.end_at > now - past,
-                         BlackoutOccurrence.start_at < now + ahead))
-    shown = blackouts.where(or_(Blackout.removed_at.is_(None), Blackout.removed_at > now - keep_cancelled))
+                  .where(Blackout.subscription_id.is_not(None), BlackoutOccurrence.end_at > bindparam("feed_from"),
+                         BlackoutOccurrence.start_at < bindparam("feed_to")))
+    shown = blackouts.where(or_(Blackout.removed_at.is_(None), Blackout.removed_at > bindparam("feed_removed_after")))
 
     def agg(q, *cols):  # one pass over q for all its aggregates (a scalar subquery each scanned it again)
         return q.with_only_columns(*cols).subquery()
@@ -229,13 +253,7 @@ def feed_revision(db: Engine, now: datetime, service: str | None = None,
     joined = parts[0]
     for part in parts[1:]:  # one row each: joined on nothing, said so (not an accidental cartesian product)
         joined = joined.join(part, true())
-    with read(db) as session:  # a feed poll never waits for (or takes) the write lock
-        r = tuple(session.execute(select(*[c for part in parts for c in part.c]).select_from(joined)).one())
-    # in the order the fingerprint has always had (the shown count last)
-    row = (*r[0:3], *r[5:9], r[9], *r[10:15], *r[3:5], r[15])
-    stamps = [v for v in (row[1], row[4], row[5], row[7]) if isinstance(v, datetime)]
-    fingerprint = (now.isoformat(), service or "", str(past), str(ahead)) + tuple(str(v) for v in row)
-    return FeedRevision(fingerprint, max([now, *stamps]))
+    return select(*[c for part in parts for c in part.c]).select_from(joined)
 
 
 def _scope(b: Blackout) -> str:

@@ -29,6 +29,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
+from storage import scan
+
 DEFAULT_URL = "sqlite:///releasebot.db"
 LONG_WAIT = 30.0  # seconds: after-ack work, the scheduler, the CLI
 ACK_WAIT = 1.0  # seconds: a write that runs before the ack (Slack allows three in all)
@@ -194,6 +196,7 @@ def make_engine(url: str = DEFAULT_URL, *, pool_size: int = 10) -> Engine:
         return engine
     engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size,
                            json_serializer=canonical_json)
+    event.listen(engine, "before_cursor_execute", scan.binary_results())
 
     @event.listens_for(engine, "begin")
     def _on_begin_pg(conn):
