@@ -194,6 +194,14 @@ def make_engine(url: str = DEFAULT_URL, *, pool_size: int = 10) -> Engine:
         return engine
     engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size,
                            json_serializer=canonical_json)
+    if parsed.get_driver_name() == "psycopg":
+        from psycopg.pq import Format
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def _binary_results(conn, cursor, statement, parameters, context, executemany):
+            # execution_options(binary_results=True): the rows come back in PostgreSQL's binary format
+            if context is not None and context.execution_options.get("binary_results"):
+                cursor.format = Format.BINARY
 
     @event.listens_for(engine, "begin")
     def _on_begin_pg(conn):
