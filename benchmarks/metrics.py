@@ -5,7 +5,7 @@ Loads `--deployments` production deployments started in 2026-Q3 (40 services, ou
 again outside the quarter (2025-2026, so the period filter has to work), each release with its approval
 and two more audit events, 3% with one to three linked incidents, and an emergency release per 50
 deployments. After ANALYZE it times commands.metrics.compute for the quarter, `--runs` times, without
-and with explain, and prints the median and the slowest.
+and with explain, and prints the median and the slowest; the goal is judged on the slowest run without explain.
 
     .venv/bin/python benchmarks/metrics.py [--database-url URL] [--deployments 100000] [--runs 5] [--seed 1]
 
@@ -108,6 +108,7 @@ def main() -> int:
         load(engine, args.deployments, random.Random(args.seed))
         print(f"{engine.dialect.name}: loaded {2 * args.deployments} deployments ({args.deployments} in 2026-Q3) "
               f"in {time.perf_counter() - t0:.0f} s")
+        slowest = {}
         for explain in (False, True):
             times, cpu = [], []
             for _ in range(args.runs):
@@ -120,7 +121,8 @@ def main() -> int:
                   f"slowest {max(times) * 1000:.0f} ms over {args.runs} runs; this process's CPU median "
                   f"{statistics.median(cpu) * 1000:.0f} ms; load average {os.getloadavg()[0]:.1f} "
                   f"(n={cfr.n}, CFR {cfr.text})")
-        goal = max(times) < 1.0
+            slowest[explain] = max(times)
+        goal = slowest[False] < 1.0  # the figures; --explain lists every release besides, and is not held to it
         print("  goal under 1 s: " + ("met" if goal else "NOT met"))
     return 0 if goal else 1
 

@@ -1,33 +1,40 @@
 """The KPIs counted in the database (issue 13: a quarter of 100k deployments in under 1 s).
 
 The same definitions as commands.metrics' per-deployment classification (README "Metrics"), written as
-SQL so that no deployment row crosses into Python:
+SQL over deployment_fact (storage/deployment_facts.py: each deployment with its release's service and type,
+its last approval and its times already in epoch seconds, kept by triggers), so that no deployment row
+crosses into Python except as a median's sample:
 
-1. one GROUP BY local day: how many deployments, successes, change failures, window rollbacks... each a
-   SUM(CASE ...) over flags from the linked incidents (joined as one row per causing release) and EXISTS
-   on the service's emergency releases (ix_release_emergency). commands.metrics sums the days into weeks
-   and the period, and counts the days with a success for the DORA bucket;
-2. the medians' samples, one column each (NULL where a deployment is not in that sample);
-3. the REL-n of the period's rollbacks and emergency deployments.
+1. one GROUP BY local day of the period's rows: how many deployments, successes, change failures, window
+   rollbacks... each a SUM(CASE ...), counted as if no deployment had a linked incident or an emergency
+   release after it (no join: a join, or a look-up per row, cost more than the rest of the counting);
+2. the few thousand deployments that have one (`special`: the linked incidents, one row per causing
+   release, and the first emergency after each successful deployment's finish, found from the
+   emergencies' side), with what that changes on their day, added to the first pass's days (exact: counts
+   are integers), and their times to restore by incidents. commands.metrics sums the days into weeks and
+   the period, and counts the days with a success for the DORA bucket;
+3. the other medians' samples, one column each (NULL where a deployment is not in that sample);
+4. the REL-n of the period's rollbacks and emergency deployments.
 
-Times are compared as the epoch seconds of commands.metrics_data.epoch (on SQLite julianday rounded to the
-millisecond), exactly the floats the Python classification compared, so the figures are the same to the
-last digit; the raw timestamp ranges beside them are only there to let the indexes narrow the search
-(each is implied by the exact comparison). A row's local day is a bisect over the days' first seconds,
-computed from the zone's offsets (a nested CASE bisect where a zone changes its clock at midnight).
+Times are compared as the epoch seconds of storage.deployment_facts.epoch (on SQLite julianday rounded to
+the millisecond), exactly the floats the Python classification compared, so the figures are the same to the
+last digit. A row's local day is a bisect over the days' first seconds, computed from the zone's offsets (a
+nested CASE bisect where a zone changes its clock at midnight).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
-from sqlalchemy import Float, Integer, Interval, and_, bindparam, case, cast, exists, func, literal, or_, select
+from sqlalchemy import (Float, Integer, and_, bindparam, case, cast, false, func, literal, null, or_, select, text,
+                        true, union, union_all)
 from sqlmodel import Session
 
 from calendars.timeparse import zone
-from commands.metrics_data import _AFTER, _raw, epoch
+from commands.metrics_data import _AFTER, _raw
 from commands.states import CANCELLED
-from storage.models import AuditEvent, Deployment, Incident, Release
+from storage.deployment_facts import DeploymentFact, epoch
+from storage.models import Incident, Release
 
 
 @dataclass
@@ -53,13 +60,6 @@ class Counts:
 
 _MEDIANS = ("time_to_restore", "lead_time", "lead_time_request", "time_to_deploy", "time_to_deploy_infrastructure",
             "rollback_execution", "approval_standard", "approval_emergency")
-
-
-def _later(column, seconds: float, dialect: str):
-    """A raw timestamp at least `seconds` (+2 s) after column: an upper bound for an index range only."""
-    if dialect == "sqlite":  # datetime() drops the fraction: 'YYYY-MM-DD HH:MM:SS' sorts before any '…SS.ffffff'
-        return func.datetime(column, f"+{int(seconds) + 2} seconds")
-    return column + literal(timedelta(seconds=int(seconds) + 2), Interval())
 
 
 def _bisect(t, starts: list[float], lo: int, hi: int):
@@ -109,101 +109,174 @@ def _local_day(t, day_starts: list[float], end: float, tz: str, dialect: str):
     return whole - first
 
 
+def _conditions(t, first, following, success_window: float):
+    """A deployment row's flags (t has deployment_fact's columns) in Day's order after `deployments`, and
+    whether it is a change failure. first: when its first linked incident was opened; following: the first
+    emergency release after its finish; None where the query leaves them out (no incident, no emergency)."""
+    S, F, RB, SE = t.c.started, t.c.finished, t.c.rollback_decided, t.c.stabilisation_ends
+    success_outcome = t.c.outcome == "success"
+    # some incident opened by the window's end
+    early = false() if first is None else and_(first.is_not(None), first <= func.coalesce(SE, F, S))
+    fix = followed = false()
+    if following is not None:
+        fix = and_(success_outcome, F.is_not(None), following.is_not(None), following <= F + success_window)
+        followed = and_(success_outcome, F.is_not(None), SE.is_not(None), following.is_not(None), following <= SE)
+    rb, stabilised = RB.is_not(None), SE.is_not(None)
+    failure = or_(t.c.outcome.in_(("rolled_back", "failed")), rb, early, followed)
+    return failure, (success_outcome, failure, and_(success_outcome, ~rb, ~fix), and_(rb, or_(~stabilised, RB <= SE)),
+                     stabilised, and_(stabilised, or_(and_(rb, RB <= SE), early)), t.c.package_complete.is_not(None),
+                     t.c.package_complete.is_(True))
+
+
+def _flag(condition):
+    return case((condition, 1), else_=0)
+
+
+@dataclass
+class _Period:
+    """What every pass filters by: the period's deployments of the environment (and service)."""
+    session: Session
+    dialect: str
+    start: datetime
+    end: datetime
+    environment: str
+    service: str | None
+    success_window: float
+    day_starts: list[float]
+    tz: str
+
+    def where(self, f) -> list:
+        w = [f.c.environment == self.environment, f.c.started_at >= self.start, f.c.started_at < self.end,
+             f.c.outcome.is_not(None)]
+        return [*w, f.c.service == self.service] if self.service else w
+
+    def day_of(self, t):
+        return _local_day(t, self.day_starts, self.end.timestamp(), self.tz, self.dialect)
+
+
 def count(session: Session, start: datetime, end: datetime, environment: str, service: str | None,
           success_window: float, day_starts: list[float], tz: str) -> Counts:
+    """Three passes over the period's rows of deployment_fact and one over a few thousand: each day's counts
+    as if no deployment had a linked incident or an emergency after it; then, for the deployments that do
+    (`special`), what that changes on their day, and their times to restore by incidents; the medians'
+    samples; the REL-n lists."""
     dialect = session.get_bind().dialect.name
-    d, r, a, i = (m.__table__ for m in (Deployment, Release, AuditEvent, Incident))
-    e2 = Release.__table__.alias("em")
-    E = lambda column: epoch(column, dialect)  # noqa: E731
-    S, F, RB, RS, SE = (E(d.c.started_at), E(d.c.finished_at), E(d.c.rollback_decided_at), E(d.c.restored_at),
-                        E(d.c.stabilisation_ends_at))
-    where = [d.c.started_at >= start, d.c.started_at < end, d.c.outcome.is_not(None), r.c.environment == environment]
-    if service:
-        where.append(r.c.service == service)
-    in_period = lambda t: and_(t.c.started_at >= start, t.c.started_at < end)  # noqa: E731
-    # the period's linked incidents and last approvals, one row per release, hash-joined: a look-up per
-    # deployment (100k correlated subqueries) costs PostgreSQL more than the rest of the query
-    di, da = Deployment.__table__.alias("di"), Deployment.__table__.alias("da")
+    if dialect == "postgresql":  # compiling these plans to machine code took longer than running them
+        session.execute(text("SET LOCAL jit = off"))
+    p = _Period(session, dialect, start, end, environment, service, success_window, day_starts, tz)
+    days: dict[int, Day] = {}
+
+    def add(index: int, sums) -> None:
+        got = days.setdefault(min(max(0, int(index)), len(day_starts) - 1), Day())  # bisect's clamp: a start
+        for name, v in zip(vars(got), sums):  # before the first day is in it
+            setattr(got, name, getattr(got, name) + int(v or 0))
+
+    samples: dict[str, list[float]] = {k: [] for k in _MEDIANS}
+    longest = _plain_days(p, add)
+    _special_days(p, longest, add, samples["time_to_restore"])
+    _samples(p, samples)
+    f = DeploymentFact.__table__
+    rb, em = f.c.rollback_decided.is_not(None), f.c.type == "emergency"
+    refs = _raw(session, select(f.c.release_id, rb, em).where(*p.where(f), or_(rb, em))
+                .order_by(f.c.started_at, f.c.release_id))
+    return Counts(days, samples, tuple(f"REL-{x[0]}" for x in refs if x[1]),
+                  tuple(f"REL-{x[0]}" for x in refs if x[2]))
+
+
+def _plain_days(p: _Period, add) -> float:
+    """Each day's counts as if no deployment had a linked incident or an emergency after it; returns the
+    longest stabilisation window of the period's successful deployments (how far the next pass looks)."""
+    f = DeploymentFact.__table__
+    _, plain = _conditions(f, None, None, p.success_window)
+    window = case((f.c.outcome == "success", f.c.stabilisation_ends - f.c.finished))
+    # per row in a subquery, summed outside: PostgreSQL groups by the day's column, not by a copy of its CASE
+    rows = select(p.day_of(f.c.started).label("day"), *(_flag(c) for c in plain), window).where(*p.where(f))
+    rows = rows.subquery()
+    day, *flags, windows = rows.c
+    longest = 0.0
+    for index, n, *sums, widest in _raw(p.session, select(day, func.count(), *(func.sum(c) for c in flags),
+                                                          func.max(windows)).group_by(day)):
+        add(index, (n, *sums))
+        longest = max(longest, widest or 0.0)
+    return longest
+
+
+def _special_days(p: _Period, longest: float, add, restores: list[float]) -> None:
+    """What linked incidents and emergency releases change on their deployments' days, and the times to
+    restore of the failures restored by their incidents.
+
+    The incidents are one row per causing release. The emergencies are those commands.metrics_data.load
+    reads (requested from the period's start to 8 days after its end), and the one that matters is the
+    first after a successful deployment's finish, other than its own: found from the emergencies' side, a
+    few thousand a quarter, each looking up the deployments of its service that finished shortly before it
+    (ix_deployment_fact_service). One counts only within the success window or the stabilisation window
+    after the finish, so the longer of the two (+1 s, for the rounding of `at - reach`) is as far back as
+    such a deployment can have finished."""
+    f, i, r = DeploymentFact.__table__, Incident.__table__, Release.__table__
+    E = lambda column: epoch(column, p.dialect)  # noqa: E731
+    fi, fe = f.alias("fi"), f.alias("fe")
     inc = (select(i.c.caused_by_release_id.label("rid"), func.min(E(i.c.opened_at)).label("first"),
                   func.count().label("n"), func.count(i.c.resolved_at).label("resolved"),
                   func.max(E(i.c.resolved_at)).label("last"))
-           .select_from(i.join(di, di.c.release_id == i.c.caused_by_release_id)).where(in_period(di))
-           .group_by(i.c.caused_by_release_id).subquery("inc"))
-    last_approval = (select(a.c.release_id.label("rid"), func.max(a.c.at).label("at"))
-                     .select_from(a.join(da, da.c.release_id == a.c.release_id))
-                     .where(a.c.action == "approved", a.c.at <= da.c.started_at, in_period(da))
-                     .group_by(a.c.release_id).subquery("approval"))
-    joined = d.join(r, r.c.id == d.c.release_id).outerjoin(inc, inc.c.rid == d.c.release_id)
+           .select_from(i.join(fi, fi.c.release_id == i.c.caused_by_release_id))
+           .where(fi.c.environment == p.environment, fi.c.started_at >= p.start, fi.c.started_at < p.end)
+           .group_by(i.c.caused_by_release_id).cte("inc"))
+    em = (select(r.c.service, r.c.id, E(r.c.start_at).label("at"))
+          .where(r.c.effective_type == "emergency", r.c.state != CANCELLED, r.c.environment == p.environment,
+                 r.c.start_at >= p.start, r.c.start_at < p.end + _AFTER,
+                 *([r.c.service == p.service] if p.service else []))
+          .cte("em"))
+    reach = bindparam("reach", max(p.success_window, longest) + 1.0, type_=Float)
+    near = [fe.c.environment == p.environment, fe.c.service == em.c.service, fe.c.finished < em.c.at,
+            fe.c.finished > em.c.at - reach, fe.c.started_at >= p.start, fe.c.started_at < p.end,
+            fe.c.outcome == "success", fe.c.release_id != em.c.id]
+    if p.dialect == "postgresql":  # each emergency's range of the index (OFFSET 0: as a loop, not flattened
+        # into a join): the planner misjudges a join on ranges, and once hashed 2.4M pairs instead (2.3 s)
+        found = select(fe.c.release_id).where(*near).offset(0).lateral("found")
+        pairs = select(found.c.release_id.label("rid"), em.c.at).select_from(em.join(found, true()))
+    else:
+        pairs = select(fe.c.release_id.label("rid"), em.c.at).where(*near)
+    pairs = pairs.subquery("pairs")
+    following = select(pairs.c.rid, func.min(pairs.c.at).label("at")).group_by(pairs.c.rid).cte("following")
+    special = (select(*(f.c[c] for c in ("started", "finished", "rollback_decided", "restored", "stabilisation_ends",
+                                         "outcome", "package_complete")),
+                      inc.c.first, inc.c.n, inc.c.resolved, inc.c.last, following.c.at.label("following"))
+               .select_from(f.outerjoin(inc, inc.c.rid == f.c.release_id)
+                            .outerjoin(following, following.c.rid == f.c.release_id))
+               .where(*p.where(f), f.c.release_id.in_(union(select(inc.c.rid), select(following.c.rid))))
+               .cte("special"))
+    failure, full = _conditions(special, special.c.first, special.c.following, p.success_window)
+    _, without = _conditions(special, None, None, p.success_window)
+    changes = select(p.day_of(special.c.started).label("day"),
+                     *(_flag(a) - _flag(b) for a, b in zip(full, without))).subquery()
+    day, *deltas = changes.c
+    per_day = select(day, literal(0), *(func.sum(c) for c in deltas), cast(null(), Float)).group_by(day)
+    # a failure without a rollback restored, where all its incidents are resolved, when the last one was;
+    # rows of their own beside the days (day NULL), so that the small sets are made once
+    by_incidents = (select(*(null() for _ in range(len(full) + 2)), special.c.last - special.c.finished)
+                    .where(special.c.n <= special.c.resolved, special.c.finished.is_not(None), failure,
+                           ~and_(special.c.rollback_decided.is_not(None), special.c.restored.is_not(None))))
+    for index, *sums, restore in _raw(p.session, union_all(per_day, by_incidents)):
+        if index is None:
+            restores.append(restore)
+        else:
+            add(index, sums)
 
-    def emergency(after_col, after, until_col, until):
-        """An emergency release of the service requested in (after, until], other than the row's own, among
-        those commands.metrics_data.load reads (requested from the period's start to 8 days after its end)."""
-        return exists(select(literal(1)).select_from(e2).where(
-            e2.c.service == r.c.service, e2.c.start_at > after_col, e2.c.start_at <= until_col,
-            e2.c.effective_type == "emergency", e2.c.state != CANCELLED, e2.c.environment == environment,
-            e2.c.start_at >= start, e2.c.start_at < end + _AFTER, e2.c.id != d.c.release_id,
-            E(e2.c.start_at) > after, E(e2.c.start_at) <= until))
 
-    window_end = func.coalesce(SE, F, S)
-    early = and_(inc.c.first.is_not(None), inc.c.first <= window_end)  # some incident opened by the window's end
-    success_outcome = d.c.outcome == "success"
-    fix = and_(success_outcome, d.c.finished_at.is_not(None),
-               emergency(d.c.finished_at, F, _later(d.c.finished_at, success_window, dialect), F + success_window))
-    followed = and_(success_outcome, d.c.finished_at.is_not(None), d.c.stabilisation_ends_at.is_not(None),
-                    emergency(d.c.finished_at, F, _later(d.c.stabilisation_ends_at, 0, dialect), SE))
-    rb = d.c.rollback_decided_at.is_not(None)
-    stabilised = d.c.stabilisation_ends_at.is_not(None)
-    failure = or_(d.c.outcome.in_(("rolled_back", "failed")), rb, early, followed)
-    rb_in_window = and_(rb, or_(~stabilised, RB <= SE))
-    breach = and_(stabilised, or_(and_(rb, RB <= SE), early))
-    flag = lambda cond: case((cond, 1), else_=0)  # noqa: E731
-    # per row in a subquery, summed outside: PostgreSQL groups by the day's column, not by a copy of its CASE
-    conditions = (success_outcome, failure, and_(success_outcome, ~rb, ~fix), rb_in_window, stabilised, breach,
-                  d.c.package_complete.is_not(None), d.c.package_complete.is_(True))
-    day = _local_day(S, day_starts, end.timestamp(), tz, dialect)
-    flags = (select(day.label("day"),
-                    *(flag(c).label(f"f{k}") for k, c in enumerate(conditions)))
-             .select_from(joined).where(*where).subquery())
-    day, *rest = flags.c  # noqa: F811
-    per_day = select(day, func.count(), *(func.sum(c) for c in rest)).group_by(day)
-    days: dict[int, Day] = {}
-    for index, *sums in _raw(session, per_day):  # bisect's clamp: a start before the first day is in it
-        got = days.setdefault(min(max(0, int(index)), len(day_starts) - 1), Day())
-        for name, v in zip(vars(got), sums):
-            setattr(got, name, getattr(got, name) + int(v or 0))
-
-    approved = E(last_approval.c.at)
-    RQ = E(r.c.created_at)
-    has_incident, unresolved, last_resolved = inc.c.n.is_not(None), inc.c.n > inc.c.resolved, inc.c.last
-    # a decided rollback is a change failure: `failure` (two EXISTS) is asked only of a deployment restored
-    # by its incidents
-    restore = case((and_(rb, d.c.restored_at.is_not(None)), RS - RB),
-                   (and_(has_incident, ~unresolved, d.c.finished_at.is_not(None), failure), last_resolved - F))
-    done = and_(success_outcome, d.c.finished_at.is_not(None))
-    kind = case((r.c.effective_type == "infrastructure", 1), (r.c.effective_type == "emergency", 2), else_=0)
-    columns = (restore, case((and_(done, d.c.commit_time.is_not(None)), F - E(d.c.commit_time))),
-               case((done, F - RQ)), case((done, F - S)), case((and_(d.c.restored_at.is_not(None), rb), RS - RB)),
-               approved - RQ, kind)
-    samples: dict[str, list[float]] = {k: [] for k in _MEDIANS}
-    restores, leads, requests, deploys, infra, executions, standard, emergency_ = (samples[k] for k in _MEDIANS)
-    with_approval = joined.outerjoin(last_approval, last_approval.c.rid == d.c.release_id)
-    for ttr, lead, request, deploy, execution, approval, k in _raw(session, select(*columns)
-                                                                   .select_from(with_approval).where(*where)):
-        if ttr is not None:
-            restores.append(ttr)
-        if lead is not None:
-            leads.append(lead)
-        if request is not None:
-            requests.append(request)
-        if deploy is not None:
-            (infra if k == 1 else deploys).append(deploy)
-        if execution is not None:
-            executions.append(execution)
-        if approval is not None:
-            (emergency_ if k == 2 else standard).append(approval)
-
-    marked = (select(d.c.release_id, rb, r.c.effective_type == "emergency").select_from(joined)
-              .where(*where, or_(rb, r.c.effective_type == "emergency")).order_by(d.c.started_at, d.c.release_id))
-    refs = _raw(session, marked)
-    return Counts(days, samples, tuple(f"REL-{x[0]}" for x in refs if x[1]),
-                  tuple(f"REL-{x[0]}" for x in refs if x[2]))
+def _samples(p: _Period, samples: dict[str, list[float]]) -> None:
+    """The other medians' samples, one column each (NULL where a deployment is not in that sample)."""
+    f = DeploymentFact.__table__
+    S, F, RB, RS, kind = f.c.started, f.c.finished, f.c.rollback_decided, f.c.restored, f.c.type
+    done = and_(f.c.outcome == "success", F.is_not(None))
+    columns = {("rollback_execution", "time_to_restore"): case((and_(RB.is_not(None), RS.is_not(None)), RS - RB)),
+               ("lead_time",): case((and_(done, f.c.commit_time.is_not(None)), F - f.c.commit_time)),
+               ("lead_time_request",): case((done, F - f.c.requested)),
+               ("time_to_deploy",): case((and_(done, kind != "infrastructure"), F - S)),
+               ("time_to_deploy_infrastructure",): case((and_(done, kind == "infrastructure"), F - S)),
+               ("approval_standard",): case((kind != "emergency", f.c.approved - f.c.requested)),
+               ("approval_emergency",): case((kind == "emergency", f.c.approved - f.c.requested))}
+    rows = _raw(p.session, select(*columns.values()).where(*p.where(f)), binary=True)
+    for k, keys in enumerate(columns):
+        values = [row[k] for row in rows if row[k] is not None]
+        for key in keys:
+            samples[key].extend(values)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from storage.columns import UTCDateTime, _json, _text, _ts  # noqa: F401  (UTCDateTime: migrations use it)
@@ -20,10 +20,10 @@ class Release(SQLModel, table=True):
                       Index("ix_release_environment_window", "environment", "start_at", "end_at", "state", "id"),
                       # a feed poll's 304 (commands.agenda.feed_revision) is answered from this index alone
                       Index("ix_release_feed", "start_at", "end_at", "updated_at", "revision", "message_ts", "id"),
-                      # commands.metrics_sql: a deployment's release, and the emergencies that followed it
-                      Index("ix_release_metrics", "id", "environment", "service", "effective_type", "created_at"),
-                      Index("ix_release_emergency", "service", "effective_type", "start_at", "environment", "state",
-                            "id"))
+                      # the emergency releases of a period (commands.metrics_sql), or of a service (commands.frequency)
+                      Index("ix_release_emergency", "environment", "start_at", "state", "service", "id",
+                            sqlite_where=text("effective_type = 'emergency'"),
+                            postgresql_where=text("effective_type = 'emergency'")))
 
     id: Optional[int] = Field(default=None, primary_key=True)
     # Slack's trigger_id / view id of the request that created it: a retried
@@ -148,7 +148,8 @@ class Deployment(SQLModel, table=True):
     """One controlled deployment of a release: who, when, with what evidence, and how it ended."""
 
     __tablename__ = "deployment"
-    # commands.metrics_sql reads a period's deployments from this index alone (migration 0024)
+    # a period's deployments by start (commands.population, commands.frequency); the KPIs read deployment_fact,
+    # which triggers on this table keep (storage/deployment_facts.py)
     __table_args__ = (Index("ix_deployment_metrics", "started_at", "outcome", "release_id", "finished_at",
                             "rollback_decided_at", "restored_at", "stabilisation_ends_at", "commit_time",
                             "package_complete"),)
@@ -398,3 +399,4 @@ from storage.quality_models import (Incident, MetricSnapshot, NonConformance, Te
                                     UnmatchedDeployment, Waiver)
 from storage.github_models import GithubRequest  # noqa: E402,F401
 from storage.audit_models import AuditChainHead, AuditCheckpoint  # noqa: E402,F401
+from storage.deployment_facts import DeploymentFact  # noqa: E402,F401

@@ -23,7 +23,7 @@ PG_URL = os.environ.get("RELEASEBOT_TEST_DATABASE_URL", "")
 TABLES = ("vote", "audit_event", "outbox", "deployment", "signoff", "task", "nonconformance", "release_flag",
           "blackout_occurrence", "blackout", "calendar_subscription", "release", "seen_delivery", "inbox", "decision_log", "emergency",
           "test_result", "waiver", "incident", "metric_snapshot", "unmatched_deployment",
-          "github_request", "audit_chain_head", "audit_checkpoint")
+          "github_request", "audit_chain_head", "audit_checkpoint", "deployment_fact")
 SIGNING_SECRET = "test-signing-secret"
 CHANNEL = "C0RELEASES"
 START = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)  # a Monday

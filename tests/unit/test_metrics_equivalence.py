@@ -11,6 +11,7 @@ from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import text
 
 import metrics_oracle
 from commands.metrics import compute
@@ -38,8 +39,16 @@ def _after(rng: random.Random, t: datetime, low: float, high: float, exact: bool
     return _t(rng, t + timedelta(minutes=low), (high - low) / 60, exact)
 
 
-def _history(s, rng: random.Random, service: str) -> None:
-    """A dozen releases or so of one service over three weeks around the measured fortnight."""
+_FIELDS = ("started_at", "outcome", "finished_at", "package_complete", "commit_time", "stabilisation_ends_at",
+           "rollback_decided_at", "restored_at")
+
+
+def _history(s, rng: random.Random, service: str, stage: random.Random) -> None:
+    """A dozen releases or so of one service over three weeks around the measured fortnight. `stage` only
+    changes how the records are written, never what they end as: approvals after the deployment, a
+    deployment started and then finished (or first recorded with another start), a release reclassified or
+    moved to another environment or service after it was deployed. deployment_fact follows each of those
+    writes (storage/deployment_facts.py), and the oracle reads the records themselves."""
     exact = rng.random() < 0.5
     for _ in range(rng.randint(0, 14)):
         kind = rng.choice(("minor", "patch", "major", "infrastructure", "emergency"))
@@ -49,16 +58,25 @@ def _history(s, rng: random.Random, service: str) -> None:
         env = "production" if rng.random() < 0.9 else "staging"
         # a release's own window may start after its deployment finished: it is not its own emergency fix
         window = started + timedelta(minutes=rng.choice((0, 0, 0, 1, 30, 60, 61, 200)))
-        rel = Release(service=service, version="1", environment=env, requested_type=kind, derived_type=kind,
-                      effective_type=kind, answers={}, required_roles={}, start_at=window,
-                      end_at=window + timedelta(hours=1), tz="UTC", duration_minutes=60, summary="s",
-                      requester_id="U0DEV", state=state, created_at=requested, updated_at=started)
+        moved = stage.random() < 0.2  # written first as another type, environment and service
+        rel = Release(service=f"{service}-before" if moved else service, version="1",
+                      environment=("staging" if env == "production" else "production") if moved else env,
+                      requested_type=kind, derived_type=kind, effective_type="patch" if moved else kind, answers={},
+                      required_roles={}, start_at=window, end_at=window + timedelta(hours=1), tz="UTC",
+                      duration_minutes=60, summary="s", requester_id="U0DEV", state=state, created_at=requested,
+                      updated_at=started)
         s.add(rel)
         s.flush()
-        for _ in range(rng.choice((0, 1, 1, 2))):
-            s.add(AuditEvent(release_id=rel.id, actor="U0RM", action="approved", before={}, after={},
-                             at=started if rng.random() < 0.2 else requested + timedelta(hours=rng.uniform(0, 120))))
+        approvals = [AuditEvent(release_id=rel.id, actor="U0RM", action="approved", before={}, after={},
+                                at=started if rng.random() < 0.2 else requested + timedelta(hours=rng.uniform(0, 120)))
+                     for _ in range(rng.choice((0, 1, 1, 2)))]
+        late = stage.random() < 0.4  # the approvals are written after the deployment
+        if not late:
+            s.add_all(approvals)
         if rng.random() < 0.25:
+            s.add_all(approvals if late else [])
+            if moved:
+                rel.service, rel.environment, rel.effective_type = service, env, kind
             continue  # requested (an emergency that only opened its window), never deployed
         finished = _after(rng, started, 0, 120, exact, 0)
         outcome = rng.choice(("success",) * 6 + ("rolled_back", "failed", None))
@@ -73,7 +91,19 @@ def _history(s, rng: random.Random, service: str) -> None:
             dep.rollback_decided_at = _after(rng, finished, -10, 300, exact, 0, window)
             if rng.random() < 0.8:
                 dep.restored_at = _after(rng, dep.rollback_decided_at, 0, 40, exact, 0)
-        s.add(dep)
+        if stage.random() < 0.5:  # recorded as it happens: started (perhaps at another time), then the rest
+            first = Deployment(release_id=rel.id, deployer_id="U0OPS",
+                               started_at=started + timedelta(hours=stage.choice((0, 0, 3, -3))))
+            s.add(first)
+            s.flush()
+            for name in _FIELDS:
+                setattr(first, name, getattr(dep, name))
+        else:
+            s.add(dep)
+        s.flush()
+        s.add_all(approvals if late else [])
+        if moved:
+            rel.service, rel.environment, rel.effective_type = service, env, kind
         for k in range(rng.choice((0, 0, 0, 1, 2, 3))):
             opened = _after(rng, finished, -30, 400, exact, 0, window)
             s.add(Incident(key=f"INC-{rel.id}-{k}", service=service, opened_at=opened, severity="P2",
@@ -101,7 +131,9 @@ POLICIES = {
 def histories(db):
     with transaction(db) as s:
         for seed in range(HISTORIES):
-            _history(s, random.Random(seed), f"svc-{seed}")
+            _history(s, random.Random(seed), f"svc-{seed}", random.Random(f"stage-{seed}"))
+    with db.begin() as conn:  # the planner's statistics, as a live database has them (autovacuum)
+        conn.execute(text("ANALYZE"))
     return db
 
 
