@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from storage import replay as seen
-from storage.db import ack_write, is_postgres, transaction
+from storage.db import ack_rows, is_postgres, transaction
 from storage.models import InboxRow, UTCDateTime
 
 LEASE = timedelta(seconds=120)
@@ -37,6 +37,7 @@ _in_order = or_(_t.c.stream.is_(None),
 _CLAIM = (update(_t).where(_t.c.id == bindparam("row_id"), _claimable)
           .values(claimed_until=bindparam("lease_until", type_=UTCDateTime()), claim_token=bindparam("token"),
                   attempts=_t.c.attempts + 1))
+_PUT = insert(_t)  # built once (SQLAlchemy compiles it once); put passes the values
 _DONE = (update(_t).where(_t.c.id == bindparam("row_id"), _t.c.claim_token == bindparam("token"))
          .values(done_at=bindparam("at", type_=UTCDateTime()), claimed_until=None, result=bindparam("outcome")))
 
@@ -49,10 +50,10 @@ def put(engine: Engine, *, kind: str, body: dict[str, Any], context: dict[str, A
     the write lock once, not twice. Raises storage.replay.Claimed, writing nothing, when it was claimed already."""
     values = dict(kind=kind[:100], stream=stream[:60] if stream else None, body=body, context=context,
                   received_at=now, attempts=0)
-    with ack_write(engine) as session:
+    with ack_rows(engine) as conn:
         if claim is not None:
-            seen.claim_in(session, claim, now)
-        return session.execute(insert(_t).values(**values)).inserted_primary_key[0]
+            seen.claim_in(conn, claim, now)
+        return conn.execute(_PUT, values).inserted_primary_key[0]
 
 
 def claim(engine: Engine, now: datetime, lease: timedelta = LEASE, *, row_id: Optional[int] = None,
