@@ -11,16 +11,19 @@ earlier one of its stream is not done.
 """
 from __future__ import annotations
 
+import threading
 import uuid
+import weakref
 from datetime import datetime, timedelta
 from typing import Any, Optional
 
 from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
 from storage import replay as seen
 from storage.db import ack_rows, is_postgres, transaction
+from storage.inbox_batch import GroupPut
 from storage.models import InboxRow, UTCDateTime
 
 LEASE = timedelta(seconds=120)
@@ -50,10 +53,34 @@ def put(engine: Engine, *, kind: str, body: dict[str, Any], context: dict[str, A
     the write lock once, not twice. Raises storage.replay.Claimed, writing nothing, when it was claimed already."""
     values = dict(kind=kind[:100], stream=stream[:60] if stream else None, body=body, context=context,
                   received_at=now, attempts=0)
+    if is_postgres(engine):  # writers do not wait for one another there: each ack its own transaction
+        return _put_one(engine, values, claim, now)
+    return _group(engine).put(values, claim, now)
+
+
+def _put_one(engine: Engine, values: dict[str, Any], claim: Optional[str], now: datetime) -> int:
     with ack_rows(engine) as conn:
         if claim is not None:
             seen.claim_in(conn, claim, now)
-        return conn.execute(_PUT, values).inserted_primary_key[0]
+        return _insert_row(conn, values)
+
+
+def _insert_row(conn: Connection, values: dict[str, Any]) -> int:
+    return conn.execute(_PUT, values).inserted_primary_key[0]
+
+
+_groups: "weakref.WeakKeyDictionary[Engine, GroupPut]" = weakref.WeakKeyDictionary()
+_groups_lock = threading.Lock()
+
+
+def _group(engine: Engine) -> GroupPut:
+    """SQLite: the acks' rows queue per engine, written a batch at a time (storage.inbox_batch)."""
+    with _groups_lock:
+        group = _groups.get(engine)
+        if group is None:
+            group = _groups[engine] = GroupPut(
+                engine, _insert_row, lambda values, claim, now: _put_one(engine, values, claim, now))
+        return group
 
 
 def claim(engine: Engine, now: datetime, lease: timedelta = LEASE, *, row_id: Optional[int] = None,
