@@ -42,7 +42,7 @@ from commands.text import parse_command
 from storage import replay as seen
 from storage.db import ACK_WAIT, Busy
 
-from bot.listeners.common import answer_to
+from bot.listeners.common import answer_to, command_line
 from bot.messages.aftercare import FOLLOWUP_ACTION, RETRO_ACTION, START_DEPLOY
 from bot.messages.help import MENU_ACTIONS
 from bot.messages.home import SHOW_ACTION as HOME_SHOW
@@ -145,7 +145,7 @@ def register(app: App, svc: Services) -> None:
         key = identity(body)
         if key is None:
             return next_()
-        reads = req.context[_READS] = changes_nothing(body)
+        reads = req.context[_READS] = changes_nothing(body, req.context)
         if not reads and _defers(body):
             # Bolt runs the listener after the middleware returns, on this thread: the inbox's record takes
             # the claim with its row. Every command and click does its work after the ack; an ack half that
@@ -211,11 +211,12 @@ class _ReleasingAck(Ack):
         return response
 
 
-def changes_nothing(body: dict) -> bool:
-    """A delivery that only reads or opens a form: done twice, nothing is done twice."""
+def changes_nothing(body: dict, context: dict | None = None) -> bool:
+    """A delivery that only reads or opens a form: done twice, nothing is done twice. `context`: the
+    delivery's, where its parsed command line is kept for the ack half (bot.listeners.common.command_line)."""
     if body.get("command"):
         try:
-            cmd = parse_command(body.get("text", ""))
+            cmd = parse_command(body.get("text", "")) if context is None else command_line(context, body)
         except InputError:
             return True  # answered with the error in the ack
         return cmd.name in _READ_COMMANDS or (cmd.name == "blackout" and cmd.positional[:1] == ("list",))

@@ -90,3 +90,16 @@ def test_a_first_delivery_sent_while_a_writer_holds_the_database_is_still_told_b
         r = bot.command(LINE, user="U0DEV")
     assert r.json()["text"] == BUSY
     assert count(db, Release) == 0 and count(db, InboxRow) == 0 and count(db, SeenDelivery) == 0
+
+
+def test_the_command_line_is_parsed_once_before_the_ack(bot, monkeypatch):
+    from bot.listeners import common
+    parsed, parse = [], common.parse_command
+
+    def counting(text):
+        parsed.append(threading.current_thread().name)
+        return parse(text)
+
+    monkeypatch.setattr(common, "parse_command", counting)
+    assert bot.command(LINE, user="U0DEV").status_code == 200
+    assert len([name for name in parsed if name.startswith("waitress")]) == 1  # the guard's, kept for the ack half
