@@ -225,8 +225,9 @@ def make_engine(url: str = DEFAULT_URL, *, pool_size: int = 10) -> Engine:
             conn.exec_driver_sql("SET TRANSACTION READ ONLY")
         elif unit == "ack":
             wait_ms = max(1, int(conn.get_execution_options()[_WAIT_MS]))  # 0 would mean no limit
-            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{wait_ms}ms'")
-            conn.exec_driver_sql(f"SET LOCAL statement_timeout = '{ACK_STATEMENT}'")
+            # SET LOCAL both, in one round trip (set_config's third argument: for this transaction only)
+            conn.exec_driver_sql(f"SELECT set_config('lock_timeout', '{wait_ms}ms', true), "
+                                 f"set_config('statement_timeout', '{ACK_STATEMENT}', true)")
 
     return engine
 

@@ -53,8 +53,6 @@ def put(engine: Engine, *, kind: str, body: dict[str, Any], context: dict[str, A
     the write lock once, not twice. Raises storage.replay.Claimed, writing nothing, when it was claimed already."""
     values = dict(kind=kind[:100], stream=stream[:60] if stream else None, body=body, context=context,
                   received_at=now, attempts=0)
-    if is_postgres(engine):  # writers do not wait for one another there: each ack its own transaction
-        return _put_one(engine, values, claim, now)
     return _group(engine).put(values, claim, now)
 
 
@@ -74,7 +72,7 @@ _groups_lock = threading.Lock()
 
 
 def _group(engine: Engine) -> GroupPut:
-    """SQLite: the acks' rows queue per engine, written a batch at a time (storage.inbox_batch)."""
+    """The acks' rows queue per engine, written a batch at a time (storage.inbox_batch)."""
     with _groups_lock:
         group = _groups.get(engine)
         if group is None:

@@ -1,4 +1,4 @@
-"""SQLite: the inbox rows of acks waiting at the same time are written in one transaction (group commit).
+"""The inbox rows of acks that arrive together are written in one transaction (group commit).
 
 SQLite has one writer at a time. Under a burst every ack's row took its own
 BEGIN IMMEDIATE and commit, one after the other, and while another process held
@@ -8,7 +8,9 @@ free between two of them. Here the rows of acks that arrive while the lock is
 being waited for go together: the first of them waits at the write gate (as an ack,
 so after-ack work waiting there goes after it) and, once it holds the lock, takes
 every row queued by then. One BEGIN IMMEDIATE, one commit, each row committed
-before its ack is answered, as before.
+before its ack is answered, as before. On PostgreSQL nothing waits for a lock to
+begin: the first row's transaction takes the rows that arrived while it began (a
+ping, BEGIN and its timeouts: three round trips), and saves them their own.
 
 Each row's claim (storage.replay) is an INSERT … ON CONFLICT DO NOTHING, so a copy
 of a delivery claimed already is told so (Claimed) without spoiling the others'
@@ -21,6 +23,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
@@ -28,7 +31,10 @@ from storage.db import ACK_WAIT, Busy, ack_rows
 from storage.models import SeenDelivery
 from storage.replay import Claimed
 
-_CLAIM = sqlite_insert(SeenDelivery.__table__).on_conflict_do_nothing(index_elements=["key"])
+# RETURNING says whether it was inserted (rowcount of an INSERT is not kept by SQLAlchemy on PostgreSQL)
+_CLAIM = {dialect: insert(SeenDelivery.__table__).on_conflict_do_nothing(index_elements=["key"])
+          .returning(SeenDelivery.__table__.c.key) for dialect, insert in (("sqlite", sqlite_insert),
+                                                                            ("postgresql", pg_insert))}
 
 
 class _Row:
@@ -43,11 +49,12 @@ class _Row:
 
 
 class GroupPut:
-    """One engine's queue of inbox rows waiting for the write lock, and the row whose thread waits for it."""
+    """One engine's queue of inbox rows waiting for a transaction, and the row whose thread begins it."""
 
     def __init__(self, engine: Engine, insert_row: Callable[[Connection, dict[str, Any]], int],
                  put_one: Callable[[dict[str, Any], Optional[str], Any], int]):
         self._engine, self._insert_row, self._put_one = engine, insert_row, put_one
+        self._claim = _CLAIM[engine.dialect.name]
         self._changed = threading.Condition()
         self._queue: list[_Row] = []
         self._leader: Optional[_Row] = None  # the queued row whose thread waits for the lock for them all
@@ -111,7 +118,9 @@ class GroupPut:
 
     def _write(self, conn: Connection, batch: list[_Row]) -> None:
         for row in batch:
-            if row.claim is not None and conn.execute(_CLAIM, {"key": row.claim, "seen_at": row.now}).rowcount == 0:
+            claimed = row.claim is None or conn.execute(
+                self._claim, {"key": row.claim, "seen_at": row.now}).first() is not None
+            if not claimed:
                 row.error = Claimed(row.claim)
                 continue
             row.row_id = self._insert_row(conn, row.values)
