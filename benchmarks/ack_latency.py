@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
@@ -66,12 +67,20 @@ def request_text(i: int) -> str:
 
 
 class Process:
-    """A server in a child process, on 127.0.0.1 and a free port."""
+    """A server in a child process, on 127.0.0.1 and a free port.
+
+    Its stderr is read all along, by a thread of this process, and only its last lines are kept (`log`):
+    a pipe nobody reads fills at 64 KiB and then blocks the child's next write, which stopped the servers
+    in the middle of a burst (a waitress "Task queue depth" warning per queued request)."""
 
     def __init__(self, argv: list[str], env: dict[str, str], port: int):
         self.port = port
         self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      text=True)
+        self.log: deque[str] = deque(maxlen=200)
+        self.lines = 0
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         deadline = time.monotonic() + 30
         while True:  # wait until it accepts connections
             try:
@@ -79,8 +88,14 @@ class Process:
                     return
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{argv} did not start: {self.proc.stderr.read()[-2000:]}")
+                    self._reader.join(5)
+                    raise RuntimeError(f"{argv} did not start: {''.join(self.log)[-2000:]}")
                 time.sleep(0.05)
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.log.append(line)
+            self.lines += 1
 
     @property
     def url(self) -> str:

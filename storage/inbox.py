@@ -11,16 +11,19 @@ earlier one of its stream is not done.
 """
 from __future__ import annotations
 
+import threading
 import uuid
+import weakref
 from datetime import datetime, timedelta
 from typing import Any, Optional
 
 from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
 from storage import replay as seen
-from storage.db import ack_write, is_postgres, transaction
+from storage.db import ack_rows, is_postgres, transaction
+from storage.inbox_batch import GroupPut
 from storage.models import InboxRow, UTCDateTime
 
 LEASE = timedelta(seconds=120)
@@ -37,6 +40,7 @@ _in_order = or_(_t.c.stream.is_(None),
 _CLAIM = (update(_t).where(_t.c.id == bindparam("row_id"), _claimable)
           .values(claimed_until=bindparam("lease_until", type_=UTCDateTime()), claim_token=bindparam("token"),
                   attempts=_t.c.attempts + 1))
+_PUT = insert(_t)  # built once (SQLAlchemy compiles it once); put passes the values
 _DONE = (update(_t).where(_t.c.id == bindparam("row_id"), _t.c.claim_token == bindparam("token"))
          .values(done_at=bindparam("at", type_=UTCDateTime()), claimed_until=None, result=bindparam("outcome")))
 
@@ -49,10 +53,32 @@ def put(engine: Engine, *, kind: str, body: dict[str, Any], context: dict[str, A
     the write lock once, not twice. Raises storage.replay.Claimed, writing nothing, when it was claimed already."""
     values = dict(kind=kind[:100], stream=stream[:60] if stream else None, body=body, context=context,
                   received_at=now, attempts=0)
-    with ack_write(engine) as session:
+    return _group(engine).put(values, claim, now)
+
+
+def _put_one(engine: Engine, values: dict[str, Any], claim: Optional[str], now: datetime) -> int:
+    with ack_rows(engine) as conn:
         if claim is not None:
-            seen.claim_in(session, claim, now)
-        return session.execute(insert(_t).values(**values)).inserted_primary_key[0]
+            seen.claim_in(conn, claim, now)
+        return _insert_row(conn, values)
+
+
+def _insert_row(conn: Connection, values: dict[str, Any]) -> int:
+    return conn.execute(_PUT, values).inserted_primary_key[0]
+
+
+_groups: "weakref.WeakKeyDictionary[Engine, GroupPut]" = weakref.WeakKeyDictionary()
+_groups_lock = threading.Lock()
+
+
+def _group(engine: Engine) -> GroupPut:
+    """The acks' rows queue per engine, written a batch at a time (storage.inbox_batch)."""
+    with _groups_lock:
+        group = _groups.get(engine)
+        if group is None:
+            group = _groups[engine] = GroupPut(
+                engine, _insert_row, lambda values, claim, now: _put_one(engine, values, claim, now))
+        return group
 
 
 def claim(engine: Engine, now: datetime, lease: timedelta = LEASE, *, row_id: Optional[int] = None,

@@ -9,17 +9,18 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, insert, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from storage.db import ACK_WAIT, ack_write, read, transaction
+from storage.db import ACK_WAIT, ack_rows, ack_write, read, transaction
 from storage.models import SeenDelivery
 
 WINDOW = timedelta(minutes=5)  # Slack's signature window
 KEEP = WINDOW + timedelta(minutes=10)  # + a timestamp up to five minutes ahead, + clock skew
 
 _TABLE = SeenDelivery.__table__
+_INSERT = insert(_TABLE)  # built once: executed with its values, it is compiled once (SQLAlchemy's cache)
 
 
 def claim(db: Engine, key: str, now: datetime, wait: float = ACK_WAIT) -> bool:
@@ -29,8 +30,8 @@ def claim(db: Engine, key: str, now: datetime, wait: float = ACK_WAIT) -> bool:
     It runs before the ack, so it waits for the lock only briefly: storage.db.Busy when another
     writer holds it, and then nothing is claimed (the same delivery sent again is the first)."""
     try:
-        with ack_write(db, wait) as session:
-            session.execute(insert(_TABLE).values(key=key, seen_at=now))
+        with ack_rows(db, wait) as conn:
+            conn.execute(_INSERT, {"key": key, "seen_at": now})
     except IntegrityError:
         return False
     return True
@@ -46,12 +47,12 @@ def seen_already(db: Engine, key: str) -> bool:
         return session.execute(select(_TABLE.c.key).where(_TABLE.c.key == key)).first() is not None
 
 
-def claim_in(session: Session, key: str, now: datetime) -> None:
+def claim_in(conn: Connection | Session, key: str, now: datetime) -> None:
     """Claim inside the caller's transaction, so the claim and the work it guards commit together (or
     neither does). Raises Claimed when it was claimed first elsewhere (the caller's transaction is then
     rolled back: nothing of it was written)."""
     try:
-        session.execute(insert(_TABLE).values(key=key, seen_at=now))
+        conn.execute(_INSERT, {"key": key, "seen_at": now})
     except IntegrityError:
         raise Claimed(key) from None
 

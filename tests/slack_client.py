@@ -25,6 +25,9 @@ APP_ID = "A0001"
 TEAM_DOMAIN = "emulated"
 # The deprecated verification token: Slack still sends it, Bolt ignores it.
 VERIFICATION_TOKEN = "verification-token"
+# One sequence for every client of the process: two clients clicking for the same person in the same second
+# (benchmarks/ack_burst.py's) must not send the same action_ts, which would make the second a replay.
+_CLICKS = itertools.count(1)
 
 
 class SlackClient:
@@ -89,7 +92,7 @@ class SlackClient:
 
     def _action_ts(self) -> str:
         # Slack's action_ts tells one click from the next; two clicks in a test may share a microsecond.
-        return f"{int(time.time())}.{next(self._seq):06d}"
+        return f"{int(time.time())}.{next(_CLICKS):06d}"
 
     def _response_url(self, kind: str, user: str) -> str:
         name = f"{kind}-{next(self._seq)}-{user}"  # whose request it answers (SlackEmulator.said_to)

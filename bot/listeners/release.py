@@ -32,7 +32,8 @@ from storage import outbox
 from storage.db import ACK_WAIT, Busy
 
 from bot.listeners import bridge, calendar, deploy, evidence, metrics, nonconformance, validation
-from bot.listeners.common import answer_to, as_respond, carry_answer, just_ack, locale_for, run, user_profile
+from bot.listeners.common import (answer_to, as_respond, carry_answer, command_line, just_ack, locale_for, run,
+                                  user_profile)
 from bot.messages import modal
 from bot.messages import help as help_msg, roles as roles_msg
 from bot.messages.release import LIST_PAGE, RESCHEDULE_ACTION, error_text, list_message, record_messages
@@ -47,9 +48,9 @@ def register(app: App, svc: Services) -> None:
     # thread and answers Slack at once, and a lazy function that does the work
     # on a worker thread afterwards. So the ack never queues behind earlier
     # requests' database and Slack calls.
-    def ack_command(ack, body):
+    def ack_command(ack, body, context):
         try:
-            cmd = parse_command(body.get("text", ""))
+            cmd = command_line(context, body)
         except InputError as exc:
             ack(response_type="ephemeral", text=error_text(exc.message, exc.form))
             return

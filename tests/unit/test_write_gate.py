@@ -52,3 +52,31 @@ def test_an_ack_write_is_busy_while_after_ack_work_of_this_process_writes(tmp_pa
             session.connection()
     finally:
         db.dispose()
+
+
+def test_after_ack_work_waiting_for_sqlites_lock_lets_an_ack_that_came_go_first():
+    gate, order = WriteGate(), []
+    work, ack = object(), object()
+    assert gate.enter(work, ack=False, timeout=1)  # it holds the gate and waits for another process's lock
+
+    def acking() -> None:
+        assert gate.enter(ack, ack=True, timeout=30)
+        order.append("ack")
+        gate.leave(ack)
+
+    thread = threading.Thread(target=acking)
+    thread.start()
+    assert gate.wait_for_waiting(1, timeout=30)
+    assert gate.step_aside(work, timeout=30)  # back once the ack has been and gone
+    order.append("after-ack work")
+    thread.join(30)
+    assert order == ["ack", "after-ack work"]
+    assert not gate.enter(object(), ack=True, timeout=0)  # it holds the gate again
+    gate.leave(work)
+
+
+def test_stepping_aside_with_no_ack_waiting_keeps_the_gate():
+    gate, work = WriteGate(), object()
+    assert gate.enter(work, ack=False, timeout=1)
+    assert gate.step_aside(work, timeout=0)
+    assert not gate.enter(object(), ack=True, timeout=0)
