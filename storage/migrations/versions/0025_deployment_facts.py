@@ -52,9 +52,11 @@ def upgrade() -> None:
     op.create_index("ix_release_emergency", "release", EMERGENCY, sqlite_where=sa.text(IS_EMERGENCY),
                     postgresql_where=sa.text(IS_EMERGENCY))
     dialect = op.get_bind().dialect
-    op.execute(deployment_facts.backfill(dialect))
+    # the triggers first: on PostgreSQL making them locks the three tables against writers until this
+    # commits, so the copy below misses no deployment written meanwhile
     for statement in deployment_facts.create(dialect):
         op.execute(statement)
+    op.execute(deployment_facts.backfill(dialect))
 
 
 def downgrade() -> None:
