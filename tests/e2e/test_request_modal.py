@@ -168,7 +168,8 @@ def test_a_chosen_type_adds_its_controls_and_one_that_drops_derived_controls_is_
     assert weaker.misclassified and weaker.required_roles == {"cab": 2, "release_manager": 1, "security": 1,
                                                               "engineering_lead": 1, "qa_lead": 1}
     with Session(db) as s:
-        acts = [e.action for e in s.exec(select(AuditEvent).where(AuditEvent.release_id == weaker.id))]
+        acts = [e.action for e in s.exec(select(AuditEvent).where(AuditEvent.release_id == weaker.id)
+                                        .order_by(AuditEvent.id))]
     # major needs 14 days' lead time; this window is 8 days out, so planning flags it too
     assert acts == ["requested", "misclassified", "planning_checked"]
     said = bot.emulator.calls_to("chat.postEphemeral")[-1].args["text"]

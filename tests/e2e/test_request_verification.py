@@ -51,7 +51,7 @@ def running(db, clock, policy, emulator, env):
 
 def rows(db, model) -> list:
     with Session(db) as s:
-        return list(s.exec(select(model)))
+        return list(s.exec(select(model).order_by(model.id)))
 
 
 def requested(db, clock, policy) -> Release:
