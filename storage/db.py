@@ -257,13 +257,8 @@ def read(engine: Engine) -> Iterator[Session]:
 def ack_write(engine: Engine, wait: float = ACK_WAIT) -> Iterator[Session]:
     """A write that runs before Slack's ack: waits about `wait` seconds (ACK_WAIT) for its locks, then
     raises Busy (rolled back: nothing written). Everything inside commits together, as in `transaction`."""
-    try:
-        with _unit(engine, "ack", {_WAIT_MS: int(min(wait, ACK_WAIT) * 1000)}) as session:
-            yield session
-    except DBAPIError as exc:
-        if is_lock_timeout(exc):
-            raise Busy(str(exc.orig)) from exc
-        raise
+    with _lock_timeout_is_busy(), _unit(engine, "ack", _ack_options(wait)) as session:
+        yield session
 
 
 @contextmanager
@@ -271,11 +266,21 @@ def ack_rows(engine: Engine, wait: float = ACK_WAIT) -> Iterator[Connection]:
     """`ack_write` on a Core connection, for the one or two rows an ack writes (the replay claim, the inbox
     row) with prebuilt statements: an ORM session and a statement built per call cost an ack about 0.4 ms
     of CPU that those inserts do not need."""
+    with _lock_timeout_is_busy(), engine.connect() as conn:
+        conn.execution_options(**{_UNIT: "ack", **_ack_options(wait)})
+        with conn.begin():
+            yield conn
+
+
+def _ack_options(wait: float) -> dict:
+    return {_WAIT_MS: int(min(wait, ACK_WAIT) * 1000)}
+
+
+@contextmanager
+def _lock_timeout_is_busy() -> Iterator[None]:
+    """An ack's write whose lock wait ran out raises Busy (rolled back: nothing written)."""
     try:
-        with engine.connect() as conn:
-            conn.execution_options(**{_UNIT: "ack", _WAIT_MS: int(min(wait, ACK_WAIT) * 1000)})
-            with conn.begin():
-                yield conn
+        yield
     except DBAPIError as exc:
         if is_lock_timeout(exc):
             raise Busy(str(exc.orig)) from exc

@@ -23,18 +23,10 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from storage.db import ACK_WAIT, Busy, ack_rows
-from storage.models import SeenDelivery
-from storage.replay import Claimed
-
-# RETURNING says whether it was inserted (rowcount of an INSERT is not kept by SQLAlchemy on PostgreSQL)
-_CLAIM = {dialect: insert(SeenDelivery.__table__).on_conflict_do_nothing(index_elements=["key"])
-          .returning(SeenDelivery.__table__.c.key) for dialect, insert in (("sqlite", sqlite_insert),
-                                                                            ("postgresql", pg_insert))}
+from storage.replay import Claimed, claimed
 
 
 class _Row:
@@ -54,7 +46,6 @@ class GroupPut:
     def __init__(self, engine: Engine, insert_row: Callable[[Connection, dict[str, Any]], int],
                  put_one: Callable[[dict[str, Any], Optional[str], Any], int]):
         self._engine, self._insert_row, self._put_one = engine, insert_row, put_one
-        self._claim = _CLAIM[engine.dialect.name]
         self._changed = threading.Condition()
         self._queue: list[_Row] = []
         self._leader: Optional[_Row] = None  # the queued row whose thread waits for the lock for them all
@@ -118,9 +109,7 @@ class GroupPut:
 
     def _write(self, conn: Connection, batch: list[_Row]) -> None:
         for row in batch:
-            claimed = row.claim is None or conn.execute(
-                self._claim, {"key": row.claim, "seen_at": row.now}).first() is not None
-            if not claimed:
+            if row.claim is not None and not claimed(conn, row.claim, row.now):
                 row.error = Claimed(row.claim)
                 continue
             row.row_id = self._insert_row(conn, row.values)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
 
 from storage.db import ACK_WAIT, ack_rows, ack_write, read, transaction
 from storage.models import SeenDelivery
@@ -20,7 +20,11 @@ WINDOW = timedelta(minutes=5)  # Slack's signature window
 KEEP = WINDOW + timedelta(minutes=10)  # + a timestamp up to five minutes ahead, + clock skew
 
 _TABLE = SeenDelivery.__table__
-_INSERT = insert(_TABLE)  # built once: executed with its values, it is compiled once (SQLAlchemy's cache)
+# Built once (compiled once, SQLAlchemy's cache). ON CONFLICT DO NOTHING: a copy claimed already writes
+# nothing and leaves the caller's transaction usable (a batch of acks' rows goes on: storage.inbox_batch);
+# RETURNING says whether it was inserted (SQLAlchemy keeps no rowcount of an INSERT on PostgreSQL).
+_CLAIM = {dialect: insert(_TABLE).on_conflict_do_nothing(index_elements=["key"]).returning(_TABLE.c.key)
+          for dialect, insert in (("sqlite", sqlite_insert), ("postgresql", pg_insert))}
 
 
 def claim(db: Engine, key: str, now: datetime, wait: float = ACK_WAIT) -> bool:
@@ -29,12 +33,14 @@ def claim(db: Engine, key: str, now: datetime, wait: float = ACK_WAIT) -> bool:
     Its own short transaction (one indexed insert), so it commits before the work it guards starts.
     It runs before the ack, so it waits for the lock only briefly: storage.db.Busy when another
     writer holds it, and then nothing is claimed (the same delivery sent again is the first)."""
-    try:
-        with ack_rows(db, wait) as conn:
-            conn.execute(_INSERT, {"key": key, "seen_at": now})
-    except IntegrityError:
-        return False
-    return True
+    with ack_rows(db, wait) as conn:
+        return claimed(conn, key, now)
+
+
+def claimed(conn: Connection, key: str, now: datetime) -> bool:
+    """Claim inside the caller's transaction: True if this took it, False (nothing written) if it was
+    taken already."""
+    return conn.execute(_CLAIM[conn.dialect.name], {"key": key, "seen_at": now}).first() is not None
 
 
 class Claimed(Exception):
@@ -47,14 +53,12 @@ def seen_already(db: Engine, key: str) -> bool:
         return session.execute(select(_TABLE.c.key).where(_TABLE.c.key == key)).first() is not None
 
 
-def claim_in(conn: Connection | Session, key: str, now: datetime) -> None:
+def claim_in(conn: Connection, key: str, now: datetime) -> None:
     """Claim inside the caller's transaction, so the claim and the work it guards commit together (or
     neither does). Raises Claimed when it was claimed first elsewhere (the caller's transaction is then
     rolled back: nothing of it was written)."""
-    try:
-        conn.execute(_INSERT, {"key": key, "seen_at": now})
-    except IntegrityError:
-        raise Claimed(key) from None
+    if not claimed(conn, key, now):
+        raise Claimed(key)
 
 
 def release(db: Engine, key: str, *, in_ack: bool = True) -> None:
