@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from commands import unmatched
 from commands.clock import Clock
 from commands.deploy import CHECKLIST, Deployer
-from commands.github_gate import artifact_of, match_release
+from commands.github_gate import match_release, provenance_of
 from commands.outcome import Outcome
 from commands.pipeline import Report, report_deployment
 from commands.policy import Policy
@@ -69,9 +69,8 @@ def deployer_of(db: Engine, deployment_id: int) -> str | None:
 def report(ev: StatusEvent) -> Report:
     given = ev.payload.get("checklist")
     checklist = {k: given.get(k) is True for k, _ in CHECKLIST} if isinstance(given, dict) else {}
-    # the same artefact and commit as the protection rule checked (commands.github_gate.provenance_of)
-    return Report(STATUSES[ev.state], checklist, artifact=artifact_of(ev.payload, ev.ref),
-                  commit=(ev.sha or "").strip()[:80] or None, pipeline_url=ev.url,
+    made = provenance_of(ev.payload, ev.ref, ev.sha)  # the same artefact and commit as the protection rule checked
+    return Report(STATUSES[ev.state], checklist, artifact=made.artifact, commit=made.commit, pipeline_url=ev.url,
                   note=f"GitHub deployment {ev.deployment_id} of {ev.repo} to {ev.environment}: {ev.state}")
 
 
