@@ -10,6 +10,8 @@ from sqlalchemy.engine import Engine
 from commands.clock import Clock
 from commands.outcome import Actor
 from commands.policy import Policy
+from storage import ack_lane
+from storage.db import is_postgres
 
 from bot.config import Config, check_api_environments
 from bot.delivery import Delivery
@@ -46,6 +48,8 @@ def build_services(config: Config, db: Engine, clock: Clock, policy: Policy) -> 
     client = WebClient(token=config.bot_token, base_url=config.api_url, timeout=10,
                        retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=1)])
     roles = RoleDirectory(policy, client, clock)
+    if is_postgres(db):
+        ack_lane.lane(db, config.http_threads)  # an ack's connection for each thread that answers Slack
     svc = Services(config=config, db=db, clock=clock, policy=policy, client=client, roles=roles,
                    delivery=Delivery(db, client, clock, config.release_channel, policy, roles=roles),
                    people=People(client, clock))

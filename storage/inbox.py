@@ -21,7 +21,7 @@ from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, selec
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
-from storage import replay as seen
+from storage import ack_lane, replay as seen
 from storage.db import ack_rows, is_postgres, transaction
 from storage.inbox_batch import GroupPut
 from storage.models import InboxRow, UTCDateTime
@@ -50,9 +50,16 @@ def put(engine: Engine, *, kind: str, body: dict[str, Any], context: dict[str, A
     """Record one delivery's work; its id. Raises storage.db.Busy when the database is held past the ack's short wait.
 
     `claim`: the delivery's identity (bot.replay), claimed in the same transaction: the ack path then takes
-    the write lock once, not twice. Raises storage.replay.Claimed, writing nothing, when it was claimed already."""
+    the write lock once, not twice. Raises storage.replay.Claimed, writing nothing, when it was claimed already.
+    SQLite: with the rows of acks arriving meanwhile (storage.inbox_batch); PostgreSQL: one statement on the
+    ack lane (storage.ack_lane)."""
     values = dict(kind=kind[:100], stream=stream[:60] if stream else None, body=body, context=context,
                   received_at=now, attempts=0)
+    if is_postgres(engine):
+        row_id = ack_lane.put(engine, values, claim, now)
+        if row_id is None:
+            raise seen.Claimed(claim)
+        return row_id
     return _group(engine).put(values, claim, now)
 
 

@@ -8,9 +8,9 @@ free between two of them. Here the rows of acks that arrive while the lock is
 being waited for go together: the first of them waits at the write gate (as an ack,
 so after-ack work waiting there goes after it) and, once it holds the lock, takes
 every row queued by then. One BEGIN IMMEDIATE, one commit, each row committed
-before its ack is answered, as before. On PostgreSQL nothing waits for a lock to
-begin: the first row's transaction takes the rows that arrived while it began (a
-ping, BEGIN and its timeouts: three round trips), and saves them their own.
+before its ack is answered, as before. SQLite's alone: on PostgreSQL an ack's
+rows are one autocommit statement that waits for no other writer
+(storage.ack_lane), so there is nothing to share.
 
 Each row's claim (storage.replay) is an INSERT … ON CONFLICT DO NOTHING, so a copy
 of a delivery claimed already is told so (Claimed) without spoiling the others'

@@ -13,7 +13,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
-from storage.db import ACK_WAIT, ack_rows, ack_write, read, transaction
+from storage import ack_lane
+from storage.db import ACK_WAIT, ack_rows, ack_write, is_postgres, read, transaction
 from storage.models import SeenDelivery
 
 WINDOW = timedelta(minutes=5)  # Slack's signature window
@@ -32,7 +33,11 @@ def claim(db: Engine, key: str, now: datetime, wait: float = ACK_WAIT) -> bool:
 
     Its own short transaction (one indexed insert), so it commits before the work it guards starts.
     It runs before the ack, so it waits for the lock only briefly: storage.db.Busy when another
-    writer holds it, and then nothing is claimed (the same delivery sent again is the first)."""
+    writer holds it, and then nothing is claimed (the same delivery sent again is the first).
+    On PostgreSQL one statement on the ack lane (storage.ack_lane), which waits ACK_WAIT whatever `wait`
+    says: there it waits only for a copy of the same delivery in flight or a schema change."""
+    if is_postgres(db):
+        return ack_lane.claim(db, key, now)
     with ack_rows(db, wait) as conn:
         return claimed(conn, key, now)
 

@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 from bot.replay import BUSY
 from held_locks import writer_holds_the_database
 from slack_client import Recorder
+from storage import ack_lane
 from storage.models import InboxRow, Release, SeenDelivery
 
 LINE = ('request service=payments version=2.3.1 type=minor flags=feature start="2026-12-01 14:00" tz=Europe/London '
@@ -21,18 +22,28 @@ LINE = ('request service=payments version=2.3.1 type=minor flags=feature start="
 @contextmanager
 def ack_writes(db):
     """The transactions begun on the HTTP threads (the ack path) while inside: "ack" for an ack-path write
-    (storage.db.ack_write), "read" for a read, "write" for any other."""
+    (storage.db.ack_write, or on PostgreSQL one statement on the ack lane: storage.ack_lane, autocommit),
+    "read" for a read, "write" for any other."""
     begun: list[str] = []
 
     def on_begin(conn):
         if threading.current_thread().name.startswith("waitress"):
             begun.append(conn.get_execution_options().get("releasebot_unit", "write"))
 
+    def on_lane(*_args):
+        if threading.current_thread().name.startswith("waitress"):
+            begun.append("ack")
+
+    lane = ack_lane.lane(db).engine if db.dialect.name == "postgresql" else None
     event.listen(db, "begin", on_begin)
+    if lane is not None:
+        event.listen(lane, "before_cursor_execute", on_lane)
     try:
         yield begun
     finally:
         event.remove(db, "begin", on_begin)
+        if lane is not None:
+            event.remove(lane, "before_cursor_execute", on_lane)
 
 
 def count(db, model) -> int:

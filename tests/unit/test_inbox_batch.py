@@ -90,7 +90,10 @@ def test_puts_at_once_each_write_their_row_and_claim(db):
         ids = list(pool.map(lambda key: put(db, key), ["a", "b", "c", "d"]))
     begun = begun[:]  # before rows() reads
     assert len(set(ids)) == 4 and rows(db) == (["a", "b", "c", "d"], 4)
-    assert 1 <= len(begun) <= 4  # those that queued went together
+    if db.dialect.name == "sqlite":
+        assert 1 <= len(begun) <= 4  # those that queued went together
+    else:
+        assert begun == []  # each its own statement on the ack lane (storage.ack_lane), none on the engine
 
 
 def test_a_copy_is_claimed_already_and_writes_no_row(db):
