@@ -22,7 +22,7 @@ from commands.approval import GO, NOGO
 from commands.clock import Clock
 from commands.decision import Decision, decide
 from commands.errors import InputError, Refused
-from commands.outcome import Actor, Outcome
+from commands.outcome import Actor, Outcome, Reason
 from commands.classification import controls
 from commands.policy import Policy
 from commands.provenance import NOT_YET_ASKED, Provenance
@@ -117,6 +117,9 @@ def deployer_role(who: Deployer, policy: Policy) -> str | None:
     return None
 
 
+NOT_APPROVED, OUTSIDE_WINDOW = "not_approved", "outside_window"  # Reason codes: votes or time may fix these
+
+
 def gate_reasons(release: Release, session: Session, who: Deployer, now: datetime,
                  checklist: Mapping[str, bool], policy: Policy, prov: Provenance | None = None) -> list[str]:
     """Every reason the deployment may not start now; empty means it may. `prov`: the artefact, commit and
@@ -124,15 +127,16 @@ def gate_reasons(release: Release, session: Session, who: Deployer, now: datetim
     reasons = []
     votes = current_votes(session, release)
     if release.state != APPROVED:
-        reasons.append(f"{release.ref} is {release.state}, not approved")
+        reasons.append(Reason(f"{release.ref} is {release.state}, not approved", NOT_APPROVED))
     for v in votes:
         if v.decision == NOGO:
             reasons.append(f"a No-go from {v.voter_id} ({v.role}) stands: {v.note}")
     if not release.start_at <= now < release.end_at:
         end_show = "t" if release.end_at.date() == release.start_at.date() else "dt"
-        reasons.append(f"now ({when(now)}) is outside the planned window "
-                       f"{when(release.start_at)}–{when(release.end_at, show=end_show)}; reschedule it with "
-                       f"/release reschedule {release.ref} start=… (rescheduling resets the votes)")
+        reasons.append(Reason(f"now ({when(now)}) is outside the planned window "
+                              f"{when(release.start_at)}–{when(release.end_at, show=end_show)}; reschedule it "
+                              f"with /release reschedule {release.ref} start=… (rescheduling resets the votes)",
+                              OUTSIDE_WINDOW))
     for identity in who.identities:  # the person and the pipeline carrying it
         mine = next((v for v in votes if v.voter_id == identity and v.decision in (GO, NOGO)), None)
         if mine:

@@ -37,7 +37,7 @@ from sqlmodel import Session
 from commands import announce
 from commands.clock import Clock
 from commands.decision import refuse
-from commands.deploy import CHECKLIST, Deployer, gate_reasons
+from commands.deploy import CHECKLIST, NOT_APPROVED, OUTSIDE_WINDOW, Deployer, gate_reasons
 from commands.provenance import Provenance
 from commands.errors import InputError, NotFound, Refused
 from commands.outcome import Outcome
@@ -232,12 +232,12 @@ def _checklist(payload: Mapping[str, Any]) -> dict[str, bool]:
 
 def _waitable(release: Release, now: datetime, reasons: list[str]) -> list[str] | None:
     """The reasons left once those that time or votes fix are set aside; None when none of them applies."""
-    not_approved = f"{release.ref} is {release.state}, not approved"
     early = now < release.start_at
     if release.state not in (PENDING, APPROVED) or (release.state == APPROVED and not early):
         return None
-    # the gate words these two (commands.deploy.gate_reasons); anything else it says is a refusal
-    return [r for r in reasons if r != not_approved and not (early and r.startswith(f"now ({when(now)}) is outside"))]
+    # by the gate's codes for these two (commands.deploy.gate_reasons); anything else it says is a refusal
+    waits = {NOT_APPROVED, OUTSIDE_WINDOW} if early else {NOT_APPROVED}
+    return [r for r in reasons if getattr(r, "code", None) not in waits]
 
 
 def _decide(session: Session, gr: GithubRequest, release: Release | None, who: Deployer | None,

@@ -43,3 +43,16 @@ class Outcome:
     changed: bool = False  # something was committed (and may have queued announcements)
     refused: bool = False
     data: dict[str, Any] = field(default_factory=dict)
+
+
+class Reason(str):
+    """One reason a control gives, in a person's words, with a code for the code that must tell reasons apart
+    (GitHub's gate waits on the two that time or votes fix: commands.github_gate). A plain str everywhere
+    else: joined, shown, audited."""
+
+    code: str
+
+    def __new__(cls, text: str, code: str) -> "Reason":
+        reason = super().__new__(cls, text)
+        reason.code = code
+        return reason

@@ -486,3 +486,25 @@ def test_the_gate_lets_an_executive_override_of_the_blackout_stand(db, clock, po
     ready_to_deploy(db, clock, rid, POLICY)
     clock.set(IN_WINDOW)
     assert gate(db, clock, rid) == []
+
+
+def test_the_reasons_that_time_or_votes_fix_carry_a_code_besides_their_words(db, clock, policy):
+    rid = approved(db, clock, policy)
+    nogo(db, clock, "U0RM", rid, reason="change freeze")
+    reasons = gate(db, clock, rid, checklist={})
+    codes = [getattr(r, "code", None) for r in reasons]
+    assert codes[:2] == ["not_approved", None] and codes[2] == "outside_window"  # the No-go's has none
+    assert reasons[0] == f"REL-{rid} is pending, not approved"  # still a person's words, as before
+
+
+def test_githubs_wait_goes_by_the_codes_not_by_the_gates_wording(monkeypatch):
+    from types import SimpleNamespace
+
+    from commands import github_gate
+    from commands.outcome import Reason
+    early = SimpleNamespace(state="pending", start_at=OPENS, ref="REL-1")
+    reworded = [Reason("awaiting the vote", "not_approved"), Reason("too soon", "outside_window")]
+    assert github_gate._waitable(early, OPENS - timedelta(hours=1), reworded) == []
+    # the same words without the code are a refusal: no wording is matched
+    worded = ["REL-1 is pending, not approved"]
+    assert github_gate._waitable(early, OPENS - timedelta(hours=1), worded) == worded
