@@ -26,6 +26,7 @@ from storage import outbox
 from storage.db import read
 
 from bot.api import api_app
+from bot.http_prologue import Answered, plain as _plain, posted_body
 from bot.delivery import NOT_IN_CHANNEL_CODES
 from bot.feed import feed_app
 from bot.services import Services
@@ -47,9 +48,6 @@ RETRY_BUSY = "5"
 # half-open sockets cannot hold the connection slots; poll() because select() cannot watch more than 1024.
 SERVER_OPTIONS = {"threads": THREADS, "connection_limit": 500, "channel_timeout": 10, "cleanup_interval": 2,
                   "max_request_body_size": SLACK_MAX_BODY, "asyncore_use_poll": True, "ident": "releasebot"}
-
-_TEXT = [("Content-Type", "text/plain; charset=utf-8")]
-
 
 def wsgi_app(app: App, db: Engine, svc: Services) -> Callable:
     # In Socket Mode Slack's requests arrive over the WebSocket (bot/socket_mode.py), so /slack/events is not
@@ -84,8 +82,7 @@ def wsgi_app(app: App, db: Engine, svc: Services) -> Callable:
             status, body = health(db)
             start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
-        start_response("404 Not Found", list(_TEXT))
-        return [b"not found\n"]
+        return _plain(start_response, "404 Not Found", b"not found\n")
 
     return application
 
@@ -108,13 +105,9 @@ def verified(slack: Callable, signing_secret: str) -> Callable:
     secret = signing_secret.encode("utf-8")
 
     def application(environ, start_response) -> Iterable[bytes]:
-        if environ.get("REQUEST_METHOD") != "POST":
-            return _plain(start_response, "405 Method Not Allowed", b"POST only\n", [("Allow", "POST")])
-        body = read_capped(environ, SLACK_MAX_BODY)
-        if body is None:
-            return _plain(start_response, "413 Content Too Large", b"request body too large\n")
-        if body is False:
-            return _plain(start_response, "400 Bad Request", b"malformed Content-Length\n")
+        body = posted_body(environ, start_response, SLACK_MAX_BODY)
+        if isinstance(body, Answered):
+            return body
         if not signed(secret, body, environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", ""),
                       environ.get("HTTP_X_SLACK_SIGNATURE", "")):
             if _ssl_check(body):
@@ -156,22 +149,6 @@ def _ssl_check(body: bytes) -> bool:
         return False
 
 
-def read_capped(environ, cap: int) -> bytes | None | bool:
-    """The body, or None when it is longer than `cap`, or False when Content-Length is not a number.
-    Content-Length is checked before reading; without one (a chunked body) at most cap + 1 bytes are read."""
-    stream = environ.get("wsgi.input")
-    declared = (environ.get("CONTENT_LENGTH") or "").strip()
-    if declared:
-        if not declared.isdigit():
-            return False
-        length = int(declared)
-        if length > cap:
-            return None
-        return stream.read(length) if length and stream is not None else b""
-    body = stream.read(cap + 1) if stream is not None else b""
-    return None if len(body) > cap else body
-
-
 def bounded(inner: Callable, limit: int, name: str) -> Callable:
     """At most `limit` requests in `inner` at once; the next is told to come back (503), never queued on
     waitress's threads."""
@@ -188,9 +165,3 @@ def bounded(inner: Callable, limit: int, name: str) -> Callable:
             slots.release()
 
     return application
-
-
-def _plain(start_response, status: str, body: bytes, headers=()) -> list[bytes]:
-    start_response(status, [*_TEXT, ("Content-Length", str(len(body))), *headers])
-    return [body]
-

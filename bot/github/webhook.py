@@ -20,6 +20,7 @@ from commands.text import unstorable_field
 from storage import outbox
 from storage.db import Busy, ack_write
 
+from bot.http_prologue import Answered, plain as _plain, posted_body
 from bot.logging_safe import loggable
 from bot.services import Services
 
@@ -28,7 +29,6 @@ log = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024  # bot.server.SLACK_MAX_BODY: waitress refuses larger bodies before this sees them
 EVENTS = ("deployment_protection_rule", "deployment_status")
 _DELIVERY = re.compile(r"[A-Za-z0-9-]{1,100}")
-_TEXT = [("Content-Type", "text/plain; charset=utf-8")]
 
 
 def signature_ok(secret: bytes, body: bytes, header: str) -> bool:
@@ -39,17 +39,12 @@ def signature_ok(secret: bytes, body: bytes, header: str) -> bool:
 
 
 def webhook_app(svc: Services) -> Callable:
-    from bot.server import read_capped  # the one capped body reader
     secret = svc.config.github.webhook_secret.encode("utf-8")
 
     def application(environ, start_response) -> Iterable[bytes]:
-        if environ.get("REQUEST_METHOD") != "POST":
-            return _plain(start_response, "405 Method Not Allowed", b"POST only\n", [("Allow", "POST")])
-        body = read_capped(environ, MAX_BODY)
-        if body is None:
-            return _plain(start_response, "413 Content Too Large", b"request body too large\n")
-        if body is False:
-            return _plain(start_response, "400 Bad Request", b"malformed Content-Length\n")
+        body = posted_body(environ, start_response, MAX_BODY)
+        if isinstance(body, Answered):
+            return body
         if not signature_ok(secret, body, environ.get("HTTP_X_HUB_SIGNATURE_256", "")):
             log.warning("github webhook: unsigned or forged delivery from %s refused",
                         loggable(environ.get("REMOTE_ADDR")))
@@ -83,8 +78,3 @@ def webhook_app(svc: Services) -> Callable:
         return _plain(start_response, "202 Accepted", b"recorded\n" if added else b"already recorded\n")
 
     return application
-
-
-def _plain(start_response, status: str, body: bytes, headers=()) -> list[bytes]:
-    start_response(status, [*_TEXT, ("Content-Length", str(len(body))), *headers])
-    return [body]

@@ -3,7 +3,11 @@ deployment gate as Slack and the pipeline API, answers at GitHub's callback URL 
 the App's JWT and installation tokens), and the Slack side in the emulator."""
 from __future__ import annotations
 
+import socket
 from datetime import timedelta
+
+import httpx
+import pytest
 
 from sqlalchemy import func
 from sqlmodel import select
@@ -297,3 +301,18 @@ def test_without_the_github_settings_the_webhook_is_not_served(bot, db):
     answer = deliver(bot, "deployment_protection_rule", {"action": "requested"})  # signed with the secret
     assert answer.status_code == 404 and bot.svc.config.github is None
     assert outbox_rows(db) == 0
+
+
+@pytest.mark.parametrize("path", ["/slack/events", "/github/webhook"])
+def test_both_signed_endpoints_refuse_a_get_an_oversized_body_and_a_bad_length_alike(gh_bot, db, path):
+    url = f"{gh_bot.url}{path}"
+    got = httpx.get(url, timeout=10)
+    assert (got.status_code, got.headers["Allow"], got.text) == (405, "POST", "POST only\n")
+    big = httpx.post(url, content=b"a" * (1024 * 1024 + 1), timeout=10)
+    assert (big.status_code, big.text) == (413, "request body too large\n")
+    with socket.create_connection(("127.0.0.1", gh_bot.server.effective_port), timeout=10) as s:
+        s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 12abc\r\n\r\n".encode())
+        head = s.recv(4096)
+    assert head.startswith(b"HTTP/1.1 400")  # a malformed length is refused, by waitress or by the prologue
+    with Session(db) as session:
+        assert session.scalar(select(func.count()).select_from(Outbox)) == 0

@@ -6,7 +6,8 @@ import hmac
 import io
 import time
 
-from bot.server import read_capped, signed
+from bot.http_prologue import read_capped
+from bot.server import signed
 
 SECRET = b"unit-secret"
 
