@@ -120,6 +120,7 @@ def _nonconformance(d: Decision, who: Deployer, report: Report, policy: Policy) 
             reasons = [exc.message]
     nc = record_unapproved(d, who, report.status, report.detail(), policy)
     untagged(d.session, release, who, report, policy, d.now)
+    reasons += package_missing(d, who, report, policy)  # as for an approved release deployed past the gate
     reasons.append(f"{release.ref} was never approved: a deployment reported for it is a non-conformance "
                    f"(QMS 6.2), recorded as non-conformance {nc.id} and posted to the release channel")
     return Outcome("\n".join(reasons), release, changed=True, refused=True,

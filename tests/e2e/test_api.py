@@ -303,7 +303,9 @@ def test_a_deployment_of_a_never_approved_release_is_a_nonconformance(api_bot, a
     assert r.status_code == 409
     body = r.json()
     with Session(db) as s:
-        [nc] = list(s.exec(select(NonConformance)))
+        nc, *package = list(s.exec(select(NonConformance).order_by(NonConformance.id)))
+    # the package it skipped besides, once each (tests/unit/test_pipeline_reports.py)
+    assert [p.kind for p in package] == ["test_phase_skipped", "documentation_absent"]
     assert body["allowed"] is False and body["nonconformance"] == nc.id
     assert "never approved" in body["reasons"][-1]
     if status == "started":
@@ -311,11 +313,11 @@ def test_a_deployment_of_a_never_approved_release_is_a_nonconformance(api_bot, a
     assert nc.release_id == 1 and nc.kind == "deployment_without_approval"
     assert nc.reported_by == "U0OPS via pipeline:deploy-pipeline"
     assert f"'{status}'" in nc.detail and "commit=deadbeef" in nc.detail
-    [ev] = events(db, "nonconformance")
-    assert ev.actor == "U0OPS via pipeline:deploy-pipeline"
+    assert [ev.actor for ev in events(db, "nonconformance")] == ["U0OPS via pipeline:deploy-pipeline"] * 3
     assert deployments(db) == [] and release(db).state == "pending"
     # posted at once in the release's thread, and in the release channel with the release managers mentioned
-    new = [c for c in api_bot.emulator.calls_to("chat.postMessage")[posts:] if "Non-conformance" in c.args["text"]]
+    new = [c for c in api_bot.emulator.calls_to("chat.postMessage")[posts:]
+           if "Non-conformance" in c.args["text"] and nc.ref in c.args["text"]]
     assert sorted((c.args["channel"], bool(c.args.get("thread_ts"))) for c in new) == [(CHANNEL, False),
                                                                                          (CHANNEL, True)]
     assert "<@U0RM>" in next(c for c in new if not c.args.get("thread_ts")).args["text"]
@@ -508,4 +510,5 @@ def test_a_retried_report_for_an_unapproved_release_is_one_nonconformance(api_bo
     assert first.status_code == again.status_code == 409
     assert first.json()["nonconformance"] == again.json()["nonconformance"]
     with Session(db) as s:
-        assert len(list(s.exec(select(NonConformance)))) == 1
+        kinds = sorted(n.kind for n in s.exec(select(NonConformance)))
+    assert kinds == ["deployment_without_approval", "documentation_absent", "test_phase_skipped"]

@@ -26,7 +26,9 @@ def test_a_report_for_a_never_approved_release_is_a_non_conformance(db, clock, p
     out = unapproved_report(db, clock, policy, rid, "started", who(pipeline="nightly"), checklist=ALL_CHECKED,
                             commit="abc123")
     assert out.refused and not out.data.get("moved")
-    [stored] = nonconformances(db)
+    # the package it skipped is recorded besides (the next test but one): this test is about the graver finding
+    stored, *package = nonconformances(db)
+    assert [n.kind for n in package] == ["test_phase_skipped", "documentation_absent"]
     assert out.data["nonconformance"] == stored.id
     # the gate's own reasons come first (here also the missing package: tests/unit/test_gate_package.py)
     assert [out.data["reasons"][0], out.data["reasons"][-1]] == [f"REL-{rid} is pending, not approved",
@@ -37,15 +39,16 @@ def test_a_report_for_a_never_approved_release_is_a_non_conformance(db, clock, p
     assert (stored.reported_by, stored.at) == (f"{DEPLOYER} via pipeline:nightly", IN_WINDOW)
     assert stored.detail == (f"{DEPLOYER} via pipeline:nightly reported 'started' for REL-{rid} (pending, never "
                              "approved). commit=abc123.")
-    [ev] = events(db, rid, "nonconformance")
+    ev = events(db, rid, "nonconformance")[0]
     assert (ev.actor, ev.at, ev.reason) == (f"{DEPLOYER} via pipeline:nightly", IN_WINDOW, stored.detail)
     # with its register entry (commands.nonconformance): due 5 business days on, in the release's zone (UTC here)
     assert ev.after == {"kind": "deployment_without_approval", "status": "started", "nonconformance": stored.id,
                         "due_at": stored.due_at.isoformat(), "tz": "UTC", "repeat_of": None}
     assert actions(db, rid)[-1] == "nonconformance"  # no deploy_refused besides it: one record of one report
     new = [k for k in outbox_keys(db) if k not in keys0]
-    assert new == [f"note:{rid}:nonconformance:{stored.id}", f"nonconformance:{stored.id}",
-                   *(f"nc-reminder:{stored.id}:{what}" for what in ("nc_soon", "nc_due", "nc_escalation"))]
+    assert new == [key for nc in (stored, *package) for key in (
+        f"note:{rid}:nonconformance:{nc.id}", f"nonconformance:{nc.id}",
+        *(f"nc-reminder:{nc.id}:{what}" for what in ("nc_soon", "nc_due", "nc_escalation")))]
     note = row(db, new[0])
     assert note.kind == "thread_note" and note.stream == f"release:{rid}"
     register = {"nc": stored.ref, "kind": "deployment_without_approval", "due": when(stored.due_at, "UTC"),
@@ -66,11 +69,12 @@ def test_each_unapproved_report_is_its_own_non_conformance_and_a_retry_is_not(db
     b = unapproved_report(db, clock, policy, rid, "succeeded", who())
     again = unapproved_report(db, clock, policy, rid, "succeeded", who())
     assert a.data["nonconformance"] != b.data["nonconformance"] == again.data["nonconformance"]
-    assert [n.detail for n in nonconformances(db)] == [
+    unapproved = [n for n in nonconformances(db) if n.kind == "deployment_without_approval"]
+    assert [n.detail for n in unapproved] == [
         f"{DEPLOYER} reported 'started' for REL-{rid} (pending, never approved).",
         f"{DEPLOYER} reported 'succeeded' for REL-{rid} (pending, never approved).",
     ]
-    assert len(events(db, rid, "nonconformance")) == 2
+    assert len(events(db, rid, "nonconformance")) == 2 + 2  # and the skipped package's two, once each
 
 
 def test_rolled_back_reported_while_stabilising_is_decided_and_restored_in_one_step(db, clock, policy):
@@ -109,3 +113,21 @@ def test_a_finisher_role_slack_could_not_check_is_try_again_not_a_refusal(db, cl
             decide_rollback(db, unsure, rid, "error rate +20%", clock)
     assert snapshot_of_writes(db, rid) == before  # nothing written, nothing audited
     assert release(db, rid).state == "deploying"
+
+
+def test_a_never_approved_production_deployment_also_records_its_missing_package_once(db, clock, policy):
+    # Requirements combine as a union: never approved is the graver finding, and the skipped test phases and
+    # absent documents (QMS 6.2) are each recorded besides it, once per release however often it is reported.
+    rid = new_release(db, clock, policy, **WINDOW)
+    clock.set(IN_WINDOW)
+    first = unapproved_report(db, clock, policy, rid, "started", who(pipeline="ci"), artifact="payments:2.3.1",
+                              commit="abc123")
+    again = unapproved_report(db, clock, policy, rid, "succeeded", who(pipeline="ci"), artifact="payments:2.3.1")
+    kinds = sorted(n.kind for n in nonconformances(db))
+    assert kinds == ["deployment_without_approval", "deployment_without_approval", "documentation_absent",
+                     "test_phase_skipped"]
+    package = [n for n in nonconformances(db) if n.kind != "deployment_without_approval"]
+    for out in (first, again):
+        assert out.data["reasons"][-1].startswith(f"REL-{rid} was never approved")  # still the last word
+        assert [r for r in out.data["reasons"] if r.startswith("NC-")] == [f"{n.ref}: {n.detail}" for n in package]
+    assert all("without passing the gate" in n.detail for n in package)
