@@ -26,9 +26,9 @@ from storage import outbox
 from storage.db import read
 
 from bot.api import api_app
-from bot.http_prologue import Answered, plain as _plain, posted_body
 from bot.delivery import NOT_IN_CHANNEL_CODES
 from bot.feed import feed_app
+from bot.http_prologue import Answered, plain as _plain, posted_body
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ RETRY_BUSY = "5"
 # half-open sockets cannot hold the connection slots; poll() because select() cannot watch more than 1024.
 SERVER_OPTIONS = {"threads": THREADS, "connection_limit": 500, "channel_timeout": 10, "cleanup_interval": 2,
                   "max_request_body_size": SLACK_MAX_BODY, "asyncore_use_poll": True, "ident": "releasebot"}
+
 
 def wsgi_app(app: App, db: Engine, svc: Services) -> Callable:
     # In Socket Mode Slack's requests arrive over the WebSocket (bot/socket_mode.py), so /slack/events is not
