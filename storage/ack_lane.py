@@ -37,7 +37,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as NoConnection
 
-from storage.db import ACK_STATEMENT, ACK_WAIT, canonical_json, is_lock_timeout, Busy
+from storage.db import ACK_STATEMENT, ACK_WAIT, Busy, canonical_json, lock_timeout_is_busy
 
 DEFAULT_SIZE = 16  # bot.config's RELEASEBOT_HTTP_THREADS default: the acks that can be answered at once
 OVERFLOW = 4  # connections past the size, for threads that ack outside the HTTP server (Socket Mode's)
@@ -99,20 +99,17 @@ def put(engine: Engine, values: dict[str, Any], claim_key: Optional[str], now: d
 def _one(engine: Engine, statement: str, params: dict[str, Any]):
     """The first column of the statement's one row, or None. Busy when a lock or the statement's time ran out."""
     pool = lane(engine).engine
-    for attempt in (1, 2):
+    for retry in (True, False):
         try:
-            with pool.connect() as conn:
+            with lock_timeout_is_busy(), pool.connect() as conn:
                 return conn.exec_driver_sql(statement, params).scalar()
         except DBAPIError as exc:
-            if is_lock_timeout(exc):
-                raise Busy(str(exc.orig)) from exc
             # A pooled connection the server closed (a restart) fails before its statement ran: once more,
             # on a new one. SQLAlchemy has dropped every connection of the pool older than this failure.
-            if not exc.connection_invalidated or attempt == 2:
+            if not (retry and exc.connection_invalidated):
                 raise
         except NoConnection as exc:  # every lane connection in use for ACK_WAIT (the pool's timeout)
             raise Busy("no database connection for the ack within its wait") from exc
-    raise AssertionError("unreachable")
 
 
 def _utc(value: datetime) -> datetime:

@@ -257,7 +257,7 @@ def read(engine: Engine) -> Iterator[Session]:
 def ack_write(engine: Engine, wait: float = ACK_WAIT) -> Iterator[Session]:
     """A write that runs before Slack's ack: waits about `wait` seconds (ACK_WAIT) for its locks, then
     raises Busy (rolled back: nothing written). Everything inside commits together, as in `transaction`."""
-    with _lock_timeout_is_busy(), _unit(engine, "ack", _ack_options(wait)) as session:
+    with lock_timeout_is_busy(), _unit(engine, "ack", _ack_options(wait)) as session:
         yield session
 
 
@@ -266,7 +266,7 @@ def ack_rows(engine: Engine, wait: float = ACK_WAIT) -> Iterator[Connection]:
     """`ack_write` on a Core connection, for the one or two rows an ack writes (the replay claim, the inbox
     row) with prebuilt statements: an ORM session and a statement built per call cost an ack about 0.4 ms
     of CPU that those inserts do not need."""
-    with _lock_timeout_is_busy(), engine.connect() as conn:
+    with lock_timeout_is_busy(), engine.connect() as conn:
         conn.execution_options(**{_UNIT: "ack", **_ack_options(wait)})
         with conn.begin():
             yield conn
@@ -277,8 +277,9 @@ def _ack_options(wait: float) -> dict:
 
 
 @contextmanager
-def _lock_timeout_is_busy() -> Iterator[None]:
-    """An ack's write whose lock wait ran out raises Busy (rolled back: nothing written)."""
+def lock_timeout_is_busy() -> Iterator[None]:
+    """An ack's write whose lock wait ran out raises Busy (rolled back: nothing written). Also PostgreSQL's
+    ack lane's (storage.ack_lane), whose statements time out by their connections' own settings."""
     try:
         yield
     except DBAPIError as exc:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
@@ -21,11 +20,10 @@ WINDOW = timedelta(minutes=5)  # Slack's signature window
 KEEP = WINDOW + timedelta(minutes=10)  # + a timestamp up to five minutes ahead, + clock skew
 
 _TABLE = SeenDelivery.__table__
-# Built once (compiled once, SQLAlchemy's cache). ON CONFLICT DO NOTHING: a copy claimed already writes
-# nothing and leaves the caller's transaction usable (a batch of acks' rows goes on: storage.inbox_batch);
-# RETURNING says whether it was inserted (SQLAlchemy keeps no rowcount of an INSERT on PostgreSQL).
-_CLAIM = {dialect: insert(_TABLE).on_conflict_do_nothing(index_elements=["key"]).returning(_TABLE.c.key)
-          for dialect, insert in (("sqlite", sqlite_insert), ("postgresql", pg_insert))}
+# SQLite's claim (PostgreSQL's is storage.ack_lane's statement), built once (compiled once, SQLAlchemy's
+# cache). ON CONFLICT DO NOTHING: a copy claimed already writes nothing and leaves the caller's transaction
+# usable (a batch of acks' rows goes on: storage.inbox_batch); RETURNING says whether it was inserted.
+_CLAIM = sqlite_insert(_TABLE).on_conflict_do_nothing(index_elements=["key"]).returning(_TABLE.c.key)
 
 
 def claim(db: Engine, key: str, now: datetime, wait: float = ACK_WAIT) -> bool:
@@ -45,7 +43,7 @@ def claim(db: Engine, key: str, now: datetime, wait: float = ACK_WAIT) -> bool:
 def claimed(conn: Connection, key: str, now: datetime) -> bool:
     """Claim inside the caller's transaction: True if this took it, False (nothing written) if it was
     taken already."""
-    return conn.execute(_CLAIM[conn.dialect.name], {"key": key, "seen_at": now}).first() is not None
+    return conn.execute(_CLAIM, {"key": key, "seen_at": now}).first() is not None
 
 
 class Claimed(Exception):
