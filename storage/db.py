@@ -21,6 +21,7 @@ import sqlite3
 import threading
 import time
 import logging
+import weakref
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -39,7 +40,7 @@ ACK_STATEMENT = "2s"  # PostgreSQL: no single statement of an ack-path write run
 _UNIT = "releasebot_unit"  # connection execution option: "write" (default), "read" or "ack"
 _WAIT_MS = "releasebot_wait_ms"  # connection execution option: an "ack" unit's lock wait
 _RESET = "releasebot_reset"  # connection info flag: undo this unit's settings when the connection goes back
-_SLICE_MS = 5  # one BEGIN IMMEDIATE's wait inside SQLite while another process holds its write lock
+SLICE_MS = 5  # one BEGIN IMMEDIATE's wait inside SQLite while another process holds its write lock
 _BUSY_SQLSTATES = {"55P03", "57014"}  # lock_not_available, query_canceled (statement_timeout)
 
 
@@ -111,7 +112,7 @@ def _begin_immediate(conn, deadline: float, then_wait_ms: int, gate: WriteGate |
     """BEGIN IMMEDIATE, tried every millisecond or two until `deadline` while another process holds the lock.
 
     SQLite's own busy wait sleeps longer each time (up to 100 ms between tries) and misses a lock that is
-    free for 10 ms, so each try waits only _SLICE_MS inside SQLite (its tries at 1, 3 and 5 ms) and the
+    free for 10 ms, so each try waits only SLICE_MS inside SQLite (its tries at 1, 3 and 5 ms) and the
     next begins at once. Those tries run in SQLite, without the interpreter's lock: when this thread slept
     in Python between tries instead (1 ms each), it needed the interpreter back after every one, and under
     a burst it did not get it for tens of milliseconds while the lock was there to be had.
@@ -120,7 +121,7 @@ def _begin_immediate(conn, deadline: float, then_wait_ms: int, gate: WriteGate |
     gate go first (an ack that waited behind it missed the lock's next free moment, and then the work's own
     transaction, 20 ms of it under a burst)."""
     raw = conn.connection.dbapi_connection
-    raw.execute(f"PRAGMA busy_timeout={_SLICE_MS}")
+    raw.execute(f"PRAGMA busy_timeout={SLICE_MS}")
     try:
         while time.monotonic() < deadline:
             try:
@@ -136,6 +137,25 @@ def _begin_immediate(conn, deadline: float, then_wait_ms: int, gate: WriteGate |
         conn.exec_driver_sql("BEGIN IMMEDIATE")  # the last try: raises SQLAlchemy's OperationalError, as before
     finally:
         raw.execute(f"PRAGMA busy_timeout={then_wait_ms}")
+
+
+def sqlite_settings(dbapi_conn: sqlite3.Connection, *, busy_ms: int) -> None:
+    """Every SQLite connection's, the engine's and the ack lane's (storage.sqlite_lane)."""
+    dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute(f"PRAGMA busy_timeout={busy_ms}")
+    cur.close()
+
+
+_gates: "weakref.WeakKeyDictionary[Engine, WriteGate]" = weakref.WeakKeyDictionary()
+
+
+def gate_of(engine: Engine) -> WriteGate | None:
+    """A SQLite engine's write gate (None for PostgreSQL's, which has none)."""
+    return _gates.get(engine)
 
 
 def canonical_json(value) -> str:
@@ -173,15 +193,9 @@ def make_engine(url: str = DEFAULT_URL, *, pool_size: int = 10) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn, _record):
-            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute(f"PRAGMA busy_timeout={int(LONG_WAIT * 1000)}")
-            cur.close()
+            sqlite_settings(dbapi_conn, busy_ms=int(LONG_WAIT * 1000))
 
-        gate = WriteGate()
+        gate = _gates[engine] = WriteGate()
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn):

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from typing import Any, Callable, Optional
 
 from sqlalchemy.engine import Connection, Engine
 
+from storage import sqlite_lane
 from storage.db import ACK_WAIT, Busy, ack_rows
 from storage.replay import Claimed, claimed
 
@@ -40,12 +42,26 @@ class _Row:
         self.error: Optional[BaseException] = None
 
 
+class _Core:
+    """A batch's statements on the engine's own connection: for a database with no ack lane (in memory)."""
+
+    def __init__(self, conn: Connection, insert_row: Callable[[Connection, dict[str, Any]], int]):
+        self._conn, self._insert_row = conn, insert_row
+
+    def claim(self, key: str, now) -> bool:
+        return claimed(self._conn, key, now)
+
+    def insert(self, values: dict[str, Any]) -> int:
+        return self._insert_row(self._conn, values)
+
+
 class GroupPut:
     """One engine's queue of inbox rows waiting for a transaction, and the row whose thread begins it."""
 
     def __init__(self, engine: Engine, insert_row: Callable[[Connection, dict[str, Any]], int],
                  put_one: Callable[[dict[str, Any], Optional[str], Any], int]):
         self._engine, self._insert_row, self._put_one = engine, insert_row, put_one
+        self._lane = sqlite_lane.lane(engine)
         self._changed = threading.Condition()
         self._queue: list[_Row] = []
         self._leader: Optional[_Row] = None  # the queued row whose thread waits for the lock for them all
@@ -76,13 +92,13 @@ class GroupPut:
         row.done.clear()
         batch: list[_Row] = []
         try:
-            with ack_rows(self._engine, max(0.0, row.deadline - time.monotonic())) as conn:
+            with self._writing(max(0.0, row.deadline - time.monotonic())) as writer:
                 with self._changed:  # the lock is held: every row queued by now goes in this transaction
                     batch, self._queue, self._leader = self._queue, [], None
                     for queued in batch:
                         queued.lead = False
                     self._changed.notify_all()
-                self._write(conn, batch)
+                self._write(writer, batch)
         except BaseException as exc:  # noqa: BLE001 - each row is answered (raised) on its own thread
             if not batch:
                 self._hand_on(row, exc)
@@ -107,12 +123,21 @@ class GroupPut:
             self._changed.notify_all()
         row.done.set()
 
-    def _write(self, conn: Connection, batch: list[_Row]) -> None:
+    @contextmanager
+    def _writing(self, wait: float):
+        if self._lane is not None:
+            with self._lane.writing(wait) as writer:
+                yield writer
+            return
+        with ack_rows(self._engine, wait) as conn:
+            yield _Core(conn, self._insert_row)
+
+    def _write(self, writer, batch: list[_Row]) -> None:
         for row in batch:
-            if row.claim is not None and not claimed(conn, row.claim, row.now):
+            if row.claim is not None and not writer.claim(row.claim, row.now):
                 row.error = Claimed(row.claim)
                 continue
-            row.row_id = self._insert_row(conn, row.values)
+            row.row_id = writer.insert(row.values)
 
     def _each_alone(self, batch: list[_Row]) -> None:
         """One row's failure (rolled back with the batch) must not become the others': each is tried alone."""

@@ -12,7 +12,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
-from storage import ack_lane
+from storage import ack_lane, sqlite_lane
 from storage.db import ACK_WAIT, ack_rows, ack_write, is_postgres, read, transaction
 from storage.models import SeenDelivery
 
@@ -36,6 +36,10 @@ def claim(db: Engine, key: str, now: datetime, wait: float = ACK_WAIT) -> bool:
     says: there it waits only for a copy of the same delivery in flight or a schema change."""
     if is_postgres(db):
         return ack_lane.claim(db, key, now)
+    lane = sqlite_lane.lane(db)
+    if lane is not None:
+        with lane.writing(wait) as writer:
+            return writer.claim(key, now)
     with ack_rows(db, wait) as conn:
         return claimed(conn, key, now)
 

@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from bot.replay import BUSY
 from held_locks import writer_holds_the_database
 from slack_client import Recorder
-from storage import ack_lane
+from storage import ack_lane, sqlite_lane
 from storage.models import InboxRow, Release, SeenDelivery
 
 LINE = ('request service=payments version=2.3.1 type=minor flags=feature start="2026-12-01 14:00" tz=Europe/London '
@@ -22,7 +22,8 @@ LINE = ('request service=payments version=2.3.1 type=minor flags=feature start="
 @contextmanager
 def ack_writes(db):
     """The transactions begun on the HTTP threads (the ack path) while inside: "ack" for an ack-path write
-    (storage.db.ack_write, or on PostgreSQL one statement on the ack lane: storage.ack_lane, autocommit),
+    (storage.db.ack_write; on SQLite a transaction of its ack lane, storage.sqlite_lane; on PostgreSQL one
+    statement on the ack lane: storage.ack_lane, autocommit),
     "read" for a read, "write" for any other."""
     begun: list[str] = []
 
@@ -35,15 +36,20 @@ def ack_writes(db):
             begun.append("ack")
 
     lane = ack_lane.lane(db).engine if db.dialect.name == "postgresql" else None
+    sqlite = sqlite_lane.lane(db) if lane is None else None
     event.listen(db, "begin", on_begin)
     if lane is not None:
         event.listen(lane, "before_cursor_execute", on_lane)
+    if sqlite is not None:
+        sqlite.on_begin.append(on_lane)
     try:
         yield begun
     finally:
         event.remove(db, "begin", on_begin)
         if lane is not None:
             event.remove(lane, "before_cursor_execute", on_lane)
+        if sqlite is not None:
+            sqlite.on_begin.remove(on_lane)
 
 
 def count(db, model) -> int:

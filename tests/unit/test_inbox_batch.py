@@ -12,7 +12,7 @@ from sqlalchemy import event
 from sqlmodel import Session, select
 
 from held_locks import writer_holds_the_database
-from storage import inbox
+from storage import inbox, sqlite_lane
 from storage.db import Busy
 from storage.models import InboxRow, SeenDelivery
 from storage.replay import Claimed
@@ -27,8 +27,12 @@ def put(db, claim):
 
 
 def transactions(db) -> list[str]:
+    """The transactions begun from now on: the engine's by their unit, and the SQLite ack lane's as "ack"."""
     begun: list[str] = []
     event.listen(db, "begin", lambda conn: begun.append(conn.get_execution_options().get("releasebot_unit")))
+    lane = sqlite_lane.lane(db)
+    if lane is not None:
+        lane.on_begin.append(lambda: begun.append("ack"))
     return begun
 
 
