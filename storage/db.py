@@ -279,7 +279,8 @@ def ack_write(engine: Engine, wait: float = ACK_WAIT) -> Iterator[Session]:
 def ack_rows(engine: Engine, wait: float = ACK_WAIT) -> Iterator[Connection]:
     """`ack_write` on a Core connection, for the one or two rows an ack writes (the replay claim, the inbox
     row) with prebuilt statements: an ORM session and a statement built per call cost an ack about 0.4 ms
-    of CPU that those inserts do not need."""
+    of CPU that those inserts do not need. On a SQLite file acks write through its ack lane instead
+    (storage.sqlite_lane); this is for a database in memory, and for a batch's rows tried one by one."""
     with lock_timeout_is_busy(), engine.connect() as conn:
         conn.execution_options(**{_UNIT: "ack", **_ack_options(wait)})
         with conn.begin():

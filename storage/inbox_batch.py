@@ -8,7 +8,9 @@ free between two of them. Here the rows of acks that arrive while the lock is
 being waited for go together: the first of them waits at the write gate (as an ack,
 so after-ack work waiting there goes after it) and, once it holds the lock, takes
 every row queued by then. One BEGIN IMMEDIATE, one commit, each row committed
-before its ack is answered, as before. SQLite's alone: on PostgreSQL an ack's
+before its ack is answered, as before. The transaction is the ack lane's
+(storage.sqlite_lane: sqlite3 connections kept for acks, no SQLAlchemy between),
+or the engine's own for a database in memory. SQLite's alone: on PostgreSQL an ack's
 rows are one autocommit statement that waits for no other writer
 (storage.ack_lane), so there is nothing to share.
 
