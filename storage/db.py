@@ -124,12 +124,8 @@ def _begin_immediate(conn, deadline: float, then_wait_ms: int, gate: WriteGate |
     raw.execute(f"PRAGMA busy_timeout={SLICE_MS}")
     try:
         while time.monotonic() < deadline:
-            try:
-                raw.execute("BEGIN IMMEDIATE")
+            if began_immediate(raw):
                 return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
             if gate is not None and not gate.step_aside(raw, deadline - time.monotonic()):
                 log.warning("a write waited past its deadline for this process's acks; trying the lock itself")
                 gate = None
@@ -137,6 +133,18 @@ def _begin_immediate(conn, deadline: float, then_wait_ms: int, gate: WriteGate |
         conn.exec_driver_sql("BEGIN IMMEDIATE")  # the last try: raises SQLAlchemy's OperationalError, as before
     finally:
         raw.execute(f"PRAGMA busy_timeout={then_wait_ms}")
+
+
+def began_immediate(raw: sqlite3.Connection) -> bool:
+    """One BEGIN IMMEDIATE, waiting inside SQLite as long as the connection's busy timeout: False when
+    another connection held the write lock all that time."""
+    try:
+        raw.execute("BEGIN IMMEDIATE")
+        return True
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            raise
+        return False
 
 
 def sqlite_settings(dbapi_conn: sqlite3.Connection, *, busy_ms: int) -> None:

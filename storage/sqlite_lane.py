@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator, Optional
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from storage.db import ACK_WAIT, SLICE_MS, Busy, WriteGate, gate_of, sqlite_settings
+from storage.db import ACK_WAIT, SLICE_MS, Busy, WriteGate, began_immediate, gate_of, sqlite_settings
 from storage.models import InboxRow, SeenDelivery
 
 _INBOX = ("kind", "stream", "body", "context", "received_at", "attempts")
@@ -121,13 +121,7 @@ class Lane:
 def _begin_immediate(conn: sqlite3.Connection, deadline: float) -> None:
     """BEGIN IMMEDIATE, tried again at once after each of SQLite's short waits (SLICE_MS: it misses no free
     moment of a lock another process holds), until `deadline`; Busy then. At least one try."""
-    while True:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise
+    while not began_immediate(conn):
         if time.monotonic() >= deadline:
             raise Busy("the database was locked past the ack's wait")
 
