@@ -37,9 +37,6 @@ _claimable = and_(_t.c.done_at.is_(None), or_(_t.c.claimed_until.is_(None), _t.c
 _in_order = or_(_t.c.stream.is_(None),
                 ~exists().where(and_(_earlier.c.stream == _t.c.stream, _earlier.c.id < _t.c.id,
                                      _earlier.c.done_at.is_(None))))
-_CLAIM = (update(_t).where(_t.c.id == bindparam("row_id"), _claimable)
-          .values(claimed_until=bindparam("lease_until", type_=UTCDateTime()), claim_token=bindparam("token"),
-                  attempts=_t.c.attempts + 1))
 _PUT = insert(_t)  # built once (SQLAlchemy compiles it once); put passes the values
 _DONE = (update(_t).where(_t.c.id == bindparam("row_id"), _t.c.claim_token == bindparam("token"))
          .values(done_at=bindparam("at", type_=UTCDateTime()), claimed_until=None, result=bindparam("outcome")))
@@ -97,17 +94,17 @@ def claim(engine: Engine, now: datetime, lease: timedelta = LEASE, *, row_id: Op
         query = query.where(_t.c.id == row_id)
     if stream is not None:
         query = query.where(_t.c.stream == stream)
-    query = query.order_by(_t.c.id).limit(1)
+    query = query.order_by(_t.c.id).limit(1).correlate(None)  # its own `inbox`, not the UPDATE's
     if is_postgres(engine):
         query = query.with_for_update(skip_locked=True, of=_t)
+    # One statement finds the row, claims it and reads it back: a worker's claim was a SELECT, an UPDATE and
+    # a SELECT of the row, and under a burst the workers' round trips share the two cores with the acks.
+    # The UPDATE checks the row is still claimable (on SQLite the write lock already serialises claims).
+    statement = (update(InboxRow).where(_t.c.id == query.scalar_subquery(), _claimable)
+                 .values(claimed_until=now + lease, claim_token=token, attempts=_t.c.attempts + 1)
+                 .returning(InboxRow).execution_options(synchronize_session=False))
     with transaction(engine) as session:
-        found = session.execute(query, {"now": now}).scalar()
-        if found is None:
-            return None
-        if session.execute(_CLAIM, {"row_id": found, "now": now, "lease_until": now + lease,
-                                    "token": token}).rowcount != 1:
-            return None
-        return session.get(InboxRow, found)
+        return session.scalars(statement, {"now": now}).first()
 
 
 def finish(engine: Engine, row: InboxRow, now: datetime, result: str = "done") -> bool:

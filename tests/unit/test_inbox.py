@@ -1,6 +1,8 @@
 """The inbox's claims (storage.inbox) and the worker pool's size (RELEASEBOT_WORKERS)."""
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -46,6 +48,26 @@ def test_one_persons_rows_are_applied_in_order_and_others_go_on(db):
     inbox.finish(db, first, START)
     assert inbox.waiting(db, START) == 1
     assert inbox.claim(db, START, LEASE, stream="user:A").id == a2
+
+
+def test_workers_claiming_at_once_each_get_a_different_row_read_back_as_claimed(db):
+    ids = {put(db) for _ in range(24)}
+    gate = threading.Barrier(8)
+
+    def worker():
+        gate.wait()
+        mine = []
+        while (row := inbox.claim(db, START, LEASE)) is not None:
+            mine.append(row)
+        return mine
+
+    with ThreadPoolExecutor(8) as pool:
+        claimed = [row for rows in pool.map(lambda _: worker(), range(8)) for row in rows]
+    assert sorted(r.id for r in claimed) == sorted(ids)  # every row once, none twice
+    assert {(r.attempts, r.claimed_until, r.kind, r.body["type"]) for r in claimed} == {
+        (1, START + LEASE, "go", "block_actions")}
+    assert len({r.claim_token for r in claimed}) == len(ids)
+    assert all(inbox.finish(db, r, START) for r in claimed)  # each token is the one stored
 
 
 def test_done_rows_are_pruned_after_a_day(db):
