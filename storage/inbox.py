@@ -81,7 +81,7 @@ def _group(engine: Engine) -> GroupPut:
         group = _groups.get(engine)
         if group is None:
             group = _groups[engine] = GroupPut(
-                engine, _insert_row, lambda values, claim, now: _put_one(engine, values, claim, now))
+                engine, lambda values, claim, now: _put_one(engine, values, claim, now))
         return group
 
 

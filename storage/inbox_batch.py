@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import threading
 import time
-from contextlib import contextmanager
 from typing import Any, Callable, Optional
 
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from storage import sqlite_lane
-from storage.db import ACK_WAIT, Busy, ack_rows
-from storage.replay import Claimed, claimed
+from storage.db import ACK_WAIT, Busy
+from storage.replay import Claimed
 
 
 class _Row:
@@ -44,26 +43,11 @@ class _Row:
         self.error: Optional[BaseException] = None
 
 
-class _Core:
-    """A batch's statements on the engine's own connection: for a database with no ack lane (in memory)."""
-
-    def __init__(self, conn: Connection, insert_row: Callable[[Connection, dict[str, Any]], int]):
-        self._conn, self._insert_row = conn, insert_row
-
-    def claim(self, key: str, now) -> bool:
-        return claimed(self._conn, key, now)
-
-    def insert(self, values: dict[str, Any]) -> int:
-        return self._insert_row(self._conn, values)
-
-
 class GroupPut:
     """One engine's queue of inbox rows waiting for a transaction, and the row whose thread begins it."""
 
-    def __init__(self, engine: Engine, insert_row: Callable[[Connection, dict[str, Any]], int],
-                 put_one: Callable[[dict[str, Any], Optional[str], Any], int]):
-        self._engine, self._insert_row, self._put_one = engine, insert_row, put_one
-        self._lane = sqlite_lane.lane(engine)
+    def __init__(self, engine: Engine, put_one: Callable[[dict[str, Any], Optional[str], Any], int]):
+        self._engine, self._put_one = engine, put_one
         self._changed = threading.Condition()
         self._queue: list[_Row] = []
         self._leader: Optional[_Row] = None  # the queued row whose thread waits for the lock for them all
@@ -94,7 +78,7 @@ class GroupPut:
         row.done.clear()
         batch: list[_Row] = []
         try:
-            with self._writing(max(0.0, row.deadline - time.monotonic())) as writer:
+            with sqlite_lane.writing(self._engine, max(0.0, row.deadline - time.monotonic())) as writer:
                 with self._changed:  # the lock is held: every row queued by now goes in this transaction
                     batch, self._queue, self._leader = self._queue, [], None
                     for queued in batch:
@@ -125,16 +109,7 @@ class GroupPut:
             self._changed.notify_all()
         row.done.set()
 
-    @contextmanager
-    def _writing(self, wait: float):
-        if self._lane is not None:
-            with self._lane.writing(wait) as writer:
-                yield writer
-            return
-        with ack_rows(self._engine, wait) as conn:
-            yield _Core(conn, self._insert_row)
-
-    def _write(self, writer, batch: list[_Row]) -> None:
+    def _write(self, writer: sqlite_lane.Writer, batch: list[_Row]) -> None:
         for row in batch:
             if row.claim is not None and not writer.claim(row.claim, row.now):
                 row.error = Claimed(row.claim)

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from storage import ack_lane, sqlite_lane
-from storage.db import ACK_WAIT, ack_rows, ack_write, is_postgres, read, transaction
+from storage.db import ACK_WAIT, ack_write, is_postgres, read, transaction
 from storage.models import SeenDelivery
 
 WINDOW = timedelta(minutes=5)  # Slack's signature window
@@ -36,12 +36,8 @@ def claim(db: Engine, key: str, now: datetime, wait: float = ACK_WAIT) -> bool:
     says: there it waits only for a copy of the same delivery in flight or a schema change."""
     if is_postgres(db):
         return ack_lane.claim(db, key, now)
-    lane = sqlite_lane.lane(db)
-    if lane is not None:
-        with lane.writing(wait) as writer:
-            return writer.claim(key, now)
-    with ack_rows(db, wait) as conn:
-        return claimed(conn, key, now)
+    with sqlite_lane.writing(db, wait) as writer:
+        return writer.claim(key, now)
 
 
 def claimed(conn: Connection, key: str, now: datetime) -> bool:

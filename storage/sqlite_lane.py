@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator, Optional
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from storage.db import ACK_WAIT, SLICE_MS, Busy, WriteGate, began_immediate, gate_of, sqlite_settings
+from storage.db import ACK_WAIT, SLICE_MS, Busy, WriteGate, ack_rows, began_immediate, gate_of, sqlite_settings
 from storage.models import InboxRow, SeenDelivery
 
 _INBOX = ("kind", "stream", "body", "context", "received_at", "attempts")
@@ -62,8 +62,7 @@ class Lane:
         self._lock = threading.Lock()
         self._generation = 0  # bumped when the engine is disposed: connections out then are closed on return
         self.on_begin: list[Callable[[], None]] = []  # for tests: told of each transaction the lane begins
-        self._encode = {name: _processor(col.type, engine.dialect) for name, col in
-                        [*InboxRow.__table__.c.items(), *SeenDelivery.__table__.c.items()]}
+        self._encode = encoders(engine)
 
     @contextmanager
     def writing(self, wait: float = ACK_WAIT) -> Iterator[Writer]:
@@ -126,6 +125,12 @@ def _begin_immediate(conn: sqlite3.Connection, deadline: float) -> None:
             raise Busy("the database was locked past the ack's wait")
 
 
+def encoders(engine: Engine) -> dict[str, Callable[[Any], Any]]:
+    """The inbox's and the replay claims' columns, each as SQLAlchemy binds it on this engine."""
+    return {name: _processor(col.type, engine.dialect) for name, col in
+            [*InboxRow.__table__.c.items(), *SeenDelivery.__table__.c.items()]}
+
+
 def _processor(type_, dialect) -> Callable[[Any], Any]:
     process = type_.dialect_impl(dialect).bind_processor(dialect)  # the dialect's type, as SQLAlchemy binds it
     return process if process is not None else (lambda value: value)
@@ -149,3 +154,16 @@ def lane(engine: Engine) -> Optional[Lane]:
             event.listen(engine, "engine_disposed", lambda _engine, found=found: found.close())
         _lanes[engine] = found
         return found
+
+
+@contextmanager
+def writing(engine: Engine, wait: float = ACK_WAIT) -> Iterator[Writer]:
+    """An ack's transaction for its claim and rows: on `engine`'s lane, or for a database in memory on the
+    engine's own connection (storage.db.ack_rows), with the same statements. Busy as Lane.writing."""
+    found = lane(engine)
+    if found is not None:
+        with found.writing(wait) as writer:
+            yield writer
+        return
+    with ack_rows(engine, wait) as conn:
+        yield Writer(conn.connection.dbapi_connection, encoders(engine))
